@@ -1,0 +1,64 @@
+/**
+ * One list of error codes for the whole project: HTTP bodies, SDK exceptions,
+ * logs and the Raft core's results all use these strings (DESIGN.md, decision 10).
+ */
+export const ErrorCode = {
+  INVALID_REQUEST: 'INVALID_REQUEST',
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  FORBIDDEN: 'FORBIDDEN',
+  UNKNOWN_TOPIC: 'UNKNOWN_TOPIC',
+  UNKNOWN_PARTITION: 'UNKNOWN_PARTITION',
+  TOPIC_EXISTS: 'TOPIC_EXISTS',
+  TOO_LARGE: 'TOO_LARGE',
+  OFFSET_OUT_OF_RANGE: 'OFFSET_OUT_OF_RANGE',
+  NOT_LEADER: 'NOT_LEADER',
+  NO_QUORUM: 'NO_QUORUM',
+  TIMEOUT: 'TIMEOUT',
+  OUT_OF_ORDER_SEQUENCE: 'OUT_OF_ORDER_SEQUENCE',
+  /** The Raft core refused a proposal it cannot take now (transfer under way, too much uncommitted). */
+  PROPOSAL_DROPPED: 'PROPOSAL_DROPPED',
+  /** A membership change was refused (one already pending, unknown member, would leave no voter). */
+  CONF_CHANGE_REFUSED: 'CONF_CHANGE_REFUSED',
+  /** Storage: the data directory or a file in it cannot be used. */
+  STORAGE_UNUSABLE: 'STORAGE_UNUSABLE',
+  /** Storage: checksums failed before the tail; the range must be refetched. */
+  STORAGE_CORRUPT: 'STORAGE_CORRUPT',
+  /** Storage: another process holds the directory lock. */
+  STORAGE_LOCKED: 'STORAGE_LOCKED',
+  /** Storage: the disk is full (ENOSPC). */
+  STORAGE_FULL: 'STORAGE_FULL',
+  /** Storage: the log is read-only (after damage) or closed. */
+  STORAGE_READ_ONLY: 'STORAGE_READ_ONLY',
+  INTERNAL: 'INTERNAL',
+} as const
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
+
+/** Codes a client may retry after a moment (a new leader, a healed quorum). */
+const retriableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.NOT_LEADER,
+  ErrorCode.NO_QUORUM,
+  ErrorCode.TIMEOUT,
+  ErrorCode.PROPOSAL_DROPPED,
+])
+
+/** An operating error: expected, handled, reported with a code. */
+export class RillError extends Error {
+  override name = 'RillError'
+  readonly code: ErrorCode
+  readonly retriable: boolean
+  /** Extra fields for the error body (leader hint, damaged range, ...). */
+  readonly details: Readonly<Record<string, unknown>>
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    this.retriable = retriableCodes.has(code)
+    this.details = options.details ?? {}
+  }
+}
+
+/** True if `error` is a RillError with `code`. */
+export function isRillError(error: unknown, code?: ErrorCode): error is RillError {
+  return error instanceof RillError && (code === undefined || error.code === code)
+}

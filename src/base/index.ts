@@ -1,0 +1,6 @@
+export { assert, unreachable, AssertionError } from './assert.ts'
+export { ErrorCode, RillError, isRillError } from './errors.ts'
+export type { Random } from './random.ts'
+export { SeededRandom } from './random.ts'
+export type { Clock } from './clock.ts'
+export { systemClock } from './clock.ts'
