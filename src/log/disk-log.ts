@@ -1,0 +1,857 @@
+/**
+ * A partition log on disk (`sync` and `async` modes): a directory of
+ * segments plus two small atomically replaced files.
+ *
+ *   logs/<name>/00000000000000000001.seg   entries 1..k      (sealed, + .idx)
+ *               0000000000000000000k+1.seg entries k+1..     (active)
+ *               state                      hard state {term, vote, commit}
+ *               start                      compaction point {index, term}
+ *
+ * Appends are written to the active segment's page cache synchronously, in
+ * call order (io.ts says why); a `sync` log then hands a WAL record to the
+ * store's shared WAL and resolves when the WAL's group fsync covers it; an
+ * `async` log resolves at once and the store fsyncs it on an interval.
+ *
+ * Crash recovery at open. The store keeps, per log, a durable mark: the
+ * (segment, length) known fsynced. Bytes before the mark must be intact: a
+ * bad entry there is damage (bit rot, a lost write), and the log opens
+ * read-only up to it with a DamageReport naming file, position and the
+ * index range to refetch. Bytes after the mark were not yet fsynced, so a
+ * bad entry there is a torn write: the segment is cut back to the last good
+ * entry (and a sync log gets the rest back from the WAL). Truncating below
+ * the mark lowers the mark durably first, so that a power loss cannot make
+ * rewritten bytes look like damage.
+ *
+ * Mutations (append, truncate, compact, retention, close) run one at a time
+ * through `#serial`; reads run concurrently and are fenced from truncation:
+ * a segment's fd is closed or cut only after its in-flight reads drain.
+ */
+import fs from 'node:fs'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { ErrorCode, RillError, assert } from '../base/index.ts'
+import { appendEntriesMax, assertAppend, checkReadStart, termOutOfRange } from './checks.ts'
+import {
+  decodeEntryHeader,
+  encodeEntry,
+  encodeWalRecordHeader,
+  entryChecksumHolds,
+  entryFromHeader,
+  entryHeaderBytes,
+  fileHeaderBytes,
+  WalRecordKind,
+  type EntryHeader,
+  type EntryToAppend,
+  type HardState,
+  type LogEntry,
+  type SnapshotMeta,
+} from './format.ts'
+import { readAt, storageError, writeAllSync, writeFileAtomic, fsyncDir, type LogIo } from './io.ts'
+import type { LogMetrics } from './metrics.ts'
+import { Segment, parseSegmentFileName, scanSegment } from './segment.ts'
+import type { DamageReport, OpenLogOptions, PartitionLog, RetentionResult } from './types.ts'
+import type { Wal } from './wal.ts'
+
+/** Default segment size. */
+export const segmentBytesDefault = 128 * 1024 * 1024
+/** Smallest segment size accepted (tests use small segments to exercise rolling). */
+export const segmentBytesMin = 1024
+/** Default bytes between sparse-index points. */
+export const indexIntervalBytesDefault = 64 * 1024
+/** Default fsync interval of `async` logs. */
+export const flushIntervalMsDefault = 100
+/** Largest read chunk: a read asks the OS for at most this much at once. */
+const readChunkBytesMax = 8 * 1024 * 1024
+/** Smallest read chunk. */
+const readChunkBytesMin = 64 * 1024
+
+/** Where a log is known durable: everything before `bytes` of segment `segmentBase`, and all earlier segments. */
+export interface Mark {
+  readonly segmentBase: number
+  readonly bytes: number
+}
+
+/** What a DiskLog needs from its store. */
+export interface LogStoreContext {
+  readonly io: LogIo
+  readonly logger: Logger
+  readonly metrics: LogMetrics
+  /** The shared WAL (sync logs). */
+  readonly wal: Wal | undefined
+  /** The durable mark recorded for a log. */
+  markOf(name: string): Mark | undefined
+  /** Records a lower mark durably before the log cuts below its old one. */
+  lowerMark(name: string, mark: Mark): Promise<void>
+  /** Records a log's flushed mark (written with the next marks file). */
+  flushed(name: string, mark: Mark): Promise<void>
+  /** The log closed. */
+  closed(log: DiskLog): void
+}
+
+/** What a flush (fsync of a log's dirty segments) will make durable. */
+export interface FlushPlan {
+  readonly mark: Mark
+  readonly epoch: number
+  run(): Promise<void>
+}
+
+/** fsync with metrics. */
+export async function timedSync(ctx: { io: LogIo; metrics: LogMetrics }, kind: string, fn: () => Promise<void>): Promise<void> {
+  const stop = ctx.metrics.fsyncSeconds.startTimer({ kind })
+  await fn()
+  stop()
+  ctx.metrics.fsyncs.inc({ kind })
+}
+
+const hardStateZero: HardState = { term: 0, vote: 0, commit: 0 }
+const startZero: SnapshotMeta = { index: 0, term: 0 }
+
+function readJson<T>(path: string, check: (v: Record<string, unknown>) => boolean): T | undefined {
+  let text: string
+  try {
+    text = fs.readFileSync(path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw storageError(error, path)
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    value = undefined
+  }
+  if (typeof value !== 'object' || value === null || !check(value as Record<string, unknown>)) {
+    throw new RillError(ErrorCode.STORAGE_UNUSABLE, `${path}: unreadable (${JSON.stringify(text.slice(0, 80))})`, { details: { file: path } })
+  }
+  return value as T
+}
+
+const isCount = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+
+/** A sync or async partition log in one directory. */
+export class DiskLog implements PartitionLog {
+  readonly name: string
+  readonly mode: 'sync' | 'async'
+  readonly dir: string
+  readonly flushIntervalMs: number
+  #damage: DamageReport | undefined
+  readonly #ctx: LogStoreContext
+  readonly #nameBytes: Buffer
+  readonly #segmentBytesMax: number
+  readonly #indexIntervalBytes: number
+  readonly #retentionMs: number
+  readonly #retentionBytes: number
+  #segments: Segment[] = []
+  #start: SnapshotMeta = startZero
+  #hardState: HardState = hardStateZero
+  #hardStateChain: Promise<void> = Promise.resolve()
+  #hardStateWritten: HardState = hardStateZero
+  #serial: Promise<unknown> = Promise.resolve()
+  #closed = false
+  /** Set when a write failed half-way in a way the log cannot undo: it refuses writes until reopened. */
+  #failed: RillError | undefined
+  #dirDirty = false
+  #mark: Mark | undefined
+  /** Bumped when the log cuts below its mark: a flush planned before must not raise the mark again. */
+  #markEpoch = 0
+  /** Bumped by every truncation; a read that overlaps one re-checks what it returns. */
+  #truncations = 0
+  /** When the log was last fsynced (for the async flusher), ms. */
+  lastFlushMs = 0
+
+  private constructor(ctx: LogStoreContext, dir: string, options: OpenLogOptions) {
+    assert(options.mode === 'sync' || options.mode === 'async', () => `DiskLog mode ${options.mode}`)
+    this.#ctx = ctx
+    this.name = options.name
+    this.mode = options.mode
+    this.dir = dir
+    this.#nameBytes = Buffer.from(options.name, 'utf8')
+    this.#segmentBytesMax = Math.max(segmentBytesMin, options.segmentBytesMax ?? segmentBytesDefault)
+    this.#indexIntervalBytes = options.indexIntervalBytes ?? indexIntervalBytesDefault
+    this.flushIntervalMs = options.flushIntervalMs ?? flushIntervalMsDefault
+    this.#retentionMs = options.retentionMs ?? Infinity
+    this.#retentionBytes = options.retentionBytes ?? Infinity
+    assert(this.#indexIntervalBytes > 0 && this.flushIntervalMs > 0, 'log options: intervals must be positive')
+  }
+
+  /** Opens (creating if needed) the log in `dir`, recovering from a crash. */
+  static open(ctx: LogStoreContext, dir: string, options: OpenLogOptions): DiskLog {
+    const log = new DiskLog(ctx, dir, options)
+    log.#load()
+    ctx.metrics.openLogs.inc({ mode: log.mode })
+    return log
+  }
+
+  get damage(): DamageReport | undefined {
+    return this.#damage
+  }
+
+  firstIndex(): number {
+    return Math.max(this.#start.index + 1, this.#segments[0]!.baseIndex)
+  }
+
+  lastIndex(): number {
+    return Math.max(this.#active().lastIndex, this.firstIndex() - 1)
+  }
+
+  term(index: number): number {
+    const first = this.firstIndex()
+    if (index === this.#start.index && index === first - 1) return this.#start.term
+    if (index === 0) return 0
+    const seg = this.#segmentOf(index)
+    if (index < first - 1 || index > this.lastIndex() || seg === undefined) throw termOutOfRange(this.name, index, first, this.lastIndex())
+    return seg.termAt(index)
+  }
+
+  hardState(): HardState {
+    return this.#hardState
+  }
+
+  // ---- open and recovery -------------------------------------------------
+
+  #load(): void {
+    fs.mkdirSync(this.dir, { recursive: true })
+    this.#hardState = readJson<HardState>(join(this.dir, 'state'), (v) => isCount(v.term) && isCount(v.vote) && isCount(v.commit)) ?? hardStateZero
+    this.#hardStateWritten = this.#hardState
+    this.#start = readJson<SnapshotMeta>(join(this.dir, 'start'), (v) => isCount(v.index) && isCount(v.term)) ?? startZero
+    this.#mark = this.#ctx.markOf(this.name)
+    const bases = fs
+      .readdirSync(this.dir)
+      .map(parseSegmentFileName)
+      .filter((b): b is number => b !== undefined)
+      .sort((a, b) => a - b)
+    const stats = { scanned: 0, trusted: 0, tornBytes: 0, deleted: 0 }
+    // Segments wholly below the compaction point are garbage (their delete may not have reached the disk).
+    while (bases.length > 1 && bases[1]! <= this.#start.index + 1) this.#removeFile(bases.shift()!, stats)
+    let running = -1
+    for (let i = 0; i < bases.length; i++) {
+      const base = bases[i]!
+      const prev = this.#segments.at(-1)
+      const stop = this.#loadSegment({ base, prev, running, stats, later: bases.slice(i + 1) })
+      if (stop === 'damaged') break
+      if (stop === 'torn') {
+        for (const b of bases.slice(i + 1)) this.#removeFile(b, stats)
+        break
+      }
+      running = this.#segments.at(-1)!.offsetEnd
+    }
+    const active = this.#segments.at(-1)
+    if (active === undefined || active.lastIndex < this.#start.index) this.#resetSegments(this.#start.index + 1)
+    this.#ctx.logger.info(
+      {
+        log: this.name,
+        mode: this.mode,
+        firstIndex: this.firstIndex(),
+        lastIndex: this.lastIndex(),
+        segments: this.#segments.length,
+        segmentsScanned: stats.scanned,
+        segmentsTrusted: stats.trusted,
+        tornBytesDropped: stats.tornBytes,
+        damage: this.#damage,
+      },
+      this.#damage === undefined ? 'log opened' : 'log opened read-only: damage before the tail',
+    )
+  }
+
+  /** Where the untrusted (not known fsynced) part of segment `base` starts. */
+  #tolerantFrom(base: number): number {
+    const mark = this.#mark
+    if (mark === undefined || base > mark.segmentBase) return 0
+    if (base < mark.segmentBase) return Infinity
+    return mark.bytes
+  }
+
+  #loadSegment(o: { base: number; prev: Segment | undefined; running: number; stats: { scanned: number; trusted: number; tornBytes: number; deleted: number }; later: number[] }): 'ok' | 'torn' | 'damaged' {
+    const { base, prev, stats } = o
+    const tolerantFrom = this.#tolerantFrom(base)
+    const expect = prev === undefined ? base : prev.lastIndex + 1
+    if (base !== expect) {
+      return this.#recoveryFailure({ path: join(this.dir, `${base}`), position: 0, reason: `segment starts at ${base}, expected ${expect}`, tolerantFrom, prev, later: [base, ...o.later] })
+    }
+    let seg: Segment
+    try {
+      seg = Segment.open({ dir: this.dir, baseIndex: base, indexIntervalBytes: this.#indexIntervalBytes })
+    } catch (error) {
+      if (error instanceof RillError && error.code === ErrorCode.STORAGE_CORRUPT && tolerantFrom < fileHeaderBytes) {
+        this.#removeFile(base, stats)
+        return 'torn'
+      }
+      throw error
+    }
+    const fileBytes = seg.fileBytes()
+    if (fileBytes <= tolerantFrom && seg.tryLoadIndexFile()) {
+      stats.trusted++
+      this.#segments.push(seg)
+      return 'ok'
+    }
+    stats.scanned++
+    seg.offsetEnd = o.running
+    let running = o.running
+    const result = scanSegment({
+      fd: seg.fd,
+      fileBytes,
+      from: fileHeaderBytes,
+      expectIndex: base,
+      prevTerm: prev?.lastTerm ?? 0,
+      onEntry: (h, position) => {
+        seg.noteEntry(h, position, running)
+        running = seg.offsetEnd
+      },
+    })
+    this.#segments.push(seg)
+    if (result.failure === undefined && (tolerantFrom === Infinity || fileBytes >= tolerantFrom)) return 'ok'
+    if (result.failure === undefined) {
+      // Clean end, but shorter than the durable mark: fsynced bytes are gone.
+      return this.#recoveryFailure({ path: seg.path, position: fileBytes, reason: `file ends at ${fileBytes}, fsynced up to ${tolerantFrom}`, tolerantFrom, prev: seg, later: o.later })
+    }
+    return this.#recoveryFailure({ path: seg.path, position: result.failure.position, reason: result.failure.reason, tolerantFrom, prev: seg, later: o.later, cut: seg })
+  }
+
+  /** A scan stopped early: a torn tail (cut it) or damage (go read-only). */
+  #recoveryFailure(o: { path: string; position: number; reason: string; tolerantFrom: number; prev: Segment | undefined; later: number[]; cut?: Segment }): 'torn' | 'damaged' {
+    if (o.position >= o.tolerantFrom) {
+      if (o.cut !== undefined) {
+        const dropped = o.cut.fileBytes() - o.position
+        this.#ctx.io.ftruncateSync(o.cut.fd, o.position)
+        o.cut.dirty = true
+        this.#ctx.logger.warn({ log: this.name, file: o.path, position: o.position, bytesDropped: dropped, reason: o.reason }, 'recovery: torn tail cut back to the last whole entry')
+      }
+      return 'torn'
+    }
+    const indexFirst = (o.prev?.lastIndex ?? this.#start.index) + 1
+    const indexLast = Math.max(indexFirst, ...o.later.map((b) => b - 1), this.#lastIndexIn(o.later.at(-1)))
+    this.#damage = { file: o.path, position: o.position, reason: o.reason, indexFirst, indexLast }
+    this.#ctx.logger.error({ log: this.name, ...this.#damage }, 'recovery: damage before the tail; log is read-only up to it')
+    return 'damaged'
+  }
+
+  /** Last index in a segment file we will not load (for a damage report); 0 if unknown. */
+  #lastIndexIn(base: number | undefined): number {
+    if (base === undefined) return 0
+    try {
+      const seg = Segment.open({ dir: this.dir, baseIndex: base, indexIntervalBytes: this.#indexIntervalBytes })
+      try {
+        return scanSegment({ fd: seg.fd, fileBytes: seg.fileBytes(), from: fileHeaderBytes, expectIndex: base, prevTerm: 0, onEntry: () => {} }).lastIndex
+      } finally {
+        fs.closeSync(seg.fd)
+      }
+    } catch {
+      return 0
+    }
+  }
+
+  #removeFile(base: number, stats: { deleted: number }): void {
+    fs.rmSync(join(this.dir, `${String(base).padStart(20, '0')}.seg`), { force: true })
+    fs.rmSync(join(this.dir, `${String(base).padStart(20, '0')}.idx`), { force: true })
+    stats.deleted++
+  }
+
+  /** Drops every segment (closing without waiting: used at open only) and starts empty at `base`. */
+  #resetSegments(base: number): void {
+    for (const seg of this.#segments) {
+      fs.closeSync(seg.fd)
+      this.#removeFile(seg.baseIndex, { deleted: 0 })
+    }
+    this.#segments = [this.#newSegment(base)]
+  }
+
+  #newSegment(base: number): Segment {
+    const io = this.#ctx.io
+    try {
+      const seg = Segment.create({ dir: this.dir, baseIndex: base, indexIntervalBytes: this.#indexIntervalBytes, write: (fd, b) => writeAllSync(io, fd, [b], 0) })
+      this.#dirDirty = true
+      return seg
+    } catch (error) {
+      throw storageError(error, `log ${this.name}: creating segment ${base}`)
+    }
+  }
+
+  // ---- lookups -----------------------------------------------------------
+
+  #active(): Segment {
+    return this.#segments[this.#segments.length - 1]!
+  }
+
+  /** The segment holding `index`, if loaded. */
+  #segmentOf(index: number): Segment | undefined {
+    const segs = this.#segments
+    let lo = 0
+    let hi = segs.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1
+      const s = segs[mid]!
+      if (index < s.baseIndex) hi = mid - 1
+      else if (index > s.lastIndex) lo = mid + 1
+      else return s
+    }
+    return undefined
+  }
+
+  // ---- writes ------------------------------------------------------------
+
+  /** Runs `fn` after every mutation queued before it. */
+  #serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#serial.then(fn, fn)
+    this.#serial = run.catch(() => {})
+    return run
+  }
+
+  #checkWritable(): void {
+    if (this.#closed) throw new RillError(ErrorCode.STORAGE_READ_ONLY, `log ${this.name} is closed`)
+    if (this.#failed !== undefined) throw this.#failed
+    if (this.#damage !== undefined) {
+      throw new RillError(ErrorCode.STORAGE_READ_ONLY, `log ${this.name} is damaged at ${this.#damage.file}:${this.#damage.position}; truncate to ${this.#damage.indexFirst - 1} and refetch`, {
+        details: { ...this.#damage },
+      })
+    }
+  }
+
+  async append(entries: readonly EntryToAppend[]): Promise<void> {
+    this.#checkWritable()
+    const encoded = entries.map(encodeEntry)
+    const durable = await this.#serialize(async () => {
+      this.#checkWritable()
+      assertAppend({ name: this.name, entries, firstIndex: this.firstIndex(), lastIndex: this.lastIndex(), termBefore: (i) => this.term(i) })
+      const bytes = encoded.reduce((n, b) => n + b.length, 0)
+      const wal = this.mode === 'sync' ? this.#ctx.wal : undefined
+      if (wal !== undefined) await wal.waitForRoom(bytes)
+      const first = entries[0]!.index
+      if (first <= this.lastIndex()) await this.#cutAfter(first - 1)
+      this.#writeEntries(entries, encoded)
+      this.#ctx.metrics.appendBytes.inc({ mode: this.mode }, bytes)
+      this.#ctx.metrics.appendEntries.inc({ mode: this.mode }, entries.length)
+      if (wal === undefined) return undefined
+      const header = encodeWalRecordHeader({ kind: WalRecordKind.append, name: this.#nameBytes, payloadBytes: bytes, entryCount: entries.length, index: first })
+      return wal.submit([header, ...encoded])
+    })
+    await durable
+  }
+
+  /** Writes encoded entries to the active segment(s), rolling as needed. Undoes a partial write. */
+  #writeEntries(entries: readonly EntryToAppend[], encoded: readonly Buffer[]): void {
+    let i = 0
+    while (i < entries.length) {
+      let seg = this.#active()
+      if (seg.lastIndex >= seg.baseIndex && seg.bytes + encoded[i]!.length > this.#segmentBytesMax) seg = this.#roll()
+      let j = i
+      let end = seg.bytes
+      while (j < entries.length && (j === i || end + encoded[j]!.length <= this.#segmentBytesMax)) end += encoded[j++]!.length
+      try {
+        writeAllSync(this.#ctx.io, seg.fd, encoded.slice(i, j), seg.bytes)
+      } catch (error) {
+        this.#undoPartialWrite(seg)
+        throw storageError(error, `log ${this.name}: writing ${seg.path}`)
+      }
+      seg.dirty = true
+      for (let k = i; k < j; k++) seg.noteEntry(headerOf(entries[k]!), seg.bytes, seg.offsetEnd)
+      i = j
+    }
+  }
+
+  #undoPartialWrite(seg: Segment): void {
+    try {
+      this.#ctx.io.ftruncateSync(seg.fd, seg.bytes)
+    } catch (error) {
+      this.#failed = storageError(error, `log ${this.name}: undoing a partial write to ${seg.path}; reopen the log`)
+    }
+  }
+
+  /** Seals the active segment and starts the next. */
+  #roll(): Segment {
+    const old = this.#active()
+    const seg = this.#newSegment(old.lastIndex + 1)
+    seg.offsetEnd = old.offsetEnd
+    old.writeIndexFile()
+    this.#segments.push(seg)
+    return seg
+  }
+
+  async truncateAfter(index: number): Promise<void> {
+    if (this.#closed) throw new RillError(ErrorCode.STORAGE_READ_ONLY, `log ${this.name} is closed`)
+    const durable = await this.#serialize(async () => {
+      assert(index >= this.firstIndex() - 1, () => `log ${this.name}: truncate after ${index} below first index ${this.firstIndex()}`)
+      const repairs = this.#damage !== undefined && index < this.#damage.indexFirst
+      if (!repairs) this.#checkWritable()
+      if (index >= this.lastIndex() && !repairs) return undefined
+      await this.#cutAfter(index)
+      if (repairs) this.#repair()
+      const wal = this.mode === 'sync' ? this.#ctx.wal : undefined
+      return wal?.submit([encodeWalRecordHeader({ kind: WalRecordKind.truncate, name: this.#nameBytes, payloadBytes: 0, entryCount: 0, index })])
+    })
+    await durable
+  }
+
+  /** Deletes the damaged part after a truncation at or below it; the log is writable again. */
+  #repair(): void {
+    const damage = this.#damage!
+    const loaded = new Set(this.#segments.map((s) => s.baseIndex))
+    for (const name of fs.readdirSync(this.dir)) {
+      const base = parseSegmentFileName(name)
+      if (base !== undefined && !loaded.has(base) && base > this.#active().baseIndex) this.#removeFile(base, { deleted: 0 })
+    }
+    this.#ctx.io.ftruncateSync(this.#active().fd, this.#active().bytes)
+    this.#damage = undefined
+    this.#ctx.logger.warn({ log: this.name, damage }, 'damaged part dropped; refetch from the leader')
+  }
+
+  /** Drops entries after `index` from memory and disk (within #serial). */
+  async #cutAfter(index: number): Promise<void> {
+    this.#truncations++
+    const keep = index < this.#segments[0]!.baseIndex ? this.#segments[0]! : this.#segmentOf(Math.max(index, this.#segments[0]!.baseIndex))
+    assert(keep !== undefined, () => `log ${this.name}: no segment holds ${index}`)
+    const { position, offsetEnd } = await this.#positionAfter(keep, index)
+    await this.#lowerMarkTo({ segmentBase: keep.baseIndex, bytes: position })
+    const dropped = this.#segments.splice(this.#segments.indexOf(keep) + 1)
+    for (const seg of dropped) {
+      await seg.close()
+      this.#removeFile(seg.baseIndex, { deleted: 0 })
+    }
+    if (position < keep.bytes) {
+      await keep.drain()
+      keep.removeIndexFile()
+      try {
+        this.#ctx.io.ftruncateSync(keep.fd, position)
+      } catch (error) {
+        this.#failed = storageError(error, `log ${this.name}: truncating ${keep.path}; reopen the log`)
+        throw this.#failed
+      }
+      keep.dirty = true
+    }
+    const lastIndex = Math.min(index, keep.lastIndex)
+    const lastTerm = lastIndex >= keep.baseIndex ? keep.termAt(lastIndex) : 0
+    keep.forgetAfter({ lastIndex, lastTerm, position, offsetEnd })
+  }
+
+  /** Position just after entry `index` in `seg` (header end if index < base), and the log's next offset there. */
+  async #positionAfter(seg: Segment, index: number): Promise<{ position: number; offsetEnd: number }> {
+    if (index >= seg.lastIndex) return { position: seg.bytes, offsetEnd: seg.offsetEnd }
+    const segIdx = this.#segments.indexOf(seg)
+    const carry = segIdx > 0 ? this.#segments[segIdx - 1]!.offsetEnd : -1
+    if (index < seg.baseIndex) return { position: fileHeaderBytes, offsetEnd: carry }
+    const point = seg.pointAtOrBefore(index)
+    let offsetEnd = point?.offsetNext ?? carry
+    let found: { position: number; offsetEnd: number } | undefined
+    await this.#walk(seg, point?.position ?? fileHeaderBytes, seg.bytes, false, (h, _position, entryEnd) => {
+      if (h.recordCount > 0) offsetEnd = h.baseOffset + h.recordCount
+      if (h.index !== index) return 'skip'
+      found = { position: entryEnd, offsetEnd }
+      return 'stop'
+    })
+    assert(found !== undefined, () => `log ${this.name}: entry ${index} not found in ${seg.path}`)
+    return found
+  }
+
+  async #lowerMarkTo(mark: Mark): Promise<void> {
+    const old = this.#mark
+    const below = old === undefined || mark.segmentBase < old.segmentBase || (mark.segmentBase === old.segmentBase && mark.bytes < old.bytes)
+    this.#markEpoch++
+    if (old !== undefined && !below) return
+    this.#mark = mark
+    await this.#ctx.lowerMark(this.name, mark)
+  }
+
+  async compact(snapshot: SnapshotMeta): Promise<void> {
+    if (this.#closed) throw new RillError(ErrorCode.STORAGE_READ_ONLY, `log ${this.name} is closed`)
+    const durable = await this.#serialize(async () => {
+      if (snapshot.index <= this.#start.index) return undefined
+      assert(snapshot.index < this.lastIndex() || this.#damage === undefined, () => `log ${this.name}: reset of a damaged log`)
+      await this.#writeAtomic('start', { index: snapshot.index, term: snapshot.term })
+      const reset = snapshot.index >= this.lastIndex()
+      this.#start = { index: snapshot.index, term: snapshot.term }
+      let removed = 0
+      if (reset) {
+        this.#truncations++
+        const old = this.#segments
+        this.#segments = [this.#newSegment(snapshot.index + 1)]
+        for (const seg of old) await this.#deleteSegment(seg)
+        removed = old.length
+      } else {
+        while (this.#segments.length > 1 && this.#segments[0]!.lastIndex <= snapshot.index) {
+          await this.#deleteSegment(this.#segments.shift()!)
+          removed++
+        }
+      }
+      this.#ctx.logger.info({ log: this.name, snapshot, segmentsDeleted: removed, firstIndex: this.firstIndex() }, 'log compacted')
+      const wal = reset && this.mode === 'sync' ? this.#ctx.wal : undefined
+      return wal?.submit([encodeWalRecordHeader({ kind: WalRecordKind.truncate, name: this.#nameBytes, payloadBytes: 0, entryCount: 0, index: snapshot.index })])
+    })
+    await durable
+  }
+
+  async #deleteSegment(seg: Segment): Promise<void> {
+    await seg.close()
+    this.#removeFile(seg.baseIndex, { deleted: 0 })
+  }
+
+  async applyRetention(options: { indexAllowed: number; nowMs: number }): Promise<RetentionResult> {
+    if (this.#closed) throw new RillError(ErrorCode.STORAGE_READ_ONLY, `log ${this.name} is closed`)
+    return this.#serialize(async () => {
+      let total = this.#segments.reduce((n, s) => n + s.bytes, 0)
+      let segmentsDeleted = 0
+      let bytesDeleted = 0
+      while (this.#segments.length > 1) {
+        const seg = this.#segments[0]!
+        if (seg.lastIndex > options.indexAllowed) break
+        const old = seg.timestampMaxMs > 0 && seg.timestampMaxMs < options.nowMs - this.#retentionMs
+        if (!old && total <= this.#retentionBytes) break
+        this.#segments.shift()
+        total -= seg.bytes
+        bytesDeleted += seg.bytes
+        segmentsDeleted++
+        await this.#deleteSegment(seg)
+      }
+      const result = { segmentsDeleted, bytesDeleted, firstIndex: this.firstIndex() }
+      if (segmentsDeleted > 0) this.#ctx.logger.info({ log: this.name, ...result, indexAllowed: options.indexAllowed }, 'retention deleted old segments')
+      return result
+    })
+  }
+
+  async setHardState(state: HardState): Promise<void> {
+    if (this.#closed) throw new RillError(ErrorCode.STORAGE_READ_ONLY, `log ${this.name} is closed`)
+    assert(isCount(state.term) && isCount(state.vote) && isCount(state.commit), () => `log ${this.name}: bad hard state ${JSON.stringify(state)}`)
+    assert(state.term >= this.#hardState.term, () => `log ${this.name}: hard state term ${state.term} below ${this.#hardState.term}`)
+    this.#hardState = { term: state.term, vote: state.vote, commit: state.commit }
+    const run = this.#hardStateChain.then(async () => {
+      const latest = this.#hardState
+      if (latest === this.#hardStateWritten) return // a newer call already wrote it (coalesced)
+      await this.#writeAtomic('state', latest)
+      this.#hardStateWritten = latest
+    })
+    this.#hardStateChain = run.catch(() => {})
+    await run
+  }
+
+  async #writeAtomic(file: string, value: object): Promise<void> {
+    const stop = this.#ctx.metrics.fsyncSeconds.startTimer({ kind: 'state' })
+    try {
+      await writeFileAtomic(this.#ctx.io, join(this.dir, file), Buffer.from(JSON.stringify(value)))
+    } catch (error) {
+      throw storageError(error, `log ${this.name}: writing ${file}`)
+    }
+    stop()
+    this.#ctx.metrics.fsyncs.inc({ kind: 'state' }, 2)
+  }
+
+  // ---- flushing ----------------------------------------------------------
+
+  /** True if something was written since the last flush. */
+  isDirty(): boolean {
+    return this.#dirDirty || this.#segments.some((s) => s.dirty)
+  }
+
+  /**
+   * Plans an fsync of everything written so far: the mark it will make
+   * durable and the work. Called synchronously, so the mark covers exactly
+   * the bytes written before it.
+   */
+  planFlush(): FlushPlan {
+    const active = this.#active()
+    const mark = { segmentBase: active.baseIndex, bytes: active.bytes }
+    const dirty = this.#segments.filter((s) => s.dirty)
+    const dirDirty = this.#dirDirty
+    for (const s of dirty) s.dirty = false
+    this.#dirDirty = false
+    const ctx = this.#ctx
+    return {
+      mark,
+      epoch: this.#markEpoch,
+      run: async () => {
+        try {
+          await Promise.all(dirty.map((s) => s.io(() => timedSync(ctx, 'segment', () => ctx.io.fdatasync(s.fd)))))
+          if (dirDirty) await timedSync(ctx, 'dir', () => fsyncDir(ctx.io, this.dir))
+        } catch (error) {
+          for (const s of dirty) s.dirty = true
+          this.#dirDirty ||= dirDirty
+          throw storageError(error, `log ${this.name}: fsync`)
+        }
+      },
+    }
+  }
+
+  /** After a flush planned at `epoch` is durable: the new mark, unless the log cut below it since. */
+  markFlushed(plan: FlushPlan): boolean {
+    if (plan.epoch !== this.#markEpoch) return false
+    this.#mark = plan.mark
+    return true
+  }
+
+  // ---- reads -------------------------------------------------------------
+
+  async read(options: { indexStart: number; bytesMax: number }): Promise<LogEntry[]> {
+    checkReadStart(this.name, options.indexStart, this.firstIndex())
+    const last = this.lastIndex()
+    if (options.indexStart > last) return []
+    const truncations = this.#truncations
+    const out: LogEntry[] = []
+    let bytes = 0
+    let seg = this.#segmentOf(options.indexStart)
+    let from = seg?.locateIndex(options.indexStart) ?? 0
+    while (seg !== undefined && out.length < appendEntriesMax) {
+      const done = await this.#walk(seg, from, seg.bytes, true, (h, _position, _end, entry) => {
+        if (h.index < options.indexStart) return 'skip'
+        if (h.index > last || (out.length > 0 && bytes + entryHeaderBytes + h.bodyBytes > options.bytesMax)) return 'stop'
+        out.push(entry!)
+        bytes += entryHeaderBytes + h.bodyBytes
+        return 'take'
+      }, options.bytesMax)
+      if (done) break
+      seg = this.#segments[this.#segments.indexOf(seg) + 1]
+      from = fileHeaderBytes
+    }
+    return this.#fence(out, truncations)
+  }
+
+  async readByOffset(options: { offsetStart: number; bytesMax: number }): Promise<LogEntry[]> {
+    const last = this.lastIndex()
+    const first = this.firstIndex()
+    const truncations = this.#truncations
+    const out: LogEntry[] = []
+    let bytes = 0
+    let k = this.#segments.findIndex((s) => s.offsetEnd > options.offsetStart)
+    if (k < 0) return []
+    let seg: Segment | undefined = this.#segments[k]!
+    let from = seg.locateOffset(options.offsetStart)
+    while (seg !== undefined && out.length < appendEntriesMax) {
+      const done = await this.#walk(seg, from, seg.bytes, true, (h, _position, _end, entry) => {
+        if (h.index > last) return 'stop'
+        if (h.index < first || h.recordCount === 0 || h.baseOffset + h.recordCount <= options.offsetStart) return 'skip'
+        if (out.length > 0 && bytes + entryHeaderBytes + h.bodyBytes > options.bytesMax) return 'stop'
+        out.push(entry!)
+        bytes += entryHeaderBytes + h.bodyBytes
+        return 'take'
+      }, options.bytesMax)
+      if (done) break
+      seg = this.#segments[++k]
+      from = fileHeaderBytes
+    }
+    return this.#fence(out, truncations)
+  }
+
+  /** Drops entries a truncation overlapping the read has removed or replaced. */
+  #fence(out: LogEntry[], truncations: number): LogEntry[] {
+    if (truncations === this.#truncations) return out
+    const first = this.firstIndex()
+    const last = this.lastIndex()
+    const kept: LogEntry[] = []
+    for (const e of out) {
+      if (e.index < first || e.index > last || this.term(e.index) !== e.term) break
+      kept.push(e)
+    }
+    return kept
+  }
+
+  /**
+   * Reads entries of `seg` from position `from` up to `end`, calling `visit`
+   * for each; with `bodies`, taken entries are checksummed and built. Returns
+   * true if `visit` stopped the walk.
+   */
+  async #walk(
+    seg: Segment,
+    from: number,
+    end: number,
+    bodies: boolean,
+    visit: (h: EntryHeader, position: number, entryEnd: number, entry: LogEntry | undefined) => 'skip' | 'take' | 'stop',
+    bytesMax = 0,
+  ): Promise<boolean> {
+    const chunkBytes = Math.min(readChunkBytesMax, Math.max(readChunkBytesMin, bytesMax + this.#indexIntervalBytes))
+    let chunk: Buffer = Buffer.alloc(0)
+    let chunkStart = from
+    let position = from
+    while (position < end) {
+      if (position + entryHeaderBytes > chunkStart + chunk.length) {
+        chunkStart = position
+        chunk = await seg.io(() => readAt(seg.fd, position, Math.min(chunkBytes, end - position)))
+        if (chunk.length < entryHeaderBytes) throw this.#corrupt(seg, position, 'short read')
+      }
+      let h = decodeEntryHeader(chunk, position - chunkStart)
+      const entryEnd = position + entryHeaderBytes + h.bodyBytes
+      if (entryEnd > end) throw this.#corrupt(seg, position, `entry length ${h.bodyBytes} runs past the segment end`)
+      let entry: LogEntry | undefined
+      if (bodies) {
+        if (entryEnd > chunkStart + chunk.length) {
+          chunkStart = position
+          chunk = await seg.io(() => readAt(seg.fd, position, Math.min(Math.max(chunkBytes, entryEnd - position), end - position)))
+          if (chunk.length < entryEnd - position) throw this.#corrupt(seg, position, 'short read')
+          h = decodeEntryHeader(chunk, 0)
+        }
+        entry = entryFromHeader(chunk, position - chunkStart, h)
+      }
+      const verdict = visit(h, position, entryEnd, entry)
+      if (verdict === 'stop') return true
+      if (verdict === 'take' && !entryChecksumHolds(chunk, position - chunkStart, h)) throw this.#corrupt(seg, position, 'checksum mismatch')
+      position = entryEnd
+    }
+    return false
+  }
+
+  #corrupt(seg: Segment, position: number, reason: string): RillError {
+    const error = new RillError(ErrorCode.STORAGE_CORRUPT, `log ${this.name}: ${seg.path} at ${position}: ${reason}`, {
+      details: { file: seg.path, position, reason },
+    })
+    this.#ctx.logger.error({ log: this.name, file: seg.path, position, reason }, 'read found damage')
+    return error
+  }
+
+  // ---- replay and close --------------------------------------------------
+
+  /** Applies one WAL record at store open (the log is opened as `async`, nothing else runs). */
+  async replay(record: { kind: number; index: number; entries: EntryToAppend[]; encoded: Buffer[] }): Promise<void> {
+    if (this.#damage !== undefined) return
+    if (record.kind === WalRecordKind.truncate) {
+      if (record.index >= this.firstIndex() - 1 && record.index < this.lastIndex()) await this.#serialize(() => this.#cutAfter(record.index))
+      return
+    }
+    const skip = record.entries.findIndex((e) => e.index >= this.firstIndex())
+    if (skip < 0) return
+    const entries = record.entries.slice(skip)
+    const encoded = record.encoded.slice(skip)
+    const first = entries[0]!.index
+    if (first > this.lastIndex() + 1) {
+      this.#ctx.logger.error({ log: this.name, first, lastIndex: this.lastIndex() }, 'WAL replay: gap before record; dropped')
+      return
+    }
+    await this.#serialize(async () => {
+      if (first <= this.lastIndex()) await this.#cutAfter(first - 1)
+      this.#writeEntries(entries, encoded)
+    })
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#serialize(async () => {})
+    await this.#hardStateChain
+    if (this.#failed === undefined) {
+      this.#active().writeIndexFile()
+      const plan = this.planFlush()
+      await plan.run()
+      if (this.markFlushed(plan)) await this.#ctx.flushed(this.name, plan.mark)
+    }
+    for (const seg of this.#segments) await seg.close()
+    this.#ctx.metrics.openLogs.dec({ mode: this.mode })
+    this.#ctx.closed(this)
+  }
+
+  /** Closes fds without flushing anything (a simulated crash). */
+  async abandon(): Promise<void> {
+    this.#closed = true
+    await this.#serial
+    for (const seg of this.#segments) await seg.close()
+    this.#ctx.metrics.openLogs.dec({ mode: this.mode })
+  }
+}
+
+function headerOf(e: EntryToAppend): EntryHeader {
+  return {
+    crc: 0,
+    bodyBytes: e.data.length,
+    index: e.index,
+    term: e.term,
+    baseOffset: e.baseOffset,
+    timestampMinMs: e.timestampMinMs,
+    timestampMaxMs: e.timestampMaxMs,
+    recordCount: e.recordCount,
+    type: e.type,
+  }
+}
+

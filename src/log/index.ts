@@ -1,0 +1,18 @@
+/**
+ * src/log: partition log storage: segments, sparse indexes, checksums, the
+ * shared WAL (group commit), persistence modes, crash recovery, retention.
+ * Used through this file only.
+ */
+export type { EntryToAppend, LogEntry, HardState, SnapshotMeta } from './format.ts'
+export { formatVersion, entryHeaderBytes, entryBodyBytesMax } from './format.ts'
+export type { PersistenceMode, PartitionLog, OpenLogOptions, DamageReport, RetentionResult } from './types.ts'
+export type { LogStoreOptions, CrashImage } from './store.ts'
+export { openLogStore, LogStore } from './store.ts'
+export { MemoryLog } from './memory-log.ts'
+export type { LogIo } from './io.ts'
+export { nodeIo } from './io.ts'
+export type { Mark } from './disk-log.ts'
+export { segmentBytesDefault, indexIntervalBytesDefault, flushIntervalMsDefault } from './disk-log.ts'
+export { appendEntriesMax, appendBytesMax } from './checks.ts'
+export { walBytesMaxDefault } from './wal.ts'
+export { crc32c } from './crc32c.ts'
