@@ -48,7 +48,7 @@ import {
 } from './format.ts'
 import { readAt, storageError, writeAllSync, writeFileAtomic, fsyncDir, type LogIo } from './io.ts'
 import type { LogMetrics } from './metrics.ts'
-import { Segment, parseSegmentFileName, scanSegment } from './segment.ts'
+import { Segment, parseSegmentFileName, scanSegment, segmentFileName } from './segment.ts'
 import type { DamageReport, OpenLogOptions, PartitionLog, RetentionResult } from './types.ts'
 import type { Wal } from './wal.ts'
 
@@ -84,6 +84,8 @@ export interface LogStoreContext {
   lowerMark(name: string, mark: Mark): Promise<void>
   /** Records a log's flushed mark (written with the next marks file). */
   flushed(name: string, mark: Mark): Promise<void>
+  /** fsyncs the log now and records its mark durably. */
+  flushNow(log: DiskLog): Promise<void>
   /** The log closed. */
   closed(log: DiskLog): void
 }
@@ -266,17 +268,18 @@ export class DiskLog implements PartitionLog {
     const tolerantFrom = this.#tolerantFrom(base)
     const expect = prev === undefined ? base : prev.lastIndex + 1
     if (base !== expect) {
-      return this.#recoveryFailure({ path: join(this.dir, `${base}`), position: 0, reason: `segment starts at ${base}, expected ${expect}`, tolerantFrom, prev, later: [base, ...o.later] })
+      return this.#recoveryFailure({ path: join(this.dir, segmentFileName(base)), position: 0, reason: `segment starts at ${base}, expected ${expect}`, tolerantFrom, prev, later: [base, ...o.later] })
     }
     let seg: Segment
     try {
       seg = Segment.open({ dir: this.dir, baseIndex: base, indexIntervalBytes: this.#indexIntervalBytes })
     } catch (error) {
-      if (error instanceof RillError && error.code === ErrorCode.STORAGE_CORRUPT && tolerantFrom < fileHeaderBytes) {
+      if (!(error instanceof RillError) || error.code !== ErrorCode.STORAGE_CORRUPT) throw error
+      if (tolerantFrom < fileHeaderBytes) {
         this.#removeFile(base, stats)
         return 'torn'
       }
-      throw error
+      return this.#recoveryFailure({ path: join(this.dir, segmentFileName(base)), position: 0, reason: error.message, tolerantFrom, prev, later: [base, ...o.later] })
     }
     const fileBytes = seg.fileBytes()
     if (fileBytes <= tolerantFrom && seg.tryLoadIndexFile()) {
@@ -299,6 +302,8 @@ export class DiskLog implements PartitionLog {
       },
     })
     this.#segments.push(seg)
+    // Bytes kept past the mark were never known fsynced: fsync them before serving them (store.openLog does).
+    if (result.endPosition > tolerantFrom) seg.dirty = true
     if (result.failure === undefined && (tolerantFrom === Infinity || fileBytes >= tolerantFrom)) return 'ok'
     if (result.failure === undefined) {
       // Clean end, but shorter than the durable mark: fsynced bytes are gone.
@@ -310,7 +315,12 @@ export class DiskLog implements PartitionLog {
   /** A scan stopped early: a torn tail (cut it) or damage (go read-only). */
   #recoveryFailure(o: { path: string; position: number; reason: string; tolerantFrom: number; prev: Segment | undefined; later: number[]; cut?: Segment }): 'torn' | 'damaged' {
     if (o.position >= o.tolerantFrom) {
-      if (o.cut !== undefined) {
+      if (o.cut === undefined) {
+        // The whole file is past the durable mark and unusable (torn header, gap): it goes.
+        fs.rmSync(o.path, { force: true })
+        fs.rmSync(o.path.replace(/\.seg$/, '.idx'), { force: true })
+        this.#ctx.logger.warn({ log: this.name, file: o.path, reason: o.reason }, 'recovery: unsynced segment file dropped')
+      } else {
         const dropped = o.cut.fileBytes() - o.position
         this.#ctx.io.ftruncateSync(o.cut.fd, o.position)
         o.cut.dirty = true
@@ -571,11 +581,25 @@ export class DiskLog implements PartitionLog {
           removed++
         }
       }
+      await this.#keepFirstSegmentDurable()
       this.#ctx.logger.info({ log: this.name, snapshot, segmentsDeleted: removed, firstIndex: this.firstIndex() }, 'log compacted')
       const wal = reset && this.mode === 'sync' ? this.#ctx.wal : undefined
       return wal?.submit([encodeWalRecordHeader({ kind: WalRecordKind.truncate, name: this.#nameBytes, payloadBytes: 0, entryCount: 0, index: snapshot.index })])
     })
     await durable
+  }
+
+  /**
+   * After the segments before it are deleted, the first segment must be
+   * durable (file, directory entry, mark): if a crash could lose it while
+   * later segments survive, the log would come back with a hole at its start
+   * that no WAL replay can fill. Compaction and retention are rare; one
+   * fsync here is cheap.
+   */
+  async #keepFirstSegmentDurable(): Promise<void> {
+    const first = this.#segments[0]!
+    if (this.#mark !== undefined && this.#mark.segmentBase >= first.baseIndex) return
+    await this.#ctx.flushNow(this)
   }
 
   async #deleteSegment(seg: Segment): Promise<void> {
@@ -600,6 +624,7 @@ export class DiskLog implements PartitionLog {
         segmentsDeleted++
         await this.#deleteSegment(seg)
       }
+      if (segmentsDeleted > 0) await this.#keepFirstSegmentDurable()
       const result = { segmentsDeleted, bytesDeleted, firstIndex: this.firstIndex() }
       if (segmentsDeleted > 0) this.#ctx.logger.info({ log: this.name, ...result, indexAllowed: options.indexAllowed }, 'retention deleted old segments')
       return result

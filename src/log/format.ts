@@ -204,30 +204,33 @@ export function encodeFileHeader(magic: string, value: number): Buffer {
 }
 
 /**
- * Parses a file header; throws STORAGE_UNUSABLE naming the file for a wrong
- * magic, an unknown version or a bad checksum. Returns the u64 it carries
- * (base index or WAL sequence).
+ * Parses a file header. Every format version keeps magic, version and the
+ * header checksum where version 1 has them, so the checks run in this order:
+ * a short header, a wrong magic or a failing checksum is STORAGE_CORRUPT (a
+ * torn or damaged file); a whole header of another version is
+ * STORAGE_UNUSABLE naming the version. Returns the u64 it carries (base
+ * index or WAL sequence).
  */
 export function decodeFileHeader(bytes: Uint8Array, magic: string, path: string): number {
   if (bytes.length < fileHeaderBytes) {
-    throw new RillError(ErrorCode.STORAGE_UNUSABLE, `${path}: file header is ${bytes.length} bytes, expected ${fileHeaderBytes}`, { details: { file: path } })
+    throw new RillError(ErrorCode.STORAGE_CORRUPT, `${path}: file header is ${bytes.length} bytes, expected ${fileHeaderBytes}`, { details: { file: path, position: 0 } })
   }
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, fileHeaderBytes)
   const view = new DataView(bytes.buffer, bytes.byteOffset, fileHeaderBytes)
   const seen = buf.toString('latin1', 0, 8)
   if (seen !== magic) {
-    throw new RillError(ErrorCode.STORAGE_UNUSABLE, `${path}: not a ${magic} file (magic ${JSON.stringify(seen)})`, { details: { file: path } })
+    throw new RillError(ErrorCode.STORAGE_CORRUPT, `${path}: not a ${magic} file (magic ${JSON.stringify(seen)})`, { details: { file: path, position: 0 } })
   }
   const version = view.getUint16(8, true)
+  if (crc32c(0, bytes.subarray(0, 28)) !== view.getUint32(28, true)) {
+    throw new RillError(ErrorCode.STORAGE_CORRUPT, `${path}: file header checksum fails (version field ${version})`, { details: { file: path, position: 0 } })
+  }
   if (version !== formatVersion) {
     throw new RillError(
       ErrorCode.STORAGE_UNUSABLE,
       `${path}: unknown format version ${version}; this build reads version ${formatVersion}`,
       { details: { file: path, version, versionSupported: formatVersion } },
     )
-  }
-  if (crc32c(0, bytes.subarray(0, 28)) !== view.getUint32(28, true)) {
-    throw new RillError(ErrorCode.STORAGE_CORRUPT, `${path}: file header checksum fails`, { details: { file: path, position: 0 } })
   }
   return readU64(view, 16)
 }

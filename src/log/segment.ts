@@ -113,7 +113,8 @@ export class Segment {
   /** Creates an empty segment file (header only). The directory entry is not yet durable. */
   static create(options: { dir: string; baseIndex: number; indexIntervalBytes: number; write: (fd: number, b: Buffer) => void }): Segment {
     const path = join(options.dir, segmentFileName(options.baseIndex))
-    const fd = fs.openSync(path, 'wx+')
+    // 'w+': a file of that name can only be an unsynced leftover past the log's end (recovery dropped it).
+    const fd = fs.openSync(path, 'w+')
     try {
       options.write(fd, encodeFileHeader(segmentMagic, options.baseIndex))
     } catch (error) {

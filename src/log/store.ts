@@ -89,8 +89,9 @@ export class LogStore {
   #marksChain: Promise<void> = Promise.resolve()
   #logs = new Map<string, PartitionLog>()
   #flushTimer: NodeJS.Timeout | undefined
-  #flushing = false
+  #flushPass: Promise<void> | undefined
   #closed = false
+  #abandoned = false
 
   /** Use openLogStore. */
   constructor(options: LogStoreOptions, lock: DirLock) {
@@ -162,6 +163,8 @@ export class LogStore {
   /** Writes the marks file with the marks as they are now (serialized; each call sees its own changes). */
   #writeMarks(): Promise<void> {
     const run = this.#marksChain.then(async () => {
+      // A crashed store writes nothing more; whoever waits for these marks must not go on as if they were durable.
+      if (this.#abandoned) throw new RillError(ErrorCode.STORAGE_READ_ONLY, 'log store abandoned')
       const snapshot = new Map(this.#marks)
       const marks = Object.fromEntries([...snapshot].map(([n, m]) => [n, [m.segmentBase, m.bytes]]))
       await writeFileAtomic(this.#io, join(this.dir, 'marks.json'), Buffer.from(JSON.stringify({ version: 1, marks })))
@@ -187,6 +190,7 @@ export class LogStore {
         this.#marks.set(name, mark)
         if (this.#wal !== undefined) await this.#writeMarks()
       },
+      flushNow: (log) => this.#flushLogs([log]),
       closed: (log) => {
         if (this.#logs.get(log.name) === log) this.#logs.delete(log.name)
       },
@@ -211,6 +215,16 @@ export class LogStore {
     const log = DiskLog.open(this.#context(), dir, options)
     if (created) await fsyncDir(this.#io, join(this.dir, 'logs'))
     this.#logs.set(name, log)
+    // What recovery kept beyond the durable mark is made durable before anyone reads it:
+    // a replica must not report entries that the next crash could take back.
+    if (log.isDirty()) {
+      try {
+        await this.#flushLogs([log])
+      } catch (error) {
+        await log.close().catch(() => {})
+        throw storageError(error, `log ${name}: fsync at open`)
+      }
+    }
     if (log.mode === 'async') this.#scheduleFlush()
     return log
   }
@@ -234,15 +248,16 @@ export class LogStore {
     if (intervals.length === 0) return
     this.#flushTimer = setTimeout(() => {
       this.#flushTimer = undefined
-      void this.#flushAsyncLogs().finally(() => this.#scheduleFlush())
+      this.#flushPass = this.#flushAsyncLogs().finally(() => {
+        this.#flushPass = undefined
+        this.#scheduleFlush()
+      })
     }, Math.min(flushIntervalMsDefault, ...intervals))
     this.#flushTimer.unref()
   }
 
   /** One pass of the async flusher: fsync the due dirty logs together, write the marks once. */
   async #flushAsyncLogs(): Promise<void> {
-    if (this.#flushing) return
-    this.#flushing = true
     try {
       const now = performance.now()
       const due = this.#diskLogs('async').filter((l) => l.isDirty() && now - l.lastFlushMs >= l.flushIntervalMs)
@@ -250,8 +265,6 @@ export class LogStore {
       for (const l of due) l.lastFlushMs = now
     } catch (error) {
       this.#logger.error({ err: error }, 'async flush failed; will retry')
-    } finally {
-      this.#flushing = false
     }
   }
 
@@ -278,6 +291,7 @@ export class LogStore {
     if (this.#closed) return
     this.#closed = true
     clearTimeout(this.#flushTimer)
+    await this.#flushPass
     for (const log of [...this.#logs.values()]) await log.close()
     await this.#wal?.drain()
     await this.#marksChain
@@ -296,8 +310,11 @@ export class LogStore {
   async abandon(): Promise<CrashImage> {
     this.#closed = true
     clearTimeout(this.#flushTimer)
-    const walState = this.#wal!.state()
+    await this.#flushPass
+    await this.#marksChain
+    this.#abandoned = true
     await this.#wal!.abandon()
+    const walState = this.#wal!.state()
     const logDirs = new Map<string, string>()
     for (const log of this.#logs.values()) {
       if (log instanceof DiskLog) {

@@ -173,7 +173,7 @@ export class Wal {
       }
       this.#ctx.metrics.groupCommitRequests.observe(batch.length)
       for (const r of batch) r.resolve()
-      if (this.#bytes >= this.#walBytesMax) {
+      if (this.#bytes >= this.#walBytesMax && this.#failed === undefined) {
         try {
           await this.#rotate()
         } catch (error) {
