@@ -517,7 +517,9 @@ export class Raft {
   #becomePreCandidate(): void {
     assert(this.role !== Role.Leader, () => `${this.describe()}: leader cannot become pre-candidate`)
     // Neither term nor vote change: a pre-vote that loses leaves no trace.
-    this.#votes = new Map()
+    // Grants from an earlier pre-vote round for the same term stay valid
+    // (pre-votes decide nothing), so slow answers still add up.
+    if (this.role !== Role.PreCandidate) this.#votes = new Map()
     this.lead = noNode
     this.role = Role.PreCandidate
   }

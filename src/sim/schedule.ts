@@ -53,14 +53,17 @@ export function runSchedule(options: ScheduleOptions): ScheduleResult {
   })
   c.dropRate = rnd.next() * 0.3
   c.duplicateRate = rnd.next() * 0.1
-  c.diskLatencyMsMax = rnd.int(6)
+  // Slow disks widen the window between "sent" and "durable", where persistence bugs live.
+  c.diskLatencyMsMax = [0, 2, 5, 20, 60][rnd.int(5)]!
+  const crashy = rnd.chance(0.35)
   let cmd = 1
   try {
-    const faultMs = 2_000 + rnd.int(6_000)
+    const faultMs = 3_000 + rnd.int(9_000)
     const end = c.nowMs + faultMs
     for (let step = 0; step < faultStepsMax && c.nowMs < end; step++) {
       act(c, rnd, () => cmd++)
-      c.run(10 + rnd.int(150))
+      if (crashy && rnd.chance(0.4)) bounce(c, rnd)
+      c.run(rnd.chance(0.5) ? rnd.int(30) : 10 + rnd.int(300))
     }
     recover(c, cmd++)
     return result(options.seed, c, '')
@@ -95,15 +98,22 @@ function act(c: SimCluster, rnd: SeededRandom, nextCmd: () => number): void {
   const live = ids.filter((id) => c.node(id).alive)
   const dead = ids.filter((id) => !c.node(id).alive)
   const roll = rnd.int(100)
-  if (roll < 45) {
+  if (roll < 40) {
     const leader = pick(rnd, leaderIds(c)) ?? pick(rnd, live)
     if (leader === undefined) return
     const n = 1 + rnd.int(5)
     for (let i = 0; i < n; i++) c.start(leader, nextCmd())
+  } else if (roll < 48) {
+    // Figure 8: a leader appends, reaches a few followers at most, and dies.
+    const leader = pick(rnd, leaderIds(c))
+    if (leader === undefined) return
+    for (let i = 0, n = 1 + rnd.int(3); i < n; i++) c.start(leader, nextCmd())
+    c.run(rnd.int(14))
+    c.crash(leader)
   } else if (roll < 53) {
     const id = pick(rnd, live)
     if (id !== undefined) c.crash(id)
-  } else if (roll < 62) {
+  } else if (roll < 64) {
     const id = pick(rnd, dead)
     if (id !== undefined) c.restart(id)
   } else if (roll < 68) {
@@ -130,6 +140,17 @@ function act(c: SimCluster, rnd: SeededRandom, nextCmd: () => number): void {
   } else {
     changeMembers(c, rnd)
   }
+}
+
+/** Crash a random node and bring it back a moment later (what it had not synced is lost). */
+function bounce(c: SimCluster, rnd: SeededRandom): void {
+  const live = [...c.nodes.keys()].filter((id) => c.node(id).alive)
+  const id = pick(rnd, live)
+  if (id === undefined) return
+  c.run(rnd.int(20))
+  c.crash(id)
+  c.run(rnd.int(60))
+  c.restart(id)
 }
 
 function changeMembers(c: SimCluster, rnd: SeededRandom): void {
