@@ -541,7 +541,8 @@ export class DiskLog implements PartitionLog {
     const point = seg.pointAtOrBefore(index)
     let offsetEnd = point?.offsetNext ?? carry
     let found: { position: number; offsetEnd: number } | undefined
-    await this.#walk(seg, point?.position ?? fileHeaderBytes, seg.bytes, false, (h, _position, entryEnd) => {
+    const from = point === undefined ? { position: fileHeaderBytes, index: seg.baseIndex } : { position: point.position, index: point.index }
+    await this.#walk(seg, from, seg.bytes, false, (h, _position, entryEnd) => {
       if (h.recordCount > 0) offsetEnd = h.baseOffset + h.recordCount
       if (h.index !== index) return 'skip'
       found = { position: entryEnd, offsetEnd }
@@ -710,7 +711,7 @@ export class DiskLog implements PartitionLog {
     const out: LogEntry[] = []
     let bytes = 0
     let seg = this.#segmentOf(options.indexStart)
-    let from = seg?.locateIndex(options.indexStart) ?? 0
+    let from = seg?.locateIndex(options.indexStart) ?? { position: fileHeaderBytes, index: 0 }
     while (seg !== undefined && out.length < appendEntriesMax) {
       const done = await this.#walk(seg, from, seg.bytes, true, (h, _position, _end, entry) => {
         if (h.index < options.indexStart) return 'skip'
@@ -721,7 +722,7 @@ export class DiskLog implements PartitionLog {
       }, options.bytesMax)
       if (done) break
       seg = this.#segments[this.#segments.indexOf(seg) + 1]
-      from = fileHeaderBytes
+      from = { position: fileHeaderBytes, index: seg?.baseIndex ?? 0 }
     }
     return this.#fence(out, truncations)
   }
@@ -747,7 +748,7 @@ export class DiskLog implements PartitionLog {
       }, options.bytesMax)
       if (done) break
       seg = this.#segments[++k]
-      from = fileHeaderBytes
+      from = { position: fileHeaderBytes, index: seg?.baseIndex ?? 0 }
     }
     return this.#fence(out, truncations)
   }
@@ -766,13 +767,15 @@ export class DiskLog implements PartitionLog {
   }
 
   /**
-   * Reads entries of `seg` from position `from` up to `end`, calling `visit`
-   * for each; with `bodies`, taken entries are checksummed and built. Returns
-   * true if `visit` stopped the walk.
+   * Reads entries of `seg` from `from` (a position and the index of the
+   * entry there) up to `end`, calling `visit` for each; with `bodies`, taken
+   * entries are checksummed and built. Skipped entries are not checksummed
+   * but their indexes must follow one another, so a damaged length cannot
+   * silently misalign the walk. Returns true if `visit` stopped the walk.
    */
   async #walk(
     seg: Segment,
-    from: number,
+    from: { position: number; index: number },
     end: number,
     bodies: boolean,
     visit: (h: EntryHeader, position: number, entryEnd: number, entry: LogEntry | undefined) => 'skip' | 'take' | 'stop',
@@ -780,8 +783,9 @@ export class DiskLog implements PartitionLog {
   ): Promise<boolean> {
     const chunkBytes = Math.min(readChunkBytesMax, Math.max(readChunkBytesMin, bytesMax + this.#indexIntervalBytes))
     let chunk: Buffer = Buffer.alloc(0)
-    let chunkStart = from
-    let position = from
+    let chunkStart = from.position
+    let position = from.position
+    let expect = from.index
     while (position < end) {
       if (position + entryHeaderBytes > chunkStart + chunk.length) {
         chunkStart = position
@@ -789,6 +793,8 @@ export class DiskLog implements PartitionLog {
         if (chunk.length < entryHeaderBytes) throw this.#corrupt(seg, position, 'short read')
       }
       let h = decodeEntryHeader(chunk, position - chunkStart)
+      if (h.index !== expect) throw this.#corrupt(seg, position, `index ${h.index} where ${expect} was expected`)
+      expect++
       const entryEnd = position + entryHeaderBytes + h.bodyBytes
       if (entryEnd > end) throw this.#corrupt(seg, position, `entry length ${h.bodyBytes} runs past the segment end`)
       let entry: LogEntry | undefined

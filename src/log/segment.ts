@@ -184,26 +184,28 @@ export class Segment {
     return this.#points[at * pointFields + 3]!
   }
 
-  /** Position at or before entry `index` (header position if none indexed). */
-  locateIndex(index: number): number {
+  /** Where to start reading for entry `index`: a point at or before it (the header end if none), and the index there. */
+  locateIndex(index: number): { position: number; index: number } {
     return this.#locate(0, index)
   }
 
-  /** The sparse-index point at or before entry `index`, if any. */
-  pointAtOrBefore(index: number): { position: number; offsetNext: number } | undefined {
-    const at = this.#find(0, index)
-    if (at < 0) return undefined
-    return { position: this.#points[at * pointFields + 2]!, offsetNext: this.#points[at * pointFields + 1]! }
-  }
-
-  /** Position at or before the first entry holding offset `offset` or later. */
-  locateOffset(offset: number): number {
+  /** Where to start reading for offset `offset`: a point at or before the first entry holding it or later. */
+  locateOffset(offset: number): { position: number; index: number } {
     return this.#locate(1, offset)
   }
 
-  #locate(key: 0 | 1, value: number): number {
+  /** The sparse-index point at or before entry `index`, if any. */
+  pointAtOrBefore(index: number): { position: number; index: number; offsetNext: number } | undefined {
+    const at = this.#find(0, index)
+    if (at < 0) return undefined
+    const p = at * pointFields
+    return { index: this.#points[p]!, offsetNext: this.#points[p + 1]!, position: this.#points[p + 2]! }
+  }
+
+  #locate(key: 0 | 1, value: number): { position: number; index: number } {
     const at = this.#find(key, value)
-    return at < 0 ? fileHeaderBytes : this.#points[at * pointFields + 2]!
+    if (at < 0) return { position: fileHeaderBytes, index: this.baseIndex }
+    return { position: this.#points[at * pointFields + 2]!, index: this.#points[at * pointFields]! }
   }
 
   /** Last point whose `key` field is <= value; -1 if none. */
