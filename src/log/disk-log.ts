@@ -399,7 +399,11 @@ export class DiskLog implements PartitionLog {
 
   // ---- writes ------------------------------------------------------------
 
-  /** Runs `fn` after every mutation queued before it. */
+  /**
+   * Runs `fn` after every mutation queued before it. A mutation that must
+   * wait for the WAL returns `{ durable }` (wrapped, so that the chain does
+   * not wait for the fsync: the next append goes into the same group commit).
+   */
   #serialize<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.#serial.then(fn, fn)
     this.#serial = run.catch(() => {})
@@ -430,11 +434,11 @@ export class DiskLog implements PartitionLog {
       this.#writeEntries(entries, encoded)
       this.#ctx.metrics.appendBytes.inc({ mode: this.mode }, bytes)
       this.#ctx.metrics.appendEntries.inc({ mode: this.mode }, entries.length)
-      if (wal === undefined) return undefined
+      if (wal === undefined) return { durable: undefined }
       const header = encodeWalRecordHeader({ kind: WalRecordKind.append, name: this.#nameBytes, payloadBytes: bytes, entryCount: entries.length, index: first })
-      return wal.submit([header, ...encoded])
+      return { durable: wal.submit([header, ...encoded]) }
     })
-    await durable
+    await durable.durable
   }
 
   /** Writes encoded entries to the active segment(s), rolling as needed. Undoes a partial write. */
@@ -482,13 +486,13 @@ export class DiskLog implements PartitionLog {
       assert(index >= this.firstIndex() - 1, () => `log ${this.name}: truncate after ${index} below first index ${this.firstIndex()}`)
       const repairs = this.#damage !== undefined && index < this.#damage.indexFirst
       if (!repairs) this.#checkWritable()
-      if (index >= this.lastIndex() && !repairs) return undefined
+      if (index >= this.lastIndex() && !repairs) return { durable: undefined }
       await this.#cutAfter(index)
       if (repairs) this.#repair()
       const wal = this.mode === 'sync' ? this.#ctx.wal : undefined
-      return wal?.submit([encodeWalRecordHeader({ kind: WalRecordKind.truncate, name: this.#nameBytes, payloadBytes: 0, entryCount: 0, index })])
+      return { durable: wal?.submit([encodeWalRecordHeader({ kind: WalRecordKind.truncate, name: this.#nameBytes, payloadBytes: 0, entryCount: 0, index })]) }
     })
-    await durable
+    await durable.durable
   }
 
   /** Deletes the damaged part after a truncation at or below it; the log is writable again. */
@@ -564,7 +568,7 @@ export class DiskLog implements PartitionLog {
   async compact(snapshot: SnapshotMeta): Promise<void> {
     if (this.#closed) throw new RillError(ErrorCode.STORAGE_READ_ONLY, `log ${this.name} is closed`)
     const durable = await this.#serialize(async () => {
-      if (snapshot.index <= this.#start.index) return undefined
+      if (snapshot.index <= this.#start.index) return { durable: undefined }
       assert(snapshot.index < this.lastIndex() || this.#damage === undefined, () => `log ${this.name}: reset of a damaged log`)
       await this.#writeAtomic('start', { index: snapshot.index, term: snapshot.term })
       const reset = snapshot.index >= this.lastIndex()
@@ -585,9 +589,9 @@ export class DiskLog implements PartitionLog {
       await this.#keepFirstSegmentDurable()
       this.#ctx.logger.info({ log: this.name, snapshot, segmentsDeleted: removed, firstIndex: this.firstIndex() }, 'log compacted')
       const wal = reset && this.mode === 'sync' ? this.#ctx.wal : undefined
-      return wal?.submit([encodeWalRecordHeader({ kind: WalRecordKind.truncate, name: this.#nameBytes, payloadBytes: 0, entryCount: 0, index: snapshot.index })])
+      return { durable: wal?.submit([encodeWalRecordHeader({ kind: WalRecordKind.truncate, name: this.#nameBytes, payloadBytes: 0, entryCount: 0, index: snapshot.index })]) }
     })
-    await durable
+    await durable.durable
   }
 
   /**
