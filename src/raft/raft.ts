@@ -163,6 +163,8 @@ export class Raft {
   #readStates: ReadState[] = []
   #needBcast = false
   #selfVotePending = false
+  /** TimeoutNow arrived while a conf change waited to be applied. */
+  #transferCampaignPending = false
   #prevHard: HardState
   #prevSoft: SoftState
   #readySeq = 0
@@ -398,6 +400,7 @@ export class Raft {
     } else if (this.log.hasNextCommittedEntries()) {
       committedEntries = this.log.nextCommittedEntries(this.#committedBytesPerReadyMax)
       this.#applyCommitted(committedEntries)
+      if (this.#transferCampaignPending && this.role === Role.Follower) this.#hup(true)
       this.#flushAppends()
     }
     const entries = this.log.unstable.nextEntries()
@@ -500,6 +503,7 @@ export class Raft {
     this.leadTransferee = noNode
     this.#votes = new Map()
     this.#selfVotePending = false
+    this.#transferCampaignPending = false
     this.progress.clear()
     this.#readRequests = []
     this.#readsAwaitingCommit = []
@@ -557,7 +561,13 @@ export class Raft {
   #hup(transfer: boolean): void {
     if (this.role === Role.Leader) return
     if (!this.promotable()) return
-    if (this.#hasUnappliedConfChanges()) return
+    if (this.#hasUnappliedConfChanges()) {
+      // A leader that removed itself sends TimeoutNow with the commit that
+      // removes it: campaign as soon as that change is applied.
+      if (transfer) this.#transferCampaignPending = true
+      return
+    }
+    this.#transferCampaignPending = false
     if (this.#preVote && !transfer) this.#campaignPre()
     else this.#campaignElection(transfer)
   }

@@ -125,7 +125,8 @@ export class MemoryStorage implements Storage {
     assert(index <= this.lastIndex(), () => `compact(${index}) beyond last ${this.lastIndex()}`)
     assert(index <= this.#snapshot.meta.index, () => `compact(${index}) beyond snapshot ${this.#snapshot.meta.index}`)
     const e = this.#ents[index - offset]!
-    this.#ents = [{ term: e.term, index: e.index, type: 0, data: new Uint8Array(0) }, ...this.#ents.slice(index - offset + 1)]
+    this.#ents.splice(0, index - offset)
+    this.#ents[0] = { term: e.term, index: e.index, type: 0, data: new Uint8Array(0) }
   }
 
   /** Appends entries, truncating any conflicting suffix first. */
@@ -139,7 +140,8 @@ export class MemoryStorage implements Storage {
     const start = entries[0]!.index + skip
     const offset = this.#ents[0]!.index
     assert(start <= this.lastIndex() + 1, () => `append at ${start} leaves a gap after ${this.lastIndex()}`)
-    this.#ents.length = start - offset
+    // Truncate only on conflict: shrinking `length` is slow in V8 and appends are the common case.
+    if (start - offset < this.#ents.length) this.#ents.length = start - offset
     for (let i = skip; i < entries.length; i++) this.#ents.push(entries[i]!)
   }
 }
