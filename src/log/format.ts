@@ -37,7 +37,7 @@
  *   only the record header and no byte is checksummed twice.
  */
 import { ErrorCode, RillError, assert } from '../base/index.ts'
-import { crc32c } from './crc32c.ts'
+import { crc32c } from '../base/index.ts'
 
 /** The only format version this build reads and writes. */
 export const formatVersion = 1

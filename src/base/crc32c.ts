@@ -23,10 +23,9 @@
  * Word loads read the platform's byte order; every platform Node ships on is
  * little-endian, and the module refuses to load otherwise.
  */
-import { endianness } from 'node:os'
-import { assert } from '../base/index.ts'
+import { assert } from './assert.ts'
 
-assert(endianness() === 'LE', 'crc32c: word loads assume a little-endian platform')
+assert(new Uint8Array(new Uint16Array([1]).buffer)[0] === 1, 'crc32c: word loads assume a little-endian platform')
 
 /** Castagnoli polynomial, reflected. */
 const polynomial = 0x82f63b78
