@@ -240,7 +240,8 @@ export class RaftLog {
     return this.maxAppliableIndex() > this.applied
   }
 
-  nextCommittedEntries(bytesMax: number): Entry[] {
+  /** Committed entries to apply next; null if storage cannot serve them yet. */
+  nextCommittedEntries(bytesMax: number): Entry[] | null {
     const hi = this.maxAppliableIndex()
     if (hi <= this.applied) return []
     return this.slice(this.applied + 1, hi + 1, bytesMax)
@@ -251,21 +252,26 @@ export class RaftLog {
     this.applied = i
   }
 
-  /** Entries from `lo` to the end, at most `bytesMax` (at least one). Undefined if compacted. */
-  entriesFrom(lo: LogIndex, bytesMax: number): Entry[] | undefined {
+  /**
+   * Entries from `lo` to the end, at most `bytesMax` (at least one).
+   * 'compacted' below the first index; null if storage cannot serve them yet.
+   */
+  entriesFrom(lo: LogIndex, bytesMax: number): Entry[] | 'compacted' | null {
     if (lo > this.lastIndex()) return []
-    if (lo < this.firstIndex()) return undefined
+    if (lo < this.firstIndex()) return 'compacted'
     return this.slice(lo, this.lastIndex() + 1, bytesMax)
   }
 
-  /** Entries [lo, hi), at least one, at most bytesMax. */
-  slice(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] {
+  /** Entries [lo, hi), at least one, at most bytesMax; null if storage cannot serve them yet. */
+  slice(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] | null {
     assert(lo >= this.firstIndex() && hi <= this.lastIndex() + 1 && lo <= hi, () => `${this.#describe()}: slice [${lo}, ${hi}) out of [${this.firstIndex()}, ${this.lastIndex() + 1})`)
     if (lo === hi) return []
     const uOffset = this.unstable.offset
     let out: Entry[] = []
     if (lo < uOffset) {
-      out = this.storage.entries(lo, Math.min(hi, uOffset), bytesMax)
+      const stored = this.storage.entries(lo, Math.min(hi, uOffset), bytesMax)
+      if (stored === null) return null
+      out = stored
       if (out.length < Math.min(hi, uOffset) - lo) return out
     }
     if (hi > uOffset) {

@@ -398,10 +398,13 @@ export class Raft {
       // The caller restores its state machine from the snapshot.
       this.log.applied = Math.max(this.log.applied, snapshot.meta.index)
     } else if (this.log.hasNextCommittedEntries()) {
-      committedEntries = this.log.nextCommittedEntries(this.#committedBytesPerReadyMax)
-      this.#applyCommitted(committedEntries)
-      if (this.#transferCampaignPending && this.role === Role.Follower) this.#hup(true)
-      this.#flushAppends()
+      // null: storage is loading them; they come in a later Ready.
+      committedEntries = this.log.nextCommittedEntries(this.#committedBytesPerReadyMax) ?? emptyEntries
+      if (committedEntries.length > 0) {
+        this.#applyCommitted(committedEntries)
+        if (this.#transferCampaignPending && this.role === Role.Follower) this.#hup(true)
+        this.#flushAppends()
+      }
     }
     const entries = this.log.unstable.nextEntries()
     const hs = this.#prevHard
@@ -578,6 +581,8 @@ export class Raft {
     // A snapshot being installed: wait until it is applied.
     if (this.log.applied + 1 < this.log.firstIndex()) return true
     const ents = this.log.slice(this.log.applied + 1, hi + 1, Number.MAX_SAFE_INTEGER)
+    // Storage could not tell: assume a change is pending rather than campaign on a stale config.
+    if (ents === null) return true
     for (const e of ents) if (e.type === EntryType.ConfChange) return true
     return false
   }
@@ -832,8 +837,10 @@ export class Raft {
     if (pr.isPaused()) return false
     const prevIndex = pr.next - 1
     const prevTerm = this.log.term(prevIndex)
-    const ents = prevTerm < 0 ? undefined : this.log.entriesFrom(pr.next, this.#msgBytesMax)
-    if (ents === undefined) return this.#startSnapshot(to, pr)
+    const ents = prevTerm < 0 ? 'compacted' : this.log.entriesFrom(pr.next, this.#msgBytesMax)
+    if (ents === 'compacted') return this.#startSnapshot(to, pr)
+    // Not in memory yet: storage loads them; the next heartbeat answer asks again.
+    if (ents === null) return false
     if (ents.length === 0 && !sendIfEmpty) return false
     let bytes = 0
     for (const e of ents) bytes += entryBytes(e)

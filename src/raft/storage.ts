@@ -20,8 +20,12 @@ export interface Storage {
   lastIndex(): LogIndex
   /** Term of entry i, for i in [firstIndex - 1, lastIndex]; termCompacted below that. */
   term(i: LogIndex): Term
-  /** Entries [lo, hi), at least one if any, at most bytesMax total beyond the first. */
-  entries(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[]
+  /**
+   * Entries [lo, hi), at least one if any, at most bytesMax total beyond the
+   * first; or null if they are not in memory now (a disk-backed storage
+   * starts loading them and the core asks again on a later tick).
+   */
+  entries(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] | null
   /** The latest snapshot (the one the log was compacted to, or newer). */
   snapshot(): Snapshot
 }
@@ -83,7 +87,12 @@ export class MemoryStorage implements Storage {
     return this.#ents[i - offset]!.term
   }
 
-  entries(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] {
+  /** Test hook: fraction of `entries` calls answered "not in memory yet". */
+  unavailableRate = 0
+  unavailableRandom: (() => number) | null = null
+
+  entries(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] | null {
+    if (this.unavailableRate > 0 && this.unavailableRandom !== null && this.unavailableRandom() < this.unavailableRate) return null
     const offset = this.#ents[0]!.index
     assert(lo > offset, () => `storage.entries(${lo}) compacted (first ${offset + 1})`)
     assert(hi <= this.lastIndex() + 1, () => `storage.entries hi ${hi} beyond last ${this.lastIndex()}`)

@@ -36,6 +36,8 @@ export interface SimOptions {
   /** Padding added to every command (bytes), to exercise message sizes. */
   readonly commandPadBytes?: number
   readonly reliable?: boolean
+  /** Fraction of storage reads answered "not in memory yet" (a disk-backed log loading). */
+  readonly storageUnavailableRate?: number
   /** Receives one line per event when set. */
   readonly trace?: (line: string) => void
 }
@@ -146,6 +148,8 @@ export class SimCluster {
     const conf: ConfState = { voters: range(1, n), learners: [] }
     for (let id = 1; id <= n + spares; id++) {
       const storage = id <= n ? MemoryStorage.bootstrap(conf) : new MemoryStorage()
+      storage.unavailableRate = options.storageUnavailableRate ?? 0
+      storage.unavailableRandom = () => this.random.next()
       this.nodes.set(id, new SimNode(id, storage))
     }
     for (const id of this.nodes.keys()) this.#start(id)
