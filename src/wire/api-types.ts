@@ -1,0 +1,230 @@
+/**
+ * Shapes of the HTTP API's bodies (API.md), shared by the broker (src/api)
+ * and the SDKs (producer/, consumer/), which import them with `import type`.
+ *
+ * JSON and msgpack carry the same fields; where they differ (keys and values
+ * are strings in JSON, bytes in msgpack; msgpack may carry stored record
+ * batches) there is one type per content type. Offsets, producer ids and
+ * timestamps are numbers below 2^53.
+ */
+import type { ErrorCode } from '../base/index.ts'
+import type { JsonRecordIn, JsonRecordOut, RecordEncoding } from './json.ts'
+
+/** Content types the API speaks. */
+export const contentType = {
+  json: 'application/json',
+  msgpack: 'application/msgpack',
+} as const
+
+/** When a produce is answered: after commit on a majority, or after the leader's local append. */
+export type Acks = 'all' | 'leader'
+
+/** Persistence mode of a topic (DESIGN.md decision 6). */
+export type PersistenceMode = 'sync' | 'async' | 'memory'
+
+// ---- errors ----------------------------------------------------------------
+
+/** Every error answer: `{ error: { code, message, ... } }` with the HTTP status that fits the code. */
+export interface ErrorBody {
+  error: {
+    code: ErrorCode
+    message: string
+    /** 421 NOT_LEADER: where the leader is, when known. */
+    leader?: BrokerRef | null
+    [detail: string]: unknown
+  }
+}
+
+/** A broker as clients address it. */
+export interface BrokerRef {
+  id: number
+  url: string
+}
+
+// ---- health, metadata ----------------------------------------------------------
+
+/** `GET /health`. */
+export interface HealthResponse {
+  ok: true
+  broker: number
+}
+
+/** One partition in metadata. `leader` is null while an election is under way. */
+export interface PartitionMetadata {
+  partition: number
+  leader: number | null
+  replicas: number[]
+  highWatermark: number
+}
+
+export interface TopicMetadata {
+  name: string
+  partitions: PartitionMetadata[]
+}
+
+/** `GET /v1/metadata`. */
+export interface MetadataResponse {
+  brokers: (BrokerRef & { rack?: string })[]
+  controller: { leader: number | null }
+  topics: TopicMetadata[]
+}
+
+// ---- topics ----------------------------------------------------------------
+
+/** Per-topic configuration; absent fields take the broker's defaults. */
+export interface TopicConfig {
+  persistence?: PersistenceMode
+  /** Records older than this are deleted; -1 keeps them forever. */
+  retentionMs?: number
+  /** Per partition; the oldest segments go first; -1 for no bound. */
+  retentionBytes?: number
+}
+
+/** `POST /v1/topics`. */
+export interface CreateTopicRequest {
+  name: string
+  partitions: number
+  replicationFactor: number
+  config?: TopicConfig
+}
+
+/** `POST /v1/topics` → 201 (409 TOPIC_EXISTS if it exists). */
+export interface CreateTopicResponse {
+  name: string
+  partitions: number
+}
+
+/** `GET /v1/topics/:topic`. */
+export interface TopicDescription extends TopicMetadata {
+  replicationFactor: number
+  config: TopicConfig
+}
+
+/** `GET /v1/topics`. */
+export interface TopicListResponse {
+  topics: TopicDescription[]
+}
+
+// ---- producers -------------------------------------------------------------
+
+/** `POST /v1/producers` → a fresh idempotent-producer identity. */
+export interface InitProducerResponse {
+  producerId: number
+  producerEpoch: number
+}
+
+/** Idempotence fields of a produce (DESIGN.md decision 9): all three or none. */
+export interface ProducerIdentity {
+  producerId?: number
+  producerEpoch?: number
+  /** Sequence of the batch's first record, per producer and partition, from 0; the next batch's is this plus its record count. */
+  sequence?: number
+}
+
+/** `POST /v1/topics/:topic[/partitions/:p]/records` in JSON. */
+export interface ProduceRequestJson extends ProducerIdentity {
+  records: JsonRecordIn[]
+  /** How keys and values are spelled; utf8 when absent. */
+  encoding?: RecordEncoding
+  acks?: Acks
+}
+
+/** A record in a msgpack produce body: bytes, not strings. */
+export interface MsgpackRecordIn {
+  key?: Uint8Array | null
+  value: Uint8Array
+  headers?: { key: string; value: Uint8Array }[]
+  timestamp?: number
+}
+
+/**
+ * A produce in msgpack: either `records`, or `batch` — one record batch in
+ * the stored format (docs/record-batch.md), checked and appended without
+ * re-encoding. With `batch`, producer id, epoch and sequence are read from
+ * the batch header; body fields, if given, must match it.
+ */
+export interface ProduceRequestMsgpack extends ProducerIdentity {
+  records?: MsgpackRecordIn[]
+  batch?: Uint8Array
+  acks?: Acks
+}
+
+/** Answer to a produce on one partition. A retried produce gets the original offsets. */
+export interface ProduceResponse {
+  partition: number
+  baseOffset: number
+  lastOffset: number
+}
+
+/** Answer to `POST /v1/topics/:topic/records` (partitions chosen by key). */
+export interface TopicProduceResponse {
+  offsets: ProduceResponse[]
+}
+
+// ---- fetch -----------------------------------------------------------------
+
+/** Query of `GET /v1/topics/:topic/partitions/:p/records`. */
+export interface FetchQuery {
+  offset: number
+  maxRecords?: number
+  maxBytes?: number
+  /** Long poll: wait up to this long for records past `offset`. */
+  maxWaitMs?: number
+  /** Read-your-writes on a follower: wait (bounded) until its commit index covers this offset. */
+  minCommitted?: number
+  encoding?: RecordEncoding
+  /** msgpack only: answer with stored batches (`batches`) rather than `records`. */
+  format?: 'records' | 'batches'
+}
+
+/** Fields of every fetch answer. */
+interface FetchResponseBase {
+  partition: number
+  /** Offset to fetch next. */
+  nextOffset: number
+  highWatermark: number
+  logStartOffset: number
+}
+
+/** Fetch answer in JSON. */
+export interface FetchResponseJson extends FetchResponseBase {
+  records: JsonRecordOut[]
+}
+
+/** A record in a msgpack fetch answer. */
+export interface MsgpackRecordOut {
+  offset: number
+  timestamp: number
+  key: Uint8Array | null
+  value: Uint8Array
+  headers: { key: string; value: Uint8Array }[]
+}
+
+/**
+ * Fetch answer in msgpack: `records`, or `batches` — stored batches back to
+ * back (split with `splitConcatenatedBatches`, decode with `decodeBatch`).
+ * The first batch may start before the requested offset (batches are not
+ * cut): skip records below it.
+ */
+export interface FetchResponseMsgpack extends FetchResponseBase {
+  records?: MsgpackRecordOut[]
+  batches?: Uint8Array
+}
+
+// ---- consumer group offsets ------------------------------------------------
+
+export interface TopicPartitionOffset {
+  topic: string
+  partition: number
+  offset: number
+}
+
+/** `POST /v1/groups/:group/offsets`. */
+export interface CommitOffsetsRequest {
+  offsets: TopicPartitionOffset[]
+}
+
+/** `GET /v1/groups/:group/offsets`. */
+export interface GroupOffsetsResponse {
+  offsets: TopicPartitionOffset[]
+}
