@@ -1,0 +1,486 @@
+/**
+ * One partition replica: a Raft group + its log + the partition state machine.
+ *
+ *   produce ──▶ leader: check producer sequence, stamp base offset, propose
+ *                  │
+ *   tick/step ──▶ Raft ──ready──▶ messages ──▶ send (transport)
+ *                  ▲        ├──▶ committed entries ──▶ PartitionState (high watermark,
+ *                  │        │                          producers) ──▶ wake produce/fetch waiters
+ *                  │        └──▶ persist queue ──▶ LogRaftStorage (one write for all
+ *                  └── advance ◀── durable ◀──────  readies queued meanwhile: group commit)
+ *
+ * Offsets (DESIGN.md decision 4): the leader stamps each batch's base offset
+ * when it proposes it, continuing from the last offset in its log; every
+ * replica derives the same offsets from the same log. A new leader accepts
+ * produce only once it has applied its own no-op: then everything before is
+ * committed and applied, so its producer table and next offset are exact.
+ */
+import { assert, ErrorCode, RillError } from '../base/index.ts'
+import type { Random } from '../base/index.ts'
+import type { PartitionLog } from '../log/index.ts'
+import type { ConfChange, ConfState, Entry, LogIndex, Message, NodeId, Ready, Snapshot } from '../raft/index.ts'
+import { bootstrapSnapshot, EntryType, Raft, Role } from '../raft/index.ts'
+import type { EntryRecordMeta } from './raft-storage.ts'
+import { LogRaftStorage } from './raft-storage.ts'
+import type { SnapshotStore } from './snapshot-store.ts'
+import type { BatchHeader, ProducerState } from './state.ts'
+import { checkSequence, PartitionState, rememberBatch } from './state.ts'
+
+/** What the partition needs of the record batch format (src/wire provides it). */
+export interface BatchCodec {
+  /** Header fields of a batch already validated at the edge. */
+  readHeader(batch: Uint8Array): BatchHeader
+  /** Writes the base offset into the batch header in place (not covered by its checksum). */
+  stampBaseOffset(batch: Uint8Array, baseOffset: number): void
+}
+
+export type Acks = 'all' | 'leader'
+
+export interface ProduceResult {
+  readonly baseOffset: number
+  readonly lastOffset: number
+}
+
+export interface FetchResult {
+  /** Stored record batches, back to back in offset order, all committed. */
+  readonly batches: Uint8Array[]
+  readonly highWatermark: number
+  readonly logStartOffset: number
+  /** Offset to fetch next. */
+  readonly nextOffset: number
+}
+
+export interface PartitionOptions {
+  /** Names the group in logs and assertions (e.g. "orders/3"). */
+  readonly group: string
+  readonly replicaId: NodeId
+  readonly log: PartitionLog
+  readonly snapshots: SnapshotStore
+  /** Founding replicas of a new partition; omit for a replica joining an existing group. */
+  readonly bootstrap?: ConfState
+  readonly codec: BatchCodec
+  readonly random: Random
+  /** Hands messages to the transport (all of one Ready at once). */
+  readonly send: (messages: readonly Message[]) => void
+  readonly electionTicks?: number
+  readonly heartbeatTicks?: number
+  /** Applied entries between two snapshots of the partition state. Default 10,000. */
+  readonly snapshotEntries?: number
+  /** Produce waiters per partition. Default 10,000. */
+  readonly produceWaitersMax?: number
+  /** Fetch long-polls per partition. Default 10,000. */
+  readonly fetchWaitersMax?: number
+  /** Called when role or leader changes. */
+  readonly onRoleChange?: (role: Role, leader: NodeId) => void
+}
+
+/** Longest a produce waits for its commit. */
+export const produceWaitMsMax = 30_000
+/** Longest a fetch long-polls (maxWaitMs and minCommitted waits are clamped to it). */
+export const fetchWaitMsMax = 30_000
+
+interface ProduceWaiter {
+  readonly index: LogIndex
+  readonly term: number
+  readonly acks: Acks
+  readonly result: ProduceResult
+  readonly resolve: (r: ProduceResult) => void
+  readonly reject: (e: RillError) => void
+  readonly timer: NodeJS.Timeout
+}
+
+interface FetchWaiter {
+  readonly ready: () => boolean
+  readonly wake: () => void
+}
+
+export class Partition {
+  readonly group: string
+  readonly raft: Raft
+  readonly storage: LogRaftStorage
+  state: PartitionState
+  readonly #log: PartitionLog
+  readonly #codec: BatchCodec
+  readonly #send: (messages: readonly Message[]) => void
+  readonly #snapshotEntries: number
+  readonly #produceWaitersMax: number
+  readonly #fetchWaitersMax: number
+  readonly #onRoleChange: ((role: Role, leader: NodeId) => void) | undefined
+
+  #persistQueue: Ready[] = []
+  #persisting = false
+  #processing = false
+  #closed = false
+  /** Leader: index of this term's no-op; produce waits until it is applied. */
+  #leaderReadyIndex: LogIndex = 0
+  /** Leader: offset the next accepted batch gets. */
+  #nextOffset = 0
+  /** Leader: producer table including accepted, uncommitted batches. */
+  #pendingProducers: Map<number, ProducerState> | null = null
+  #produceWaiters = new Map<LogIndex, ProduceWaiter>()
+  #fetchWaiters = new Set<FetchWaiter>()
+  #snapshotting = false
+
+  private constructor(options: PartitionOptions, storage: LogRaftStorage, raft: Raft, state: PartitionState) {
+    this.group = options.group
+    this.#log = options.log
+    this.#codec = options.codec
+    this.#send = options.send
+    this.#snapshotEntries = options.snapshotEntries ?? 10_000
+    this.#produceWaitersMax = options.produceWaitersMax ?? 10_000
+    this.#fetchWaitersMax = options.fetchWaitersMax ?? 10_000
+    this.#onRoleChange = options.onRoleChange
+    this.storage = storage
+    this.raft = raft
+    this.state = state
+  }
+
+  /** Opens a replica from its log and snapshot (bootstrapping a founding replica on first start). */
+  static async open(options: PartitionOptions): Promise<Partition> {
+    let snapshot = await options.snapshots.load()
+    if (snapshot === null) {
+      snapshot = options.bootstrap === undefined ? emptySnapshot() : bootstrapSnapshot(options.bootstrap)
+      if (options.bootstrap !== undefined) {
+        await options.snapshots.save(snapshot)
+        if (options.log.lastIndex() < snapshot.meta.index) await options.log.compact({ index: snapshot.meta.index, term: snapshot.meta.term })
+      }
+    }
+    let partition: Partition | null = null
+    const storage = new LogRaftStorage({
+      log: options.log,
+      snapshots: options.snapshots,
+      snapshot,
+      recordMeta: (e) => recordMeta(options.codec, e),
+      onLoaded: () => partition?.process(),
+    })
+    const raft = new Raft({
+      id: options.replicaId,
+      group: options.group,
+      storage,
+      random: options.random,
+      electionTicks: options.electionTicks ?? 10,
+      heartbeatTicks: options.heartbeatTicks ?? 1,
+    })
+    const state = PartitionState.restore(snapshot.data)
+    state.appliedIndex = Math.max(state.appliedIndex, snapshot.meta.index)
+    partition = new Partition(options, storage, raft, state)
+    partition.process()
+    return partition
+  }
+
+  // ───────────────────────────── inputs ─────────────────────────────
+
+  tick(): void {
+    if (this.#closed) return
+    this.raft.tick()
+    this.process()
+  }
+
+  step(m: Message): void {
+    if (this.#closed) return
+    this.raft.step(m)
+    this.process()
+  }
+
+  campaign(): void {
+    this.raft.campaign()
+    this.process()
+  }
+
+  transferLeader(to: NodeId): void {
+    this.raft.transferLeader(to)
+    this.process()
+  }
+
+  proposeConfChange(cc: ConfChange): void {
+    const r = this.raft.proposeConfChange(cc)
+    if (!r.ok) throw new RillError(r.code, `${this.group}: ${r.reason}`, { details: { leader: r.leader } })
+    this.process()
+  }
+
+  /** True when this replica leads and has applied its no-op (it can take produce). */
+  isReadyLeader(): boolean {
+    return this.raft.role === Role.Leader && this.state.appliedIndex >= this.#leaderReadyIndex && this.#pendingProducers !== null
+  }
+
+  /**
+   * Appends one validated record batch. `acks: 'all'` answers once the batch
+   * is committed; `'leader'` once it is durable on the leader. A retried batch
+   * of an idempotent producer gets its original offsets.
+   */
+  produce(batch: Uint8Array, acks: Acks): Promise<ProduceResult> {
+    if (this.#closed) return Promise.reject(notLeader(this.raft.lead, `${this.group}: replica closed`))
+    if (!this.isReadyLeader()) {
+      return Promise.reject(notLeader(this.raft.lead, `${this.group}: not the leader${this.raft.role === Role.Leader ? ' yet' : ''}`))
+    }
+    const pending = this.#pendingProducers!
+    const header = this.#codec.readHeader(batch)
+    const verdict = checkSequence(pending.get(header.producerId), header)
+    if (verdict.kind === 'error') return Promise.reject(verdict.error)
+    if (verdict.kind === 'duplicate') {
+      const b = verdict.batch
+      return this.#whenCommitted(b.lastOffset + 1, produceWaitMsMax).then(() => ({ baseOffset: b.baseOffset, lastOffset: b.lastOffset }))
+    }
+    if (this.#produceWaiters.size >= this.#produceWaitersMax) {
+      return Promise.reject(new RillError(ErrorCode.TIMEOUT, `${this.group}: too many produce requests waiting`))
+    }
+    const baseOffset = this.#nextOffset
+    this.#codec.stampBaseOffset(batch, baseOffset)
+    const r = this.raft.propose([batch])
+    if (!r.ok) return Promise.reject(new RillError(r.code, `${this.group}: ${r.reason}`, { details: { leader: r.leader } }))
+    this.#nextOffset += header.recordCount
+    rememberBatch(pending, { ...header, baseOffset })
+    const result: ProduceResult = { baseOffset, lastOffset: baseOffset + header.recordCount - 1 }
+    const promise = new Promise<ProduceResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#produceWaiters.delete(r.index)
+        reject(new RillError(ErrorCode.TIMEOUT, `${this.group}: produce not committed within ${produceWaitMsMax} ms`))
+      }, produceWaitMsMax)
+      this.#produceWaiters.set(r.index, { index: r.index, term: r.term, acks, result, resolve, reject, timer })
+    })
+    this.process()
+    return promise
+  }
+
+  /**
+   * Committed batches from `offset` (up to `bytesMax`, at least one batch if
+   * any). Waits up to `waitMs` when nothing is there yet; with
+   * `minCommitted`, first waits until the high watermark reaches it (a
+   * follower serving read-your-writes).
+   */
+  async fetch(options: { offset: number; bytesMax: number; waitMs: number; minCommitted?: number }): Promise<FetchResult> {
+    const waitMs = Math.min(Math.max(0, options.waitMs), fetchWaitMsMax)
+    const minCommitted = options.minCommitted ?? 0
+    if (minCommitted > this.state.highWatermark) {
+      const ok = await this.#waitFor(() => this.state.highWatermark >= minCommitted, Math.max(waitMs, 1))
+      if (!ok) throw new RillError(ErrorCode.TIMEOUT, `${this.group}: offset ${minCommitted} not committed here within ${waitMs} ms`)
+    }
+    const { offset } = options
+    if (offset < this.state.logStartOffset || offset > this.state.highWatermark) {
+      throw new RillError(ErrorCode.OFFSET_OUT_OF_RANGE, `${this.group}: offset ${offset} outside [${this.state.logStartOffset}, ${this.state.highWatermark}]`, {
+        details: { logStartOffset: this.state.logStartOffset, highWatermark: this.state.highWatermark },
+      })
+    }
+    if (offset === this.state.highWatermark && waitMs > 0) await this.#waitFor(() => this.state.highWatermark > offset, waitMs)
+    const hw = this.state.highWatermark
+    if (offset >= hw) return { batches: [], highWatermark: hw, logStartOffset: this.state.logStartOffset, nextOffset: offset }
+    const entries = await this.#log.readByOffset({ offsetStart: offset, bytesMax: options.bytesMax })
+    const batches: Uint8Array[] = []
+    let next = offset
+    for (const e of entries) {
+      if (e.baseOffset + e.recordCount > hw) break
+      batches.push(e.data)
+      next = e.baseOffset + e.recordCount
+    }
+    return { batches, highWatermark: hw, logStartOffset: this.state.logStartOffset, nextOffset: next }
+  }
+
+  #whenCommitted(offsetEnd: number, waitMs: number): Promise<void> {
+    return this.#waitFor(() => this.state.highWatermark >= offsetEnd, waitMs).then((ok) => {
+      if (!ok) throw new RillError(ErrorCode.TIMEOUT, `${this.group}: not committed within ${waitMs} ms`)
+    })
+  }
+
+  /** Resolves true once `ready()` holds (checked on every apply), false after `waitMs`. */
+  #waitFor(ready: () => boolean, waitMs: number): Promise<boolean> {
+    if (ready()) return Promise.resolve(true)
+    if (this.#fetchWaiters.size >= this.#fetchWaitersMax) return Promise.resolve(false)
+    return new Promise((resolve) => {
+      const waiter: FetchWaiter = {
+        ready,
+        wake: () => {
+          clearTimeout(timer)
+          this.#fetchWaiters.delete(waiter)
+          resolve(true)
+        },
+      }
+      const timer = setTimeout(() => {
+        this.#fetchWaiters.delete(waiter)
+        resolve(ready())
+      }, waitMs)
+      this.#fetchWaiters.add(waiter)
+    })
+  }
+
+  // ───────────────────────────── ready loop ─────────────────────────────
+
+  /** Drains the core's Readies: send, apply, queue for persistence. */
+  process(): void {
+    if (this.#closed || this.#processing) return
+    this.#processing = true
+    try {
+      for (let pass = 0; pass < 64; pass++) {
+        const rd = this.raft.ready()
+        if (rd === null) break
+        this.#handleReady(rd)
+      }
+    } finally {
+      this.#processing = false
+    }
+    void this.#pumpPersist()
+  }
+
+  #handleReady(rd: Ready): void {
+    if (rd.messages.length > 0) this.#send(rd.messages)
+    if (rd.softState !== null) this.#onSoftState(rd.softState.role, rd.softState.leader)
+    if (rd.snapshot !== null) {
+      this.state = PartitionState.restore(rd.snapshot.data)
+      this.state.appliedIndex = rd.snapshot.meta.index
+    }
+    if (rd.committedEntries.length > 0) this.#apply(rd.committedEntries)
+    this.#persistQueue.push(rd)
+  }
+
+  #onSoftState(role: Role, leader: NodeId): void {
+    if (role === Role.Leader) {
+      // Accept produce once our no-op (the last entry now) is applied.
+      this.#leaderReadyIndex = this.raft.log.lastIndex()
+      this.#pendingProducers = null
+    } else {
+      this.#pendingProducers = null
+      this.#leaderReadyIndex = 0
+      for (const w of this.#produceWaiters.values()) {
+        clearTimeout(w.timer)
+        w.reject(notLeader(leader, `${this.group}: leadership lost before the batch committed`))
+      }
+      this.#produceWaiters.clear()
+    }
+    this.#onRoleChange?.(role, leader)
+  }
+
+  #apply(entries: readonly Entry[]): void {
+    const hwBefore = this.state.highWatermark
+    for (const e of entries) {
+      if (e.type === EntryType.Normal && e.data.byteLength > 0) this.state.applyBatch(e.index, this.#codec.readHeader(e.data))
+      else this.state.applyOther(e.index)
+      const w = this.#produceWaiters.get(e.index)
+      if (w !== undefined && w.acks === 'all') {
+        this.#produceWaiters.delete(e.index)
+        clearTimeout(w.timer)
+        if (w.term === e.term) w.resolve(w.result)
+        else w.reject(notLeader(this.raft.lead, `${this.group}: the batch was replaced by another leader's`))
+      }
+    }
+    if (this.raft.role === Role.Leader && this.#pendingProducers === null && this.state.appliedIndex >= this.#leaderReadyIndex) {
+      this.#nextOffset = this.state.highWatermark
+      this.#pendingProducers = cloneProducers(this.state.producers)
+    }
+    if (this.state.highWatermark !== hwBefore) this.#wakeFetchers()
+  }
+
+  #wakeFetchers(): void {
+    for (const w of this.#fetchWaiters) if (w.ready()) w.wake()
+  }
+
+  /** Persists everything queued as one group of writes, then sends what waited and advances. */
+  async #pumpPersist(): Promise<void> {
+    if (this.#persisting || this.#persistQueue.length === 0 || this.#closed) return
+    this.#persisting = true
+    try {
+      const batch = this.#persistQueue
+      this.#persistQueue = []
+      try {
+        await this.storage.persistMany(batch)
+      } catch (error) {
+        this.#fail(error)
+        return
+      }
+      if (this.#closed) return
+      for (const rd of batch) {
+        if (rd.messagesAfterPersist.length > 0) this.#send(rd.messagesAfterPersist)
+        this.raft.advance(rd)
+        this.#resolveLeaderAcks(rd)
+      }
+      await this.#maybeSnapshot()
+    } finally {
+      this.#persisting = false
+    }
+    this.process()
+  }
+
+  #resolveLeaderAcks(rd: Ready): void {
+    if (rd.entries.length === 0) return
+    for (const e of rd.entries) {
+      const w = this.#produceWaiters.get(e.index)
+      if (w === undefined || w.acks !== 'leader') continue
+      this.#produceWaiters.delete(e.index)
+      clearTimeout(w.timer)
+      if (w.term === e.term) w.resolve(w.result)
+      else w.reject(notLeader(this.raft.lead, `${this.group}: the batch was replaced`))
+    }
+  }
+
+  /** Snapshots the partition state every `snapshotEntries` applied entries (bounds replay at restart). */
+  async #maybeSnapshot(): Promise<void> {
+    const applied = this.state.appliedIndex
+    const snap = this.storage.snapshot()
+    if (this.#snapshotting || applied - snap.meta.index < this.#snapshotEntries) return
+    if (this.raft.log.unstable.snapshot !== null || applied > this.#log.lastIndex()) return
+    this.#snapshotting = true
+    try {
+      // The log keeps its records: only retention deletes them (the log IS the data).
+      await this.storage.createSnapshot({ index: applied, conf: this.raft.confState(), data: this.state.snapshot(), compactIndex: 0 })
+    } finally {
+      this.#snapshotting = false
+    }
+  }
+
+  /**
+   * A write failed (disk full, I/O error): this replica can no longer promise
+   * anything, so it stops taking part; the broker reports it and the group
+   * carries on with the other replicas.
+   */
+  #fail(error: unknown): void {
+    this.failure = error instanceof RillError ? error : new RillError(ErrorCode.INTERNAL, `${this.group}: ${String(error)}`, { cause: error })
+    void this.close()
+  }
+
+  /** Set when the replica stopped after a storage failure. */
+  failure: RillError | null = null
+
+  status(): { group: string; role: Role; leader: NodeId; term: number; commit: LogIndex; highWatermark: number; logStartOffset: number } {
+    return {
+      group: this.group,
+      role: this.raft.role,
+      leader: this.raft.lead,
+      term: this.raft.term,
+      commit: this.raft.log.committed,
+      highWatermark: this.state.highWatermark,
+      logStartOffset: this.state.logStartOffset,
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    this.storage.close()
+    for (const w of this.#produceWaiters.values()) {
+      clearTimeout(w.timer)
+      w.reject(notLeader(this.raft.lead, `${this.group}: replica closed`))
+    }
+    this.#produceWaiters.clear()
+    for (const w of this.#fetchWaiters) w.wake()
+    // Let the write under way finish so nothing acknowledged is half-written.
+    for (let i = 0; i < 1000 && this.#persisting; i++) await new Promise((r) => setTimeout(r, 1))
+    assert(!this.#persisting, `${this.group}: persistence did not finish at close`)
+  }
+}
+
+function notLeader(leader: NodeId, message: string): RillError {
+  return new RillError(ErrorCode.NOT_LEADER, message, { details: { leader } })
+}
+
+function emptySnapshot(): Snapshot {
+  return { meta: { index: 0, term: 0, conf: { voters: [], learners: [] } }, data: new Uint8Array(0) }
+}
+
+function recordMeta(codec: BatchCodec, e: Entry): EntryRecordMeta {
+  if (e.type !== EntryType.Normal || e.data.byteLength === 0) return { baseOffset: 0, recordCount: 0, timestampMinMs: 0, timestampMaxMs: 0 }
+  const h = codec.readHeader(e.data)
+  return { baseOffset: h.baseOffset, recordCount: h.recordCount, timestampMinMs: h.firstTimestampMs, timestampMaxMs: h.maxTimestampMs }
+}
+
+function cloneProducers(src: Map<number, ProducerState>): Map<number, ProducerState> {
+  const out = new Map<number, ProducerState>()
+  for (const [id, p] of src) out.set(id, { epoch: p.epoch, batches: p.batches.slice() })
+  return out
+}

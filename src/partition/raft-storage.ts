@@ -1,0 +1,242 @@
+/**
+ * The Raft core's Storage over a partition's on-disk log (src/log).
+ *
+ * The core reads synchronously; the log reads from disk asynchronously. So:
+ *
+ *   term(i), firstIndex(), lastIndex()   the log answers from memory (its index)
+ *   entries(lo, hi)                      from the in-memory tail (recent appends),
+ *                                        else from the last read-ahead, else
+ *                                        null: a read-ahead starts, `onLoaded`
+ *                                        fires when it lands and the core asks again
+ *
+ * Writes come from persisting a Ready, one at a time, in order (`persist`):
+ * an installed snapshot first, then entries (the log truncates a conflicting
+ * suffix itself), then the hard state — written only when term or vote
+ * changed: the commit index is an optimisation a restarted node relearns
+ * from its leader, and an fsync per Ready for it would halve throughput.
+ */
+import { assert } from '../base/index.ts'
+import type { EntryToAppend, LogEntry, PartitionLog } from '../log/index.ts'
+import type { ConfState, Entry, HardState, LogIndex, Ready, Snapshot, Storage, Term } from '../raft/index.ts'
+import { entryBytes, termCompacted } from '../raft/index.ts'
+import type { SnapshotStore } from './snapshot-store.ts'
+
+/** Record metadata the log indexes by (offsets, timestamps); zeros for non-data entries. */
+export interface EntryRecordMeta {
+  readonly baseOffset: number
+  readonly recordCount: number
+  readonly timestampMinMs: number
+  readonly timestampMaxMs: number
+}
+
+export interface LogRaftStorageOptions {
+  readonly log: PartitionLog
+  readonly snapshots: SnapshotStore
+  /** The snapshot loaded at open (its conf is the membership as of it). */
+  readonly snapshot: Snapshot
+  /** Offsets and timestamps of a data entry, read from its batch header. */
+  readonly recordMeta: (e: Entry) => EntryRecordMeta
+  /** Called when a read-ahead finished: the owner should let the core try again. */
+  readonly onLoaded: () => void
+  /** Bytes of recent entries kept in memory for replication and apply. Default 8 MiB. */
+  readonly tailBytesMax?: number
+  /** Bytes read from disk per read-ahead. Default 4 MiB. */
+  readonly readAheadBytes?: number
+}
+
+export class LogRaftStorage implements Storage {
+  readonly #log: PartitionLog
+  readonly #snapshots: SnapshotStore
+  readonly #recordMeta: (e: Entry) => EntryRecordMeta
+  readonly #onLoaded: () => void
+  readonly #tailBytesMax: number
+  readonly #readAheadBytes: number
+  #snapshot: Snapshot
+  /** Recent entries, contiguous, ending at the log's last index (or empty). */
+  #tail: Entry[] = []
+  #tailBytes = 0
+  /** Last read-ahead result: contiguous entries from disk. */
+  #ahead: Entry[] = []
+  #loading = false
+  #persistedHard: HardState
+  #closed = false
+
+  constructor(options: LogRaftStorageOptions) {
+    this.#log = options.log
+    this.#snapshots = options.snapshots
+    this.#snapshot = options.snapshot
+    this.#recordMeta = options.recordMeta
+    this.#onLoaded = options.onLoaded
+    this.#tailBytesMax = options.tailBytesMax ?? 8 << 20
+    this.#readAheadBytes = options.readAheadBytes ?? 4 << 20
+    this.#persistedHard = this.#log.hardState()
+  }
+
+  initialState(): { hardState: HardState; conf: ConfState } {
+    return { hardState: this.#log.hardState(), conf: this.#snapshot.meta.conf }
+  }
+
+  firstIndex(): LogIndex {
+    return Math.max(this.#log.firstIndex(), this.#snapshot.meta.index + 1)
+  }
+
+  lastIndex(): LogIndex {
+    return Math.max(this.#log.lastIndex(), this.#snapshot.meta.index)
+  }
+
+  term(i: LogIndex): Term {
+    if (i === this.#snapshot.meta.index) return this.#snapshot.meta.term
+    if (i < this.firstIndex() - 1) return termCompacted
+    assert(i <= this.lastIndex(), () => `partition storage: term(${i}) beyond last index ${this.lastIndex()}`)
+    return this.#log.term(i)
+  }
+
+  entries(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] | null {
+    assert(lo >= this.firstIndex() && hi <= this.lastIndex() + 1, () => `partition storage: entries [${lo}, ${hi}) out of range`)
+    const fromTail = this.#serve(this.#tail, lo, hi, bytesMax)
+    if (fromTail !== null) return fromTail
+    const fromAhead = this.#serve(this.#ahead, lo, hi, bytesMax)
+    if (fromAhead !== null) return fromAhead
+    this.#startReadAhead(lo)
+    return null
+  }
+
+  snapshot(): Snapshot {
+    return this.#snapshot
+  }
+
+  /** Serves [lo, hi) from a contiguous cache if it starts at or before lo and covers lo. */
+  #serve(cache: readonly Entry[], lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] | null {
+    if (cache.length === 0) return null
+    const first = cache[0]!.index
+    const last = cache[cache.length - 1]!.index
+    if (lo < first || lo > last) return null
+    const out: Entry[] = []
+    let bytes = 0
+    for (let i = lo; i < hi && i <= last; i++) {
+      const e = cache[i - first]!
+      bytes += entryBytes(e)
+      if (out.length > 0 && bytes > bytesMax) break
+      out.push(e)
+    }
+    return out
+  }
+
+  #startReadAhead(lo: LogIndex): void {
+    if (this.#loading || this.#closed) return
+    this.#loading = true
+    this.#log
+      .read({ indexStart: lo, bytesMax: this.#readAheadBytes })
+      .then(
+        (got) => {
+          this.#ahead = got.map(fromLogEntry)
+        },
+        () => {
+          // Compacted or damaged meanwhile: the core will find out through term()/firstIndex().
+          this.#ahead = []
+        },
+      )
+      .finally(() => {
+        this.#loading = false
+        if (!this.#closed) this.#onLoaded()
+      })
+  }
+
+  /**
+   * Makes Readies durable (per the log's persistence mode), in order. Their
+   * appends are issued back to back without waiting in between, so the log
+   * can make them durable with one group commit.
+   */
+  async persistMany(readies: readonly Ready[]): Promise<void> {
+    const appends: Promise<void>[] = []
+    let hard: HardState | null = null
+    for (const rd of readies) {
+      if (rd.snapshot !== null) {
+        // Rare: keep a snapshot install strictly ordered with the appends around it.
+        await Promise.all(appends)
+        appends.length = 0
+        await this.installSnapshot(rd.snapshot)
+      }
+      if (rd.entries.length > 0) {
+        const toLog: EntryToAppend[] = rd.entries.map((e) => ({ ...this.#recordMeta(e), index: e.index, term: e.term, type: e.type, data: e.data }))
+        this.#remember(rd.entries)
+        appends.push(this.#log.append(toLog))
+      }
+      if (rd.hardState !== null) hard = rd.hardState
+    }
+    await Promise.all(appends)
+    if (hard !== null && (hard.term !== this.#persistedHard.term || hard.vote !== this.#persistedHard.vote)) {
+      await this.#log.setHardState(hard)
+      this.#persistedHard = hard
+    }
+  }
+
+  /** A snapshot from the leader replaces the log (the log continues after it). */
+  async installSnapshot(snap: Snapshot): Promise<void> {
+    await this.#snapshots.save(snap)
+    this.#snapshot = snap
+    this.#tail = []
+    this.#tailBytes = 0
+    this.#ahead = []
+    // The core installs a snapshot only where our log disagrees with it, so
+    // whatever we hold at and after its index is divergent: drop it all.
+    if (this.#log.lastIndex() >= snap.meta.index) await this.#log.truncateAfter(this.#log.firstIndex() - 1)
+    await this.#log.compact({ index: snap.meta.index, term: snap.meta.term })
+  }
+
+  /**
+   * The application took a snapshot at `index` (applied, durable): save it,
+   * then compact the log up to `compactIndex` (<= index; keeping a little
+   * tail lets slow followers catch up without a snapshot).
+   */
+  async createSnapshot(options: { index: LogIndex; conf: ConfState; data: Uint8Array; compactIndex: LogIndex }): Promise<Snapshot> {
+    assert(options.index > this.#snapshot.meta.index, () => `partition storage: snapshot ${options.index} not after ${this.#snapshot.meta.index}`)
+    assert(options.compactIndex <= options.index, 'partition storage: compaction beyond the snapshot')
+    const snap: Snapshot = { meta: { index: options.index, term: this.#log.term(options.index), conf: options.conf }, data: options.data }
+    await this.#snapshots.save(snap)
+    this.#snapshot = snap
+    if (options.compactIndex >= this.#log.firstIndex()) {
+      await this.#log.compact({ index: options.compactIndex, term: this.#log.term(options.compactIndex) })
+    }
+    return snap
+  }
+
+  /** Keeps appended entries in the in-memory tail (truncating a replaced suffix). */
+  #remember(ents: readonly Entry[]): void {
+    const first = ents[0]!.index
+    if (this.#tail.length > 0) {
+      const tailFirst = this.#tail[0]!.index
+      const keep = first - tailFirst
+      if (keep <= 0) {
+        this.#tail = []
+        this.#tailBytes = 0
+      } else if (keep < this.#tail.length) {
+        for (let i = keep; i < this.#tail.length; i++) this.#tailBytes -= entryBytes(this.#tail[i]!)
+        this.#tail.length = keep
+      } else if (keep > this.#tail.length) {
+        // A gap (entries before `first` were never seen here): start over.
+        this.#tail = []
+        this.#tailBytes = 0
+      }
+    }
+    for (const e of ents) {
+      this.#tail.push(e)
+      this.#tailBytes += entryBytes(e)
+    }
+    let drop = 0
+    while (this.#tailBytes > this.#tailBytesMax && drop < this.#tail.length - 1) {
+      this.#tailBytes -= entryBytes(this.#tail[drop]!)
+      drop++
+    }
+    if (drop > 0) this.#tail = this.#tail.slice(drop)
+    if (this.#ahead.length > 0 && this.#ahead[this.#ahead.length - 1]!.index >= first) this.#ahead = []
+  }
+
+  close(): void {
+    this.#closed = true
+  }
+}
+
+function fromLogEntry(e: LogEntry): Entry {
+  return { index: e.index, term: e.term, type: e.type as Entry['type'], data: e.data }
+}
