@@ -1,13 +1,11 @@
 /**
- * One partition replica: a Raft group + its log + the partition state machine.
+ * One partition replica: a RaftGroup (Raft + log, see group.ts) running the
+ * partition state machine, plus produce and fetch.
  *
  *   produce ──▶ leader: check producer sequence, stamp base offset, propose
- *                  │
- *   tick/step ──▶ Raft ──ready──▶ messages ──▶ send (transport)
- *                  ▲        ├──▶ committed entries ──▶ PartitionState (high watermark,
- *                  │        │                          producers) ──▶ wake produce/fetch waiters
- *                  │        └──▶ persist queue ──▶ LogRaftStorage (one write for all
- *                  └── advance ◀── durable ◀──────  readies queued meanwhile: group commit)
+ *   RaftGroup ──committed entries──▶ PartitionState (high watermark, producers)
+ *                                      ──▶ wake produce (acks=all) and fetch waiters
+ *   RaftGroup ──durable──▶ acks=leader waiters
  *
  * Offsets (DESIGN.md decision 4): the leader stamps each batch's base offset
  * when it proposes it, continuing from the last offset in its log; every
@@ -15,13 +13,13 @@
  * produce only once it has applied its own no-op: then everything before is
  * committed and applied, so its producer table and next offset are exact.
  */
-import { assert, ErrorCode, RillError } from '../base/index.ts'
+import { ErrorCode, RillError } from '../base/index.ts'
 import type { Random } from '../base/index.ts'
 import type { PartitionLog } from '../log/index.ts'
-import type { ConfChange, ConfState, Entry, LogIndex, Message, NodeId, Ready, Snapshot } from '../raft/index.ts'
-import { bootstrapSnapshot, EntryType, Raft, Role } from '../raft/index.ts'
+import type { ConfChange, ConfState, Entry, LogIndex, Message, NodeId, Raft, Ready, Snapshot } from '../raft/index.ts'
+import { EntryType, Role } from '../raft/index.ts'
+import { RaftGroup } from './group.ts'
 import type { EntryRecordMeta } from './raft-storage.ts'
-import { LogRaftStorage } from './raft-storage.ts'
 import type { SnapshotStore } from './snapshot-store.ts'
 import type { BatchHeader, ProducerState } from './state.ts'
 import { checkSequence, PartitionState, rememberBatch } from './state.ts'
@@ -96,20 +94,14 @@ interface FetchWaiter {
 
 export class Partition {
   readonly group: string
-  readonly raft: Raft
-  readonly storage: LogRaftStorage
-  state: PartitionState
+  #rg!: RaftGroup
+  state = new PartitionState()
   readonly #log: PartitionLog
   readonly #codec: BatchCodec
-  readonly #send: (messages: readonly Message[]) => void
-  readonly #snapshotEntries: number
   readonly #produceWaitersMax: number
   readonly #fetchWaitersMax: number
   readonly #onRoleChange: ((role: Role, leader: NodeId) => void) | undefined
 
-  #persistQueue: Ready[] = []
-  #persisting = false
-  #processing = false
   #closed = false
   /** Leader: index of this term's no-op; produce waits until it is applied. */
   #leaderReadyIndex: LogIndex = 0
@@ -119,83 +111,74 @@ export class Partition {
   #pendingProducers: Map<number, ProducerState> | null = null
   #produceWaiters = new Map<LogIndex, ProduceWaiter>()
   #fetchWaiters = new Set<FetchWaiter>()
-  #snapshotting = false
 
-  private constructor(options: PartitionOptions, storage: LogRaftStorage, raft: Raft, state: PartitionState) {
+  private constructor(options: PartitionOptions) {
     this.group = options.group
     this.#log = options.log
     this.#codec = options.codec
-    this.#send = options.send
-    this.#snapshotEntries = options.snapshotEntries ?? 10_000
     this.#produceWaitersMax = options.produceWaitersMax ?? 10_000
     this.#fetchWaitersMax = options.fetchWaitersMax ?? 10_000
     this.#onRoleChange = options.onRoleChange
-    this.storage = storage
-    this.raft = raft
-    this.state = state
   }
 
   /** Opens a replica from its log and snapshot (bootstrapping a founding replica on first start). */
   static async open(options: PartitionOptions): Promise<Partition> {
-    let snapshot = await options.snapshots.load()
-    if (snapshot === null) {
-      snapshot = options.bootstrap === undefined ? emptySnapshot() : bootstrapSnapshot(options.bootstrap)
-      if (options.bootstrap !== undefined) {
-        await options.snapshots.save(snapshot)
-        if (options.log.lastIndex() < snapshot.meta.index) await options.log.compact({ index: snapshot.meta.index, term: snapshot.meta.term })
-      }
-    }
-    let partition: Partition | null = null
-    const storage = new LogRaftStorage({
+    const p = new Partition(options)
+    p.#rg = await RaftGroup.open({
+      group: options.group,
+      replicaId: options.replicaId,
       log: options.log,
       snapshots: options.snapshots,
-      snapshot,
-      recordMeta: (e) => recordMeta(options.codec, e),
-      onLoaded: () => partition?.process(),
-    })
-    const raft = new Raft({
-      id: options.replicaId,
-      group: options.group,
-      storage,
+      ...(options.bootstrap === undefined ? {} : { bootstrap: options.bootstrap }),
       random: options.random,
-      electionTicks: options.electionTicks ?? 10,
-      heartbeatTicks: options.heartbeatTicks ?? 1,
+      send: options.send,
+      recordMeta: (e) => recordMeta(options.codec, e),
+      ...(options.electionTicks === undefined ? {} : { electionTicks: options.electionTicks }),
+      ...(options.heartbeatTicks === undefined ? {} : { heartbeatTicks: options.heartbeatTicks }),
+      ...(options.snapshotEntries === undefined ? {} : { snapshotEntries: options.snapshotEntries }),
+      machine: {
+        apply: (entries) => p.#apply(entries),
+        restore: (snap) => p.#restore(snap),
+        snapshotData: () => p.state.snapshot(),
+        appliedIndex: () => p.state.appliedIndex,
+      },
+      onSoftState: (role, leader) => p.#onSoftState(role, leader),
+      onPersisted: (rd) => p.#resolveLeaderAcks(rd),
+      onFailure: () => p.#failWaiters(),
     })
-    const state = PartitionState.restore(snapshot.data)
-    state.appliedIndex = Math.max(state.appliedIndex, snapshot.meta.index)
-    partition = new Partition(options, storage, raft, state)
-    partition.process()
-    return partition
+    return p
+  }
+
+  get raft(): Raft {
+    return this.#rg.raft
+  }
+
+  /** Set when the replica stopped after a storage failure. */
+  get failure(): RillError | null {
+    return this.#rg.failure
   }
 
   // ───────────────────────────── inputs ─────────────────────────────
 
   tick(): void {
-    if (this.#closed) return
-    this.raft.tick()
-    this.process()
+    this.#rg.tick()
   }
 
   step(m: Message): void {
-    if (this.#closed) return
-    this.raft.step(m)
-    this.process()
+    this.#rg.step(m)
   }
 
   campaign(): void {
-    this.raft.campaign()
-    this.process()
+    this.#rg.campaign()
   }
 
   transferLeader(to: NodeId): void {
-    this.raft.transferLeader(to)
-    this.process()
+    this.#rg.transferLeader(to)
   }
 
   proposeConfChange(cc: ConfChange): void {
-    const r = this.raft.proposeConfChange(cc)
+    const r = this.#rg.proposeConfChange(cc)
     if (!r.ok) throw new RillError(r.code, `${this.group}: ${r.reason}`, { details: { leader: r.leader } })
-    this.process()
   }
 
   /** True when this replica leads and has applied its no-op (it can take produce). */
@@ -226,7 +209,7 @@ export class Partition {
     }
     const baseOffset = this.#nextOffset
     this.#codec.stampBaseOffset(batch, baseOffset)
-    const r = this.raft.propose([batch])
+    const r = this.#rg.propose([batch])
     if (!r.ok) return Promise.reject(new RillError(r.code, `${this.group}: ${r.reason}`, { details: { leader: r.leader } }))
     this.#nextOffset += header.recordCount
     rememberBatch(pending, { ...header, baseOffset })
@@ -238,7 +221,6 @@ export class Partition {
       }, produceWaitMsMax)
       this.#produceWaiters.set(r.index, { index: r.index, term: r.term, acks, result, resolve, reject, timer })
     })
-    this.process()
     return promise
   }
 
@@ -302,33 +284,12 @@ export class Partition {
     })
   }
 
-  // ───────────────────────────── ready loop ─────────────────────────────
+  // ─────────────────────────── state machine ───────────────────────────
 
-  /** Drains the core's Readies: send, apply, queue for persistence. */
-  process(): void {
-    if (this.#closed || this.#processing) return
-    this.#processing = true
-    try {
-      for (let pass = 0; pass < 64; pass++) {
-        const rd = this.raft.ready()
-        if (rd === null) break
-        this.#handleReady(rd)
-      }
-    } finally {
-      this.#processing = false
-    }
-    void this.#pumpPersist()
-  }
-
-  #handleReady(rd: Ready): void {
-    if (rd.messages.length > 0) this.#send(rd.messages)
-    if (rd.softState !== null) this.#onSoftState(rd.softState.role, rd.softState.leader)
-    if (rd.snapshot !== null) {
-      this.state = PartitionState.restore(rd.snapshot.data)
-      this.state.appliedIndex = rd.snapshot.meta.index
-    }
-    if (rd.committedEntries.length > 0) this.#apply(rd.committedEntries)
-    this.#persistQueue.push(rd)
+  #restore(snap: Snapshot): void {
+    this.state = PartitionState.restore(snap.data)
+    this.state.appliedIndex = Math.max(this.state.appliedIndex, snap.meta.index)
+    this.#wakeFetchers()
   }
 
   #onSoftState(role: Role, leader: NodeId): void {
@@ -339,11 +300,7 @@ export class Partition {
     } else {
       this.#pendingProducers = null
       this.#leaderReadyIndex = 0
-      for (const w of this.#produceWaiters.values()) {
-        clearTimeout(w.timer)
-        w.reject(notLeader(leader, `${this.group}: leadership lost before the batch committed`))
-      }
-      this.#produceWaiters.clear()
+      this.#failWaiters(leader)
     }
     this.#onRoleChange?.(role, leader)
   }
@@ -372,32 +329,6 @@ export class Partition {
     for (const w of this.#fetchWaiters) if (w.ready()) w.wake()
   }
 
-  /** Persists everything queued as one group of writes, then sends what waited and advances. */
-  async #pumpPersist(): Promise<void> {
-    if (this.#persisting || this.#persistQueue.length === 0 || this.#closed) return
-    this.#persisting = true
-    try {
-      const batch = this.#persistQueue
-      this.#persistQueue = []
-      try {
-        await this.storage.persistMany(batch)
-      } catch (error) {
-        this.#fail(error)
-        return
-      }
-      if (this.#closed) return
-      for (const rd of batch) {
-        if (rd.messagesAfterPersist.length > 0) this.#send(rd.messagesAfterPersist)
-        this.raft.advance(rd)
-        this.#resolveLeaderAcks(rd)
-      }
-      await this.#maybeSnapshot()
-    } finally {
-      this.#persisting = false
-    }
-    this.process()
-  }
-
   #resolveLeaderAcks(rd: Ready): void {
     if (rd.entries.length === 0) return
     for (const e of rd.entries) {
@@ -410,33 +341,14 @@ export class Partition {
     }
   }
 
-  /** Snapshots the partition state every `snapshotEntries` applied entries (bounds replay at restart). */
-  async #maybeSnapshot(): Promise<void> {
-    const applied = this.state.appliedIndex
-    const snap = this.storage.snapshot()
-    if (this.#snapshotting || applied - snap.meta.index < this.#snapshotEntries) return
-    if (this.raft.log.unstable.snapshot !== null || applied > this.#log.lastIndex()) return
-    this.#snapshotting = true
-    try {
-      // The log keeps its records: only retention deletes them (the log IS the data).
-      await this.storage.createSnapshot({ index: applied, conf: this.raft.confState(), data: this.state.snapshot(), compactIndex: 0 })
-    } finally {
-      this.#snapshotting = false
+  /** Fails every produce still waiting (leadership lost, replica stopped). */
+  #failWaiters(leader: NodeId = this.raft.lead): void {
+    for (const w of this.#produceWaiters.values()) {
+      clearTimeout(w.timer)
+      w.reject(notLeader(leader, `${this.group}: leadership lost before the batch committed`))
     }
+    this.#produceWaiters.clear()
   }
-
-  /**
-   * A write failed (disk full, I/O error): this replica can no longer promise
-   * anything, so it stops taking part; the broker reports it and the group
-   * carries on with the other replicas.
-   */
-  #fail(error: unknown): void {
-    this.failure = error instanceof RillError ? error : new RillError(ErrorCode.INTERNAL, `${this.group}: ${String(error)}`, { cause: error })
-    void this.close()
-  }
-
-  /** Set when the replica stopped after a storage failure. */
-  failure: RillError | null = null
 
   status(): { group: string; role: Role; leader: NodeId; term: number; commit: LogIndex; highWatermark: number; logStartOffset: number } {
     return {
@@ -452,25 +364,14 @@ export class Partition {
 
   async close(): Promise<void> {
     this.#closed = true
-    this.storage.close()
-    for (const w of this.#produceWaiters.values()) {
-      clearTimeout(w.timer)
-      w.reject(notLeader(this.raft.lead, `${this.group}: replica closed`))
-    }
-    this.#produceWaiters.clear()
+    this.#failWaiters()
     for (const w of this.#fetchWaiters) w.wake()
-    // Let the write under way finish so nothing acknowledged is half-written.
-    for (let i = 0; i < 1000 && this.#persisting; i++) await new Promise((r) => setTimeout(r, 1))
-    assert(!this.#persisting, `${this.group}: persistence did not finish at close`)
+    await this.#rg.close()
   }
 }
 
 function notLeader(leader: NodeId, message: string): RillError {
   return new RillError(ErrorCode.NOT_LEADER, message, { details: { leader } })
-}
-
-function emptySnapshot(): Snapshot {
-  return { meta: { index: 0, term: 0, conf: { voters: [], learners: [] } }, data: new Uint8Array(0) }
 }
 
 function recordMeta(codec: BatchCodec, e: Entry): EntryRecordMeta {

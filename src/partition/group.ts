@@ -1,0 +1,251 @@
+/**
+ * Runs one Raft group on a real log: the ready loop and the persistence
+ * pipeline shared by partition replicas and the controller group.
+ *
+ *   tick/step/propose ──▶ Raft ──ready──▶ messages ──▶ send (transport)
+ *                           ▲       ├──▶ committed entries ──▶ apply (state machine)
+ *                           │       └──▶ persist queue ──▶ LogRaftStorage: every Ready
+ *                           └── advance ◀── durable ◀──    queued meanwhile in one go
+ *
+ * The state machine is the caller's: `apply`, `restore`, `snapshotData`.
+ */
+import { assert, ErrorCode, RillError } from '../base/index.ts'
+import type { Random } from '../base/index.ts'
+import type { PartitionLog } from '../log/index.ts'
+import type { ConfChange, ConfState, Entry, LogIndex, Message, NodeId, RaftResult, Ready, Snapshot } from '../raft/index.ts'
+import { bootstrapSnapshot, Raft, Role } from '../raft/index.ts'
+import type { EntryRecordMeta } from './raft-storage.ts'
+import { LogRaftStorage } from './raft-storage.ts'
+import type { SnapshotStore } from './snapshot-store.ts'
+
+export interface StateMachine {
+  /** Applies committed entries, in order. */
+  apply(entries: readonly Entry[]): void
+  /** Replaces the state with a snapshot's (at open and when the leader sends one). */
+  restore(snapshot: Snapshot): void
+  /** The state as of the last applied entry, for a snapshot. */
+  snapshotData(): Uint8Array
+  /** Raft index of the last applied entry. */
+  appliedIndex(): LogIndex
+}
+
+export interface GroupOptions {
+  /** Names the group in logs and assertions (e.g. "orders/3"). */
+  readonly group: string
+  readonly replicaId: NodeId
+  readonly log: PartitionLog
+  readonly snapshots: SnapshotStore
+  /** Founding members of a new group; omit for a member joining an existing group. */
+  readonly bootstrap?: ConfState
+  readonly random: Random
+  readonly machine: StateMachine
+  /** Offsets and timestamps of an entry, for the log's indexes. */
+  readonly recordMeta: (e: Entry) => EntryRecordMeta
+  /** Hands messages to the transport (all of one Ready at once). */
+  readonly send: (messages: readonly Message[]) => void
+  readonly electionTicks?: number
+  readonly heartbeatTicks?: number
+  /** Applied entries between two snapshots of the state machine. Default 10,000. */
+  readonly snapshotEntries?: number
+  /** Called when role or leader changes. */
+  readonly onSoftState?: (role: Role, leader: NodeId) => void
+  /** Called once a Ready is durable here (acks=leader answers hang on it). */
+  readonly onPersisted?: (rd: Ready) => void
+  /** Called when the group stopped after a storage failure. */
+  readonly onFailure?: (error: RillError) => void
+}
+
+/** Readies drained per processing pass (the loop never spins). */
+const readyPassesMax = 64
+/** How long close() waits for the write under way. */
+const closeWaitMsMax = 10_000
+
+export class RaftGroup {
+  readonly group: string
+  readonly raft: Raft
+  readonly storage: LogRaftStorage
+  readonly #options: GroupOptions
+  readonly #log: PartitionLog
+  readonly #snapshotEntries: number
+  #persistQueue: Ready[] = []
+  #persisting = false
+  #processing = false
+  #snapshotting = false
+  #closed = false
+  /** Set when the group stopped after a storage failure. */
+  failure: RillError | null = null
+
+  private constructor(options: GroupOptions, storage: LogRaftStorage, raft: Raft) {
+    this.group = options.group
+    this.#options = options
+    this.#log = options.log
+    this.#snapshotEntries = options.snapshotEntries ?? 10_000
+    this.storage = storage
+    this.raft = raft
+  }
+
+  /** Opens a member from its log and snapshot (bootstrapping a founding member on first start). */
+  static async open(options: GroupOptions): Promise<RaftGroup> {
+    let snapshot = await options.snapshots.load()
+    if (snapshot === null) {
+      snapshot = options.bootstrap === undefined ? emptySnapshot() : bootstrapSnapshot(options.bootstrap)
+      if (options.bootstrap !== undefined) {
+        await options.snapshots.save(snapshot)
+        if (options.log.lastIndex() < snapshot.meta.index) await options.log.compact({ index: snapshot.meta.index, term: snapshot.meta.term })
+      }
+    }
+    options.machine.restore(snapshot)
+    let group: RaftGroup | null = null
+    const storage = new LogRaftStorage({
+      log: options.log,
+      snapshots: options.snapshots,
+      snapshot,
+      recordMeta: options.recordMeta,
+      onLoaded: () => group?.process(),
+    })
+    const raft = new Raft({
+      id: options.replicaId,
+      group: options.group,
+      storage,
+      random: options.random,
+      electionTicks: options.electionTicks ?? 10,
+      heartbeatTicks: options.heartbeatTicks ?? 1,
+    })
+    group = new RaftGroup(options, storage, raft)
+    group.process()
+    return group
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  tick(): void {
+    if (this.#closed) return
+    this.raft.tick()
+    this.process()
+  }
+
+  step(m: Message): void {
+    if (this.#closed) return
+    this.raft.step(m)
+    this.process()
+  }
+
+  campaign(): void {
+    if (this.#closed) return
+    this.raft.campaign()
+    this.process()
+  }
+
+  transferLeader(to: NodeId): RaftResult {
+    const r = this.raft.transferLeader(to)
+    this.process()
+    return r
+  }
+
+  /** Proposes entries; the result names the index of the last one. */
+  propose(datas: readonly Uint8Array[]): RaftResult {
+    if (this.#closed) return { ok: false, code: ErrorCode.NOT_LEADER, leader: 0, reason: `${this.group}: closed` }
+    const r = this.raft.propose(datas)
+    if (r.ok) this.process()
+    return r
+  }
+
+  proposeConfChange(cc: ConfChange): RaftResult {
+    if (this.#closed) return { ok: false, code: ErrorCode.NOT_LEADER, leader: 0, reason: `${this.group}: closed` }
+    const r = this.raft.proposeConfChange(cc)
+    if (r.ok) this.process()
+    return r
+  }
+
+  /** Drains the core's Readies: send, apply, queue for persistence. */
+  process(): void {
+    if (this.#closed || this.#processing) return
+    this.#processing = true
+    try {
+      for (let pass = 0; pass < readyPassesMax; pass++) {
+        const rd = this.raft.ready()
+        if (rd === null) break
+        if (rd.messages.length > 0) this.#options.send(rd.messages)
+        if (rd.softState !== null) this.#options.onSoftState?.(rd.softState.role, rd.softState.leader)
+        if (rd.snapshot !== null) this.#options.machine.restore(rd.snapshot)
+        if (rd.committedEntries.length > 0) this.#options.machine.apply(rd.committedEntries)
+        this.#persistQueue.push(rd)
+      }
+    } finally {
+      this.#processing = false
+    }
+    void this.#pumpPersist()
+  }
+
+  /** Persists everything queued as one group of writes, then sends what waited and advances. */
+  async #pumpPersist(): Promise<void> {
+    if (this.#persisting || this.#persistQueue.length === 0 || this.#closed) return
+    this.#persisting = true
+    try {
+      const batch = this.#persistQueue
+      this.#persistQueue = []
+      try {
+        await this.storage.persistMany(batch)
+      } catch (error) {
+        this.#fail(error)
+        return
+      }
+      if (this.#closed) return
+      for (const rd of batch) {
+        if (rd.messagesAfterPersist.length > 0) this.#options.send(rd.messagesAfterPersist)
+        this.raft.advance(rd)
+        this.#options.onPersisted?.(rd)
+      }
+      await this.#maybeSnapshot()
+    } finally {
+      this.#persisting = false
+    }
+    this.process()
+  }
+
+  /** Snapshots the state machine every `snapshotEntries` applied entries (bounds replay at restart). */
+  async #maybeSnapshot(): Promise<void> {
+    const applied = this.#options.machine.appliedIndex()
+    if (this.#snapshotting || applied - this.storage.snapshot().meta.index < this.#snapshotEntries) return
+    if (this.raft.log.unstable.snapshot !== null || applied > this.#log.lastIndex()) return
+    this.#snapshotting = true
+    try {
+      // The log keeps its entries: for a partition they are the data; only retention deletes them.
+      await this.storage.createSnapshot({ index: applied, conf: this.raft.confState(), data: this.#options.machine.snapshotData(), compactIndex: 0 })
+    } catch (error) {
+      this.#fail(error)
+    } finally {
+      this.#snapshotting = false
+    }
+  }
+
+  /**
+   * A write failed (disk full, I/O error): this member can no longer promise
+   * anything, so it stops taking part; the others carry on.
+   */
+  #fail(error: unknown): void {
+    this.failure = error instanceof RillError ? error : new RillError(ErrorCode.INTERNAL, `${this.group}: ${String(error)}`, { cause: error })
+    this.#options.onFailure?.(this.failure)
+    void this.close()
+  }
+
+  /** Stops the group; waits for the write under way so nothing acknowledged is half-written. */
+  async close(): Promise<void> {
+    if (this.#closed && !this.#persisting) return
+    this.#closed = true
+    this.storage.close()
+    const end = Date.now() + closeWaitMsMax
+    while (this.#persisting && Date.now() < end) await new Promise((r) => setTimeout(r, 1))
+    assert(!this.#persisting, `${this.group}: persistence did not finish within ${closeWaitMsMax} ms of close`)
+  }
+
+  isLeader(): boolean {
+    return this.raft.role === Role.Leader
+  }
+}
+
+function emptySnapshot(): Snapshot {
+  return { meta: { index: 0, term: 0, conf: { voters: [], learners: [] } }, data: new Uint8Array(0) }
+}
