@@ -77,8 +77,10 @@ export function listWalFiles(dir: string): number[] {
 }
 
 interface Request {
-  readonly buffers: readonly Buffer[]
+  readonly buffers: readonly Uint8Array[]
   readonly bytes: number
+  /** Runs when a cycle takes the request, before its record is written; a throw fails the request alone. */
+  readonly prepare: (() => void) | undefined
   resolve(): void
   reject(error: unknown): void
 }
@@ -149,12 +151,18 @@ export class Wal {
     if (this.#failed !== undefined) throw this.#failed
   }
 
-  /** Queues a record; resolves once it is fsynced. */
-  submit(buffers: readonly Buffer[]): Promise<void> {
+  /**
+   * Queues a record; resolves once it is fsynced. `prepare` runs when a
+   * cycle takes it (a sync log writes its pending segment bytes there, once
+   * per cycle); if it throws, the record is not written and the promise
+   * rejects with that error.
+   */
+  submit(buffers: readonly Uint8Array[], prepare?: () => void): Promise<void> {
     if (this.#failed !== undefined) return Promise.reject(this.#failed)
-    const bytes = buffers.reduce((n, b) => n + b.length, 0)
+    let bytes = 0
+    for (const b of buffers) bytes += b.length
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ buffers, bytes, resolve, reject })
+      this.#queue.push({ buffers, bytes, prepare, resolve, reject })
       this.#queuedBytes += bytes
       this.#loop ??= this.#run().finally(() => {
         this.#loop = undefined
@@ -165,6 +173,7 @@ export class Wal {
   async #run(): Promise<void> {
     while (this.#queue.length > 0 && this.#failed === undefined) {
       const batch = this.#take()
+      if (batch.length === 0) continue
       try {
         await this.#writeAndSync(batch)
       } catch (error) {
@@ -188,9 +197,18 @@ export class Wal {
     let bytes = 0
     let n = 0
     while (n < this.#queue.length && (n === 0 || bytes + this.#queue[n]!.bytes <= walCycleBytesMax)) bytes += this.#queue[n++]!.bytes
-    const batch = this.#queue.splice(0, n)
+    const taken = this.#queue.splice(0, n)
     this.#queuedBytes -= bytes
     for (const wake of this.#roomWaiters.splice(0)) wake()
+    const batch: Request[] = []
+    for (const r of taken) {
+      try {
+        r.prepare?.()
+        batch.push(r)
+      } catch (error) {
+        r.reject(error)
+      }
+    }
     return batch
   }
 
