@@ -1,0 +1,68 @@
+/**
+ * What the HTTP layer (src/api) asks of a broker. The broker implements it
+ * over its controller copy and its partition replicas; src/api turns HTTP
+ * requests (JSON or msgpack) into these calls and RillErrors into status
+ * codes. Record data crosses this boundary as stored record batches only
+ * (DESIGN.md decision 3): JSON bodies are encoded into a batch at the edge.
+ */
+import type { Registry } from 'prom-client'
+import type { Acks, CreateTopicRequest, MetadataResponse, TopicDescription, TopicPartitionOffset } from '../wire/index.ts'
+
+export interface ProduceCall {
+  readonly topic: string
+  readonly partition: number
+  /** One record batch in the stored format, already checked by `validateBatch` at the edge. */
+  readonly batch: Uint8Array
+  readonly acks: Acks
+}
+
+export interface ProduceOutcome {
+  readonly partition: number
+  readonly baseOffset: number
+  readonly lastOffset: number
+}
+
+export interface FetchCall {
+  readonly topic: string
+  readonly partition: number
+  readonly offset: number
+  readonly maxBytes: number
+  readonly maxWaitMs: number
+  /** Wait (bounded) until this replica's high watermark reaches it (read-your-writes on a follower). */
+  readonly minCommitted?: number
+}
+
+export interface FetchOutcome {
+  readonly partition: number
+  /** Stored record batches, back to back, all committed; the first may start before `offset`. */
+  readonly batches: readonly Uint8Array[]
+  readonly nextOffset: number
+  readonly highWatermark: number
+  readonly logStartOffset: number
+}
+
+/**
+ * Errors are RillErrors: NOT_LEADER carries `details.leader = { id, url }`
+ * (the HTTP layer answers 421 with it), UNKNOWN_TOPIC / UNKNOWN_PARTITION,
+ * OFFSET_OUT_OF_RANGE, TOPIC_EXISTS, INVALID_REQUEST, OUT_OF_ORDER_SEQUENCE,
+ * NO_QUORUM, TIMEOUT, TOO_LARGE.
+ */
+export interface BrokerService {
+  readonly brokerId: number
+  /** Metrics of this broker (HTTP layer adds its own and serves /metrics). */
+  readonly registry: Registry
+  metadata(): MetadataResponse
+  /** Creates a topic through the controller leader (forwarding if needed); resolves once applied here. */
+  createTopic(request: CreateTopicRequest): Promise<{ name: string; partitions: number }>
+  listTopics(): string[]
+  describeTopic(name: string): TopicDescription
+  deleteTopic(name: string): Promise<void>
+  /** Partitions of a topic (for keyed routing on POST /v1/topics/:topic/records). */
+  partitionCount(topic: string): number
+  /** A fresh idempotent-producer identity, unique in the cluster. */
+  newProducerId(): Promise<{ producerId: number; producerEpoch: number }>
+  produce(call: ProduceCall): Promise<ProduceOutcome>
+  fetch(call: FetchCall): Promise<FetchOutcome>
+  commitOffsets(group: string, offsets: readonly TopicPartitionOffset[]): Promise<void>
+  fetchOffsets(group: string): Promise<TopicPartitionOffset[]>
+}
