@@ -323,8 +323,9 @@ export function toBase64(bytes: Uint8Array): string {
 
 /**
  * Decodes strict standard base64: alphabet `A-Z a-z 0-9 + /`, padding with
- * `=` optional but correct when present, no whitespace, unused trailing bits
- * zero (so every byte string has exactly one accepted spelling). Returns
+ * `=` optional but correct when present, no whitespace. Unused trailing
+ * bits are ignored, as Node's and most decoders do (RFC 4648 lets a decoder
+ * refuse them; refusing would only turn away other tools' output). Returns
  * null when `s` is not such a string.
  */
 export function fromBase64(s: string): Uint8Array | null {
@@ -366,10 +367,7 @@ export function fromBase64(s: string): Uint8Array | null {
     if ((v0 | v1 | v2) < 0) return null
     const v = (v0 << 18) | (v1 << 12) | (v2 << 6)
     out[o++] = v >> 16
-    if (rest === 3) {
-      out[o++] = (v >> 8) & 0xff
-      if ((v & 0xff) !== 0) return null
-    } else if ((v & 0xffff) !== 0) return null
+    if (rest === 3) out[o++] = (v >> 8) & 0xff
   }
   return out
 }

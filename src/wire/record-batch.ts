@@ -80,8 +80,9 @@ const headerEntryBytesMin = 2
 const varintLengthMax = 0x7fffffff
 /** Largest batch the u32 length field can describe. */
 const batchBytesLimit = 0xffffffff
-/** Largest |timestamp - firstTimestamp| a varlong delta carries exactly. */
+/** Range of timestamp - firstTimestamp: the zigzag varlong of the delta stays within 2^53 - 1. */
 const timestampDeltaMaxMs = 2 ** 52 - 1
+const timestampDeltaMinMs = -(2 ** 52)
 const producerEpochMax = 0x7fff
 const sequenceMax = 0x7fffffff
 
@@ -262,7 +263,8 @@ function recordSize(record: RecordInput, index: number, firstTimestampMs: number
 function recordTimestamp(record: RecordInput, index: number, defaultMs: number, firstMs: number): number {
   const ts = record.timestampMs ?? defaultMs
   if (!isSafeNonNegative(ts)) throw invalidRecord(index, `timestampMs must be an integer in [0, 2^53), got ${String(ts)}`)
-  if (Math.abs(ts - firstMs) > timestampDeltaMaxMs) throw invalidRecord(index, 'timestamp more than 2^52 ms away from the first record')
+  const deltaMs = ts - firstMs
+  if (deltaMs > timestampDeltaMaxMs || deltaMs < timestampDeltaMinMs) throw invalidRecord(index, 'timestamp more than 2^52 ms away from the first record')
   return ts
 }
 
