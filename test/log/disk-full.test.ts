@@ -84,3 +84,46 @@ test('sync: ENOSPC on the WAL fails pending appends; a reopen recovers', async (
     cleanup()
   }
 })
+
+test('sync: a failed pending segment write fails all its appends, rolls the log back, and the log goes on', async () => {
+  const { dir, cleanup } = tempDir('full-pending')
+  try {
+    const { io, full } = fullDisk()
+    let s = await store(dir, { io })
+    let log = await s.openLog({ name: 'p', mode: 'sync' })
+    await log.append(entries(1, 5, 1, 100))
+    // Hold the WAL's fsync so that the next appends wait, noted but unwritten, for the next cycle.
+    let release = (): void => {}
+    const held = new Promise<void>((resolve) => (release = resolve))
+    io.fdatasync = async (fd) => {
+      await held
+      return nodeIo.fdatasync(fd)
+    }
+    const a = log.append(entries(6, 6, 1, 100)) // taken by a cycle at once: its segment bytes are written
+    await new Promise((resolve) => setImmediate(resolve))
+    full.on = true
+    full.partial = true
+    // These two share one pending write, done when the next cycle takes them: it fails half-way.
+    const b = log.append(entries(7, 8, 1, 100))
+    const c = log.append(entries(9, 9, 1, 100))
+    await new Promise((resolve) => setImmediate(resolve))
+    release()
+    await a
+    for (const p of [b, c]) await assert.rejects(p, (e) => isRillError(e, ErrorCode.STORAGE_FULL))
+    assert.equal(log.lastIndex(), 6)
+    // Past the rolled-back end: the same error, not an assertion.
+    await assert.rejects(log.append(entries(10, 10, 1, 100)), (e) => isRillError(e, ErrorCode.STORAGE_FULL))
+    full.on = false
+    await log.append(entries(7, 8, 2, 100))
+    const want = [...entries(1, 6, 1, 100), ...entries(7, 8, 2, 100)].map(plain)
+    assert.deepEqual((await log.read({ indexStart: 1, bytesMax: 1e9 })).map(plain), want)
+    await s.close()
+    s = await store(dir)
+    log = await s.openLog({ name: 'p', mode: 'sync' })
+    assert.equal(log.damage, undefined)
+    assert.deepEqual((await log.read({ indexStart: 1, bytesMax: 1e9 })).map(plain), want)
+    await s.close()
+  } finally {
+    cleanup()
+  }
+})

@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { ErrorCode, isRillError } from '../../src/base/index.ts'
-import { MemoryLog, crc32c, type PartitionLog, type PersistenceMode } from '../../src/log/index.ts'
+import { MemoryLog, crc32c, nodeIo, type LogIo, type PartitionLog, type PersistenceMode } from '../../src/log/index.ts'
 import { entries, entry, plain, store, tempDir } from './helpers.ts'
 
 for (const mode of ['sync', 'async', 'memory'] as const satisfies readonly PersistenceMode[]) {
@@ -172,6 +172,43 @@ test('bad input: unknown format version, log opened twice, bad name', async () =
     fs.writeFileSync(seg, bytes)
     s = await store(dir)
     await assert.rejects(s.openLog({ name: 'p', mode: 'async' }), (e) => isRillError(e, ErrorCode.STORAGE_UNUSABLE) && /unknown format version 9/.test(e.message))
+    await s.close()
+  } finally {
+    cleanup()
+  }
+})
+
+test('sync: entries are readable, truncatable and roll segments while their segment write is pending', async () => {
+  const { dir, cleanup } = tempDir('pending')
+  try {
+    // Hold the WAL's fsyncs: appends made meanwhile are noted but wait, unwritten, for the next cycle;
+    // reads, truncations and segment rolls must see them all the same.
+    let release = (): void => {}
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const hold = { on: false }
+    const io: LogIo = { ...nodeIo, fdatasync: async (fd) => (hold.on && (await held), nodeIo.fdatasync(fd)) }
+    let s = await store(dir, { io })
+    let log = await s.openLog({ name: 'p', mode: 'sync', segmentBytesMax: 4096, indexIntervalBytes: 256 })
+    hold.on = true
+    const a = [log.append(entries(1, 3, 1, 500)), log.append(entries(4, 5, 1, 500))]
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.deepEqual((await log.read({ indexStart: 1, bytesMax: 1e9 })).map(plain), entries(1, 5, 1, 500).map(plain))
+    a.push(log.append(entries(6, 8, 1, 500)), log.truncateAfter(6), log.append([entry(7, 2, { bytes: 500 })]))
+    for (let i = 8; i <= 30; i++) a.push(log.append([entry(i, 2, { bytes: 700 })]))
+    // The truncation lowers the durable mark (a marks file write) first; wait for the appends behind it to be noted.
+    for (let turns = 0; log.lastIndex() < 30 && turns < 100_000; turns++) await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(log.lastIndex(), 30)
+    assert.equal(log.term(7), 2)
+    release()
+    await Promise.all(a)
+    const want = [...entries(1, 6, 1, 500), entry(7, 2, { bytes: 500 }), ...Array.from({ length: 23 }, (_, k) => entry(8 + k, 2, { bytes: 700 }))].map(plain)
+    assert.deepEqual((await log.read({ indexStart: 1, bytesMax: 1e9 })).map(plain), want)
+    assert.deepEqual((await log.readByOffset({ offsetStart: 0, bytesMax: 1e9 })).map(plain), want)
+    assert.equal(log.term(7), 2)
+    await s.close()
+    s = await store(dir)
+    log = await s.openLog({ name: 'p', mode: 'sync', segmentBytesMax: 4096, indexIntervalBytes: 256 })
+    assert.deepEqual((await log.read({ indexStart: 1, bytesMax: 1e9 })).map(plain), want)
     await s.close()
   } finally {
     cleanup()
