@@ -41,7 +41,7 @@ export function encodeCommand(cmd: Command): Uint8Array {
   if (bytes.byteLength > commandBytesMax) {
     throw invalid(`command is ${bytes.byteLength} bytes, more than ${commandBytesMax}`, 'command')
   }
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  return new Uint8Array(bytes)
 }
 
 /** Decodes and shape-checks a command; bad bytes are INVALID_REQUEST. */
@@ -50,7 +50,8 @@ export function decodeCommand(bytes: Uint8Array): Command {
   if (bytes.byteLength > commandBytesMax) throw invalid(`command is ${bytes.byteLength} bytes, more than ${commandBytesMax}`, 'command')
   let value: unknown
   try {
-    value = packr.unpack(bytes)
+    // A copy: msgpackr caches a DataView as a property of the buffer it reads, and the caller's bytes stay untouched.
+    value = packr.unpack(new Uint8Array(bytes))
   } catch (cause) {
     throw new RillError(ErrorCode.INVALID_REQUEST, 'command is not valid msgpack', { cause, details: { field: 'command' } })
   }

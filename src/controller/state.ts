@@ -480,7 +480,7 @@ export class ControllerState {
       })),
     }
     const bytes = snapshotPackr.pack(body)
-    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    return new Uint8Array(bytes)
   }
 
   /**
@@ -550,7 +550,8 @@ interface ParsedSnapshot {
 function parseSnapshot(bytes: Uint8Array): ParsedSnapshot {
   let value: unknown
   try {
-    value = snapshotPackr.unpack(bytes)
+    // A copy: msgpackr caches a DataView as a property of the buffer it reads, and the caller's bytes stay untouched.
+    value = snapshotPackr.unpack(new Uint8Array(bytes))
   } catch (cause) {
     throw new RillError(ErrorCode.INVALID_REQUEST, 'controller snapshot is not valid msgpack', { cause, details: { field: 'snapshot' } })
   }
