@@ -1,0 +1,625 @@
+/**
+ * One broker: hosts the controller group (voter on seed brokers) and the
+ * partition replicas the controller assigns to it, connects them to peers,
+ * and serves the BrokerService the HTTP layer calls.
+ *
+ *            ┌──────────── ticker (tickMs) ────────────┐
+ *            ▼                                          ▼
+ *   controller RaftGroup (group 0)          partition Partitions (group topicId·2^16+p)
+ *     └─ ControllerState ──applied──▶ reconcile: open / close replicas, peers
+ *            │ send                                     │ send
+ *            └────────────▶ Transport (one frame per peer per flush) ◀──┘
+ *
+ * Controller commands are proposed on the controller leader; a broker that
+ * is not the leader forwards topic and registration requests to it over
+ * HTTP (its URL is in the replicated metadata). A broker registers itself on
+ * start and again whenever the metadata does not show it, unfenced.
+ */
+import { mkdir, readFile, rename, writeFile, open as openFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { Registry, Gauge } from 'prom-client'
+import { ErrorCode, RillError, SeededRandom } from '../base/index.ts'
+import type { Command, HostedReplica } from '../controller/index.ts'
+import { ControllerState, encodeCommand, planCreateTopic } from '../controller/index.ts'
+import { CommandType } from '../controller/types.ts'
+import type { LogStore, PartitionLog } from '../log/index.ts'
+import { MemoryLog, openLogStore } from '../log/index.ts'
+import type { Entry, Message, NodeId, Snapshot } from '../raft/index.ts'
+import { EntryType, Role } from '../raft/index.ts'
+import { FileSnapshotStore, MemorySnapshotStore, Partition, RaftGroup } from '../partition/index.ts'
+import type { SnapshotStore } from '../partition/index.ts'
+import { forEachMessage, Transport } from '../transport/index.ts'
+import type { PeerAddress } from '../transport/index.ts'
+import type { CreateTopicRequest, MetadataResponse, TopicDescription, TopicPartitionOffset } from '../wire/index.ts'
+import { readBatchHeader, stampBaseOffset } from '../wire/index.ts'
+import type { BrokerConfig } from './config.ts'
+import type { BrokerService, FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './service.ts'
+
+/** The controller's Raft group id on the wire. */
+export const controllerGroupId = 0
+/** Partition group ids: topicId · 2^16 + partition (partitions per topic stay below 2^16). */
+export const partitionGroupStride = 65536
+/** How long a controller proposal may take to apply. */
+export const controllerWaitMsMax = 10_000
+/** Ticks between checks that this broker is registered and unfenced. */
+const registrationCheckTicks = 10
+/** Producer ids reserved per write of the id file. */
+const producerIdBlock = 1000
+/** How long a graceful stop waits for leadership to move away. */
+const shutdownTransferMsMax = 3000
+/** Forwarded requests to the controller leader time out after this. */
+const forwardTimeoutMs = 10_000
+
+const codec = { readHeader: readBatchHeader, stampBaseOffset }
+
+interface HostedPartition {
+  readonly topic: string
+  readonly topicId: number
+  readonly partition: number
+  readonly replica: Partition
+  readonly logName: string
+}
+
+interface ControllerWaiter {
+  readonly term: number
+  readonly resolve: () => void
+  readonly reject: (e: RillError) => void
+}
+
+export class Broker implements BrokerService {
+  readonly brokerId: number
+  readonly registry: Registry
+  readonly config: BrokerConfig
+  readonly #logger: Logger
+  readonly #store: LogStore
+  readonly #transport: Transport
+  readonly #random: SeededRandom
+  #controller!: RaftGroup
+  #ctl = new ControllerState()
+  #ctlApplied = 0
+  readonly #ctlWaiters = new Map<number, ControllerWaiter>()
+  readonly #partitions = new Map<number, HostedPartition>()
+  #ticker: NodeJS.Timeout | null = null
+  #ticks = 0
+  #flushScheduled = false
+  #reconciling = false
+  #reconcileAgain = false
+  #registering = false
+  #stopped = false
+  #producerIdNext = 0
+  #producerIdLimit = 0
+  readonly #httpUrl: string
+
+  private constructor(config: BrokerConfig, logger: Logger, store: LogStore, transport: Transport, registry: Registry, httpUrl: string) {
+    this.brokerId = config.id
+    this.config = config
+    this.#logger = logger
+    this.#store = store
+    this.#transport = transport
+    this.registry = registry
+    this.#random = new SeededRandom(config.id * 7919 + Date.now())
+    this.#httpUrl = httpUrl
+  }
+
+  /** Opens the data directory, connects to peers and joins the controller group. */
+  static async start(config: BrokerConfig, logger: Logger, options: { httpUrl: string }): Promise<Broker> {
+    const registry = new Registry()
+    await mkdir(config.dir, { recursive: true })
+    const store = await openLogStore({ dir: join(config.dir, 'logs'), registry, logger })
+    const peers = new Map<number, PeerAddress>()
+    for (const s of config.seeds) if (s.id !== config.id) peers.set(s.id, { host: s.host, port: s.port })
+    const transport = new Transport({
+      brokerId: config.id,
+      clusterId: config.clusterId,
+      secret: config.secret,
+      listen: config.peer,
+      peers,
+      localHost: config.peer.host,
+      logger,
+      registry,
+    })
+    const broker = new Broker(config, logger, store, transport, registry, options.httpUrl)
+    transport.onBatch((fromId, batch) => broker.#onPeerBatch(fromId, batch))
+    await transport.start()
+    await broker.#openController()
+    broker.#installMetrics()
+    broker.#ticker = setInterval(() => broker.#tick(), config.tickMs)
+    logger.info({ event: 'broker_started', peer: config.peer, seeds: config.seeds.map((s) => s.id), persistence: config.defaultPersistence }, 'broker started')
+    return broker
+  }
+
+  // ───────────────────────────── groups ─────────────────────────────
+
+  async #openController(): Promise<void> {
+    const isSeed = this.config.seeds.some((s) => s.id === this.brokerId)
+    const log = await this.#store.openLog({ name: '__controller', mode: 'sync' })
+    const snapshots = new FileSnapshotStore(join(this.config.dir, 'snapshots', '__controller'))
+    this.#controller = await RaftGroup.open({
+      group: 'controller',
+      replicaId: this.brokerId,
+      log,
+      snapshots,
+      ...(isSeed ? { bootstrap: { voters: this.config.seeds.map((s) => s.id), learners: [] } } : {}),
+      random: this.#random.fork(),
+      send: (msgs) => this.#send(controllerGroupId, msgs),
+      recordMeta: () => ({ baseOffset: 0, recordCount: 0, timestampMinMs: 0, timestampMaxMs: 0 }),
+      electionTicks: this.config.electionTicks,
+      heartbeatTicks: this.config.heartbeatTicks,
+      snapshotEntries: 1000,
+      machine: {
+        apply: (entries) => this.#applyController(entries),
+        restore: (snap) => this.#restoreController(snap),
+        snapshotData: () => this.#ctl.snapshot(),
+        appliedIndex: () => this.#ctlApplied,
+      },
+      onSoftState: (role, leader) => {
+        this.#logger.info({ event: 'controller_role', role, leader }, `controller ${role}, leader ${leader}`)
+        if (role !== Role.Leader) this.#failControllerWaiters(leader)
+      },
+      onFailure: (error) => this.#logger.fatal({ event: 'controller_failed', err: error }, 'controller storage failed'),
+    })
+  }
+
+  #restoreController(snap: Snapshot): void {
+    this.#ctl = snap.data.byteLength === 0 ? new ControllerState() : ControllerState.fromSnapshot(snap.data)
+    this.#ctlApplied = snap.meta.index
+    this.#scheduleReconcile()
+  }
+
+  #applyController(entries: readonly Entry[]): void {
+    for (const e of entries) {
+      this.#ctlApplied = e.index
+      let error: RillError | null = null
+      if (e.type === EntryType.Normal && e.data.byteLength > 0) {
+        const r = this.#ctl.applyEntry(e.data)
+        if (!r.ok) error = r.error
+      }
+      const w = this.#ctlWaiters.get(e.index)
+      if (w === undefined) continue
+      this.#ctlWaiters.delete(e.index)
+      if (w.term !== e.term) w.reject(new RillError(ErrorCode.NOT_LEADER, 'controller leadership changed before the command committed'))
+      else if (error !== null) w.reject(error)
+      else w.resolve()
+    }
+    this.#scheduleReconcile()
+  }
+
+  #failControllerWaiters(leader: NodeId): void {
+    for (const w of this.#ctlWaiters.values()) w.reject(new RillError(ErrorCode.NOT_LEADER, 'controller leadership lost', { details: { leader: this.#brokerRef(leader) } }))
+    this.#ctlWaiters.clear()
+  }
+
+  /** Proposes a controller command here (this broker must lead the controller) and waits until it is applied. */
+  #proposeController(cmd: Command): Promise<void> {
+    const r = this.#controller.propose([encodeCommand(cmd)])
+    if (!r.ok) return Promise.reject(new RillError(r.code, `controller: ${r.reason}`, { details: { leader: this.#brokerRef(r.leader) } }))
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#ctlWaiters.delete(r.index)
+        reject(new RillError(ErrorCode.TIMEOUT, `controller command not applied within ${controllerWaitMsMax} ms`))
+      }, controllerWaitMsMax)
+      this.#ctlWaiters.set(r.index, {
+        term: r.term,
+        resolve: () => {
+          clearTimeout(timer)
+          resolve()
+        },
+        reject: (e) => {
+          clearTimeout(timer)
+          reject(e)
+        },
+      })
+    })
+  }
+
+  #groupIdOf(topicId: number, partition: number): number {
+    return topicId * partitionGroupStride + partition
+  }
+
+  #scheduleReconcile(): void {
+    if (this.#reconciling) {
+      this.#reconcileAgain = true
+      return
+    }
+    this.#reconciling = true
+    setImmediate(() => {
+      this.#reconcile()
+        .catch((error: unknown) => this.#logger.error({ event: 'reconcile_failed', err: error }, 'reconcile failed'))
+        .finally(() => {
+          this.#reconciling = false
+          if (this.#reconcileAgain) {
+            this.#reconcileAgain = false
+            this.#scheduleReconcile()
+          }
+        })
+    })
+  }
+
+  /** Makes the hosted replicas and the peer list match the metadata. */
+  async #reconcile(): Promise<void> {
+    if (this.#stopped) return
+    const peers = new Map<number, PeerAddress>()
+    for (const s of this.config.seeds) if (s.id !== this.brokerId) peers.set(s.id, { host: s.host, port: s.port })
+    for (const b of this.#ctl.brokers()) {
+      if (b.id === this.brokerId) continue
+      const m = /^(.*):(\d+)$/.exec(b.peerUrl)
+      if (m !== null) peers.set(b.id, { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) })
+    }
+    this.#transport.setPeers(peers)
+    const wanted = new Map<number, HostedReplica>()
+    for (const h of this.#ctl.hostedBy(this.brokerId)) wanted.set(this.#groupIdOf(h.topicId, h.partition), h)
+    for (const [gid, hosted] of this.#partitions) {
+      if (wanted.has(gid)) continue
+      this.#partitions.delete(gid)
+      await hosted.replica.close()
+      await this.#store.removeLog(hosted.logName).catch(() => undefined)
+      this.#logger.info({ event: 'replica_removed', topic: hosted.topic, partition: hosted.partition }, 'replica removed')
+    }
+    for (const [gid, h] of wanted) {
+      if (this.#partitions.has(gid) || this.#stopped) continue
+      await this.#openReplica(gid, h)
+    }
+  }
+
+  async #openReplica(gid: number, h: HostedReplica): Promise<void> {
+    const logName = `t${h.topicId}-${h.partition}`
+    const persistence = h.config.persistence ?? this.config.defaultPersistence
+    let log: PartitionLog
+    let snapshots: SnapshotStore
+    if (persistence === 'memory') {
+      log = new MemoryLog({ name: logName })
+      snapshots = new MemorySnapshotStore()
+    } else {
+      log = await this.#store.openLog({
+        name: logName,
+        mode: persistence,
+        ...(h.config.retentionMs === undefined || h.config.retentionMs < 0 ? {} : { retentionMs: h.config.retentionMs }),
+        ...(h.config.retentionBytes === undefined || h.config.retentionBytes < 0 ? {} : { retentionBytes: h.config.retentionBytes }),
+      })
+      snapshots = new FileSnapshotStore(join(this.config.dir, 'snapshots', logName))
+    }
+    const replica = await Partition.open({
+      group: `${h.topic}/${h.partition}`,
+      replicaId: this.brokerId,
+      log,
+      snapshots,
+      bootstrap: { voters: [...h.replicas], learners: [] },
+      codec,
+      random: this.#random.fork(),
+      send: (msgs) => this.#send(gid, msgs),
+      electionTicks: this.config.electionTicks,
+      heartbeatTicks: this.config.heartbeatTicks,
+    })
+    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, logName })
+    // The preferred replica campaigns at once, so leadership starts out spread as placement intended.
+    if (h.replicas[0] === this.brokerId && replica.raft.term <= 1) replica.campaign()
+    this.#logger.info({ event: 'replica_opened', topic: h.topic, partition: h.partition, persistence }, 'replica opened')
+  }
+
+  // ───────────────────────────── network ─────────────────────────────
+
+  #send(gid: number, msgs: readonly Message[]): void {
+    for (const m of msgs) this.#transport.send(gid, m)
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      setImmediate(() => {
+        this.#flushScheduled = false
+        this.#transport.flush()
+      })
+    }
+  }
+
+  #onPeerBatch(fromId: number, batch: Parameters<typeof forEachMessage>[0]): void {
+    forEachMessage(batch, { from: fromId, to: this.brokerId }, (gid, m) => {
+      if (m.from !== fromId || m.to !== this.brokerId) return
+      if (gid === controllerGroupId) this.#controller.step(m)
+      else this.#partitions.get(gid)?.replica.step(m)
+    })
+  }
+
+  #tick(): void {
+    if (this.#stopped) return
+    this.#ticks++
+    this.#controller.tick()
+    for (const p of this.#partitions.values()) p.replica.tick()
+    this.#transport.flush()
+    if (this.#ticks % registrationCheckTicks === 0) void this.#ensureRegistered()
+  }
+
+  // ─────────────────────────── registration ───────────────────────────
+
+  /** Registers (and unfences) this broker through the controller leader unless the metadata already shows it. */
+  async #ensureRegistered(): Promise<void> {
+    if (this.#registering || this.#stopped) return
+    const me = this.#ctl.broker(this.brokerId)
+    const peerUrl = `${this.config.peer.host}:${this.config.peer.port}`
+    if (me !== undefined && !me.fenced && me.httpUrl === this.#httpUrl && me.peerUrl === peerUrl) return
+    this.#registering = true
+    try {
+      await this.registerBroker({ id: this.brokerId, httpUrl: this.#httpUrl, peerUrl, ...(this.config.rack === null ? {} : { rack: this.config.rack }) })
+      this.#logger.info({ event: 'registered' }, 'registered with the controller')
+    } catch (error) {
+      this.#logger.debug({ event: 'register_retry', err: error }, 'registration will be retried')
+    } finally {
+      this.#registering = false
+    }
+  }
+
+  /** RegisterBroker + UnfenceBroker on the controller leader (forwarded there if needed). */
+  async registerBroker(request: { id: number; httpUrl: string; peerUrl: string; rack?: string }): Promise<void> {
+    if (!this.#controller.isLeader()) {
+      await this.#forward('POST', '/internal/v1/brokers', request)
+      return
+    }
+    const cmd: Command = { type: CommandType.RegisterBroker, id: request.id, httpUrl: request.httpUrl, peerUrl: request.peerUrl, ...(request.rack === undefined ? {} : { rack: request.rack }) }
+    const known = this.#ctl.broker(request.id)
+    if (known === undefined || known.httpUrl !== request.httpUrl || known.peerUrl !== request.peerUrl) await this.#proposeController(cmd)
+    if (this.#ctl.broker(request.id)?.fenced !== false) await this.#proposeController({ type: CommandType.UnfenceBroker, id: request.id })
+  }
+
+  /** Sends a request to the controller leader's HTTP API and relays its error as a RillError. */
+  async #forward(method: 'POST' | 'DELETE', path: string, body: unknown): Promise<unknown> {
+    const leader = this.#controller.raft.lead
+    const url = leader === 0 ? undefined : this.#ctl.broker(leader)?.httpUrl
+    if (url === undefined) throw new RillError(ErrorCode.NO_QUORUM, 'no controller leader known yet')
+    let res: Response
+    try {
+      res = await fetch(`${url}${path}`, {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(forwardTimeoutMs),
+      })
+    } catch (error) {
+      throw new RillError(ErrorCode.NO_QUORUM, `controller leader ${leader} at ${url} unreachable: ${(error as Error).message}`, { cause: error })
+    }
+    const text = await res.text()
+    const parsed: unknown = text.length === 0 ? null : JSON.parse(text)
+    if (res.ok) return parsed
+    const err = (parsed as { error?: { code?: string; message?: string } } | null)?.error
+    const code = (Object.values(ErrorCode) as string[]).includes(err?.code ?? '') ? (err!.code as ErrorCode) : ErrorCode.INTERNAL
+    throw new RillError(code, err?.message ?? `controller leader answered ${res.status}`)
+  }
+
+  // ─────────────────────────── BrokerService ───────────────────────────
+
+  metadata(): MetadataResponse {
+    const leader = this.#controller.raft.lead
+    const view = this.#ctl.metadataView({
+      controllerLeader: leader === 0 ? null : leader,
+      partitionState: (t, p) => {
+        const h = this.#partitions.get(this.#groupIdOf(t.id, p))
+        if (h === undefined) return undefined
+        const lead = h.replica.raft.lead
+        return { leader: lead === 0 ? null : lead, highWatermark: h.replica.state.highWatermark }
+      },
+    })
+    return {
+      brokers: view.brokers.map((b) => ({ id: b.id, url: b.url, ...(b.rack === null ? {} : { rack: b.rack }) })),
+      controller: { leader: view.controller.leader },
+      topics: view.topics.map((t) => ({
+        name: t.name,
+        partitions: t.partitions.map((p) => ({ partition: p.partition, leader: p.leader, replicas: [...p.replicas], highWatermark: p.highWatermark ?? 0 })),
+      })),
+    }
+  }
+
+  async createTopic(request: CreateTopicRequest): Promise<{ name: string; partitions: number }> {
+    if (!this.#controller.isLeader()) {
+      const r = (await this.#forward('POST', '/v1/topics', request)) as { name: string; partitions: number }
+      await this.#waitForTopic(request.name, true)
+      return r
+    }
+    const cmd = planCreateTopic(this.#ctl, {
+      name: request.name,
+      partitions: request.partitions,
+      replicationFactor: request.replicationFactor,
+      config: { persistence: this.config.defaultPersistence, ...(request.config ?? {}) },
+    })
+    await this.#proposeController(cmd)
+    return { name: cmd.name, partitions: cmd.partitions }
+  }
+
+  /** After a forwarded change, waits (bounded) until our copy of the metadata shows it. */
+  async #waitForTopic(name: string, exists: boolean): Promise<void> {
+    const end = Date.now() + controllerWaitMsMax
+    while ((this.#ctl.topic(name) !== undefined) !== exists && Date.now() < end) await new Promise((r) => setTimeout(r, 10))
+  }
+
+  listTopics(): string[] {
+    return this.#ctl.topics().map((t) => t.name)
+  }
+
+  describeTopic(name: string): TopicDescription {
+    const t = this.#ctl.topic(name)
+    if (t === undefined) throw new RillError(ErrorCode.UNKNOWN_TOPIC, `unknown topic ${name}`, { details: { topic: name } })
+    const meta = this.metadata().topics.find((x) => x.name === name)!
+    return { ...meta, replicationFactor: t.replicationFactor, config: { ...t.config } as TopicDescription['config'] }
+  }
+
+  async deleteTopic(name: string): Promise<void> {
+    if (!this.#controller.isLeader()) {
+      await this.#forward('DELETE', `/v1/topics/${encodeURIComponent(name)}`, undefined)
+      await this.#waitForTopic(name, false)
+      return
+    }
+    if (this.#ctl.topic(name) === undefined) throw new RillError(ErrorCode.UNKNOWN_TOPIC, `unknown topic ${name}`, { details: { topic: name } })
+    await this.#proposeController({ type: CommandType.DeleteTopic, name })
+  }
+
+  partitionCount(topic: string): number {
+    const t = this.#ctl.topic(topic)
+    if (t === undefined) throw new RillError(ErrorCode.UNKNOWN_TOPIC, `unknown topic ${topic}`, { details: { topic } })
+    return t.partitions.length
+  }
+
+  /** Ids are brokerId · 2^32 + n, with n reserved in blocks in a file, so they never repeat across restarts. */
+  async newProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
+    if (this.#producerIdNext >= this.#producerIdLimit) await this.#reserveProducerIds()
+    const n = this.#producerIdNext++
+    return { producerId: this.brokerId * 2 ** 32 + n, producerEpoch: 0 }
+  }
+
+  async #reserveProducerIds(): Promise<void> {
+    const path = join(this.config.dir, 'producer-ids')
+    let next = 0
+    try {
+      next = Number((await readFile(path, 'utf8')).trim())
+      if (!Number.isSafeInteger(next) || next < 0) throw new RillError(ErrorCode.STORAGE_CORRUPT, `${path}: not a counter`)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    }
+    const limit = next + producerIdBlock
+    if (limit >= 2 ** 32) throw new RillError(ErrorCode.INTERNAL, 'producer ids of this broker exhausted')
+    await writeFile(`${path}.tmp`, `${limit}\n`)
+    const f = await openFile(`${path}.tmp`, 'r+')
+    await f.sync()
+    await f.close()
+    await rename(`${path}.tmp`, path)
+    this.#producerIdNext = next
+    this.#producerIdLimit = limit
+  }
+
+  #hosted(topic: string, partition: number): HostedPartition {
+    const t = this.#ctl.topic(topic)
+    if (t === undefined) throw new RillError(ErrorCode.UNKNOWN_TOPIC, `unknown topic ${topic}`, { details: { topic } })
+    const p = t.partitions[partition]
+    if (p === undefined) throw new RillError(ErrorCode.UNKNOWN_PARTITION, `topic ${topic} has no partition ${partition}`, { details: { topic, partition } })
+    const h = this.#partitions.get(this.#groupIdOf(t.id, partition))
+    if (h === undefined) {
+      // Not a replica here: point at the preferred replica, which usually leads.
+      throw new RillError(ErrorCode.NOT_LEADER, `broker ${this.brokerId} has no replica of ${topic}/${partition}`, {
+        details: { leader: this.#brokerRef(p.replicas[0] ?? 0) },
+      })
+    }
+    return h
+  }
+
+  #brokerRef(id: NodeId): { id: number; url: string } | null {
+    const b = id === 0 ? undefined : this.#ctl.broker(id)
+    return b === undefined ? null : { id: b.id, url: b.httpUrl }
+  }
+
+  /** Adds `{ id, url }` to a NOT_LEADER error coming from a replica (it knows only the id). */
+  #withLeaderRef(error: unknown): unknown {
+    if (!(error instanceof RillError) || error.code !== ErrorCode.NOT_LEADER) return error
+    const leader = error.details['leader']
+    if (typeof leader !== 'number') return error
+    return new RillError(ErrorCode.NOT_LEADER, error.message, { details: { ...error.details, leader: this.#brokerRef(leader) } })
+  }
+
+  async produce(call: ProduceCall): Promise<ProduceOutcome> {
+    const h = this.#hosted(call.topic, call.partition)
+    try {
+      const r = await h.replica.produce(call.batch, call.acks)
+      return { partition: call.partition, baseOffset: r.baseOffset, lastOffset: r.lastOffset }
+    } catch (error) {
+      throw this.#withLeaderRef(error)
+    }
+  }
+
+  async fetch(call: FetchCall): Promise<FetchOutcome> {
+    const h = this.#hosted(call.topic, call.partition)
+    const r = await h.replica.fetch({
+      offset: call.offset,
+      bytesMax: call.maxBytes,
+      waitMs: call.maxWaitMs,
+      ...(call.minCommitted === undefined ? {} : { minCommitted: call.minCommitted }),
+    })
+    return { partition: call.partition, batches: r.batches, nextOffset: r.nextOffset, highWatermark: r.highWatermark, logStartOffset: r.logStartOffset }
+  }
+
+  async commitOffsets(_group: string, _offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    throw new RillError(ErrorCode.INVALID_REQUEST, 'consumer group offsets are not stored yet (they come with the consumer SDK issue)')
+  }
+
+  async fetchOffsets(_group: string): Promise<TopicPartitionOffset[]> {
+    throw new RillError(ErrorCode.INVALID_REQUEST, 'consumer group offsets are not stored yet (they come with the consumer SDK issue)')
+  }
+
+  // ───────────────────────────── status ─────────────────────────────
+
+  /** Per-replica status for `rill status` and tests. */
+  replicas(): { topic: string; partition: number; role: Role; leader: number; term: number; highWatermark: number }[] {
+    return [...this.#partitions.values()].map((h) => ({
+      topic: h.topic,
+      partition: h.partition,
+      role: h.replica.raft.role,
+      leader: h.replica.raft.lead,
+      term: h.replica.raft.term,
+      highWatermark: h.replica.state.highWatermark,
+    }))
+  }
+
+  controllerLeader(): number {
+    return this.#controller.raft.lead
+  }
+
+  #installMetrics(): void {
+    const self = this
+    new Gauge({
+      name: 'rill_groups_hosted',
+      help: 'Raft groups hosted by this broker (partition replicas and the controller)',
+      registers: [this.registry],
+      collect() {
+        this.set(self.#partitions.size + 1)
+      },
+    })
+    new Gauge({
+      name: 'rill_partitions_led',
+      help: 'Partition replicas this broker leads',
+      registers: [this.registry],
+      collect() {
+        let n = 0
+        for (const p of self.#partitions.values()) if (p.replica.raft.role === Role.Leader) n++
+        this.set(n)
+      },
+    })
+    new Gauge({
+      name: 'rill_under_replicated_partitions',
+      help: 'Partitions led here whose followers are not all caught up to the commit index',
+      registers: [this.registry],
+      collect() {
+        let n = 0
+        for (const p of self.#partitions.values()) {
+          const raft = p.replica.raft
+          if (raft.role !== Role.Leader) continue
+          for (const [id, pr] of raft.progress) if (id !== raft.id && pr.match < raft.log.committed) {
+            n++
+            break
+          }
+        }
+        this.set(n)
+      },
+    })
+  }
+
+  /** Graceful stop: hand leadership away, finish writes, close everything. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return
+    const deadline = Date.now() + shutdownTransferMsMax
+    for (const p of this.#partitions.values()) {
+      const raft = p.replica.raft
+      if (raft.role !== Role.Leader) continue
+      const target = [...raft.progress].filter(([id]) => id !== raft.id).sort((a, b) => b[1].match - a[1].match)[0]
+      if (target !== undefined) p.replica.transferLeader(target[0])
+    }
+    if (this.#controller.isLeader()) {
+      const target = [...this.#controller.raft.progress].filter(([id]) => id !== this.brokerId).sort((a, b) => b[1].match - a[1].match)[0]
+      if (target !== undefined) this.#controller.transferLeader(target[0])
+    }
+    this.#transport.flush()
+    while (Date.now() < deadline && [...this.#partitions.values()].some((p) => p.replica.raft.role === Role.Leader)) {
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    this.#stopped = true
+    if (this.#ticker !== null) clearInterval(this.#ticker)
+    for (const p of this.#partitions.values()) await p.replica.close()
+    await this.#controller.close()
+    this.#failControllerWaiters(0)
+    await this.#transport.close()
+    await this.#store.close()
+    this.#logger.info({ event: 'broker_stopped' }, 'broker stopped')
+  }
+}

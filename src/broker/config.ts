@@ -1,0 +1,238 @@
+/**
+ * Broker configuration from flags, environment (RILL_*) and a JSON file,
+ * in that order of precedence (a flag beats the environment beats the file).
+ * Every value is checked at start; a bad one is a RillError INVALID_REQUEST
+ * naming the flag, and `rill broker` exits 2 with that one line.
+ */
+import { readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { ErrorCode, RillError } from '../base/index.ts'
+import type { PersistenceMode } from '../log/index.ts'
+
+export interface HostPort {
+  readonly host: string
+  readonly port: number
+}
+
+export interface Seed extends HostPort {
+  readonly id: number
+}
+
+export interface BrokerConfig {
+  /** This broker's id (positive). */
+  readonly id: number
+  /** Data directory (logs, snapshots, the lock file). */
+  readonly dir: string
+  /** Where the HTTP API listens. */
+  readonly http: HostPort
+  /** Where other brokers connect; outgoing peer connections also start from this host. */
+  readonly peer: HostPort
+  /** The controller voters by id and peer address; the same list on every broker. */
+  readonly seeds: readonly Seed[]
+  /** Brokers of another cluster are refused. */
+  readonly clusterId: string
+  /** 32-byte secret brokers prove they share (keyed MAC handshake). */
+  readonly secret: Uint8Array
+  /** True when no secret was configured and the development secret is in use (logged loudly). */
+  readonly secretIsDevelopment: boolean
+  /** Persistence of topics created without one. */
+  readonly defaultPersistence: PersistenceMode
+  /** Failure domain for placement. */
+  readonly rack: string | null
+  /** Length of one Raft tick, ms. */
+  readonly tickMs: number
+  /** Ticks without a leader before a replica campaigns (randomized up to 2x). */
+  readonly electionTicks: number
+  /** Ticks between leader heartbeats. */
+  readonly heartbeatTicks: number
+  /** pino level. */
+  readonly logLevel: string
+}
+
+const defaults = {
+  clusterId: 'rill',
+  defaultPersistence: 'sync' as PersistenceMode,
+  tickMs: 50,
+  electionTicks: 20,
+  heartbeatTicks: 2,
+  logLevel: 'info',
+}
+
+/** Bounds on what a config may say. */
+export const tickMsMin = 5
+export const tickMsMax = 1000
+export const electionTicksMax = 1000
+export const seedsMax = 7
+
+const flagToKey: Record<string, string> = {
+  '--id': 'id',
+  '--dir': 'dir',
+  '--http': 'http',
+  '--peer': 'peer',
+  '--seeds': 'seeds',
+  '--cluster-id': 'clusterId',
+  '--secret': 'secret',
+  '--persistence': 'defaultPersistence',
+  '--rack': 'rack',
+  '--tick-ms': 'tickMs',
+  '--election-ticks': 'electionTicks',
+  '--heartbeat-ticks': 'heartbeatTicks',
+  '--log-level': 'logLevel',
+}
+
+const envToKey: Record<string, string> = {
+  RILL_ID: 'id',
+  RILL_DIR: 'dir',
+  RILL_HTTP: 'http',
+  RILL_PEER: 'peer',
+  RILL_SEEDS: 'seeds',
+  RILL_CLUSTER_ID: 'clusterId',
+  RILL_SECRET: 'secret',
+  RILL_PERSISTENCE: 'defaultPersistence',
+  RILL_RACK: 'rack',
+  RILL_TICK_MS: 'tickMs',
+  RILL_ELECTION_TICKS: 'electionTicks',
+  RILL_HEARTBEAT_TICKS: 'heartbeatTicks',
+  RILL_LOG_LEVEL: 'logLevel',
+}
+
+function bad(what: string, message: string): RillError {
+  return new RillError(ErrorCode.INVALID_REQUEST, `${what}: ${message}`, { details: { field: what } })
+}
+
+/** Parses `rill broker` flags + environment (+ --config FILE) into a checked config. */
+export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEnv): BrokerConfig {
+  const fromFlags: Record<string, string> = {}
+  let configFile: string | null = null
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!
+    const value = argv[i + 1]
+    if (flag === '--config') {
+      if (value === undefined) throw bad('--config', 'needs a file path')
+      configFile = value
+      i++
+      continue
+    }
+    const key = flagToKey[flag]
+    if (key === undefined) throw bad(flag, 'unknown flag')
+    if (value === undefined || value.startsWith('--')) throw bad(flag, 'needs a value')
+    fromFlags[key] = value
+    i++
+  }
+  const fromFile: Record<string, unknown> = configFile === null ? {} : readConfigFile(configFile)
+  const fromEnv: Record<string, string> = {}
+  for (const [name, key] of Object.entries(envToKey)) if (env[name] !== undefined && env[name] !== '') fromEnv[key] = env[name]!
+  const pick = (key: string): unknown => fromFlags[key] ?? fromEnv[key] ?? fromFile[key]
+
+  const id = integer('id', pick('id'), 1, 0x1f_ffff)
+  const dir = requiredString('dir', pick('dir'))
+  const http = hostPort('http', pick('http'))
+  const peer = hostPort('peer', pick('peer'))
+  const seeds = parseSeeds(pick('seeds'))
+  const clusterId = optionalString('cluster-id', pick('clusterId')) ?? defaults.clusterId
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(clusterId)) throw bad('cluster-id', 'use 1-64 of [A-Za-z0-9._-]')
+  const secretText = optionalString('secret', pick('secret'))
+  const secret = secretText === null ? developmentSecret(clusterId) : parseSecret(secretText)
+  const persistence = optionalString('persistence', pick('defaultPersistence')) ?? defaults.defaultPersistence
+  if (persistence !== 'sync' && persistence !== 'async' && persistence !== 'memory') throw bad('persistence', 'one of sync, async, memory')
+  const rack = optionalString('rack', pick('rack'))
+  const tickMs = optionalInteger('tick-ms', pick('tickMs'), tickMsMin, tickMsMax) ?? defaults.tickMs
+  const electionTicks = optionalInteger('election-ticks', pick('electionTicks'), 2, electionTicksMax) ?? defaults.electionTicks
+  const heartbeatTicks = optionalInteger('heartbeat-ticks', pick('heartbeatTicks'), 1, electionTicksMax) ?? defaults.heartbeatTicks
+  if (heartbeatTicks >= electionTicks) throw bad('heartbeat-ticks', `must be below election-ticks (${electionTicks})`)
+  const logLevel = optionalString('log-level', pick('logLevel')) ?? defaults.logLevel
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw bad('log-level', 'a pino level')
+  return {
+    id,
+    dir,
+    http,
+    peer,
+    seeds,
+    clusterId,
+    secret,
+    secretIsDevelopment: secretText === null,
+    defaultPersistence: persistence,
+    rack,
+    tickMs,
+    electionTicks,
+    heartbeatTicks,
+    logLevel,
+  }
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    throw bad('--config', `cannot read ${path}: ${(error as Error).message}`)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (error) {
+    throw bad('--config', `${path} is not JSON: ${(error as Error).message}`)
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw bad('--config', `${path} must hold a JSON object`)
+  const known = new Set(Object.values(flagToKey))
+  for (const key of Object.keys(parsed)) if (!known.has(key)) throw bad('--config', `unknown key "${key}" in ${path}`)
+  return parsed as Record<string, unknown>
+}
+
+function requiredString(what: string, v: unknown): string {
+  const s = optionalString(what, v)
+  if (s === null) throw bad(what, 'is required')
+  return s
+}
+
+function optionalString(what: string, v: unknown): string | null {
+  if (v === undefined || v === null) return null
+  if (typeof v !== 'string' || v.length === 0) throw bad(what, 'must be a non-empty string')
+  return v
+}
+
+function integer(what: string, v: unknown, min: number, max: number): number {
+  const n = optionalInteger(what, v, min, max)
+  if (n === null) throw bad(what, 'is required')
+  return n
+}
+
+function optionalInteger(what: string, v: unknown, min: number, max: number): number | null {
+  if (v === undefined || v === null) return null
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : Number.NaN
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw bad(what, `must be an integer in [${min}, ${max}]`)
+  return n
+}
+
+export function hostPort(what: string, v: unknown): HostPort {
+  const s = requiredString(what, v)
+  const m = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(s)
+  if (m === null) throw bad(what, `expected HOST:PORT, got "${s}"`)
+  const port = Number(m[2])
+  if (port > 65535) throw bad(what, `port ${port} out of range`)
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port }
+}
+
+function parseSeeds(v: unknown): Seed[] {
+  const s = requiredString('seeds', v)
+  const seeds: Seed[] = []
+  for (const part of s.split(',')) {
+    const at = part.indexOf('@')
+    if (at <= 0) throw bad('seeds', `expected ID@HOST:PORT, got "${part}"`)
+    const id = integer('seeds', part.slice(0, at), 1, 0x1f_ffff)
+    if (seeds.some((x) => x.id === id)) throw bad('seeds', `broker ${id} listed twice`)
+    seeds.push({ id, ...hostPort('seeds', part.slice(at + 1)) })
+  }
+  if (seeds.length > seedsMax) throw bad('seeds', `at most ${seedsMax} controller voters`)
+  return seeds
+}
+
+function parseSecret(s: string): Uint8Array {
+  if (!/^[0-9a-fA-F]{64}$/.test(s)) throw bad('secret', 'must be 64 hex digits (32 bytes)')
+  return Uint8Array.from(Buffer.from(s, 'hex'))
+}
+
+/** The secret used when none is configured: derived from the cluster id, fine on loopback, never in production. */
+function developmentSecret(clusterId: string): Uint8Array {
+  return Uint8Array.from(createHash('sha256').update(`rill development secret for cluster ${clusterId}`).digest())
+}

@@ -1,0 +1,55 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ErrorCode, RillError } from '../../src/base/index.ts'
+import { parseBrokerConfig } from '../../src/broker/config.ts'
+
+const base = ['--id', '1', '--dir', '/tmp/x', '--http', '127.0.0.1:9090', '--peer', '127.0.0.11:9190', '--seeds', '1@127.0.0.11:9190,2@127.0.0.12:9191']
+
+test('flags parse into a checked config with defaults', () => {
+  const c = parseBrokerConfig(base, {})
+  assert.equal(c.id, 1)
+  assert.deepEqual(c.http, { host: '127.0.0.1', port: 9090 })
+  assert.deepEqual(c.seeds.map((s) => s.id), [1, 2])
+  assert.equal(c.defaultPersistence, 'sync')
+  assert.equal(c.secret.byteLength, 32)
+  assert.equal(c.secretIsDevelopment, true)
+})
+
+test('a flag beats the environment, which beats the config file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rill-config-'))
+  try {
+    const file = join(dir, 'broker.json')
+    writeFileSync(file, JSON.stringify({ id: 1, dir: '/d', http: '127.0.0.1:1', peer: '127.0.0.1:2', seeds: '1@127.0.0.1:2', tickMs: 40, defaultPersistence: 'async' }))
+    const c = parseBrokerConfig(['--config', file, '--tick-ms', '30'], { RILL_PERSISTENCE: 'memory', RILL_TICK_MS: '20' })
+    assert.equal(c.tickMs, 30)
+    assert.equal(c.defaultPersistence, 'memory')
+    assert.equal(c.dir, '/d')
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('every bad value is an INVALID_REQUEST naming the field', () => {
+  const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
+    [base.concat('--bogus', 'x'), {}, /--bogus: unknown flag/],
+    [['--id', '0', ...base.slice(2)], {}, /id: must be an integer/],
+    [base.map((v) => (v === '127.0.0.1:9090' ? 'localhost' : v)), {}, /http: expected HOST:PORT/],
+    [base.map((v) => (v === '127.0.0.1:9090' ? '127.0.0.1:70000' : v)), {}, /port 70000 out of range/],
+    [base.map((v) => (v.startsWith('1@') ? '1@a:1,1@b:2' : v)), {}, /listed twice/],
+    [base, { RILL_SECRET: 'abc' }, /secret: must be 64 hex digits/],
+    [base, { RILL_PERSISTENCE: 'fast' }, /persistence: one of sync, async, memory/],
+    [base.concat('--heartbeat-ticks', '30'), {}, /heartbeat-ticks: must be below election-ticks/],
+    [base.slice(2), {}, /id: is required/],
+    [['--config', '/nonexistent/rill.json'], {}, /cannot read/],
+  ]
+  for (const [argv, env, message] of cases) {
+    assert.throws(
+      () => parseBrokerConfig(argv, env),
+      (e: unknown) => e instanceof RillError && e.code === ErrorCode.INVALID_REQUEST && message.test(e.message),
+      `${argv.join(' ')} ${JSON.stringify(env)}`,
+    )
+  }
+})
