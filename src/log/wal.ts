@@ -11,8 +11,10 @@
  * Per-log fsyncs cost ~0.24 ms each however they are batched (the thread
  * pool runs 4 at a time and each flushes its own data and journal), so a
  * cycle's cost grows with the number of partitions in it; the WAL's stays
- * flat. So: a sync append writes its entries to its segment's page cache,
- * then its record (header + the same encoded bytes) joins the WAL queue.
+ * flat. So: a sync append notes its entries in its log's index and its
+ * record (header + the encoded entries) joins the WAL queue; when a cycle
+ * takes the record, the log first writes all its pending entries to its
+ * segment's page cache in one writev (disk-log.ts), once per log per cycle.
  *
  *   appends (any log) --> queue --> cycle: one writev to the WAL file,
  *                          ^         one fdatasync, resolve every request
