@@ -15,7 +15,7 @@ import type { Message, Ready } from '../src/raft/index.ts'
 import { MemoryStorage, Raft, Role } from '../src/raft/index.ts'
 import { barChartSvg } from './chart.ts'
 
-const batchSizes = [1, 10, 100, 1000] as const
+const batchSizes: readonly number[] = process.env.BENCH_BATCHES === undefined ? [1, 10, 100, 1000] : process.env.BENCH_BATCHES.split(",").map(Number)
 /** Proposals issued per round (pipelining depth). */
 const batchesPerRound = 8
 /** Wall-clock per timed run. */

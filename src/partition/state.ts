@@ -9,18 +9,13 @@
  */
 import { pack, unpack } from 'msgpackr'
 import { ErrorCode, RillError } from '../base/index.ts'
+import type { BatchHeader as WireBatchHeader } from '../wire/index.ts'
 
 /** What the partition needs from a record batch header (src/wire reads it without decoding records). */
-export interface BatchHeader {
-  readonly baseOffset: number
-  readonly recordCount: number
-  readonly firstTimestampMs: number
-  readonly maxTimestampMs: number
-  /** -1 when the batch is not from an idempotent producer. */
-  readonly producerId: number
-  readonly producerEpoch: number
-  readonly baseSequence: number
-}
+export type BatchHeader = Pick<
+  WireBatchHeader,
+  'baseOffset' | 'recordCount' | 'firstTimestampMs' | 'maxTimestampMs' | 'producerId' | 'producerEpoch' | 'baseSequence'
+>
 
 /** Batches remembered per producer to answer retries with their original offsets (Kafka: 5). */
 export const producerBatchesRemembered = 5
