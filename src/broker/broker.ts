@@ -44,6 +44,8 @@ export const partitionGroupStride = 65536
 export const controllerWaitMsMax = 10_000
 /** Ticks between checks that this broker is registered and unfenced. */
 const registrationCheckTicks = 10
+/** Ticks between passes that hand leadership back to preferred replicas. */
+const leaderBalanceTicks = 40
 /** Producer ids reserved per write of the id file. */
 const producerIdBlock = 1000
 /** How long a graceful stop waits for leadership to move away. */
@@ -325,6 +327,24 @@ export class Broker implements BrokerService {
     for (const p of this.#partitions.values()) p.replica.tick()
     this.#transport.flush()
     if (this.#ticks % registrationCheckTicks === 0) void this.#ensureRegistered()
+    if (this.#ticks % leaderBalanceTicks === 0) this.#balanceLeaders()
+  }
+
+  /**
+   * Placement spreads preferred replicas (replicas[0]) evenly, so leaders
+   * follow them: a leader that is not the preferred replica hands over once
+   * the preferred one is registered, unfenced and fully caught up (a broker
+   * that comes back gets its leaderships back this way).
+   */
+  #balanceLeaders(): void {
+    for (const h of this.#partitions.values()) {
+      const raft = h.replica.raft
+      if (raft.role !== Role.Leader || raft.leadTransferee !== 0) continue
+      const preferred = this.#ctl.topic(h.topic)?.partitions[h.partition]?.replicas[0]
+      if (preferred === undefined || preferred === this.brokerId || this.#ctl.broker(preferred)?.fenced !== false) continue
+      const pr = raft.progress.get(preferred)
+      if (pr !== undefined && pr.match === raft.log.lastIndex() && pr.recentActive) h.replica.transferLeader(preferred)
+    }
   }
 
   // ─────────────────────────── registration ───────────────────────────
