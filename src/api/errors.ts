@@ -1,0 +1,106 @@
+/**
+ * Errors → HTTP (API.md, DESIGN.md decision 10). Every error answer is
+ * `{ error: { code, message, ...details } }`; the status is a function of the
+ * code alone, so clients and SDKs can switch on either.
+ *
+ * | status | codes |
+ * | --- | --- |
+ * | 400 | INVALID_REQUEST (schema failures, malformed JSON/msgpack, bad batches) |
+ * | 401 | UNAUTHORIZED |
+ * | 403 | FORBIDDEN |
+ * | 404 | UNKNOWN_TOPIC, UNKNOWN_PARTITION (and unknown routes, as INVALID_REQUEST) |
+ * | 409 | TOPIC_EXISTS, OUT_OF_ORDER_SEQUENCE, CONF_CHANGE_REFUSED |
+ * | 413 | TOO_LARGE |
+ * | 416 | OFFSET_OUT_OF_RANGE |
+ * | 421 | NOT_LEADER (with `leader: {id, url}` or null) |
+ * | 503 | NO_QUORUM, TIMEOUT, PROPOSAL_DROPPED (retriable; Retry-After: 1) |
+ * | 507 | STORAGE_FULL |
+ * | 500 | INTERNAL, other STORAGE_* |
+ *
+ * OUT_OF_ORDER_SEQUENCE is 409, not 400: the body is well formed; it
+ * conflicts with the partition's producer state (a gap after a lost batch),
+ * and the producer must not retry it unchanged.
+ */
+import { ErrorCode, RillError } from '../base/index.ts'
+import type { BrokerRef } from '../wire/index.ts'
+
+const statusByCode: Readonly<Record<ErrorCode, number>> = {
+  INVALID_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  UNKNOWN_TOPIC: 404,
+  UNKNOWN_PARTITION: 404,
+  TOPIC_EXISTS: 409,
+  OUT_OF_ORDER_SEQUENCE: 409,
+  CONF_CHANGE_REFUSED: 409,
+  TOO_LARGE: 413,
+  OFFSET_OUT_OF_RANGE: 416,
+  NOT_LEADER: 421,
+  NO_QUORUM: 503,
+  TIMEOUT: 503,
+  PROPOSAL_DROPPED: 503,
+  STORAGE_FULL: 507,
+  STORAGE_UNUSABLE: 500,
+  STORAGE_CORRUPT: 500,
+  STORAGE_LOCKED: 500,
+  STORAGE_READ_ONLY: 500,
+  INTERNAL: 500,
+}
+
+/** The HTTP status that answers `code`. */
+export function statusForCode(code: ErrorCode): number {
+  return statusByCode[code] ?? 500
+}
+
+/** An error answer: status and body. */
+export interface ErrorAnswer {
+  readonly status: number
+  readonly body: { error: { code: ErrorCode; message: string; [detail: string]: unknown } }
+}
+
+/** How an error found its way here, for `toErrorAnswer`. */
+interface FastifyishError {
+  readonly code?: unknown
+  readonly statusCode?: unknown
+  readonly message?: unknown
+  readonly validation?: unknown
+  readonly validationContext?: unknown
+}
+
+/** Fastify's own errors that mean "the request is too large". */
+const fastifyTooLarge: ReadonlySet<string> = new Set(['FST_ERR_CTP_BODY_TOO_LARGE'])
+
+function rillAnswer(error: RillError, resolveLeader: (leader: unknown) => BrokerRef | null): ErrorAnswer {
+  const details: Record<string, unknown> = { ...error.details }
+  if (error.code === ErrorCode.NOT_LEADER) details.leader = resolveLeader(details.leader)
+  return { status: statusForCode(error.code), body: { error: { ...details, code: error.code, message: error.message } } }
+}
+
+/**
+ * Maps anything thrown while answering to an error answer: RillErrors by
+ * code; fastify's validation and parsing errors to INVALID_REQUEST (or
+ * TOO_LARGE); everything else to a 500 INTERNAL whose message hides the
+ * internals (the caller logs the original).
+ */
+export function toErrorAnswer(error: unknown, resolveLeader: (leader: unknown) => BrokerRef | null): ErrorAnswer {
+  if (error instanceof RillError) return rillAnswer(error, resolveLeader)
+  const e = (typeof error === 'object' && error !== null ? error : {}) as FastifyishError
+  const message = typeof e.message === 'string' ? e.message : String(error)
+  if (e.validation !== undefined) {
+    return { status: 400, body: { error: { code: ErrorCode.INVALID_REQUEST, message, part: e.validationContext } } }
+  }
+  if (typeof e.code === 'string' && fastifyTooLarge.has(e.code)) {
+    return { status: 413, body: { error: { code: ErrorCode.TOO_LARGE, message } } }
+  }
+  const status = typeof e.statusCode === 'number' ? e.statusCode : 500
+  if (status >= 400 && status < 500) {
+    // Malformed JSON, empty body with a JSON content type, unsupported media type, ...
+    return { status: 400, body: { error: { code: ErrorCode.INVALID_REQUEST, message } } }
+  }
+  return { status: 500, body: { error: { code: ErrorCode.INTERNAL, message: 'internal error' } } }
+}
+
+/** Shorthand for an INVALID_REQUEST naming a field. */
+export function invalidRequest(message: string, field?: string): RillError {
+  return new RillError(ErrorCode.INVALID_REQUEST, message, field === undefined ? {} : { details: { field } })
+}

@@ -1,0 +1,11 @@
+/**
+ * src/api: the broker's HTTP API (API.md) — fastify routes, schemas, the
+ * JSON/msgpack edge, error → status mapping, /metrics. docs/api.md
+ * documents it with curl examples.
+ */
+export { buildApi, forwardedHeader } from './server.ts'
+export type { ApiOptions } from './server.ts'
+export { defaultApiLimits, apiLimits, topicPartitionsMax, replicationFactorMax, nameLengthMax } from './limits.ts'
+export type { ApiLimits } from './limits.ts'
+export { statusForCode, toErrorAnswer } from './errors.ts'
+export type { ErrorAnswer } from './errors.ts'

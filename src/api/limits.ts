@@ -1,0 +1,48 @@
+/**
+ * Bounds on everything a client controls (DESIGN.md decision 12). Exceeding
+ * one is TOO_LARGE (413); a bound is never silently clamped except where a
+ * request asks for "up to" something (fetch sizes, waits).
+ */
+import { defaultBatchLimits, type BatchLimits } from '../wire/index.ts'
+
+export interface ApiLimits {
+  /** Whole request body as received (JSON text or msgpack bytes). JSON base64 inflates data by 4/3, hence above `batch.batchBytesMax`. */
+  readonly bodyBytesMax: number
+  /** Record batch bounds: records per request, key/value/header sizes, batch bytes (src/wire). */
+  readonly batch: BatchLimits
+  /** Largest `maxBytes` a fetch may ask for; larger asks are clamped. */
+  readonly fetchBytesMax: number
+  /** `maxBytes` of a fetch that names none (as Kafka's max.partition.fetch.bytes). */
+  readonly fetchBytesDefault: number
+  /** Largest `maxRecords` a fetch may ask for; larger asks are clamped. */
+  readonly fetchRecordsMax: number
+  /** `maxRecords` of a fetch that names none (as Kafka's max.poll.records). */
+  readonly fetchRecordsDefault: number
+  /** Longest long-poll (`maxWaitMs`); larger asks are clamped. */
+  readonly fetchWaitMsMax: number
+  /** Offsets in one `POST /v1/groups/:group/offsets`. */
+  readonly groupOffsetsMax: number
+}
+
+export const defaultApiLimits: ApiLimits = {
+  bodyBytesMax: 16 * 1024 * 1024,
+  batch: defaultBatchLimits,
+  fetchBytesMax: 16 * 1024 * 1024,
+  fetchBytesDefault: 1024 * 1024,
+  fetchRecordsMax: 100_000,
+  fetchRecordsDefault: 500,
+  fetchWaitMsMax: 30_000,
+  groupOffsetsMax: 10_000,
+}
+
+/** Limits with some fields replaced (tests and broker config lower them). */
+export function apiLimits(overrides: Partial<Omit<ApiLimits, 'batch'>> & { batch?: Partial<BatchLimits> } = {}): ApiLimits {
+  return { ...defaultApiLimits, ...overrides, batch: { ...defaultApiLimits.batch, ...overrides.batch } }
+}
+
+/** Partitions of one topic a create may ask for. */
+export const topicPartitionsMax = 10_000
+/** Replication factor a create may ask for. */
+export const replicationFactorMax = 15
+/** Longest topic or group name (Kafka's bound for topics). */
+export const nameLengthMax = 249

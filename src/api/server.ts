@@ -1,0 +1,377 @@
+/**
+ * The HTTP API of one broker (API.md): fastify routes over a BrokerService.
+ *
+ *   request ──content-type parser (JSON | msgpack)──▶ schema (no coercion, no unknown fields)
+ *           ──▶ handler: edge checks (records.ts) ──▶ BrokerService ──▶ answer (JSON | msgpack)
+ *   any throw ──▶ errors.ts: { error: { code, message, ... } } with the code's status
+ *
+ * Everything a request can get wrong is found before the broker is called,
+ * so a refused request changes nothing. Produce on the topic route splits the
+ * records by partition (murmur2 of the key, round-robin without) and, for
+ * partitions another broker leads, forwards the checked batch to it, so a
+ * curl user can produce through any broker.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { ErrorCode, RillError } from '../base/index.ts'
+import type { BrokerService } from '../broker/service.ts'
+import {
+  RoundRobinPartitioner,
+  contentType,
+  type BrokerRef,
+  type CommitOffsetsRequest,
+  type CreateTopicRequest,
+  type ProduceResponse,
+  type RecordEncoding,
+  type TopicDescription,
+} from '../wire/index.ts'
+import { invalidRequest, toErrorAnswer } from './errors.ts'
+import { defaultApiLimits, type ApiLimits } from './limits.ts'
+import { ApiMetrics } from './metrics.ts'
+import { packAnswer, unpackBody, wantsMsgpack } from './msgpack.ts'
+import {
+  batchFromRecords,
+  concatBatches,
+  produceBatch,
+  producerOf,
+  recordInputs,
+  recordsFrom,
+  recordsToJsonOut,
+  recordsToMsgpack,
+  routeRecords,
+  type ProduceBody,
+} from './records.ts'
+import * as schemas from './schemas.ts'
+
+export interface ApiOptions {
+  readonly service: BrokerService
+  /** A pino logger (the broker's, with its id in context); none by default. */
+  readonly logger?: FastifyBaseLogger
+  readonly limits?: ApiLimits
+  /**
+   * Forward topic-route produces for partitions led elsewhere to the leader
+   * (one hop, never re-forwarded). Default true.
+   */
+  readonly forwardProduce?: boolean
+}
+
+/** Header marking a produce forwarded by another broker (it is not forwarded again). */
+export const forwardedHeader = 'x-rill-forwarded'
+/** Longest a forwarded produce may take: the partition's own commit wait plus a margin. */
+const forwardTimeoutMs = 35_000
+
+type Req = FastifyRequest
+type Rep = FastifyReply
+
+/** A decimal string (schema-checked) as a safe integer. */
+function intParam(value: string, field: string): number {
+  const n = Number(value)
+  if (!Number.isSafeInteger(n)) throw invalidRequest(`${field}: ${value} is above 2^53 - 1`, field)
+  return n
+}
+
+function optionalInt(value: string | undefined, field: string): number | undefined {
+  return value === undefined ? undefined : intParam(value, field)
+}
+
+function isMsgpackRequest(request: Req): boolean {
+  return (request.headers['content-type'] ?? '').startsWith(contentType.msgpack)
+}
+
+/** Sends `payload` with `status` as JSON or msgpack, as the client asked. */
+function answer(request: Req, reply: Rep, status: number, payload: unknown): Rep {
+  reply.code(status)
+  if (wantsMsgpack(request.headers.accept, request.headers['content-type'])) {
+    return reply.type(contentType.msgpack).send(packAnswer(payload))
+  }
+  return reply.type(contentType.json).send(payload)
+}
+
+/** AJV keyword for byte fields of msgpack bodies: `{ binary: true }`. */
+const binaryKeyword = {
+  keyword: 'binary',
+  schemaType: 'boolean' as const,
+  errors: false as const,
+  validate: (schema: boolean, data: unknown): boolean => !schema || data instanceof Uint8Array,
+}
+
+/** Builds the HTTP server over `service` (not listening: call `listen`, or `inject` in tests). */
+export function buildApi(options: ApiOptions): FastifyInstance {
+  const limits = options.limits ?? defaultApiLimits
+  const service = options.service
+  const metrics = new ApiMetrics()
+  const app = Fastify({
+    ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
+    bodyLimit: limits.bodyBytesMax,
+    ajv: {
+      customOptions: {
+        coerceTypes: false,
+        removeAdditional: false,
+        useDefaults: false,
+        allowUnionTypes: true,
+        keywords: [binaryKeyword],
+      },
+    },
+  }) as unknown as FastifyInstance
+
+  app.removeContentTypeParser('text/plain')
+  app.addContentTypeParser(contentType.msgpack, { parseAs: 'buffer' }, (_request, body, done) => {
+    try {
+      done(null, unpackBody(body as Buffer))
+    } catch (error) {
+      done(error as Error, undefined)
+    }
+  })
+
+  const resolveLeader = (leader: unknown): BrokerRef | null => resolveLeaderRef(service, leader)
+  app.setErrorHandler((error, request, reply) => {
+    const { status, body } = toErrorAnswer(error, resolveLeader)
+    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    if (status === 503) reply.header('retry-after', '1')
+    return answer(request, reply, status, body)
+  })
+  app.setNotFoundHandler((request, reply) => {
+    const body = { error: { code: ErrorCode.INVALID_REQUEST, message: `no route ${request.method} ${request.url.split('?')[0]}` } }
+    return answer(request, reply, 404, body)
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'none'
+    metrics.requests.inc({ method: request.method, route, status: String(reply.statusCode) })
+    metrics.latency.observe({ method: request.method, route }, reply.elapsedTime / 1000)
+  })
+
+  registerInfoRoutes(app, service, metrics)
+  registerTopicRoutes(app, service)
+  registerProduceRoutes(app, { service, limits, metrics, forward: options.forwardProduce ?? true })
+  registerFetchRoute(app, service, limits, metrics)
+  registerGroupRoutes(app, service, limits)
+  return app
+}
+
+/** NOT_LEADER details carry a leader id (partition) or `{id, url}` (broker); answers always carry `{id, url}` or null. */
+function resolveLeaderRef(service: BrokerService, leader: unknown): BrokerRef | null {
+  if (typeof leader === 'object' && leader !== null && typeof (leader as BrokerRef).url === 'string') return leader as BrokerRef
+  if (typeof leader !== 'number' || leader <= 0) return null
+  try {
+    const broker = service.metadata().brokers.find((b) => b.id === leader)
+    return broker === undefined ? null : { id: broker.id, url: broker.url }
+  } catch {
+    return null
+  }
+}
+
+function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metrics: ApiMetrics): void {
+  app.get('/health', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) =>
+    answer(request, reply, 200, { ok: true, broker: service.brokerId }),
+  )
+  app.get('/metrics', { schema: { querystring: schemas.emptyQuery } }, async (_request, reply) => {
+    const { contentType: type, body } = await metrics.text(service.registry)
+    return reply.type(type).send(body)
+  })
+  app.get('/v1/metadata', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) =>
+    answer(request, reply, 200, service.metadata()),
+  )
+  app.post('/v1/producers', {
+    schema: { body: schemas.initProducerBody, querystring: schemas.emptyQuery },
+    // `curl -X POST .../v1/producers` sends no body: treat it as `{}`.
+    preValidation: async (request) => {
+      if (request.body === undefined || request.body === null) request.body = {}
+    },
+  }, async (request, reply) => answer(request, reply, 200, await service.newProducerId()))
+}
+
+function registerTopicRoutes(app: FastifyInstance, service: BrokerService): void {
+  app.post('/v1/topics', { schema: { body: schemas.createTopicBody, querystring: schemas.emptyQuery } }, async (request, reply) => {
+    const created = await service.createTopic(request.body as CreateTopicRequest)
+    return answer(request, reply, 201, created)
+  })
+  app.get('/v1/topics', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) => {
+    const topics: TopicDescription[] = []
+    for (const name of service.listTopics()) {
+      try {
+        topics.push(service.describeTopic(name))
+      } catch (error) {
+        // Deleted between the list and the describe: not listed.
+        if (!(error instanceof RillError && error.code === ErrorCode.UNKNOWN_TOPIC)) throw error
+      }
+    }
+    return answer(request, reply, 200, { topics })
+  })
+  const topicRoute = { schema: { params: schemas.topicParams, querystring: schemas.emptyQuery } }
+  app.get('/v1/topics/:topic', topicRoute, async (request, reply) => {
+    const { topic } = request.params as { topic: string }
+    return answer(request, reply, 200, service.describeTopic(topic))
+  })
+  app.delete('/v1/topics/:topic', topicRoute, async (request, reply) => {
+    const { topic } = request.params as { topic: string }
+    await service.deleteTopic(topic)
+    return answer(request, reply, 200, { name: topic, deleted: true })
+  })
+}
+
+interface ProduceContext {
+  readonly service: BrokerService
+  readonly limits: ApiLimits
+  readonly metrics: ApiMetrics
+  readonly forward: boolean
+}
+
+function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void {
+  const { service, limits, metrics } = ctx
+  app.post('/v1/topics/:topic/partitions/:p/records', {
+    schema: { params: schemas.partitionParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
+  }, async (request, reply) => {
+    const params = request.params as { topic: string; p: string }
+    const partition = intParam(params.p, 'p')
+    const body = request.body as ProduceBody
+    const { batch, info } = produceBatch(body, isMsgpackRequest(request), limits.batch)
+    const outcome = await service.produce({ topic: params.topic, partition, batch, acks: body.acks ?? 'all' })
+    metrics.produceRecords.inc({ topic: params.topic }, info.recordCount)
+    metrics.produceBytes.inc({ topic: params.topic }, batch.length)
+    const result: ProduceResponse = { partition: outcome.partition, baseOffset: outcome.baseOffset, lastOffset: outcome.lastOffset }
+    return answer(request, reply, 200, result)
+  })
+
+  const roundRobin = new RoundRobinPartitioner()
+  app.post('/v1/topics/:topic/records', {
+    schema: { params: schemas.topicParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
+  }, async (request, reply) => {
+    const { topic } = request.params as { topic: string }
+    const body = request.body as ProduceBody
+    if (body.batch !== undefined) throw invalidRequest('a stored-format batch names its partition: POST it to /v1/topics/:topic/partitions/:p/records', 'batch')
+    if (Object.keys(producerOf(body)).length > 0) {
+      throw invalidRequest('sequences are per partition: idempotent produce goes to /v1/topics/:topic/partitions/:p/records', 'producerId')
+    }
+    const records = recordInputs(body, isMsgpackRequest(request), limits.batch)
+    const partitionCount = service.partitionCount(topic)
+    // Every batch is built and checked before any is produced: a bad record refuses the whole request.
+    const batches = [...routeRecords(records, partitionCount, roundRobin)].map(([partition, rs]) => ({ partition, ...batchFromRecords(rs, {}, limits.batch) }))
+    const acks = body.acks ?? 'all'
+    const forwarded = request.headers[forwardedHeader] !== undefined
+    const settled = await Promise.allSettled(batches.map((b) => produceOrForward(ctx, { topic, partition: b.partition, batch: b.batch, acks }, ctx.forward && !forwarded)))
+    const offsets: ProduceResponse[] = []
+    const failed: { partition: number; code: string; message: string }[] = []
+    let firstError: unknown = null
+    settled.forEach((s, i) => {
+      const b = batches[i]!
+      if (s.status === 'fulfilled') {
+        offsets.push(s.value)
+        metrics.produceRecords.inc({ topic }, b.info.recordCount)
+        metrics.produceBytes.inc({ topic }, b.batch.length)
+        return
+      }
+      firstError ??= s.reason
+      const e = s.reason as { code?: string; message?: string }
+      failed.push({ partition: b.partition, code: String(e.code ?? ErrorCode.INTERNAL), message: String(e.message ?? s.reason) })
+    })
+    offsets.sort((a, b) => a.partition - b.partition)
+    if (firstError === null) return answer(request, reply, 200, { offsets })
+    // Partitions are independent logs: those that succeeded keep their records (as in Kafka); the answer says which.
+    if (firstError instanceof RillError) {
+      throw new RillError(firstError.code, firstError.message, { cause: firstError, details: { ...firstError.details, offsets, failed } })
+    }
+    throw firstError
+  })
+}
+
+interface ProduceCallFields {
+  readonly topic: string
+  readonly partition: number
+  readonly batch: Uint8Array
+  readonly acks: 'all' | 'leader'
+}
+
+/** Produces here, or, when another broker leads the partition and forwarding is on, there (msgpack, the batch as is). */
+async function produceOrForward(ctx: ProduceContext, call: ProduceCallFields, forward: boolean): Promise<ProduceResponse> {
+  try {
+    return await ctx.service.produce(call)
+  } catch (error) {
+    if (!forward || !(error instanceof RillError) || error.code !== ErrorCode.NOT_LEADER) throw error
+    const leader = resolveLeaderRef(ctx.service, error.details.leader)
+    if (leader === null || leader.id === ctx.service.brokerId) throw error
+    return forwardProduce(leader, call)
+  }
+}
+
+async function forwardProduce(leader: BrokerRef, call: ProduceCallFields): Promise<ProduceResponse> {
+  const url = `${leader.url}/v1/topics/${encodeURIComponent(call.topic)}/partitions/${call.partition}/records`
+  let response: Response
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1' },
+      body: packAnswer({ batch: call.batch, acks: call.acks }),
+      signal: AbortSignal.timeout(forwardTimeoutMs),
+    })
+  } catch (cause) {
+    throw new RillError(ErrorCode.TIMEOUT, `forwarding to leader ${leader.id} at ${leader.url} failed: ${(cause as Error).message}`, { cause })
+  }
+  const body = (await response.json().catch(() => null)) as { error?: { code: string; message: string } } & ProduceResponse
+  if (response.ok && body !== null) return { partition: body.partition, baseOffset: body.baseOffset, lastOffset: body.lastOffset }
+  const code = (body?.error?.code ?? ErrorCode.INTERNAL) as ErrorCode
+  throw new RillError(code, `leader ${leader.id}: ${body?.error?.message ?? `HTTP ${response.status}`}`, { details: { ...(body?.error ?? {}), forwardedTo: leader } })
+}
+
+interface FetchQueryStrings {
+  offset: string
+  maxRecords?: string
+  maxBytes?: string
+  maxWaitMs?: string
+  minCommitted?: string
+  encoding?: RecordEncoding
+  format?: 'records' | 'batches'
+}
+
+function positive(value: number | undefined, fallback: number, max: number, field: string): number {
+  const n = value ?? fallback
+  if (n < 1) throw invalidRequest(`${field} must be at least 1`, field)
+  return Math.min(n, max)
+}
+
+function registerFetchRoute(app: FastifyInstance, service: BrokerService, limits: ApiLimits, metrics: ApiMetrics): void {
+  app.get('/v1/topics/:topic/partitions/:p/records', {
+    schema: { params: schemas.partitionParams, querystring: schemas.fetchQuery },
+  }, async (request, reply) => {
+    const params = request.params as { topic: string; p: string }
+    const q = request.query as FetchQueryStrings
+    const partition = intParam(params.p, 'p')
+    const offset = intParam(q.offset, 'offset')
+    const recordsMax = positive(optionalInt(q.maxRecords, 'maxRecords'), limits.fetchRecordsDefault, limits.fetchRecordsMax, 'maxRecords')
+    const maxBytes = positive(optionalInt(q.maxBytes, 'maxBytes'), limits.fetchBytesDefault, limits.fetchBytesMax, 'maxBytes')
+    const maxWaitMs = Math.min(optionalInt(q.maxWaitMs, 'maxWaitMs') ?? 0, limits.fetchWaitMsMax)
+    const minCommitted = optionalInt(q.minCommitted, 'minCommitted')
+    const msgpack = wantsMsgpack(request.headers.accept, undefined)
+    if (q.format === 'batches' && !msgpack) throw invalidRequest('format=batches needs Accept: application/msgpack', 'format')
+    const outcome = await service.fetch({ topic: params.topic, partition, offset, maxBytes, maxWaitMs, ...(minCommitted === undefined ? {} : { minCommitted }) })
+    const base = { partition: outcome.partition, highWatermark: outcome.highWatermark, logStartOffset: outcome.logStartOffset }
+    if (q.format === 'batches') {
+      const batches = concatBatches(outcome.batches)
+      metrics.fetchBytes.inc({ topic: params.topic }, batches.length)
+      return answer(request, reply, 200, { ...base, nextOffset: outcome.nextOffset, batches })
+    }
+    const { records, nextOffset } = recordsFrom({ batches: outcome.batches, offset, recordsMax, nextOffsetStored: outcome.nextOffset })
+    metrics.fetchRecords.inc({ topic: params.topic }, records.length)
+    metrics.fetchBytes.inc({ topic: params.topic }, outcome.batches.reduce((n, b) => n + b.length, 0))
+    const out = msgpack ? recordsToMsgpack(records) : recordsToJsonOut(records, q.encoding ?? 'utf8')
+    return answer(request, reply, 200, { ...base, records: out, nextOffset })
+  })
+}
+
+function registerGroupRoutes(app: FastifyInstance, service: BrokerService, limits: ApiLimits): void {
+  app.post('/v1/groups/:group/offsets', {
+    schema: { params: schemas.groupParams, querystring: schemas.emptyQuery, body: schemas.commitOffsetsBody },
+  }, async (request, reply) => {
+    const { group } = request.params as { group: string }
+    const { offsets } = request.body as CommitOffsetsRequest
+    if (offsets.length > limits.groupOffsetsMax) {
+      throw new RillError(ErrorCode.TOO_LARGE, `offsets: ${offsets.length} entries, above the limit of ${limits.groupOffsetsMax}`, {
+        details: { field: 'offsets', limit: limits.groupOffsetsMax, actual: offsets.length },
+      })
+    }
+    await service.commitOffsets(group, offsets)
+    return answer(request, reply, 200, { offsets })
+  })
+  app.get('/v1/groups/:group/offsets', { schema: { params: schemas.groupParams, querystring: schemas.emptyQuery } }, async (request, reply) => {
+    const { group } = request.params as { group: string }
+    return answer(request, reply, 200, { offsets: await service.fetchOffsets(group) })
+  })
+}

@@ -1,0 +1,179 @@
+/**
+ * A small BrokerService for API and CLI tests, made of REAL partition
+ * replicas (src/partition over MemoryLog, the real batch format): one
+ * replica per partition, leader of itself. Everything a broker adds
+ * (controller, transport, forwarding) is absent; the HTTP layer cannot tell.
+ */
+import { Registry } from 'prom-client'
+import { ErrorCode, RillError, SeededRandom } from '../../src/base/index.ts'
+import type { BrokerService, FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from '../../src/broker/service.ts'
+import { MemoryLog } from '../../src/log/index.ts'
+import { MemorySnapshotStore, Partition } from '../../src/partition/index.ts'
+import { readBatchHeader, stampBaseOffset } from '../../src/wire/index.ts'
+import type { CreateTopicRequest, MetadataResponse, TopicConfig, TopicDescription, TopicPartitionOffset } from '../../src/wire/index.ts'
+
+const codec = { readHeader: readBatchHeader, stampBaseOffset }
+/** Milliseconds between ticks of every replica. */
+const tickMs = 2
+
+interface Topic {
+  readonly name: string
+  readonly partitions: Partition[]
+  readonly replicationFactor: number
+  readonly config: TopicConfig
+}
+
+export class TestService implements BrokerService {
+  readonly brokerId: number
+  readonly registry = new Registry()
+  /** URL of this broker in metadata (set once the test server listens). */
+  url = 'http://127.0.0.1:0'
+  readonly #topics = new Map<string, Topic>()
+  readonly #groups = new Map<string, Map<string, TopicPartitionOffset>>()
+  readonly #random = new SeededRandom(11)
+  readonly #ticker: NodeJS.Timeout
+  #nextProducerId = 1000
+  /** Calls of produce that reached the service (tests check refused requests never get here). */
+  produceCalls = 0
+
+  constructor(options: { brokerId?: number } = {}) {
+    this.brokerId = options.brokerId ?? 1
+    this.#ticker = setInterval(() => {
+      for (const t of this.#topics.values()) for (const p of t.partitions) p.tick()
+    }, tickMs)
+  }
+
+  metadata(): MetadataResponse {
+    return {
+      brokers: [{ id: this.brokerId, url: this.url }],
+      controller: { leader: this.brokerId },
+      topics: [...this.#topics.values()].map((t) => ({ name: t.name, partitions: this.#partitionsOf(t) })),
+    }
+  }
+
+  #partitionsOf(t: Topic): TopicDescription['partitions'] {
+    return t.partitions.map((p, i) => ({
+      partition: i,
+      leader: p.isReadyLeader() ? this.brokerId : null,
+      replicas: [this.brokerId],
+      highWatermark: p.state.highWatermark,
+    }))
+  }
+
+  async createTopic(request: CreateTopicRequest): Promise<{ name: string; partitions: number }> {
+    if (this.#topics.has(request.name)) throw new RillError(ErrorCode.TOPIC_EXISTS, `topic ${request.name} exists`)
+    if (request.replicationFactor > 1) {
+      throw new RillError(ErrorCode.INVALID_REQUEST, `replicationFactor ${request.replicationFactor} is above the 1 broker of this cluster`)
+    }
+    const partitions: Partition[] = []
+    for (let i = 0; i < request.partitions; i++) {
+      const p = await Partition.open({
+        group: `${request.name}/${i}`,
+        replicaId: this.brokerId,
+        log: new MemoryLog({ name: `${request.name}-${i}` }),
+        snapshots: new MemorySnapshotStore(),
+        bootstrap: { voters: [this.brokerId], learners: [] },
+        codec,
+        random: this.#random.fork(),
+        send: () => {},
+      })
+      p.campaign()
+      partitions.push(p)
+    }
+    const topic: Topic = { name: request.name, partitions, replicationFactor: request.replicationFactor, config: request.config ?? {} }
+    this.#topics.set(request.name, topic)
+    await until(() => partitions.every((p) => p.isReadyLeader()))
+    return { name: request.name, partitions: request.partitions }
+  }
+
+  listTopics(): string[] {
+    return [...this.#topics.keys()].sort()
+  }
+
+  describeTopic(name: string): TopicDescription {
+    const t = this.#topic(name)
+    return { name, partitions: this.#partitionsOf(t), replicationFactor: t.replicationFactor, config: t.config }
+  }
+
+  async deleteTopic(name: string): Promise<void> {
+    const t = this.#topic(name)
+    this.#topics.delete(name)
+    for (const p of t.partitions) await p.close()
+  }
+
+  partitionCount(topic: string): number {
+    return this.#topic(topic).partitions.length
+  }
+
+  async newProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
+    return { producerId: this.#nextProducerId++, producerEpoch: 0 }
+  }
+
+  async produce(call: ProduceCall): Promise<ProduceOutcome> {
+    this.produceCalls++
+    const r = await this.partition(call.topic, call.partition).produce(call.batch, call.acks)
+    return { partition: call.partition, ...r }
+  }
+
+  async fetch(call: FetchCall): Promise<FetchOutcome> {
+    const r = await this.partition(call.topic, call.partition).fetch({
+      offset: call.offset,
+      bytesMax: call.maxBytes,
+      waitMs: call.maxWaitMs,
+      ...(call.minCommitted === undefined ? {} : { minCommitted: call.minCommitted }),
+    })
+    return { partition: call.partition, ...r }
+  }
+
+  async commitOffsets(group: string, offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    for (const o of offsets) this.partition(o.topic, o.partition)
+    let g = this.#groups.get(group)
+    if (g === undefined) this.#groups.set(group, (g = new Map()))
+    for (const o of offsets) g.set(`${o.topic}/${o.partition}`, { ...o })
+  }
+
+  async fetchOffsets(group: string): Promise<TopicPartitionOffset[]> {
+    return [...(this.#groups.get(group)?.values() ?? [])]
+  }
+
+  /** The replica of a partition (tests read its high watermark). */
+  partition(topic: string, partition: number): Partition {
+    const p = this.#topic(topic).partitions[partition]
+    if (p === undefined) throw new RillError(ErrorCode.UNKNOWN_PARTITION, `topic ${topic} has no partition ${partition}`)
+    return p
+  }
+
+  #topic(name: string): Topic {
+    const t = this.#topics.get(name)
+    if (t === undefined) throw new RillError(ErrorCode.UNKNOWN_TOPIC, `no topic ${name}`)
+    return t
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#ticker)
+    for (const t of this.#topics.values()) for (const p of t.partitions) await p.close()
+    this.#topics.clear()
+  }
+}
+
+/** Waits until `cond` holds (polling every ms), failing after `ms`. */
+export async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 1))
+  }
+}
+
+/** A service whose every data call throws NOT_LEADER (a follower), pointing at broker 2. */
+export class FollowerService extends TestService {
+  override metadata(): MetadataResponse {
+    const m = super.metadata()
+    return { ...m, brokers: [...m.brokers, { id: 2, url: 'http://127.0.0.2:9091' }] }
+  }
+
+  override async produce(): Promise<ProduceOutcome> {
+    this.produceCalls++
+    throw new RillError(ErrorCode.NOT_LEADER, 'not the leader of this partition', { details: { leader: 2 } })
+  }
+}
