@@ -118,16 +118,20 @@ export class FrameReader {
       this.#chunks.shift()
       return first
     }
+    // Gather; drop the used chunks with one splice (a peer trickling
+    // single bytes must not make this quadratic).
     const out = Buffer.allocUnsafe(n)
     let at = 0
+    let i = 0
     while (at < n) {
-      const c = this.#chunks[0]!
+      const c = this.#chunks[i]!
       const take = Math.min(c.byteLength, n - at)
       c.copy(out, at, 0, take)
       at += take
-      if (take === c.byteLength) this.#chunks.shift()
-      else this.#chunks[0] = c.subarray(take)
+      if (take === c.byteLength) i++
+      else this.#chunks[i] = c.subarray(take)
     }
+    this.#chunks.splice(0, i)
     return out
   }
 }

@@ -7,7 +7,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { EntryType, MessageType, message, type Message } from '../../src/raft/index.ts'
 import { batchSize, forEachMessage, type GroupMessage } from '../../src/transport/index.ts'
-import { metric, mesh, node, rawAcceptor, waitFor } from './helpers.ts'
+import { metric, mesh, node, rawAcceptor, rawDial, waitFor } from './helpers.ts'
 
 const app = (from: number, to: number, index: number, bytes = 64): Message =>
   message({ type: MessageType.App, from, to, term: 2, logTerm: 2, index, commit: index, entries: [
@@ -176,5 +176,31 @@ test('socket backpressure: a peer that stops reading makes messages queue (bound
   } finally {
     raw.server.close()
     await a.transport.close()
+  }
+})
+
+test('pings keep a quiet link open; a peer that goes silent is closed after the idle timeout', async () => {
+  const limits = { pingIntervalMs: 50, idleTimeoutMs: 300 }
+  const a = await node({ id: 1, host: '127.0.0.11', limits })
+  const b = await node({ id: 2, host: '127.0.0.12', limits })
+  try {
+    mesh([a, b])
+    await waitFor(() => a.transport.connected(2), 'connected')
+    // No traffic for three idle timeouts: pings hold the link.
+    const until = performance.now() + 900
+    await waitFor(() => performance.now() > until || !a.transport.connected(2) || !b.transport.connected(1), 'quiet period', 2_000)
+    assert.equal(a.transport.connected(2) && b.transport.connected(1), true, 'quiet link stays up')
+    // Broker 1 leaves; a hand-driven broker 1 connects and then says nothing.
+    await a.transport.close()
+    await waitFor(() => !b.transport.connected(1), 'slot freed')
+    const raw = await rawDial({ from: 1, to: 2, host: '127.0.0.12', port: b.transport.address().port, localAddress: '127.0.0.11' })
+    await waitFor(() => b.transport.connected(1), 'silent peer admitted')
+    raw.socket.pause() // reads nothing, writes nothing: a half-dead peer
+    await waitFor(() => !b.transport.connected(1), 'silent peer closed', 2_000)
+    assert.equal(await metric(b.registry, 'rill_transport_connections_rejected_total', { reason: 'idle' }), 1)
+    raw.socket.destroy()
+  } finally {
+    await a.transport.close()
+    await b.transport.close()
   }
 })
