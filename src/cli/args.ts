@@ -1,0 +1,127 @@
+/**
+ * Flags of the `rill` commands: `--name value`, `--name=value`, booleans as
+ * `--name`. Every command declares its flags; anything else is a usage error
+ * (exit 2) naming the flag and what it expects.
+ */
+
+/** A usage error: bad flag, missing argument. Exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError'
+}
+
+/** An operating failure: the cluster said no or could not be reached. Exit code 1. */
+export class CliError extends Error {
+  override name = 'CliError'
+}
+
+export type FlagSpec =
+  | { readonly kind: 'boolean' }
+  | { readonly kind: 'string'; readonly values?: readonly string[] }
+  | { readonly kind: 'int'; readonly min: number; readonly max: number }
+  | { readonly kind: 'url' }
+
+export type FlagSpecs = Readonly<Record<string, FlagSpec>>
+
+/** Parsed flags: strings, numbers and booleans by flag name. */
+export type Flags = Record<string, string | number | boolean | undefined>
+
+export interface ParsedArgs {
+  readonly flags: Flags
+  readonly positionals: string[]
+}
+
+/** Flags every command takes. */
+export const commonFlags: FlagSpecs = {
+  url: { kind: 'url' },
+  help: { kind: 'boolean' },
+}
+
+function parseValue(name: string, spec: FlagSpec, raw: string): string | number {
+  switch (spec.kind) {
+    case 'int': {
+      if (!/^-?[0-9]+$/.test(raw)) throw new UsageError(`--${name} expects an integer, got "${raw}"`)
+      const n = Number(raw)
+      if (!Number.isSafeInteger(n) || n < spec.min || n > spec.max) throw new UsageError(`--${name} must be in [${spec.min}, ${spec.max}], got ${raw}`)
+      return n
+    }
+    case 'url': {
+      let u: URL
+      try {
+        u = new URL(raw)
+      } catch {
+        throw new UsageError(`--${name} expects a URL like http://127.0.0.1:9090, got "${raw}"`)
+      }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--${name} must be an http:// or https:// URL, got "${raw}"`)
+      return raw.replace(/\/+$/, '')
+    }
+    case 'string':
+      if (spec.values !== undefined && !spec.values.includes(raw)) {
+        throw new UsageError(`--${name} must be one of ${spec.values.join(', ')}, got "${raw}"`)
+      }
+      return raw
+    default:
+      return raw
+  }
+}
+
+/** Parses `argv` (after the command words) against `specs` plus the common flags. */
+export function parseArgs(argv: readonly string[], specs: FlagSpecs): ParsedArgs {
+  const all: FlagSpecs = { ...commonFlags, ...specs }
+  const flags: Flags = {}
+  const positionals: string[] = []
+  let onlyPositionals = false
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (onlyPositionals || !arg.startsWith('-') || arg === '-') {
+      positionals.push(arg)
+      continue
+    }
+    if (arg === '--') {
+      onlyPositionals = true
+      continue
+    }
+    if (arg === '-h') {
+      flags.help = true
+      continue
+    }
+    if (!arg.startsWith('--')) throw new UsageError(`unknown flag ${arg}`)
+    const eq = arg.indexOf('=')
+    const name = arg.slice(2, eq === -1 ? undefined : eq)
+    const spec = all[name]
+    if (spec === undefined) throw new UsageError(`unknown flag --${name}`)
+    if (flags[name] !== undefined) throw new UsageError(`--${name} given twice`)
+    if (spec.kind === 'boolean') {
+      if (eq !== -1) throw new UsageError(`--${name} takes no value`)
+      flags[name] = true
+      continue
+    }
+    let raw: string
+    if (eq !== -1) raw = arg.slice(eq + 1)
+    else {
+      const next = argv[i + 1]
+      if (next === undefined || (next.startsWith('--') && next.length > 2)) throw new UsageError(`--${name} needs a value`)
+      raw = next
+      i++
+    }
+    flags[name] = parseValue(name, spec, raw)
+  }
+  return { flags, positionals }
+}
+
+/** Exactly `names.length` positionals, named in the error. */
+export function expectPositionals(parsed: ParsedArgs, names: readonly string[]): string[] {
+  const got = parsed.positionals
+  if (got.length < names.length) throw new UsageError(`missing ${names.slice(got.length).join(' ')}`)
+  if (got.length > names.length) throw new UsageError(`unexpected argument "${got[names.length]}"`)
+  return got
+}
+
+/** Default broker URL: RILL_URL, or the first broker of `rill dev`. */
+export const defaultUrl = 'http://127.0.0.1:9090'
+
+export function baseUrl(flags: Flags, env: NodeJS.ProcessEnv = process.env): string {
+  if (typeof flags.url === 'string') return flags.url
+  const fromEnv = env.RILL_URL
+  if (fromEnv !== undefined && fromEnv !== '') return parseValue('url (RILL_URL)', { kind: 'url' }, fromEnv) as string
+  return defaultUrl
+}

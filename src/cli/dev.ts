@@ -1,0 +1,200 @@
+/**
+ * `rill dev`: a local cluster on loopback, one child process per broker.
+ *
+ *   broker I: node bin/rill.mjs broker --id I --dir DIR/broker-I
+ *               --http 127.0.0.1:PORT+I-1 --peer 127.0.0.1:PORT+100+I-1 --seeds <first ≤3 brokers>
+ *             stdout/stderr ──▶ DIR/broker-I.log
+ *   each /health answering ──▶ "broker I http://..." ; all ──▶ "ready"
+ *   Ctrl-C / SIGTERM ──▶ SIGTERM to every broker, wait (bounded), SIGKILL stragglers, exit 0
+ *
+ * Brokers run in their own process group so that Ctrl-C in the terminal
+ * reaches them once, through this process, as SIGTERM (their graceful stop).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { CliError, UsageError, expectPositionals, parseArgs, type FlagSpecs } from './args.ts'
+import { sleep } from './client.ts'
+
+export const devUsage = `usage: rill dev [--brokers 3] [--dir ./data] [--port 9090]
+  starts a local cluster: broker I serves HTTP on PORT+I-1 and talks to peers on PORT+100+I-1;
+  logs in DIR/broker-I.log; Ctrl-C stops it
+`
+
+const devFlags: FlagSpecs = {
+  brokers: { kind: 'int', min: 1, max: 99 },
+  dir: { kind: 'string' },
+  port: { kind: 'int', min: 1, max: 65_535 },
+}
+
+/** Controller voters: all brokers up to this many, else the first ones. */
+const controllerVotersMax = 3
+/** Offset of the peer ports from the HTTP ports. */
+const peerPortOffset = 100
+/** Longest wait for every broker's /health. */
+export const startWaitMsMax = 60_000
+/** Between two /health probes of one broker. */
+const healthPollMs = 200
+/** Progress line interval while starting. */
+const progressMs = 2000
+/** Longest wait for the brokers to stop after SIGTERM, then SIGKILL. */
+const stopWaitMsMax = 20_000
+
+const binPath = fileURLToPath(new URL('../../bin/rill.mjs', import.meta.url))
+
+interface Broker {
+  readonly id: number
+  readonly url: string
+  readonly log: string
+  readonly child: ChildProcess
+  exited: { code: number | null; signal: NodeJS.Signals | null } | null
+}
+
+export interface DevIo {
+  readonly out: (line: string) => void
+  readonly err: (line: string) => void
+}
+
+/** The `rill broker` arguments of broker `id` (exported for tests). */
+export function brokerArgs(options: { id: number; brokers: number; dir: string; port: number }): string[] {
+  const { id, brokers, dir, port } = options
+  const voters = Math.min(brokers, controllerVotersMax)
+  const seeds = Array.from({ length: voters }, (_, i) => `${i + 1}@127.0.0.1:${port + peerPortOffset + i}`).join(',')
+  return [
+    'broker',
+    '--id', String(id),
+    '--dir', join(dir, `broker-${id}`),
+    '--http', `127.0.0.1:${port + id - 1}`,
+    '--peer', `127.0.0.1:${port + peerPortOffset + id - 1}`,
+    '--seeds', seeds,
+  ]
+}
+
+async function healthy(url: string): Promise<boolean> {
+  try {
+    const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })
+    await r.arrayBuffer()
+    return r.ok
+  } catch {
+    return false
+  }
+}
+
+function logTail(path: string): string {
+  try {
+    const lines = readFileSync(path, 'utf8').trimEnd().split('\n')
+    return lines.slice(-5).join('\n')
+  } catch {
+    return '(no log)'
+  }
+}
+
+export async function devCommand(argv: readonly string[], io: DevIo): Promise<number> {
+  const parsed = parseArgs(argv, devFlags)
+  if (parsed.flags.help === true) {
+    io.out(devUsage.trimEnd())
+    return 0
+  }
+  expectPositionals(parsed, [])
+  const count = (parsed.flags.brokers as number | undefined) ?? 3
+  const port = (parsed.flags.port as number | undefined) ?? 9090
+  const dir = resolve((parsed.flags.dir as string | undefined) ?? './data')
+  if (port + peerPortOffset + count - 1 > 65_535) throw new UsageError(`--port ${port} leaves no room for ${count} peer ports at ${port + peerPortOffset}..`)
+  try {
+    mkdirSync(dir, { recursive: true })
+  } catch (error) {
+    throw new CliError(`cannot create --dir ${dir}: ${(error as Error).message}`)
+  }
+
+  const brokers: Broker[] = []
+  for (let id = 1; id <= count; id++) brokers.push(spawnBroker(id, { brokers: count, dir, port }))
+  const stopAll = (): Promise<void> => stopBrokers(brokers)
+  const signals = new AbortController()
+  const onSignal = (): void => signals.abort()
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  // If this process dies some other way, do not leave brokers behind.
+  const onExit = (): void => {
+    for (const b of brokers) if (b.exited === null) b.child.kill('SIGTERM')
+  }
+  process.once('exit', onExit)
+  try {
+    io.err(`starting ${count} broker${count === 1 ? '' : 's'} in ${dir} (logs: ${join(dir, 'broker-N.log')})`)
+    const started = await waitHealthy(brokers, io, signals.signal)
+    if (started) {
+      io.out('ready')
+      for (const b of brokers) {
+        b.child.once('exit', (code, signal) => {
+          if (!signals.signal.aborted) io.err(`broker ${b.id} exited (${signal ?? `code ${code}`}); see ${b.log}`)
+        })
+      }
+      await new Promise<void>((resolve) => (signals.signal.aborted ? resolve() : signals.signal.addEventListener('abort', () => resolve(), { once: true })))
+    }
+    io.err('stopping brokers...')
+    await stopAll()
+    io.err('stopped')
+    return 0
+  } catch (error) {
+    await stopAll()
+    throw error
+  } finally {
+    process.removeListener('SIGINT', onSignal)
+    process.removeListener('SIGTERM', onSignal)
+    process.removeListener('exit', onExit)
+  }
+}
+
+function spawnBroker(id: number, options: { brokers: number; dir: string; port: number }): Broker {
+  const log = join(options.dir, `broker-${id}.log`)
+  const stream = createWriteStream(log, { flags: 'a' })
+  const child = spawn(process.execPath, [binPath, ...brokerArgs({ id, ...options })], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  child.stdout!.pipe(stream)
+  child.stderr!.pipe(stream)
+  const broker: Broker = { id, url: `http://127.0.0.1:${options.port + id - 1}`, log, child, exited: null }
+  child.once('exit', (code, signal) => (broker.exited = { code, signal }))
+  child.once('error', () => (broker.exited ??= { code: null, signal: null }))
+  return broker
+}
+
+/** Resolves true once every broker answers /health (printing each), false if a signal came first; throws on a broker exit or the start bound. */
+async function waitHealthy(brokers: Broker[], io: DevIo, signal: AbortSignal): Promise<boolean> {
+  const waiting = new Set(brokers)
+  const deadline = Date.now() + startWaitMsMax
+  let nextProgress = Date.now() + progressMs
+  while (waiting.size > 0) {
+    if (signal.aborted) return false
+    for (const b of waiting) {
+      if (b.exited !== null) {
+        throw new CliError(`broker ${b.id} exited during start (${b.exited.signal ?? `code ${b.exited.code}`}); last lines of ${b.log}:\n${logTail(b.log)}`)
+      }
+    }
+    const checks = await Promise.all([...waiting].map(async (b) => [b, await healthy(b.url)] as const))
+    for (const [b, ok] of checks) {
+      if (!ok) continue
+      waiting.delete(b)
+      io.out(`broker ${b.id} ${b.url}`)
+    }
+    if (waiting.size === 0) break
+    if (Date.now() > deadline) {
+      const ids = [...waiting].map((b) => b.id).join(', ')
+      throw new CliError(`broker${waiting.size > 1 ? 's' : ''} ${ids} did not answer /health within ${startWaitMsMax / 1000} s; see ${[...waiting].map((b) => b.log).join(', ')}`)
+    }
+    if (Date.now() >= nextProgress) {
+      io.err(`waiting for broker${waiting.size > 1 ? 's' : ''} ${[...waiting].map((b) => b.id).join(', ')}...`)
+      nextProgress = Date.now() + progressMs
+    }
+    await sleep(healthPollMs, signal)
+  }
+  return true
+}
+
+async function stopBrokers(brokers: Broker[]): Promise<void> {
+  const running = brokers.filter((b) => b.exited === null)
+  const exits = running.map((b) => new Promise<void>((resolve) => (b.exited !== null ? resolve() : b.child.once('exit', () => resolve()))))
+  for (const b of running) b.child.kill('SIGTERM')
+  const all = Promise.all(exits).then(() => true)
+  const timedOut = await Promise.race([all, sleep(stopWaitMsMax).then(() => false)])
+  if (!timedOut) for (const b of brokers) if (b.exited === null) b.child.kill('SIGKILL')
+  await Promise.race([all, sleep(2000)])
+}

@@ -1,0 +1,54 @@
+/**
+ * `rill status`: brokers (and whether each answers), the controller leader,
+ * and every partition with its leader, replicas, high watermark and each
+ * replica's lag. Lag is read from each broker's own /v1/metadata (its
+ * replica's high watermark) against the leader's: `id:lag`, `id:?` when that
+ * broker does not answer.
+ */
+import type { MetadataResponse } from '../wire/index.ts'
+import { baseUrl, expectPositionals, parseArgs } from './args.ts'
+import { fetchMetadata, table } from './topic.ts'
+
+export const statusUsage = 'usage: rill status [--url URL]\n'
+
+/** Longest wait for one broker's metadata when measuring lag. */
+const brokerProbeMs = 2000
+
+type Out = (line: string) => void
+
+async function probe(url: string): Promise<MetadataResponse | null> {
+  const timer = new Promise<null>((resolve) => setTimeout(() => resolve(null), brokerProbeMs).unref())
+  return Promise.race([fetchMetadata(url).catch(() => null), timer])
+}
+
+export async function statusCommand(argv: readonly string[], out: Out): Promise<number> {
+  const parsed = parseArgs(argv, {})
+  if (parsed.flags.help === true) {
+    out(statusUsage.trimEnd())
+    return 0
+  }
+  expectPositionals(parsed, [])
+  const meta = await fetchMetadata(baseUrl(parsed.flags))
+  const views = new Map<number, MetadataResponse | null>()
+  await Promise.all(meta.brokers.map(async (b) => views.set(b.id, await probe(b.url))))
+  out(`controller leader: ${meta.controller.leader ?? 'none (election under way)'}`)
+  out('')
+  out(table(['BROKER', 'URL', 'STATE'], meta.brokers.map((b) => [String(b.id), b.url, views.get(b.id) ? 'up' : 'unreachable'])))
+  const rows: string[][] = []
+  for (const t of meta.topics) {
+    for (const p of t.partitions) {
+      const replicaHw = (id: number | null): number | undefined =>
+        id === null ? undefined : views.get(id)?.topics.find((x) => x.name === t.name)?.partitions.find((x) => x.partition === p.partition)?.highWatermark
+      const leaderHw = replicaHw(p.leader) ?? p.highWatermark
+      const lag = p.replicas.map((id) => {
+        const hw = replicaHw(id)
+        return `${id}:${hw === undefined ? '?' : Math.max(0, leaderHw - hw)}`
+      })
+      rows.push([t.name, String(p.partition), p.leader === null ? '-' : String(p.leader), p.replicas.join(','), String(leaderHw), lag.join(' ')])
+    }
+  }
+  out('')
+  if (rows.length === 0) out('no topics')
+  else out(table(['TOPIC', 'PARTITION', 'LEADER', 'REPLICAS', 'HIGH-WATERMARK', 'LAG'], rows))
+  return 0
+}
