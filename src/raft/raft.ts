@@ -86,6 +86,15 @@ export interface RaftConfig {
   readonly snapshotBytesMax?: number
   /** ReadIndex requests waiting for a quorum answer. Default 4096. */
   readonly readIndexPendingMax?: number
+  /**
+   * Let an idle group go quiet: once everything is replicated, committed and
+   * applied, the leader sends one last heartbeat marked "quiesce" and stops
+   * ticking; followers that got it stop their election timers. Any activity
+   * wakes the group. A quiet leader cannot notice its own death, so the
+   * caller must `unquiesce()` followers whose leader it finds unreachable
+   * (the broker does this from its peer connections). Default false.
+   */
+  readonly quiesce?: boolean
 }
 
 export type RaftResult =
@@ -184,6 +193,9 @@ export class Raft {
   readonly #snapshotChunksInflightMax: number
   readonly #snapshotBytesMax: number
   readonly #readIndexPendingMax: number
+  readonly #quiesce: boolean
+  /** The group is quiet: ticks do nothing until something happens. */
+  quiesced = false
 
   constructor(config: RaftConfig) {
     assert(config.id > 0, 'raft: id must be positive')
@@ -204,6 +216,7 @@ export class Raft {
     this.#snapshotChunksInflightMax = config.snapshotChunksInflightMax ?? 4
     this.#snapshotBytesMax = config.snapshotBytesMax ?? 1 << 30
     this.#readIndexPendingMax = config.readIndexPendingMax ?? 4096
+    this.#quiesce = config.quiesce ?? false
 
     this.log = new RaftLog(config.storage, () => this.describe())
     const { hardState, conf } = config.storage.initialState()
@@ -249,19 +262,35 @@ export class Raft {
 
   // ───────────────────────────── inputs ─────────────────────────────
 
-  /** Advances logical time by one tick. */
+  /** Advances logical time by one tick (nothing happens while the group is quiet). */
   tick(): void {
+    if (this.quiesced) return
     if (this.role === Role.Leader) this.#tickHeartbeat()
     else this.#tickElection()
   }
 
+  /** Wakes a quiet group: timers run again (the caller suspects the leader is gone, or has work). */
+  unquiesce(): void {
+    if (!this.quiesced) return
+    this.quiesced = false
+    this.electionElapsed = 0
+    this.#heartbeatElapsed = 0
+    if (this.role === Role.Leader) {
+      // Followers answered nothing while quiet; give them a full timeout before CheckQuorum counts.
+      for (const pr of this.progress.values()) pr.recentActive = true
+      this.#bcastHeartbeat(0)
+    }
+  }
+
   /** Starts an election now (as if the election timeout elapsed). */
   campaign(): void {
+    this.unquiesce()
     this.#hup(false)
   }
 
   /** Appends `datas` as entries if this node leads. */
   propose(datas: readonly Uint8Array[]): RaftResult {
+    this.unquiesce()
     if (this.role !== Role.Leader) return this.#refuse(ErrorCode.NOT_LEADER, 'not the leader')
     if (this.leadTransferee !== noNode) return this.#refuse(ErrorCode.PROPOSAL_DROPPED, 'leadership transfer in progress')
     let bytes = 0
@@ -280,6 +309,7 @@ export class Raft {
 
   /** Proposes one membership change. Refused while another is pending. */
   proposeConfChange(cc: ConfChange): RaftResult {
+    this.unquiesce()
     if (this.role !== Role.Leader) return this.#refuse(ErrorCode.NOT_LEADER, 'not the leader')
     if (this.leadTransferee !== noNode) return this.#refuse(ErrorCode.PROPOSAL_DROPPED, 'leadership transfer in progress')
     if (this.#pendingConfIndex > this.log.applied) {
@@ -300,6 +330,7 @@ export class Raft {
    */
   readIndex(context: number): RaftResult {
     assert(context > 0, 'readIndex context must be positive')
+    this.unquiesce()
     if (this.role === Role.Leader) {
       this.#leaderReadIndex(this.id, context)
       return { ok: true, index: this.log.committed, term: this.term }
@@ -311,6 +342,7 @@ export class Raft {
 
   /** Hands leadership to `to` once it has caught up (TimeoutNow). */
   transferLeader(to: NodeId): RaftResult {
+    this.unquiesce()
     if (this.role !== Role.Leader) return this.#refuse(ErrorCode.NOT_LEADER, 'not the leader')
     if (to === this.id) return { ok: true, index: 0, term: this.term }
     const pr = this.progress.get(to)
@@ -326,6 +358,8 @@ export class Raft {
   /** Handles a message from a peer. */
   step(m: Message): void {
     if (m.to !== this.id) return
+    // A quiet group stays quiet through the quiesce heartbeat and its answer; anything else wakes it.
+    if (this.quiesced && !(m.type === MessageType.HeartbeatResp || (m.type === MessageType.Heartbeat && m.reject))) this.unquiesce()
     if (m.term > this.term) {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
         const force = m.context === contextTransfer
@@ -507,6 +541,7 @@ export class Raft {
     this.#votes = new Map()
     this.#selfVotePending = false
     this.#transferCampaignPending = false
+    this.quiesced = false
     this.progress.clear()
     this.#readRequests = []
     this.#readsAwaitingCommit = []
@@ -675,8 +710,33 @@ export class Raft {
     this.#tickFollowers()
     if (this.#heartbeatElapsed >= this.#heartbeatTicks) {
       this.#heartbeatElapsed = 0
+      if (this.#quiesce && this.#canQuiesce()) {
+        this.#bcastQuiesce()
+        return
+      }
       this.#bcastHeartbeat(0)
     }
+  }
+
+  /** Nothing to do: every member has everything, all of it committed and applied, nothing pending. */
+  #canQuiesce(): boolean {
+    const last = this.log.lastIndex()
+    if (this.log.committed !== last || this.log.applied !== last || this.log.unstable.offset !== last + 1) return false
+    if (this.leadTransferee !== noNode || this.#readRequests.length > 0 || this.#readsAwaitingCommit.length > 0 || this.#needBcast) return false
+    for (const [id, pr] of this.progress) {
+      if (id === this.id) continue
+      // A member that is behind or silent keeps the heartbeats coming (it must catch up, or be found gone).
+      if (pr.match !== last || pr.state !== ProgressState.Replicate || !pr.recentActive || pr.sentCommit !== last) return false
+    }
+    return true
+  }
+
+  #bcastQuiesce(): void {
+    for (const [id] of this.progress) {
+      if (id === this.id) continue
+      this.#send(this.#msg(MessageType.Heartbeat, id, { commit: this.log.committed, reject: true }))
+    }
+    this.quiesced = true
   }
 
   /** Restarts stalled pipelines and stalled snapshot streams (lost messages). */
@@ -1028,6 +1088,8 @@ export class Raft {
   #handleHeartbeat(m: Message): void {
     this.log.commitTo(Math.min(m.commit, this.log.lastIndex()))
     this.#send(this.#msg(MessageType.HeartbeatResp, m.from, { context: m.context }))
+    // The leader goes quiet: so do we, if we hold exactly what it committed.
+    if (m.reject && this.#quiesce && m.commit === this.log.lastIndex() && this.log.committed === m.commit) this.quiesced = true
   }
 
   // ─────────────────────────── read index ──────────────────────────

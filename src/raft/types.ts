@@ -112,7 +112,8 @@ export const messageTypeNames: readonly string[] = Object.keys(MessageType)
  *   rejectHint + logTerm = follower's hint for fast backtracking.
  * - Vote/PreVote: index/logTerm = candidate's last entry; context = 1 for a
  *   leadership transfer (bypasses the leader lease).
- * - Heartbeat: commit (min of follower match and leader commit), context = ReadIndex round.
+ * - Heartbeat: commit (min of follower match and leader commit), context = ReadIndex round,
+ *   reject = true: "the leader goes quiet" (see RaftConfig.quiesce).
  * - Snap: snapshot meta, index = byte offset of this chunk, data chunk, reject=false,
  *   rejectHint = total snapshot bytes; SnapResp: index = next byte offset wanted.
  * - ReadIndex: context = caller's request id; ReadIndexResp: index = read index.

@@ -36,6 +36,8 @@ export interface SimOptions {
   /** Padding added to every command (bytes), to exercise message sizes. */
   readonly commandPadBytes?: number
   readonly reliable?: boolean
+  /** Idle groups go quiet (RaftConfig.quiesce); the sim plays the broker's failure detector. */
+  readonly quiesce?: boolean
   /** Fraction of storage reads answered "not in memory yet" (a disk-backed log loading). */
   readonly storageUnavailableRate?: number
   /** Receives one line per event when set. */
@@ -217,6 +219,7 @@ export class SimCluster {
       checkQuorum: this.options.checkQuorum ?? true,
       msgBytesMax: this.options.msgBytesMax ?? 64 << 10,
       snapshotChunkBytes: this.options.snapshotChunkBytes ?? 1024,
+      quiesce: this.options.quiesce ?? false,
     })
     node.app = restoreApp(node.storage.snapshot())
     this.checker.onSnapshot(id, node.app.applied, node.app.hash)
@@ -228,6 +231,7 @@ export class SimCluster {
     const epoch = node.epoch
     const tick = (): void => {
       if (node.epoch !== epoch || node.raft === null) return
+      this.#detectLostLeader(node, node.raft)
       node.raft.tick()
       this.#process(node)
       this.#at(this.#tickMs, tick)
@@ -235,6 +239,17 @@ export class SimCluster {
     // A random phase: nodes do not tick in lockstep.
     this.#at(1 + this.random.int(this.#tickMs), tick)
     this.trace(`node ${id} start term=${node.raft.term} last=${node.raft.log.lastIndex()} commit=${node.raft.log.committed}`)
+  }
+
+  /**
+   * What the broker does from its peer connections: a quiet follower whose
+   * leader is down or cut off is woken so its election timer runs again.
+   */
+  #detectLostLeader(node: SimNode, raft: Raft): void {
+    if (!raft.quiesced || raft.role === Role.Leader) return
+    const lead = raft.lead
+    const leader = lead === 0 ? undefined : this.nodes.get(lead)
+    if (leader === undefined || !leader.alive || !this.#linkUp(node.id, lead) || !this.#linkUp(lead, node.id)) raft.unquiesce()
   }
 
   /**

@@ -50,6 +50,7 @@ export function runSchedule(options: ScheduleOptions): ScheduleResult {
     checkQuorum: !basics,
     reliable: rnd.chance(0.5),
     storageUnavailableRate: rnd.chance(0.3) ? rnd.next() * 0.5 : 0,
+    quiesce: rnd.chance(0.5),
     ...(options.trace === undefined ? {} : { trace: options.trace }),
   })
   c.dropRate = rnd.next() * 0.3

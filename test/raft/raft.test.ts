@@ -318,3 +318,43 @@ test('messages from peers with a bogus snapshot size are ignored', () => {
   assert.equal(follower.log.committed, before)
   assert.equal(net.take(2).flatMap((r) => r.messages.concat(r.messagesAfterPersist)).length, 0)
 })
+
+test('quiescence: an idle group goes silent, a proposal wakes it, a woken follower can take over', () => {
+  const net = new TestNet([1, 2, 3], { quiesce: true })
+  net.elect(1)
+  const tickAll = (n: number): number => {
+    let sent = 0
+    for (let i = 0; i < n; i++) {
+      for (const id of [1, 2, 3]) net.raft(id).tick()
+      for (const id of [1, 2, 3]) {
+        for (const rd of net.take(id)) sent += rd.messages.length + rd.messagesAfterPersist.length
+        net.persist(id)
+      }
+      net.deliver()
+    }
+    return sent
+  }
+  tickAll(5)
+  assert.ok([1, 2, 3].every((id) => net.raft(id).quiesced), 'all three went quiet')
+  assert.equal(tickAll(200), 0, 'a quiet group sends nothing, however long')
+  assert.equal(net.raft(1).role, Role.Leader, 'CheckQuorum does not fire while quiet')
+  const r = net.raft(1).propose([data('wake')])
+  assert.ok(r.ok)
+  net.stabilize()
+  assert.ok([1, 2, 3].every((id) => net.raft(id).log.committed === r.index && !net.raft(id).quiesced))
+  tickAll(5)
+  assert.ok(net.raft(2).quiesced)
+  // The leader's broker vanishes; the failure detector wakes the followers.
+  net.nodes.delete(1)
+  net.raft(2).unquiesce()
+  net.raft(3).unquiesce()
+  for (let i = 0; i < 100 && ![2, 3].some((id) => net.raft(id).role === Role.Leader); i++) {
+    for (const id of [2, 3]) net.raft(id).tick()
+    for (const id of [2, 3]) {
+      net.take(id)
+      net.persist(id)
+    }
+    net.deliver()
+  }
+  assert.ok([2, 3].some((id) => net.raft(id).role === Role.Leader), 'a follower took over')
+})
