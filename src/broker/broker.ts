@@ -292,6 +292,8 @@ export class Broker implements BrokerService {
       send: (msgs) => this.#send(gid, msgs),
       electionTicks: this.config.electionTicks,
       heartbeatTicks: this.config.heartbeatTicks,
+      // Idle partitions go quiet: a broker with a thousand of them does not heartbeat each one.
+      quiesce: true,
     })
     this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, logName })
     // The preferred replica campaigns at once, so leadership starts out spread as placement intended.
@@ -324,7 +326,12 @@ export class Broker implements BrokerService {
     if (this.#stopped) return
     this.#ticks++
     this.#controller.tick()
-    for (const p of this.#partitions.values()) p.replica.tick()
+    for (const p of this.#partitions.values()) {
+      const raft = p.replica.raft
+      // The failure detector quiet groups rely on: the leader's broker is not connected.
+      if (raft.quiesced && raft.role !== Role.Leader && raft.lead !== 0 && !this.#transport.connected(raft.lead)) raft.unquiesce()
+      p.replica.tick()
+    }
     this.#transport.flush()
     if (this.#ticks % registrationCheckTicks === 0) void this.#ensureRegistered()
     if (this.#ticks % leaderBalanceTicks === 0) this.#balanceLeaders()

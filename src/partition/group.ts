@@ -45,6 +45,8 @@ export interface GroupOptions {
   readonly send: (messages: readonly Message[]) => void
   readonly electionTicks?: number
   readonly heartbeatTicks?: number
+  /** Let the group go quiet when idle (RaftConfig.quiesce). Default false. */
+  readonly quiesce?: boolean
   /** Applied entries between two snapshots of the state machine. Default 10,000. */
   readonly snapshotEntries?: number
   /** Called when role or leader changes. */
@@ -110,6 +112,7 @@ export class RaftGroup {
       random: options.random,
       electionTicks: options.electionTicks ?? 10,
       heartbeatTicks: options.heartbeatTicks ?? 1,
+      quiesce: options.quiesce ?? false,
     })
     group = new RaftGroup(options, storage, raft)
     group.process()

@@ -62,6 +62,8 @@ export interface PartitionOptions {
   readonly send: (messages: readonly Message[]) => void
   readonly electionTicks?: number
   readonly heartbeatTicks?: number
+  /** Let the group go quiet when idle (RaftConfig.quiesce). Default false. */
+  readonly quiesce?: boolean
   /** Applied entries between two snapshots of the partition state. Default 10,000. */
   readonly snapshotEntries?: number
   /** Produce waiters per partition. Default 10,000. */
@@ -135,6 +137,7 @@ export class Partition {
       recordMeta: (e) => recordMeta(options.codec, e),
       ...(options.electionTicks === undefined ? {} : { electionTicks: options.electionTicks }),
       ...(options.heartbeatTicks === undefined ? {} : { heartbeatTicks: options.heartbeatTicks }),
+      ...(options.quiesce === undefined ? {} : { quiesce: options.quiesce }),
       ...(options.snapshotEntries === undefined ? {} : { snapshotEntries: options.snapshotEntries }),
       machine: {
         apply: (entries) => p.#apply(entries),
