@@ -460,7 +460,7 @@ export class Broker implements BrokerService {
 
   describeTopic(name: string): TopicDescription {
     const t = this.#ctl.topic(name)
-    if (t === undefined) throw new RillError(ErrorCode.UNKNOWN_TOPIC, `unknown topic ${name}`, { details: { topic: name } })
+    if (t === undefined) throw this.#unknownTopic(name)
     const meta = this.metadata().topics.find((x) => x.name === name)!
     return { ...meta, replicationFactor: t.replicationFactor, config: { ...t.config } as TopicDescription['config'] }
   }
@@ -471,13 +471,13 @@ export class Broker implements BrokerService {
       await this.#waitForTopic(name, false)
       return
     }
-    if (this.#ctl.topic(name) === undefined) throw new RillError(ErrorCode.UNKNOWN_TOPIC, `unknown topic ${name}`, { details: { topic: name } })
+    if (this.#ctl.topic(name) === undefined) throw this.#unknownTopic(name)
     await this.#proposeController({ type: CommandType.DeleteTopic, name })
   }
 
   partitionCount(topic: string): number {
     const t = this.#ctl.topic(topic)
-    if (t === undefined) throw new RillError(ErrorCode.UNKNOWN_TOPIC, `unknown topic ${topic}`, { details: { topic } })
+    if (t === undefined) throw this.#unknownTopic(topic)
     return t.partitions.length
   }
 
@@ -510,7 +510,7 @@ export class Broker implements BrokerService {
 
   #hosted(topic: string, partition: number): HostedPartition {
     const t = this.#ctl.topic(topic)
-    if (t === undefined) throw new RillError(ErrorCode.UNKNOWN_TOPIC, `unknown topic ${topic}`, { details: { topic } })
+    if (t === undefined) throw this.#unknownTopic(topic)
     const p = t.partitions[partition]
     if (p === undefined) throw new RillError(ErrorCode.UNKNOWN_PARTITION, `topic ${topic} has no partition ${partition}`, { details: { topic, partition } })
     const h = this.#partitions.get(this.#groupIdOf(t.id, partition))
@@ -521,6 +521,19 @@ export class Broker implements BrokerService {
       })
     }
     return h
+  }
+
+  /**
+   * UNKNOWN_TOPIC only once our copy of the metadata is current: a broker
+   * that just restarted and has not caught up with the controller log says
+   * so (retriable) instead of denying a topic that exists.
+   */
+  #unknownTopic(name: string): RillError {
+    const raft = this.#controller.raft
+    if (raft.lead === 0 || this.#ctlApplied < raft.log.committed) {
+      return new RillError(ErrorCode.NO_QUORUM, `metadata not loaded yet (controller leader ${raft.lead === 0 ? 'unknown' : raft.lead}); retry`)
+    }
+    return new RillError(ErrorCode.UNKNOWN_TOPIC, `unknown topic ${name}`, { details: { topic: name } })
   }
 
   #brokerRef(id: NodeId): { id: number; url: string } | null {
