@@ -71,12 +71,18 @@ export function isRetriable(error: unknown): boolean {
   return error instanceof ApiError && (error.status === 503 || error.status === 421)
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts (the listener is removed either way). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted === true) return Promise.resolve()
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => {
+    const onAbort = (): void => {
       clearTimeout(t)
       resolve()
-    }, { once: true })
+    }
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    signal?.addEventListener('abort', onAbort, { once: true })
   })
 }

@@ -35,6 +35,8 @@ export class TestService implements BrokerService {
   #nextProducerId = 1000
   /** Calls of produce that reached the service (tests check refused requests never get here). */
   produceCalls = 0
+  /** Calls of fetch (tests wait for a long-poll to be under way instead of sleeping). */
+  fetchCalls = 0
 
   constructor(options: { brokerId?: number } = {}) {
     this.brokerId = options.brokerId ?? 1
@@ -116,6 +118,7 @@ export class TestService implements BrokerService {
   }
 
   async fetch(call: FetchCall): Promise<FetchOutcome> {
+    this.fetchCalls++
     const r = await this.partition(call.topic, call.partition).fetch({
       offset: call.offset,
       bytesMax: call.maxBytes,
@@ -167,9 +170,12 @@ export async function until(cond: () => boolean, ms = 5000): Promise<void> {
 
 /** A service whose every data call throws NOT_LEADER (a follower), pointing at broker 2. */
 export class FollowerService extends TestService {
+  /** Where broker 2, the leader this follower points at, answers. */
+  leaderUrl = 'http://127.0.0.2:9091'
+
   override metadata(): MetadataResponse {
     const m = super.metadata()
-    return { ...m, brokers: [...m.brokers, { id: 2, url: 'http://127.0.0.2:9091' }] }
+    return { ...m, brokers: [...m.brokers, { id: 2, url: this.leaderUrl }] }
   }
 
   override async produce(): Promise<ProduceOutcome> {

@@ -9,7 +9,7 @@ import { Packr, Unpackr } from 'msgpackr'
 import type { FastifyInstance } from 'fastify'
 import { apiLimits, buildApi } from '../../src/api/index.ts'
 import { decodeBatch, encodeBatch, partitionForKey, splitConcatenatedBatches } from '../../src/wire/index.ts'
-import { FollowerService, TestService } from './helpers.ts'
+import { FollowerService, TestService, until } from './helpers.ts'
 
 const packr = new Packr({ useRecords: false })
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' })
@@ -240,8 +240,9 @@ describe('produce and fetch', () => {
     assert.deepEqual(empty.body.records, [])
     assert.equal(empty.body.nextOffset, at)
     const started = Date.now()
+    const calls = service.fetchCalls
     const poll = json('GET', `/v1/topics/one/partitions/0/records?offset=${at}&maxWaitMs=5000`)
-    await new Promise((r) => setTimeout(r, 30))
+    await until(() => service.fetchCalls > calls)
     await json('POST', '/v1/topics/one/partitions/0/records', { records: [{ value: 'late' }] })
     const got = await poll
     assert.equal(got.body.records[0].value, 'late')

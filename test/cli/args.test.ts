@@ -1,0 +1,81 @@
+/**
+ * Flag parsing and usage errors: unit tests of parseArgs, and the real
+ * `rill` binary exiting 2 with a message naming the bad flag.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { UsageError, baseUrl, expectPositionals, parseArgs } from '../../src/cli/args.ts'
+import { brokerArgs } from '../../src/cli/dev.ts'
+import { runCli } from './helpers.ts'
+
+test('parseArgs: forms, types, bounds', () => {
+  const specs = { n: { kind: 'int', min: 1, max: 5 }, s: { kind: 'string', values: ['a', 'b'] }, v: { kind: 'boolean' } } as const
+  const p = parseArgs(['X', '--n', '3', '--s=b', '--v', '--url', 'http://h:1/'], specs)
+  assert.deepEqual(p.positionals, ['X'])
+  assert.deepEqual(p.flags, { n: 3, s: 'b', v: true, url: 'http://h:1' })
+  assert.deepEqual(parseArgs(['--', '--n'], specs).positionals, ['--n'])
+  const bad: [string[], RegExp][] = [
+    [['--n'], /--n needs a value/],
+    [['--n', 'x'], /--n expects an integer/],
+    [['--n', '9'], /--n must be in \[1, 5\]/],
+    [['--s', 'c'], /--s must be one of a, b/],
+    [['--v=1'], /--v takes no value/],
+    [['--zz'], /unknown flag --zz/],
+    [['-q'], /unknown flag -q/],
+    [['--n', '1', '--n', '2'], /--n given twice/],
+    [['--url', 'nope'], /--url expects a URL/],
+    [['--n', '--v'], /--n needs a value/],
+  ]
+  for (const [argv, message] of bad) assert.throws(() => parseArgs(argv, specs), (e: unknown) => e instanceof UsageError && message.test(e.message), argv.join(' '))
+  assert.throws(() => expectPositionals(parseArgs([], {}), ['TOPIC']), /missing TOPIC/)
+  assert.throws(() => expectPositionals(parseArgs(['a', 'b'], {}), ['TOPIC']), /unexpected argument "b"/)
+})
+
+test('baseUrl: --url, then RILL_URL, then the default', () => {
+  assert.equal(baseUrl({ url: 'http://a:1' }, { RILL_URL: 'http://b:2' }), 'http://a:1')
+  assert.equal(baseUrl({}, { RILL_URL: 'http://b:2/' }), 'http://b:2')
+  assert.equal(baseUrl({}, {}), 'http://127.0.0.1:9090')
+  assert.throws(() => baseUrl({}, { RILL_URL: 'b:2' }), UsageError)
+})
+
+test('dev: broker arguments, seeds are the first three brokers', () => {
+  assert.deepEqual(brokerArgs({ id: 2, brokers: 3, dir: '/d', port: 9090 }), [
+    'broker', '--id', '2', '--dir', '/d/broker-2', '--http', '127.0.0.1:9091', '--peer', '127.0.0.1:9191',
+    '--seeds', '1@127.0.0.1:9190,2@127.0.0.1:9191,3@127.0.0.1:9192',
+  ])
+  const five = brokerArgs({ id: 5, brokers: 5, dir: '/d', port: 7000 })
+  assert.equal(five[five.indexOf('--seeds') + 1], '1@127.0.0.1:7100,2@127.0.0.1:7101,3@127.0.0.1:7102')
+  assert.equal(five[five.indexOf('--http') + 1], '127.0.0.1:7004')
+})
+
+test('the rill binary: usage errors exit 2 with a message naming the flag', async () => {
+  const cases: [string[], RegExp][] = [
+    [['nope'], /rill: unknown command "nope"/],
+    [['topic', 'create'], /rill topic create: missing NAME/],
+    [['topic', 'create', 'x', '--partitions', '0'], /--partitions must be in \[1, 10000\], got 0/],
+    [['topic', 'create', 'x', '--persistence', 'disk'], /--persistence must be one of sync, async, memory/],
+    [['topic', 'frobnicate'], /unknown topic command "frobnicate"/],
+    [['produce'], /rill produce: missing TOPIC/],
+    [['produce', 't', '--acks', 'some'], /--acks must be one of all, leader/],
+    [['consume', 't', '--max', 'abc'], /--max expects an integer, got "abc"/],
+    [['consume', 't', '--bogus'], /unknown flag --bogus/],
+    [['status', '--url', 'ftp://x'], /--url must be an http:\/\/ or https:\/\/ URL/],
+    [['dev', '--brokers', '0'], /--brokers must be in \[1, 99\]/],
+    [['dev', '--port', '65500'], /--port 65500 leaves no room/],
+  ]
+  await Promise.all(cases.map(async ([args, message]) => {
+    const r = await runCli(args)
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
+    assert.match(r.stderr, message, args.join(' '))
+    assert.match(r.stderr, /usage:/)
+  }))
+  const help = await runCli(['help'])
+  assert.equal(help.code, 0)
+  assert.match(help.stdout, /usage: rill <command>/)
+})
+
+test('the rill binary: an unreachable broker is a failure (exit 1)', async () => {
+  const r = await runCli(['topic', 'list', '--url', 'http://127.0.0.1:1'])
+  assert.equal(r.code, 1)
+  assert.match(r.stderr, /cannot reach http:\/\/127.0.0.1:1/)
+})

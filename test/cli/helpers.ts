@@ -1,0 +1,55 @@
+/**
+ * Runs the real `rill` binary (bin/rill.mjs) as a child process, and serves
+ * the API over the in-process test service on a loopback port.
+ */
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { FastifyInstance } from 'fastify'
+import { buildApi } from '../../src/api/index.ts'
+import { TestService } from '../api/helpers.ts'
+
+const bin = fileURLToPath(new URL('../../bin/rill.mjs', import.meta.url))
+
+export interface CliResult {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs `rill ...args` with `input` on stdin; kills it after `timeoutMs`. */
+export function runCli(args: readonly string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, ...options.env }
+    delete env.RILL_URL
+    if (options.env?.RILL_URL !== undefined) env.RILL_URL = options.env.RILL_URL
+    const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+    child.stdin.end(options.input ?? '')
+  })
+}
+
+/** The API over a TestService, listening on 127.0.0.1 (port chosen by the OS). */
+export async function startServer(): Promise<{ service: TestService; app: FastifyInstance; url: string; close: () => Promise<void> }> {
+  const service = new TestService()
+  const app = buildApi({ service })
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  service.url = url
+  return {
+    service,
+    app,
+    url,
+    close: async () => {
+      await app.close()
+      await service.close()
+    },
+  }
+}
