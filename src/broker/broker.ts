@@ -46,6 +46,8 @@ export const controllerWaitMsMax = 10_000
 const registrationCheckTicks = 10
 /** Ticks between passes that hand leadership back to preferred replicas. */
 const leaderBalanceTicks = 40
+/** Ticks between retention passes over hosted partitions. */
+const retentionTicks = 200
 /** Producer ids reserved per write of the id file. */
 const producerIdBlock = 1000
 /** How long a graceful stop waits for leadership to move away. */
@@ -335,6 +337,27 @@ export class Broker implements BrokerService {
     this.#transport.flush()
     if (this.#ticks % registrationCheckTicks === 0) void this.#ensureRegistered()
     if (this.#ticks % leaderBalanceTicks === 0) this.#balanceLeaders()
+    if (this.#ticks % retentionTicks === 0) void this.#applyRetention()
+  }
+
+  #retentionRunning = false
+
+  /** Retention by time and size, one partition at a time (segment deletes are file I/O). */
+  async #applyRetention(): Promise<void> {
+    if (this.#retentionRunning) return
+    this.#retentionRunning = true
+    try {
+      for (const h of [...this.#partitions.values()]) {
+        if (this.#stopped) return
+        const deleted = await h.replica.applyRetention(Date.now()).catch((error: unknown) => {
+          this.#logger.warn({ event: 'retention_failed', topic: h.topic, partition: h.partition, err: error }, 'retention failed')
+          return 0
+        })
+        if (deleted > 0) this.#logger.info({ event: 'retention', topic: h.topic, partition: h.partition, segments: deleted }, 'retention deleted segments')
+      }
+    } finally {
+      this.#retentionRunning = false
+    }
   }
 
   /**

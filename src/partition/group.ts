@@ -113,6 +113,8 @@ export class RaftGroup {
       electionTicks: options.electionTicks ?? 10,
       heartbeatTicks: options.heartbeatTicks ?? 1,
       quiesce: options.quiesce ?? false,
+      // The state machine was restored from this snapshot: do not apply its entries twice.
+      applied: snapshot.meta.index,
     })
     group = new RaftGroup(options, storage, raft)
     group.process()

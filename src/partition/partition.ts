@@ -74,6 +74,8 @@ export interface PartitionOptions {
   readonly onRoleChange?: (role: Role, leader: NodeId) => void
 }
 
+/** Entries scanned for the first record batch when the log start moves. */
+const logStartScanMax = 64
 /** Longest a produce waits for its commit. */
 export const produceWaitMsMax = 30_000
 /** Longest a fetch long-polls (maxWaitMs and minCommitted waits are clamped to it). */
@@ -292,7 +294,39 @@ export class Partition {
   #restore(snap: Snapshot): void {
     this.state = PartitionState.restore(snap.data)
     this.state.appliedIndex = Math.max(this.state.appliedIndex, snap.meta.index)
+    // This replica's log may start elsewhere than the snapshot's author's: look.
+    void this.#refreshLogStart()
     this.#wakeFetchers()
+  }
+
+  /**
+   * Deletes whole old segments per the topic's retention — never past the
+   * last snapshot, so a restart always finds the entries after it — and
+   * moves the log start offset. Followers that need what is gone get a
+   * snapshot and continue from there. Returns the segments deleted.
+   */
+  async applyRetention(nowMs: number): Promise<number> {
+    if (this.#closed) return 0
+    const indexAllowed = this.#rg.storage.snapshot().meta.index
+    const r = await this.#log.applyRetention({ indexAllowed, nowMs })
+    if (r.segmentsDeleted > 0) await this.#refreshLogStart()
+    return r.segmentsDeleted
+  }
+
+  /** Sets the log start offset from the first record batch this replica still holds. */
+  async #refreshLogStart(): Promise<void> {
+    let index = this.#log.firstIndex()
+    for (let i = 0; i < logStartScanMax && index <= this.#log.lastIndex(); i++) {
+      const [e] = await this.#log.read({ indexStart: index, bytesMax: 1 })
+      if (e === undefined) break
+      if (e.recordCount > 0) {
+        this.state.logStartOffset = Math.min(e.baseOffset, this.state.highWatermark)
+        return
+      }
+      index = e.index + 1
+    }
+    // No records held (or only a long run of non-data entries): nothing below the high watermark is readable here.
+    if (index > this.#log.lastIndex()) this.state.logStartOffset = this.state.highWatermark
   }
 
   #onSoftState(role: Role, leader: NodeId): void {

@@ -76,8 +76,13 @@ export class LogRaftStorage implements Storage {
     return { hardState: this.#log.hardState(), conf: this.#snapshot.meta.conf }
   }
 
+  /**
+   * The log's first entry, not the snapshot's: for a partition the entries
+   * are the records, so a follower catches up from the log as far back as
+   * retention kept it, and gets a snapshot only below that.
+   */
   firstIndex(): LogIndex {
-    return Math.max(this.#log.firstIndex(), this.#snapshot.meta.index + 1)
+    return Math.min(this.#log.firstIndex(), this.#snapshot.meta.index + 1)
   }
 
   lastIndex(): LogIndex {

@@ -95,6 +95,12 @@ export interface RaftConfig {
    * (the broker does this from its peer connections). Default false.
    */
   readonly quiesce?: boolean
+  /**
+   * Entries up to here are already in the application's state (restored from
+   * its snapshot), so they are not handed out again at start. Default: the
+   * storage's first index - 1.
+   */
+  readonly applied?: LogIndex
 }
 
 export type RaftResult =
@@ -234,6 +240,13 @@ export class Raft {
     }
     // In async persistence the hard state can outlive entries the OS lost.
     this.log.commitTo(Math.min(hardState.commit, this.log.lastIndex()))
+    const applied = config.applied ?? 0
+    if (applied > this.log.applied) {
+      assert(applied <= this.log.lastIndex(), () => `${this.describe()}: applied ${applied} beyond the log`)
+      // Applied means committed; the hard state's commit index may lag (it is persisted lazily).
+      this.log.commitTo(applied)
+      this.log.applied = applied
+    }
     this.#prevHard = hardState
     this.#becomeFollower(this.term, noNode)
     this.#prevSoft = { leader: noNode, role: Role.Follower }
