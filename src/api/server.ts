@@ -102,6 +102,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const app = Fastify({
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: limits.bodyBytesMax,
+    // One info line per request would flood a broker's log at produce rates: requests are logged at debug in onResponse, faults at error.
+    disableRequestLogging: true,
     ajv: {
       customOptions: {
         coerceTypes: false,
@@ -137,6 +139,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     const route = request.routeOptions.url ?? 'none'
     metrics.requests.inc({ method: request.method, route, status: String(reply.statusCode) })
     metrics.latency.observe({ method: request.method, route }, reply.elapsedTime / 1000)
+    request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request')
   })
 
   registerInfoRoutes(app, service, metrics)
