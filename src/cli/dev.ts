@@ -40,6 +40,8 @@ const healthPollMs = 200
 const progressMs = 2000
 /** Longest wait for the brokers to stop after SIGTERM, then SIGKILL. */
 const stopWaitMsMax = 20_000
+/** After SIGKILL, how long to wait for the exits to be reported. */
+const killWaitMs = 2000
 
 const binPath = fileURLToPath(new URL('../../bin/rill.mjs', import.meta.url))
 
@@ -194,7 +196,10 @@ async function stopBrokers(brokers: Broker[]): Promise<void> {
   const exits = running.map((b) => new Promise<void>((resolve) => (b.exited !== null ? resolve() : b.child.once('exit', () => resolve()))))
   for (const b of running) b.child.kill('SIGTERM')
   const all = Promise.all(exits).then(() => true)
-  const timedOut = await Promise.race([all, sleep(stopWaitMsMax).then(() => false)])
-  if (!timedOut) for (const b of brokers) if (b.exited === null) b.child.kill('SIGKILL')
-  await Promise.race([all, sleep(2000)])
+  // The timers are cancelled once every broker is gone, so they do not hold this process open.
+  const done = new AbortController()
+  const stoppedInTime = await Promise.race([all, sleep(stopWaitMsMax, done.signal).then(() => false)])
+  if (!stoppedInTime) for (const b of brokers) if (b.exited === null) b.child.kill('SIGKILL')
+  await Promise.race([all, sleep(killWaitMs, done.signal)])
+  done.abort()
 }
