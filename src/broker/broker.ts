@@ -46,6 +46,8 @@ export const controllerWaitMsMax = 10_000
 const registrationCheckTicks = 10
 /** Ticks between passes that hand leadership back to preferred replicas. */
 const leaderBalanceTicks = 40
+/** Replicas opened at once while reconciling. */
+const replicaOpensConcurrent = 32
 /** Ticks between retention passes over hosted partitions. */
 const retentionTicks = 200
 /** Producer ids reserved per write of the id file. */
@@ -260,9 +262,11 @@ export class Broker implements BrokerService {
       await this.#store.removeLog(hosted.logName).catch(() => undefined)
       this.#logger.info({ event: 'replica_removed', topic: hosted.topic, partition: hosted.partition }, 'replica removed')
     }
-    for (const [gid, h] of wanted) {
-      if (this.#partitions.has(gid) || this.#stopped) continue
-      await this.#openReplica(gid, h)
+    // Opening a replica costs a few fsyncs (log, snapshot): open several at once so a topic of
+    // a thousand partitions does not wait for them one by one.
+    const toOpen = [...wanted].filter(([gid]) => !this.#partitions.has(gid))
+    for (let i = 0; i < toOpen.length && !this.#stopped; i += replicaOpensConcurrent) {
+      await Promise.all(toOpen.slice(i, i + replicaOpensConcurrent).map(([gid, h]) => this.#openReplica(gid, h)))
     }
   }
 
@@ -604,7 +608,7 @@ export class Broker implements BrokerService {
   // ───────────────────────────── status ─────────────────────────────
 
   /** Per-replica status for `rill status` and tests. */
-  replicas(): { topic: string; partition: number; role: Role; leader: number; term: number; highWatermark: number }[] {
+  replicas(): { topic: string; partition: number; role: Role; leader: number; term: number; highWatermark: number; quiet: boolean }[] {
     return [...this.#partitions.values()].map((h) => ({
       topic: h.topic,
       partition: h.partition,
@@ -612,6 +616,7 @@ export class Broker implements BrokerService {
       leader: h.replica.raft.lead,
       term: h.replica.raft.term,
       highWatermark: h.replica.state.highWatermark,
+      quiet: h.replica.raft.quiesced,
     }))
   }
 

@@ -927,7 +927,10 @@ export class Raft {
   #bcastHeartbeat(context: number): void {
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue
-      this.#send(this.#msg(MessageType.Heartbeat, id, { commit: Math.min(pr.match, this.log.committed), context }))
+      const commit = Math.min(pr.match, this.log.committed)
+      this.#send(this.#msg(MessageType.Heartbeat, id, { commit, context }))
+      // A heartbeat tells the commit index too (quiescence waits until every follower was told).
+      if (commit > pr.sentCommit) pr.sentCommit = commit
     }
   }
 

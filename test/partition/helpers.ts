@@ -22,7 +22,7 @@ export interface Cluster {
 }
 
 export async function startCluster(
-  options: { ids?: NodeId[]; dir?: string; seed?: number; log?: Partial<OpenLogOptions>; snapshotEntries?: number } = {},
+  options: { ids?: NodeId[]; dir?: string; seed?: number; log?: Partial<OpenLogOptions>; snapshotEntries?: number; quiesce?: boolean } = {},
 ): Promise<Cluster> {
   const ids = options.ids ?? [1, 2, 3]
   const replicas = new Map<NodeId, Partition>()
@@ -42,7 +42,7 @@ export async function startCluster(
     const snapshots = options.dir === undefined ? new MemorySnapshotStore() : new FileSnapshotStore(join(options.dir, `snap-${id}`))
     replicas.set(
       id,
-      await Partition.open({ group: 't/0', replicaId: id, log, snapshots, bootstrap: { voters: ids, learners: [] }, codec, random: random.fork(), send, snapshotEntries: options.snapshotEntries ?? 50 }),
+      await Partition.open({ group: 't/0', replicaId: id, log, snapshots, bootstrap: { voters: ids, learners: [] }, codec, random: random.fork(), send, snapshotEntries: options.snapshotEntries ?? 50, quiesce: options.quiesce ?? false }),
     )
   }
   const ticker = setInterval(() => {

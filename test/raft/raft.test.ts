@@ -358,3 +358,36 @@ test('quiescence: an idle group goes silent, a proposal wakes it, a woken follow
   }
   assert.ok([2, 3].some((id) => net.raft(id).role === Role.Leader), 'a follower took over')
 })
+
+test('quiescence: a follower that acknowledged after the commit is still told the commit before the group goes quiet', () => {
+  const net = new TestNet([1, 2, 3], { quiesce: true, preVote: false })
+  net.raft(1).campaign()
+  net.take(1)
+  net.persist(1)
+  net.deliver()
+  for (const id of [2, 3]) {
+    net.take(id)
+    net.persist(id)
+  }
+  net.deliver()
+  assert.equal(net.raft(1).role, Role.Leader)
+  // The no-op reaches node 2 first: its answer commits it while node 3 is still being probed.
+  net.take(1)
+  net.persist(1)
+  const toNode3 = net.outbox.filter((m) => m.to === 3)
+  net.outbox = net.outbox.filter((m) => m.to !== 3)
+  net.deliver()
+  net.take(2)
+  net.persist(2)
+  net.deliver()
+  const noop = net.raft(1).log.lastIndex()
+  assert.equal(net.raft(1).log.committed, noop)
+  net.outbox.push(...toNode3)
+  net.stabilize()
+  for (let i = 0; i < 10; i++) {
+    for (const id of [1, 2, 3]) net.raft(id).tick()
+    net.stabilize()
+  }
+  assert.ok([1, 2, 3].every((id) => net.raft(id).quiesced), 'the whole group went quiet')
+  assert.equal(net.raft(3).log.committed, noop)
+})
