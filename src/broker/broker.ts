@@ -336,7 +336,8 @@ export class Broker implements BrokerService {
       const raft = p.replica.raft
       // The failure detector quiet groups rely on: the leader's broker is not connected.
       if (raft.quiesced && raft.role !== Role.Leader && raft.lead !== 0 && !this.#transport.connected(raft.lead)) raft.unquiesce()
-      p.replica.tick()
+      // A quiet group has nothing to do on a tick: skip it (a thousand of them cost real CPU otherwise).
+      if (!raft.quiesced) p.replica.tick()
     }
     this.#transport.flush()
     if (this.#ticks % registrationCheckTicks === 0) void this.#ensureRegistered()

@@ -181,7 +181,7 @@ export class RaftGroup {
     } finally {
       this.#processing = false
     }
-    void this.#pumpPersist()
+    if (this.#persistQueue.length > 0) void this.#pumpPersist()
   }
 
   /** Persists everything queued as one group of writes, then sends what waited and advances. */
