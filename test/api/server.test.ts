@@ -112,6 +112,31 @@ describe('topics', () => {
     assert.equal((await json('GET', '/v1/topics/x')).status, 404)
   })
 
+  test('msgpack: create, conflict, describe, list, delete, health', async () => {
+    const c = await mp('POST', '/v1/topics', { name: 'mp', partitions: 1, replicationFactor: 1 })
+    assert.equal(c.status, 201)
+    assert.deepEqual(c.body, { name: 'mp', partitions: 1 })
+    const again = await mp('POST', '/v1/topics', { name: 'mp', partitions: 1, replicationFactor: 1 })
+    assert.equal(again.status, 409)
+    assert.equal(again.body.error.code, 'TOPIC_EXISTS')
+    assert.equal((await mp('GET', '/v1/topics/mp')).body.partitions.length, 1)
+    assert.ok((await mp('GET', '/v1/topics')).body.topics.some((t: any) => t.name === 'mp'))
+    const bad = await mp('POST', '/v1/topics', { name: 'mp2', partitions: '1', replicationFactor: 1 })
+    assert.equal(bad.status, 400)
+    assert.equal(bad.body.error.code, 'INVALID_REQUEST')
+    assert.equal((await app.inject({ method: 'DELETE', url: '/v1/topics/mp', headers: { accept: 'application/msgpack' } })).statusCode, 200)
+    assert.deepEqual((await mp('GET', '/health')).body, { ok: true, broker: 1 })
+  })
+
+  test('JSON with __proto__ is refused; a charset parameter is fine', async () => {
+    const r = await app.inject({ method: 'POST', url: '/v1/topics', headers: { 'content-type': 'application/json' }, payload: '{"name":"pp","partitions":1,"replicationFactor":1,"__proto__":{"x":1}}' })
+    assert.equal(r.statusCode, 400)
+    assert.equal(r.json().error.code, 'INVALID_REQUEST')
+    const ok = await app.inject({ method: 'POST', url: '/v1/topics', headers: { 'content-type': 'application/json; charset=utf-8' }, payload: '{"name":"cs","partitions":1,"replicationFactor":1}' })
+    assert.equal(ok.statusCode, 201)
+    await json('DELETE', '/v1/topics/cs')
+  })
+
   test('malformed JSON and unsupported content types are 400', async () => {
     const r = await app.inject({ method: 'POST', url: '/v1/topics', headers: { 'content-type': 'application/json' }, payload: '{"name":' })
     assert.equal(r.statusCode, 400)
