@@ -18,7 +18,7 @@
 import { mkdir, readFile, rename, writeFile, open as openFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { Registry, Gauge } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { ErrorCode, RillError, SeededRandom } from '../base/index.ts'
 import type { Command, HostedReplica } from '../controller/index.ts'
 import { ControllerState, encodeCommand, planCreateTopic } from '../controller/index.ts'
@@ -46,6 +46,13 @@ export const controllerWaitMsMax = 10_000
 const registrationCheckTicks = 10
 /** Ticks between passes that hand leadership back to preferred replicas. */
 const leaderBalanceTicks = 40
+/**
+ * The controller leader fences a broker it has had no peer connection with
+ * for this long (the transport pings every second and drops a silent link
+ * after ten), so placement stops choosing it; the broker unfences itself by
+ * registering again when it is back.
+ */
+export const brokerSessionMsMax = 6000
 /** Replicas opened at once while reconciling. */
 const replicaOpensConcurrent = 32
 /** Ticks between retention passes over hosted partitions. */
@@ -93,6 +100,10 @@ export class Broker implements BrokerService {
   #reconcileAgain = false
   #registering = false
   #stopped = false
+  /** Controller leader: when each broker's peer link was last seen up (ms, monotonic). */
+  readonly #brokerSeenMs = new Map<number, number>()
+  #fencing = new Set<number>()
+  #metrics!: { elections: Counter; commitSeconds: Histogram<'acks'> }
   #producerIdNext = 0
   #producerIdLimit = 0
   readonly #httpUrl: string
@@ -128,8 +139,8 @@ export class Broker implements BrokerService {
     const broker = new Broker(config, logger, store, transport, registry, options.httpUrl)
     transport.onBatch((fromId, batch) => broker.#onPeerBatch(fromId, batch))
     await transport.start()
-    await broker.#openController()
     broker.#installMetrics()
+    await broker.#openController()
     broker.#ticker = setInterval(() => broker.#tick(), config.tickMs)
     logger.info({ event: 'broker_started', peer: config.peer, seeds: config.seeds.map((s) => s.id), persistence: config.defaultPersistence }, 'broker started')
     return broker
@@ -162,6 +173,8 @@ export class Broker implements BrokerService {
       onSoftState: (role, leader) => {
         this.#logger.info({ event: 'controller_role', role, leader }, `controller ${role}, leader ${leader}`)
         if (role !== Role.Leader) this.#failControllerWaiters(leader)
+        // A new controller leader gives every broker a full session before fencing it.
+        this.#brokerSeenMs.clear()
       },
       onFailure: (error) => this.#logger.fatal({ event: 'controller_failed', err: error }, 'controller storage failed'),
     })
@@ -300,6 +313,9 @@ export class Broker implements BrokerService {
       heartbeatTicks: this.config.heartbeatTicks,
       // Idle partitions go quiet: a broker with a thousand of them does not heartbeat each one.
       quiesce: true,
+      onRoleChange: (role) => {
+        if (role === Role.Leader) this.#metrics.elections.inc()
+      },
     })
     this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, logName })
     // The preferred replica campaigns at once, so leadership starts out spread as placement intended.
@@ -340,7 +356,10 @@ export class Broker implements BrokerService {
       if (!raft.quiesced) p.replica.tick()
     }
     this.#transport.flush()
-    if (this.#ticks % registrationCheckTicks === 0) void this.#ensureRegistered()
+    if (this.#ticks % registrationCheckTicks === 0) {
+      void this.#ensureRegistered()
+      this.#checkBrokerLiveness()
+    }
     if (this.#ticks % leaderBalanceTicks === 0) this.#balanceLeaders()
     if (this.#ticks % retentionTicks === 0) void this.#applyRetention()
   }
@@ -383,6 +402,29 @@ export class Broker implements BrokerService {
   }
 
   // ─────────────────────────── registration ───────────────────────────
+
+  /** Controller leader: fence brokers whose peer link has been down for a whole session. */
+  #checkBrokerLiveness(): void {
+    if (!this.#controller.isLeader()) return
+    const now = performance.now()
+    for (const b of this.#ctl.brokers()) {
+      if (b.id === this.brokerId || this.#transport.connected(b.id)) {
+        this.#brokerSeenMs.set(b.id, now)
+        continue
+      }
+      const seen = this.#brokerSeenMs.get(b.id)
+      if (seen === undefined) {
+        this.#brokerSeenMs.set(b.id, now)
+        continue
+      }
+      if (b.fenced || this.#fencing.has(b.id) || now - seen < brokerSessionMsMax) continue
+      this.#fencing.add(b.id)
+      this.#logger.warn({ event: 'broker_fenced', fenced: b.id, silentMs: Math.round(now - seen) }, `fencing broker ${b.id}: no peer link for ${Math.round(now - seen)} ms`)
+      this.#proposeController({ type: CommandType.FenceBroker, id: b.id })
+        .catch((error: unknown) => this.#logger.debug({ event: 'fence_retry', err: error }, 'fencing will be retried'))
+        .finally(() => this.#fencing.delete(b.id))
+    }
+  }
 
   /** Registers (and unfences) this broker through the controller leader unless the metadata already shows it. */
   async #ensureRegistered(): Promise<void> {
@@ -451,7 +493,7 @@ export class Broker implements BrokerService {
       },
     })
     return {
-      brokers: view.brokers.map((b) => ({ id: b.id, url: b.url, ...(b.rack === null ? {} : { rack: b.rack }) })),
+      brokers: view.brokers.map((b) => ({ id: b.id, url: b.url, ...(b.rack === null ? {} : { rack: b.rack }), fenced: b.fenced })),
       controller: { leader: view.controller.leader },
       topics: view.topics.map((t) => ({
         name: t.name,
@@ -579,8 +621,10 @@ export class Broker implements BrokerService {
 
   async produce(call: ProduceCall): Promise<ProduceOutcome> {
     const h = this.#hosted(call.topic, call.partition)
+    const startMs = performance.now()
     try {
       const r = await h.replica.produce(call.batch, call.acks)
+      this.#metrics.commitSeconds.observe({ acks: call.acks }, (performance.now() - startMs) / 1000)
       return { partition: call.partition, baseOffset: r.baseOffset, lastOffset: r.lastOffset }
     } catch (error) {
       throw this.#withLeaderRef(error)
@@ -627,6 +671,41 @@ export class Broker implements BrokerService {
 
   #installMetrics(): void {
     const self = this
+    this.#metrics = {
+      elections: new Counter({ name: 'rill_partition_leaderships_won_total', help: 'Times a partition replica on this broker became leader', registers: [this.registry] }),
+      commitSeconds: new Histogram({
+        name: 'rill_produce_commit_seconds',
+        help: 'Time from a produce reaching its leader to its acknowledgement (commit for acks=all, local durability for acks=leader)',
+        labelNames: ['acks'],
+        buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+        registers: [this.registry],
+      }),
+    }
+    new Gauge({
+      name: 'rill_replica_lag_entries_max',
+      help: 'Largest number of log entries a follower is behind, over the partitions led here',
+      registers: [this.registry],
+      collect() {
+        let lag = 0
+        for (const p of self.#partitions.values()) {
+          const raft = p.replica.raft
+          if (raft.role !== Role.Leader) continue
+          const last = raft.log.lastIndex()
+          for (const [id, pr] of raft.progress) if (id !== raft.id) lag = Math.max(lag, last - pr.match)
+        }
+        this.set(lag)
+      },
+    })
+    new Gauge({
+      name: 'rill_partitions_quiet',
+      help: 'Partition replicas whose Raft group is quiet (idle, no heartbeats)',
+      registers: [this.registry],
+      collect() {
+        let n = 0
+        for (const p of self.#partitions.values()) if (p.replica.raft.quiesced) n++
+        this.set(n)
+      },
+    })
     new Gauge({
       name: 'rill_groups_hosted',
       help: 'Raft groups hosted by this broker (partition replicas and the controller)',

@@ -64,7 +64,8 @@ export interface TopicMetadata {
 
 /** `GET /v1/metadata`. */
 export interface MetadataResponse {
-  brokers: (BrokerRef & { rack?: string })[]
+  /** `fenced`: the controller has not heard from the broker lately (it leads nothing new). */
+  brokers: (BrokerRef & { rack?: string; fenced?: boolean })[]
   controller: { leader: number | null }
   topics: TopicMetadata[]
 }

@@ -149,6 +149,14 @@ test('a three-broker cluster keeps every acknowledged record through kill -9 of 
     const after = await metadata(url)
     assert.deepEqual(after.topics.map((t: any) => t.name), before.topics.map((t: any) => t.name))
 
+    // A broker that stays away is fenced by the controller; back, it unfences itself.
+    const away = c.brokers[2]!
+    await c.kill(away.id)
+    const other = c.brokers[0]!.url
+    await waitFor(async () => (await metadata(other)).brokers.find((b: any) => b.id === away.id)?.fenced === true, 30_000, `broker ${away.id} fenced`)
+    await c.start(away.id)
+    await waitFor(async () => (await metadata(other)).brokers.find((b: any) => b.id === away.id)?.fenced === false, 30_000, `broker ${away.id} unfenced`)
+
     // Delete.
     const del = await call(c.brokers[2]!.url, 'DELETE', '/v1/topics/orders')
     assert.ok(del.status === 200 || del.status === 204, JSON.stringify(del.body))
