@@ -26,7 +26,7 @@ import { CommandType } from '../controller/types.ts'
 import type { LogStore, PartitionLog } from '../log/index.ts'
 import { MemoryLog, openLogStore } from '../log/index.ts'
 import type { Entry, Message, NodeId, Snapshot } from '../raft/index.ts'
-import { EntryType, Role } from '../raft/index.ts'
+import { ConfChangeType, EntryType, Role } from '../raft/index.ts'
 import { FileSnapshotStore, MemorySnapshotStore, Partition, RaftGroup } from '../partition/index.ts'
 import type { SnapshotStore } from '../partition/index.ts'
 import { forEachMessage, Transport } from '../transport/index.ts'
@@ -53,6 +53,12 @@ const leaderBalanceTicks = 40
  * registering again when it is back.
  */
 export const brokerSessionMsMax = 6000
+/** Ticks between polls of the other brokers for the partitions they lead. */
+const leaderPollTicks = 20
+/** A peer that does not answer the leadership poll within this is skipped for the round. */
+const leaderPollTimeoutMs = 1000
+/** Leaderships read from one peer's answer (more partitions than a cluster holds is garbage). */
+const leaderPollEntriesMax = 200_000
 /** Replicas opened at once while reconciling. */
 const replicaOpensConcurrent = 32
 /** Ticks between retention passes over hosted partitions. */
@@ -103,6 +109,9 @@ export class Broker implements BrokerService {
   /** Controller leader: when each broker's peer link was last seen up (ms, monotonic). */
   readonly #brokerSeenMs = new Map<number, number>()
   #fencing = new Set<number>()
+  /** Leaders of partitions not hosted here, as their leaders reported at the last poll. */
+  #remoteLeaders = new Map<number, { leader: number; highWatermark: number }>()
+  #pollingLeaders = false
   #metrics!: { elections: Counter; commitSeconds: Histogram<'acks'> }
   #producerIdNext = 0
   #producerIdLimit = 0
@@ -359,8 +368,10 @@ export class Broker implements BrokerService {
     if (this.#ticks % registrationCheckTicks === 0) {
       void this.#ensureRegistered()
       this.#checkBrokerLiveness()
+      this.#addControllerLearners()
     }
     if (this.#ticks % leaderBalanceTicks === 0) this.#balanceLeaders()
+    if (this.#ticks % leaderPollTicks === 0) void this.#pollLeaders()
     if (this.#ticks % retentionTicks === 0) void this.#applyRetention()
   }
 
@@ -402,6 +413,22 @@ export class Broker implements BrokerService {
   }
 
   // ─────────────────────────── registration ───────────────────────────
+
+  /**
+   * Controller leader: a registered broker outside the controller group
+   * follows the metadata log as a learner (one membership change at a time;
+   * a refusal while another is pending is retried on the next check).
+   */
+  #addControllerLearners(): void {
+    if (!this.#controller.isLeader()) return
+    const raft = this.#controller.raft
+    for (const b of this.#ctl.brokers()) {
+      if (raft.voters.has(b.id) || raft.learners.has(b.id)) continue
+      const r = this.#controller.proposeConfChange({ type: ConfChangeType.AddLearner, node: b.id })
+      this.#logger.info({ event: 'controller_learner', learner: b.id, ok: r.ok }, r.ok ? `broker ${b.id} follows the metadata log` : `adding learner ${b.id} later: ${r.reason}`)
+      return
+    }
+  }
 
   /** Controller leader: fence brokers whose peer link has been down for a whole session. */
   #checkBrokerLiveness(): void {
@@ -446,13 +473,40 @@ export class Broker implements BrokerService {
   /** RegisterBroker + UnfenceBroker on the controller leader (forwarded there if needed). */
   async registerBroker(request: { id: number; httpUrl: string; peerUrl: string; rack?: string }): Promise<void> {
     if (!this.#controller.isLeader()) {
-      await this.#forward('POST', '/internal/v1/brokers', request)
+      try {
+        await this.#forward('POST', '/internal/v1/brokers', request)
+      } catch (error) {
+        // Not a voter and no metadata yet: go through a broker we were told to join.
+        if (request.id !== this.brokerId || this.config.join.length === 0) throw error
+        await this.#joinThrough(request)
+      }
       return
     }
     const cmd: Command = { type: CommandType.RegisterBroker, id: request.id, httpUrl: request.httpUrl, peerUrl: request.peerUrl, ...(request.rack === undefined ? {} : { rack: request.rack }) }
     const known = this.#ctl.broker(request.id)
     if (known === undefined || known.httpUrl !== request.httpUrl || known.peerUrl !== request.peerUrl) await this.#proposeController(cmd)
     if (this.#ctl.broker(request.id)?.fenced !== false) await this.#proposeController({ type: CommandType.UnfenceBroker, id: request.id })
+  }
+
+  /** Registers through one of the --join brokers (they forward to the controller leader). */
+  async #joinThrough(request: { id: number; httpUrl: string; peerUrl: string; rack?: string }): Promise<void> {
+    let last: unknown = null
+    for (const url of this.config.join) {
+      try {
+        const res = await fetch(`${url}/internal/v1/brokers`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(request),
+          signal: AbortSignal.timeout(forwardTimeoutMs),
+        })
+        await res.arrayBuffer()
+        if (res.ok) return
+        last = new Error(`${url} answered ${res.status}`)
+      } catch (error) {
+        last = error
+      }
+    }
+    throw new RillError(ErrorCode.NO_QUORUM, `could not register through ${this.config.join.join(', ')}: ${String(last)}`)
   }
 
   /** Sends a request to the controller leader's HTTP API and relays its error as a RillError. */
@@ -486,10 +540,13 @@ export class Broker implements BrokerService {
     const view = this.#ctl.metadataView({
       controllerLeader: leader === 0 ? null : leader,
       partitionState: (t, p) => {
-        const h = this.#partitions.get(this.#groupIdOf(t.id, p))
-        if (h === undefined) return undefined
-        const lead = h.replica.raft.lead
-        return { leader: lead === 0 ? null : lead, highWatermark: h.replica.state.highWatermark }
+        const gid = this.#groupIdOf(t.id, p)
+        const h = this.#partitions.get(gid)
+        if (h !== undefined && h.replica.raft.lead !== 0) return { leader: h.replica.raft.lead, highWatermark: h.replica.state.highWatermark }
+        // Not hosted here (or no leader known locally): what the leaders said at the last poll.
+        const remote = this.#remoteLeaders.get(gid)
+        if (remote !== undefined) return { leader: remote.leader, highWatermark: remote.highWatermark }
+        return h === undefined ? undefined : { leader: null, highWatermark: h.replica.state.highWatermark }
       },
     })
     return {
@@ -651,6 +708,47 @@ export class Broker implements BrokerService {
   }
 
   // ───────────────────────────── status ─────────────────────────────
+
+  /** The partitions this broker leads (served to other brokers for their metadata answers). */
+  localLeaderships(): { group: number; highWatermark: number }[] {
+    const out: { group: number; highWatermark: number }[] = []
+    for (const [gid, h] of this.#partitions) {
+      if (h.replica.raft.role === Role.Leader) out.push({ group: gid, highWatermark: h.replica.state.highWatermark })
+    }
+    return out
+  }
+
+  /**
+   * Every broker answers /v1/metadata from its own copy, but a broker knows
+   * leaders only of the partitions it hosts: it asks the others (in
+   * parallel, bounded) which partitions they lead, about once a second.
+   */
+  async #pollLeaders(): Promise<void> {
+    if (this.#pollingLeaders || this.#stopped) return
+    const peers = this.#ctl.brokers().filter((b) => b.id !== this.brokerId && !b.fenced)
+    if (peers.length === 0) return
+    this.#pollingLeaders = true
+    try {
+      const next = new Map<number, { leader: number; highWatermark: number }>()
+      await Promise.all(
+        peers.map(async (b) => {
+          try {
+            const res = await fetch(`${b.httpUrl}/internal/v1/leaderships`, { signal: AbortSignal.timeout(leaderPollTimeoutMs) })
+            if (!res.ok) return
+            const body = (await res.json()) as { leaderships?: { group?: unknown; highWatermark?: unknown }[] }
+            for (const l of (body.leaderships ?? []).slice(0, leaderPollEntriesMax)) {
+              if (Number.isSafeInteger(l.group) && Number.isSafeInteger(l.highWatermark)) next.set(l.group as number, { leader: b.id, highWatermark: l.highWatermark as number })
+            }
+          } catch {
+            // Unreachable: its leaderships are simply unknown until the next poll.
+          }
+        }),
+      )
+      this.#remoteLeaders = next
+    } finally {
+      this.#pollingLeaders = false
+    }
+  }
 
   /** Per-replica status for `rill status` and tests. */
   replicas(): { topic: string; partition: number; role: Role; leader: number; term: number; highWatermark: number; quiet: boolean }[] {

@@ -47,6 +47,13 @@ export interface BrokerConfig {
   readonly heartbeatTicks: number
   /** pino level. */
   readonly logLevel: string
+  /**
+   * HTTP URLs of brokers already in the cluster. A broker that is not a
+   * controller voter registers through one of them (it cannot know the
+   * controller leader before it has the metadata, and seeds do not dial a
+   * broker they have not heard of).
+   */
+  readonly join: readonly string[]
 }
 
 const defaults = {
@@ -78,6 +85,7 @@ const flagToKey: Record<string, string> = {
   '--election-ticks': 'electionTicks',
   '--heartbeat-ticks': 'heartbeatTicks',
   '--log-level': 'logLevel',
+  '--join': 'join',
 }
 
 const envToKey: Record<string, string> = {
@@ -94,6 +102,7 @@ const envToKey: Record<string, string> = {
   RILL_ELECTION_TICKS: 'electionTicks',
   RILL_HEARTBEAT_TICKS: 'heartbeatTicks',
   RILL_LOG_LEVEL: 'logLevel',
+  RILL_JOIN: 'join',
 }
 
 function bad(what: string, message: string): RillError {
@@ -141,6 +150,10 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   const heartbeatTicks = optionalInteger('heartbeat-ticks', pick('heartbeatTicks'), 1, electionTicksMax) ?? defaults.heartbeatTicks
   if (heartbeatTicks >= electionTicks) throw bad('heartbeat-ticks', `must be below election-ticks (${electionTicks})`)
   const logLevel = optionalString('log-level', pick('logLevel')) ?? defaults.logLevel
+  const join = parseJoin(pick('join'))
+  if (!seeds.some((seed) => seed.id === id) && join.length === 0) {
+    throw bad('join', `broker ${id} is not in --seeds: give --join http://HOST:PORT of a broker already in the cluster`)
+  }
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw bad('log-level', 'a pino level')
   return {
     id,
@@ -157,7 +170,18 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     electionTicks,
     heartbeatTicks,
     logLevel,
+    join,
   }
+}
+
+function parseJoin(v: unknown): string[] {
+  const s = optionalString('join', v)
+  if (s === null) return []
+  const urls = s.split(',')
+  for (const u of urls) {
+    if (!/^https?:\/\/[A-Za-z0-9.\-[\]:]+:\d{1,5}\/?$/.test(u)) throw bad('join', `expected http://HOST:PORT, got "${u}"`)
+  }
+  return urls.map((u) => u.replace(/\/$/, ''))
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

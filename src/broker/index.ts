@@ -45,6 +45,7 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
     reply.code(204)
     return null
   })
+  app.get('/internal/v1/leaderships', async () => ({ leaderships: broker.localLeaderships() }))
   try {
     await app.listen({ host: config.http.host, port: config.http.port })
   } catch (error) {

@@ -70,6 +70,8 @@ export function brokerArgs(options: { id: number; brokers: number; dir: string; 
     '--http', `127.0.0.1:${port + id - 1}`,
     '--peer', `127.0.0.1:${port + peerPortOffset + id - 1}`,
     '--seeds', seeds,
+    // Brokers beyond the controller voters register through broker 1.
+    ...(id > voters ? ['--join', `http://127.0.0.1:${port}`] : []),
   ]
 }
 

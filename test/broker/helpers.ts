@@ -40,7 +40,7 @@ async function freePort(host: string): Promise<number> {
   })
 }
 
-export async function startCluster(options: { brokers?: number; extraFlags?: string[] } = {}): Promise<TestCluster> {
+export async function startCluster(options: { brokers?: number; seeds?: number; extraFlags?: string[] } = {}): Promise<TestCluster> {
   const n = options.brokers ?? 3
   const root = await mkdtemp(join(tmpdir(), 'rill-cluster-'))
   const brokers: BrokerProcess[] = []
@@ -50,7 +50,8 @@ export async function startCluster(options: { brokers?: number; extraFlags?: str
     const peerPort = await freePort(peerHost)
     brokers.push({ id, url: `http://127.0.0.1:${httpPort}`, peer: `${peerHost}:${peerPort}`, dir: join(root, `broker-${id}`), child: null, output: [] })
   }
-  const seeds = brokers.map((b) => `${b.id}@${b.peer}`).join(',')
+  const seeds = brokers.slice(0, options.seeds ?? n).map((b) => `${b.id}@${b.peer}`).join(',')
+  const seedCount = options.seeds ?? n
   const cluster: TestCluster = {
     root,
     brokers,
@@ -59,6 +60,7 @@ export async function startCluster(options: { brokers?: number; extraFlags?: str
       const b = brokers[id - 1]!
       const args = [bin, 'broker', '--id', String(id), '--dir', b.dir, '--http', b.url.slice('http://'.length), '--peer', b.peer, '--seeds', seeds]
       args.push('--tick-ms', '20', '--election-ticks', '15', '--log-level', 'warn', ...(options.extraFlags ?? []))
+      if (id > seedCount) args.push('--join', brokers[0]!.url)
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
       b.child = child
       b.output = []
