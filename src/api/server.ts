@@ -11,7 +11,7 @@
  * partitions another broker leads, forwards the checked batch to it, so a
  * curl user can produce through any broker.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ErrorCode, RillError } from '../base/index.ts'
 import type { BrokerService } from '../broker/service.ts'
 import {
@@ -103,7 +103,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: limits.bodyBytesMax,
     // One info line per request would flood a broker's log at produce rates: requests are logged at debug in onResponse, faults at error.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     ajv: {
       customOptions: {
         coerceTypes: false,

@@ -16,7 +16,7 @@
  * start and again whenever the metadata does not show it, unfenced.
  */
 import { mkdir, readFile, rename, writeFile, open as openFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, resolve, sep } from 'node:path'
 import type { Logger } from 'pino'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { ErrorCode, RillError, SeededRandom } from '../base/index.ts'
@@ -71,6 +71,29 @@ const shutdownTransferMsMax = 3000
 const forwardTimeoutMs = 10_000
 
 const codec = { readHeader: readBatchHeader, stampBaseOffset }
+/** Path components created for a data directory (a bound on the walk). */
+const dataDirDepthMax = 64
+
+/**
+ * mkdir -p, one component at a time: Node's recursive mkdir spins forever on
+ * some paths (measured: `/proc/anything` on Node 20), and a broker given a
+ * bad --dir must say so and exit, not hang.
+ */
+async function makeDataDirectory(dir: string): Promise<void> {
+  const parts = resolve(dir).split(sep).filter((p) => p.length > 0)
+  if (parts.length > dataDirDepthMax) throw new RillError(ErrorCode.STORAGE_UNUSABLE, `data directory ${dir} is nested too deep`)
+  let path: string = sep
+  for (const part of parts) {
+    path = join(path, part)
+    try {
+      await mkdir(path)
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'EEXIST') continue
+      throw new RillError(ErrorCode.STORAGE_UNUSABLE, `cannot create data directory ${path}: ${code ?? String(error)}`, { cause: error })
+    }
+  }
+}
 
 interface HostedPartition {
   readonly topic: string
@@ -131,7 +154,7 @@ export class Broker implements BrokerService {
   /** Opens the data directory, connects to peers and joins the controller group. */
   static async start(config: BrokerConfig, logger: Logger, options: { httpUrl: string }): Promise<Broker> {
     const registry = new Registry()
-    await mkdir(config.dir, { recursive: true })
+    await makeDataDirectory(config.dir)
     const store = await openLogStore({ dir: join(config.dir, 'logs'), registry, logger })
     const peers = new Map<number, PeerAddress>()
     for (const s of config.seeds) if (s.id !== config.id) peers.set(s.id, { host: s.host, port: s.port })
