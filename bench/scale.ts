@@ -26,10 +26,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { barChartSvg } from './chart.ts'
+import { call, freePort, health } from '../test/broker/helpers.ts'
 
 const partitions = Number(process.env.SCALE_PARTITIONS ?? 1000)
 const replicationFactor = 3
@@ -79,17 +79,6 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   })
 }
 
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, host, () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
-
 function startBroker(b: BrokerProc, seeds: string): void {
   // Default tick settings and log level on purpose: the numbers describe the defaults.
   const args = [bin, 'broker', '--id', String(b.id), '--dir', b.dir, '--http', b.url.slice('http://'.length), '--peer', b.peer, '--seeds', seeds]
@@ -125,17 +114,6 @@ async function stopBroker(b: BrokerProc): Promise<void> {
 
 // ───────────────────────────── HTTP ─────────────────────────────
 
-async function call(url: string, method: string, path: string, body?: unknown, timeoutMs = 20_000): Promise<{ status: number; body: any }> {
-  const r = await fetch(`${url}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(timeoutMs),
-  })
-  const text = await r.text()
-  return { status: r.status, body: text.length === 0 ? null : JSON.parse(text) }
-}
-
 interface Metadata {
   brokers: { id: number; url: string }[]
   controller: { leader: number | null }
@@ -148,14 +126,6 @@ async function metadata(url: string): Promise<Metadata | null> {
     return r.status === 200 ? (r.body as Metadata) : null
   } catch {
     return null
-  }
-}
-
-async function healthy(url: string): Promise<boolean> {
-  try {
-    return (await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })).ok
-  } catch {
-    return false
   }
 }
 
@@ -381,7 +351,7 @@ async function main(): Promise<void> {
     for (const b of brokers) startBroker(b, seeds)
     const tStart = performance.now()
     for (let i = 0; i < startMaxMs / 200; i++) {
-      const up = await Promise.all(brokers.map((b) => healthy(b.url)))
+      const up = await Promise.all(brokers.map((b) => health(b.url)))
       if (up.every(Boolean)) break
       if (brokers.some((b) => b.child === null || b.child.exitCode !== null)) throw new Error('a broker exited during start')
       if (performance.now() - tStart > startMaxMs) throw new Error(`brokers not healthy within ${startMaxMs / 1000} s`)

@@ -29,7 +29,8 @@ export interface TestCluster {
   stopAll(): Promise<void>
 }
 
-async function freePort(host: string): Promise<number> {
+/** A port free on `host` now (bound and released; fine for loopback tests and benches). */
+export async function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer()
     s.once('error', reject)
@@ -86,7 +87,7 @@ export async function startCluster(options: { brokers?: number; seeds?: number; 
   return cluster
 }
 
-async function health(url: string): Promise<boolean> {
+export async function health(url: string): Promise<boolean> {
   try {
     const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })
     return r.ok
@@ -109,12 +110,12 @@ export interface Answer {
   body: any
 }
 
-export async function call(url: string, method: string, path: string, body?: unknown): Promise<Answer> {
+export async function call(url: string, method: string, path: string, body?: unknown, timeoutMs = 20_000): Promise<Answer> {
   const r = await fetch(`${url}${path}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-    signal: AbortSignal.timeout(20_000),
+    signal: AbortSignal.timeout(timeoutMs),
   })
   const text = await r.text()
   return { status: r.status, body: text.length === 0 ? null : JSON.parse(text) }
