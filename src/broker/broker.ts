@@ -59,6 +59,8 @@ const leaderPollTicks = 20
 const leaderPollTimeoutMs = 1000
 /** Leaderships read from one peer's answer (more partitions than a cluster holds is garbage). */
 const leaderPollEntriesMax = 200_000
+/** Ticks between the wake-ups of a quiet follower (spread over groups by a per-group phase). */
+const quietCheckTicks = 600
 /** Replicas opened at once while reconciling. */
 const replicaOpensConcurrent = 32
 /** Ticks between retention passes over hosted partitions. */
@@ -71,6 +73,11 @@ const shutdownTransferMsMax = 3000
 const forwardTimeoutMs = 10_000
 
 const codec = { readHeader: readBatchHeader, stampBaseOffset }
+
+/** A group's phase within `period` ticks, so periodic work does not hit every group on one tick. */
+function gidPhase(topicId: number, partition: number, period: number): number {
+  return (topicId * 7919 + partition * 104729) % period
+}
 /** Path components created for a data directory (a bound on the walk). */
 const dataDirDepthMax = 64
 
@@ -371,8 +378,19 @@ export class Broker implements BrokerService {
   #onPeerBatch(fromId: number, batch: Parameters<typeof forEachMessage>[0]): void {
     forEachMessage(batch, { from: fromId, to: this.brokerId }, (gid, m) => {
       if (m.from !== fromId || m.to !== this.brokerId) return
-      if (gid === controllerGroupId) this.#controller.step(m)
-      else this.#partitions.get(gid)?.replica.step(m)
+      if (gid === controllerGroupId) {
+        this.#controller.step(m)
+        return
+      }
+      const h = this.#partitions.get(gid)
+      if (h === undefined) return
+      try {
+        h.replica.step(m)
+      } catch (error) {
+        // A broken invariant in one partition stops that replica, not the broker and its other groups.
+        this.#logger.error({ event: 'replica_failed', topic: h.topic, partition: h.partition, err: error }, 'replica stopped on an error')
+        h.replica.fail(error)
+      }
     })
   }
 
@@ -384,6 +402,9 @@ export class Broker implements BrokerService {
       const raft = p.replica.raft
       // The failure detector quiet groups rely on: the leader's broker is not connected.
       if (raft.quiesced && raft.role !== Role.Leader && raft.lead !== 0 && !this.#transport.connected(raft.lead)) raft.unquiesce()
+      // Now and then a quiet follower wakes to check on its leader (whose replica may have
+      // stopped while its broker stays connected); a live leader puts it back to sleep.
+      if (raft.quiesced && raft.role !== Role.Leader && this.#ticks % quietCheckTicks === gidPhase(p.topicId, p.partition, quietCheckTicks)) raft.unquiesce()
       // A quiet group has nothing to do on a tick: skip it (a thousand of them cost real CPU otherwise).
       if (!raft.quiesced) p.replica.tick()
     }
@@ -736,7 +757,7 @@ export class Broker implements BrokerService {
   localLeaderships(): { group: number; highWatermark: number }[] {
     const out: { group: number; highWatermark: number }[] = []
     for (const [gid, h] of this.#partitions) {
-      if (h.replica.raft.role === Role.Leader) out.push({ group: gid, highWatermark: h.replica.state.highWatermark })
+      if (h.replica.raft.role === Role.Leader && h.replica.failure === null) out.push({ group: gid, highWatermark: h.replica.state.highWatermark })
     }
     return out
   }

@@ -21,8 +21,12 @@ import type { SnapshotStore } from './snapshot-store.ts'
 export interface StateMachine {
   /** Applies committed entries, in order. */
   apply(entries: readonly Entry[]): void
-  /** Replaces the state with a snapshot's (at open and when the leader sends one). */
-  restore(snapshot: Snapshot): void
+  /**
+   * Replaces the state with a snapshot's: at open ('open', the log still
+   * holds what it held) or when the leader sent one ('installed': the log is
+   * being replaced and holds nothing before the snapshot).
+   */
+  restore(snapshot: Snapshot, source: 'open' | 'installed'): void
   /** The state as of the last applied entry, for a snapshot. */
   snapshotData(): Uint8Array
   /** Raft index of the last applied entry. */
@@ -91,19 +95,19 @@ export class RaftGroup {
     let snapshot = await options.snapshots.load()
     if (snapshot === null) {
       snapshot = options.bootstrap === undefined ? emptySnapshot() : bootstrapSnapshot(options.bootstrap)
-      if (options.bootstrap !== undefined) {
-        await options.snapshots.save(snapshot)
-        if (options.log.lastIndex() < snapshot.meta.index) await options.log.compact({ index: snapshot.meta.index, term: snapshot.meta.term })
-      }
+      if (options.bootstrap !== undefined) await options.snapshots.save(snapshot)
     }
-    options.machine.restore(snapshot)
+    // A log that ends before its snapshot (a founding member's first start, or async
+    // mode after a power loss took unsynced entries the snapshot covered) continues after it.
+    if (options.log.lastIndex() < snapshot.meta.index) await options.log.compact({ index: snapshot.meta.index, term: snapshot.meta.term })
+    options.machine.restore(snapshot, 'open')
     let group: RaftGroup | null = null
     const storage = new LogRaftStorage({
       log: options.log,
       snapshots: options.snapshots,
       snapshot,
       recordMeta: options.recordMeta,
-      onLoaded: () => group?.process(),
+      onLoaded: () => group?.processOrFail(),
     })
     const raft = new Raft({
       id: options.replicaId,
@@ -174,7 +178,7 @@ export class RaftGroup {
         if (rd === null) break
         if (rd.messages.length > 0) this.#options.send(rd.messages)
         if (rd.softState !== null) this.#options.onSoftState?.(rd.softState.role, rd.softState.leader)
-        if (rd.snapshot !== null) this.#options.machine.restore(rd.snapshot)
+        if (rd.snapshot !== null) this.#options.machine.restore(rd.snapshot, 'installed')
         if (rd.committedEntries.length > 0) this.#options.machine.apply(rd.committedEntries)
         this.#persistQueue.push(rd)
       }
@@ -207,7 +211,7 @@ export class RaftGroup {
     } finally {
       this.#persisting = false
     }
-    this.process()
+    this.processOrFail()
   }
 
   /** Snapshots the state machine every `snapshotEntries` applied entries (bounds replay at restart). */
@@ -226,14 +230,47 @@ export class RaftGroup {
     }
   }
 
+  /** Runs `process` where nobody would catch what it throws (timers, promise callbacks). */
+  processOrFail(): void {
+    try {
+      this.process()
+    } catch (error) {
+      this.#fail(error)
+    }
+  }
+
   /**
    * A write failed (disk full, I/O error): this member can no longer promise
    * anything, so it stops taking part; the others carry on.
    */
+  /** Stops the group after an error raised outside its own loop (a message that broke an invariant). */
+  fail(error: unknown): void {
+    this.#fail(error)
+  }
+
   #fail(error: unknown): void {
+    if (this.failure !== null) return
     this.failure = error instanceof RillError ? error : new RillError(ErrorCode.INTERNAL, `${this.group}: ${String(error)}`, { cause: error })
+    // A leader that stops must not leave quiet followers waiting for it forever: hand over first.
+    if (this.raft.role === Role.Leader) {
+      let best: NodeId = 0
+      let bestMatch = -1
+      for (const [id, pr] of this.raft.progress) {
+        if (id !== this.raft.id && this.raft.voters.has(id) && pr.match > bestMatch) {
+          best = id
+          bestMatch = pr.match
+        }
+      }
+      try {
+        if (best !== 0) this.raft.transferLeader(best)
+        const rd = this.raft.ready()
+        if (rd !== null && rd.messages.length > 0) this.#options.send(rd.messages)
+      } catch {
+        // Best effort: the followers' failure detection or their periodic wake-up takes over.
+      }
+    }
     this.#options.onFailure?.(this.failure)
-    void this.close()
+    this.close().catch(() => undefined)
   }
 
   /** Stops the group; waits for the write under way so nothing acknowledged is half-written. */

@@ -21,7 +21,7 @@ import { EntryType, Role } from '../raft/index.ts'
 import { RaftGroup } from './group.ts'
 import type { EntryRecordMeta } from './raft-storage.ts'
 import type { SnapshotStore } from './snapshot-store.ts'
-import type { BatchHeader, ProducerState } from './state.ts'
+import type { BatchHeader, ProducerState, RememberedBatch } from './state.ts'
 import { checkSequence, PartitionState, rememberBatch } from './state.ts'
 
 /** What the partition needs of the record batch format (src/wire provides it). */
@@ -143,7 +143,7 @@ export class Partition {
       ...(options.snapshotEntries === undefined ? {} : { snapshotEntries: options.snapshotEntries }),
       machine: {
         apply: (entries) => p.#apply(entries),
-        restore: (snap) => p.#restore(snap),
+        restore: (snap, source) => p.#restore(snap, source),
         snapshotData: () => p.state.snapshot(),
         appliedIndex: () => p.state.appliedIndex,
       },
@@ -205,10 +205,7 @@ export class Partition {
     const header = this.#codec.readHeader(batch)
     const verdict = checkSequence(pending.get(header.producerId), header)
     if (verdict.kind === 'error') return Promise.reject(verdict.error)
-    if (verdict.kind === 'duplicate') {
-      const b = verdict.batch
-      return this.#whenCommitted(b.lastOffset + 1, produceWaitMsMax).then(() => ({ baseOffset: b.baseOffset, lastOffset: b.lastOffset }))
-    }
+    if (verdict.kind === 'duplicate') return this.#answerDuplicate(verdict.batch)
     if (this.#produceWaiters.size >= this.#produceWaitersMax) {
       return Promise.reject(new RillError(ErrorCode.TIMEOUT, `${this.group}: too many produce requests waiting`))
     }
@@ -217,7 +214,7 @@ export class Partition {
     const r = this.#rg.propose([batch])
     if (!r.ok) return Promise.reject(new RillError(r.code, `${this.group}: ${r.reason}`, { details: { leader: r.leader } }))
     this.#nextOffset += header.recordCount
-    rememberBatch(pending, { ...header, baseOffset })
+    rememberBatch(pending, { ...header, baseOffset }, { index: r.index, term: r.term })
     const result: ProduceResult = { baseOffset, lastOffset: baseOffset + header.recordCount - 1 }
     const promise = new Promise<ProduceResult>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -250,22 +247,37 @@ export class Partition {
     }
     if (offset === this.state.highWatermark && waitMs > 0) await this.#waitFor(() => this.state.highWatermark > offset, waitMs)
     const hw = this.state.highWatermark
-    if (offset >= hw) return { batches: [], highWatermark: hw, logStartOffset: this.state.logStartOffset, nextOffset: offset }
+    const start = this.state.logStartOffset
+    // A snapshot installed while we waited moves the start past what this log held.
+    if (offset < start) throw new RillError(ErrorCode.OFFSET_OUT_OF_RANGE, `${this.group}: offset ${offset} below the log start ${start}`, { details: { logStartOffset: start, highWatermark: hw } })
+    if (offset >= hw) return { batches: [], highWatermark: hw, logStartOffset: start, nextOffset: offset }
     const entries = await this.#log.readByOffset({ offsetStart: offset, bytesMax: options.bytesMax })
     const batches: Uint8Array[] = []
     let next = offset
     for (const e of entries) {
-      if (e.baseOffset + e.recordCount > hw) break
+      // Only what is committed, and only from this replica's log start on (never a stale tail).
+      if (e.baseOffset < start || e.baseOffset + e.recordCount > hw) break
       batches.push(e.data)
       next = e.baseOffset + e.recordCount
     }
     return { batches, highWatermark: hw, logStartOffset: this.state.logStartOffset, nextOffset: next }
   }
 
-  #whenCommitted(offsetEnd: number, waitMs: number): Promise<void> {
-    return this.#waitFor(() => this.state.highWatermark >= offsetEnd, waitMs).then((ok) => {
-      if (!ok) throw new RillError(ErrorCode.TIMEOUT, `${this.group}: not committed within ${waitMs} ms`)
-    })
+  /**
+   * A retried batch gets the original's offsets — once the original's own
+   * entry (index and term) is applied. Waiting for the high watermark alone
+   * would answer with whatever another leader committed at those offsets.
+   */
+  async #answerDuplicate(b: RememberedBatch): Promise<ProduceResult> {
+    const result = { baseOffset: b.baseOffset, lastOffset: b.lastOffset }
+    const entry = b.entry
+    // From the committed producer table: committed already.
+    if (entry === undefined) return result
+    const term = this.raft.term
+    const settled = await this.#waitFor(() => this.state.appliedIndex >= entry.index || this.raft.term !== term || this.#closed, produceWaitMsMax)
+    if (!settled) throw new RillError(ErrorCode.TIMEOUT, `${this.group}: the original batch was not committed within ${produceWaitMsMax} ms`)
+    if (this.state.appliedIndex >= entry.index && this.raft.log.term(entry.index) === entry.term) return result
+    throw notLeader(this.raft.lead, `${this.group}: the original batch was not committed (leadership changed); retry`)
   }
 
   /** Resolves true once `ready()` holds (checked on every apply), false after `waitMs`. */
@@ -291,11 +303,16 @@ export class Partition {
 
   // ─────────────────────────── state machine ───────────────────────────
 
-  #restore(snap: Snapshot): void {
+  #restore(snap: Snapshot, source: 'open' | 'installed'): void {
     this.state = PartitionState.restore(snap.data)
     this.state.appliedIndex = Math.max(this.state.appliedIndex, snap.meta.index)
-    // This replica's log may start elsewhere than the snapshot's author's: look.
-    void this.#refreshLogStart()
+    if (source === 'installed') {
+      // The log is being replaced: nothing before the snapshot is readable here.
+      this.state.logStartOffset = this.state.highWatermark
+    } else {
+      // Our own snapshot: the log holds what retention left; look where it starts.
+      this.#refreshLogStart().catch(() => undefined)
+    }
     this.#wakeFetchers()
   }
 
@@ -340,6 +357,8 @@ export class Partition {
       this.#failWaiters(leader)
     }
     this.#onRoleChange?.(role, leader)
+    // Waiters that depend on who leads (retried batches) look again.
+    this.#wakeFetchers()
   }
 
   #apply(entries: readonly Entry[]): void {
@@ -376,6 +395,11 @@ export class Partition {
       if (w.term === e.term) w.resolve(w.result)
       else w.reject(notLeader(this.raft.lead, `${this.group}: the batch was replaced`))
     }
+  }
+
+  /** Stops this replica after an error nobody else can handle (see RaftGroup). */
+  fail(error: unknown): void {
+    this.#rg.fail(error)
   }
 
   /** Fails every produce still waiting (leadership lost, replica stopped). */

@@ -58,6 +58,8 @@ export class LogRaftStorage implements Storage {
   /** Last read-ahead result: contiguous entries from disk. */
   #ahead: Entry[] = []
   #loading = false
+  /** Bumped by every truncation and snapshot install: a read-ahead that started before is stale. */
+  #generation = 0
   #persistedHard: HardState
   #closed = false
 
@@ -93,6 +95,16 @@ export class LogRaftStorage implements Storage {
     if (i === this.#snapshot.meta.index) return this.#snapshot.meta.term
     if (i < this.firstIndex() - 1) return termCompacted
     assert(i <= this.lastIndex(), () => `partition storage: term(${i}) beyond last index ${this.lastIndex()}`)
+    // Retention deletes whole segments and does not keep the term of the last
+    // entry it deleted (compaction does): below the log's first entry the
+    // term may be unknown, which the core treats as compacted (a snapshot).
+    if (i < this.#log.firstIndex()) {
+      try {
+        return this.#log.term(i)
+      } catch {
+        return termCompacted
+      }
+    }
     return this.#log.term(i)
   }
 
@@ -130,11 +142,12 @@ export class LogRaftStorage implements Storage {
   #startReadAhead(lo: LogIndex): void {
     if (this.#loading || this.#closed) return
     this.#loading = true
+    const generation = this.#generation
     this.#log
       .read({ indexStart: lo, bytesMax: this.#readAheadBytes })
       .then(
         (got) => {
-          this.#ahead = got.map(fromLogEntry)
+          if (generation === this.#generation) this.#ahead = got.map(fromLogEntry)
         },
         () => {
           // Compacted or damaged meanwhile: the core will find out through term()/firstIndex().
@@ -180,6 +193,7 @@ export class LogRaftStorage implements Storage {
   async installSnapshot(snap: Snapshot): Promise<void> {
     await this.#snapshots.save(snap)
     this.#snapshot = snap
+    this.#generation++
     this.#tail = []
     this.#tailBytes = 0
     this.#ahead = []
@@ -209,6 +223,7 @@ export class LogRaftStorage implements Storage {
   /** Keeps appended entries in the in-memory tail (truncating a replaced suffix). */
   #remember(ents: readonly Entry[]): void {
     const first = ents[0]!.index
+    if (first <= this.#log.lastIndex()) this.#generation++
     if (this.#tail.length > 0) {
       const tailFirst = this.#tail[0]!.index
       const keep = first - tailFirst

@@ -27,6 +27,12 @@ export interface RememberedBatch {
   readonly lastSequence: number
   readonly baseOffset: number
   readonly lastOffset: number
+  /**
+   * Leader only, for a batch accepted but maybe not committed: the Raft
+   * entry that carries it. A retry is answered only once that very entry
+   * (index and term) is applied. Never in snapshots.
+   */
+  readonly entry?: { readonly index: number; readonly term: number }
 }
 
 export interface ProducerState {
@@ -71,7 +77,11 @@ function outOfOrder(message: string): SequenceVerdict {
 }
 
 /** Records `header` (just accepted or applied) into the producer table. */
-export function rememberBatch(producers: Map<number, ProducerState>, header: BatchHeader): void {
+export function rememberBatch(
+  producers: Map<number, ProducerState>,
+  header: BatchHeader,
+  entry?: { readonly index: number; readonly term: number },
+): void {
   if (header.producerId < 0) return
   let p = producers.get(header.producerId)
   if (p === undefined || header.producerEpoch > p.epoch) {
@@ -84,6 +94,7 @@ export function rememberBatch(producers: Map<number, ProducerState>, header: Bat
     lastSequence: header.baseSequence + header.recordCount - 1,
     baseOffset: header.baseOffset,
     lastOffset: header.baseOffset + header.recordCount - 1,
+    ...(entry === undefined ? {} : { entry }),
   })
   if (p.batches.length > producerBatchesRemembered) p.batches.shift()
   if (producers.size > producersPerPartitionMax) {
