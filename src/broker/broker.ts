@@ -34,6 +34,7 @@ import type { PeerAddress } from '../transport/index.ts'
 import type { CreateTopicRequest, MetadataResponse, TopicDescription, TopicPartitionOffset } from '../wire/index.ts'
 import { readBatchHeader, stampBaseOffset } from '../wire/index.ts'
 import type { BrokerConfig } from './config.ts'
+import { internalHeaders } from './internal-auth.ts'
 import type { BrokerService, FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './service.ts'
 
 /** The controller's Raft group id on the wire. */
@@ -69,6 +70,8 @@ const retentionTicks = 200
 const producerIdBlock = 1000
 /** How long a graceful stop waits for leadership to move away. */
 const shutdownTransferMsMax = 3000
+/** How long a request waits for a controller leader (and its address) before answering NO_QUORUM. */
+const forwardLeaderWaitMs = 3000
 /** Forwarded requests to the controller leader time out after this. */
 const forwardTimeoutMs = 10_000
 
@@ -537,10 +540,11 @@ export class Broker implements BrokerService {
     let last: unknown = null
     for (const url of this.config.join) {
       try {
+        const body = JSON.stringify(request)
         const res = await fetch(`${url}/internal/v1/brokers`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(request),
+          headers: { 'content-type': 'application/json', ...internalHeaders(this.config.secret, 'POST', '/internal/v1/brokers', body) },
+          body,
           signal: AbortSignal.timeout(forwardTimeoutMs),
         })
         await res.arrayBuffer()
@@ -555,15 +559,24 @@ export class Broker implements BrokerService {
 
   /** Sends a request to the controller leader's HTTP API and relays its error as a RillError. */
   async #forward(method: 'POST' | 'DELETE', path: string, body: unknown): Promise<unknown> {
-    const leader = this.#controller.raft.lead
-    const url = leader === 0 ? undefined : this.#ctl.broker(leader)?.httpUrl
+    // During an election, or before our metadata shows the leader's address, wait a little (bounded).
+    const deadline = Date.now() + forwardLeaderWaitMs
+    let leader = this.#controller.raft.lead
+    let url = leader === 0 ? undefined : this.#ctl.broker(leader)?.httpUrl
+    while (url === undefined && Date.now() < deadline && !this.#stopped) {
+      await new Promise((r) => setTimeout(r, 20))
+      leader = this.#controller.raft.lead
+      url = leader === 0 ? undefined : this.#ctl.broker(leader)?.httpUrl
+    }
     if (url === undefined) throw new RillError(ErrorCode.NO_QUORUM, 'no controller leader known yet')
+    if (leader === this.brokerId) throw new RillError(ErrorCode.NO_QUORUM, 'this broker just became controller leader; retry')
     let res: Response
     try {
+      const text = body === undefined ? '' : JSON.stringify(body)
       res = await fetch(`${url}${path}`, {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...internalHeaders(this.config.secret, method, path, text) },
+        ...(body === undefined ? {} : { body: text }),
         signal: AbortSignal.timeout(forwardTimeoutMs),
       })
     } catch (error) {
@@ -777,7 +790,10 @@ export class Broker implements BrokerService {
       await Promise.all(
         peers.map(async (b) => {
           try {
-            const res = await fetch(`${b.httpUrl}/internal/v1/leaderships`, { signal: AbortSignal.timeout(leaderPollTimeoutMs) })
+            const res = await fetch(`${b.httpUrl}/internal/v1/leaderships`, {
+              headers: internalHeaders(this.config.secret, 'GET', '/internal/v1/leaderships', ''),
+              signal: AbortSignal.timeout(leaderPollTimeoutMs),
+            })
             if (!res.ok) return
             const body = (await res.json()) as { leaderships?: { group?: unknown; highWatermark?: unknown }[] }
             for (const l of (body.leaderships ?? []).slice(0, leaderPollEntriesMax)) {

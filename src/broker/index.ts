@@ -11,6 +11,7 @@ import { buildApi } from '../api/index.ts'
 import { Broker } from './broker.ts'
 import type { BrokerConfig } from './config.ts'
 import { parseBrokerConfig } from './config.ts'
+import { internalRequestValid } from './internal-auth.ts'
 
 export { Broker, controllerGroupId, partitionGroupStride } from './broker.ts'
 export { parseBrokerConfig, hostPort } from './config.ts'
@@ -29,6 +30,23 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
   if (config.secretIsDevelopment) logger.warn({ event: 'development_secret' }, 'no --secret given: using the development secret (loopback only)')
   const broker = await Broker.start(config, logger, { httpUrl: url })
   const app = buildApi({ service: broker, logger })
+  // Internal routes answer only requests MACed with the cluster secret.
+  app.addHook('onRequest', async (request) => {
+    if (!request.url.startsWith('/internal/')) return
+    const path = request.url.split('?')[0]!
+    // The body is checked in preHandler (once parsed); here only the GET route, which has none.
+    if (request.method === 'GET' && !internalRequestValid(config.secret, request.headers, 'GET', path, '')) {
+      throw new RillError(ErrorCode.UNAUTHORIZED, 'internal route: bad or missing cluster MAC')
+    }
+  })
+  app.addHook('preHandler', async (request) => {
+    if (!request.url.startsWith('/internal/') || request.method === 'GET') return
+    const path = request.url.split('?')[0]!
+    const body = request.body === undefined || request.body === null ? '' : JSON.stringify(request.body)
+    if (!internalRequestValid(config.secret, request.headers, request.method, path, body)) {
+      throw new RillError(ErrorCode.UNAUTHORIZED, 'internal route: bad or missing cluster MAC')
+    }
+  })
   app.post('/internal/v1/brokers', async (request, reply) => {
     const body = request.body as { id?: unknown; httpUrl?: unknown; peerUrl?: unknown; rack?: unknown } | null
     if (

@@ -67,7 +67,12 @@ test('a three-broker cluster keeps every acknowledged record through kill -9 of 
   const c = await startCluster()
   try {
     await waitFor(async () => (await metadata(c.brokers[0]!.url)).brokers.length === 3, 30_000, 'three brokers registered')
-    const created = await call(c.brokers[1]!.url, 'POST', '/v1/topics', { name: 'orders', partitions: 3, replicationFactor: 3 })
+    // 503 (an election under way) is retriable, as for any client.
+    let created = await call(c.brokers[1]!.url, 'POST', '/v1/topics', { name: 'orders', partitions: 3, replicationFactor: 3 })
+    for (let i = 0; i < 50 && created.status === 503; i++) {
+      await new Promise((r) => setTimeout(r, 200))
+      created = await call(c.brokers[1]!.url, 'POST', '/v1/topics', { name: 'orders', partitions: 3, replicationFactor: 3 })
+    }
     assert.equal(created.status, 201, JSON.stringify(created.body))
     assert.deepEqual(created.body, { name: 'orders', partitions: 3 })
     const again = await call(c.brokers[2]!.url, 'POST', '/v1/topics', { name: 'orders', partitions: 3, replicationFactor: 3 })

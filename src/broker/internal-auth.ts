@@ -1,0 +1,31 @@
+/**
+ * Broker-to-broker HTTP calls (registration forwarding, the leadership poll)
+ * carry a keyed MAC made with the cluster secret, so that a client on the
+ * HTTP port cannot re-register a broker with another address (DESIGN.md
+ * decision 12: brokers authenticate each other with the cluster secret).
+ *
+ *   x-rill-time: ms since the epoch     x-rill-mac: hex HMAC-SHA256(secret, time \n method \n path \n body)
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto'
+
+/** How far a request's time may be from ours (clock skew plus transit), ms. */
+export const internalSkewMsMax = 30_000
+
+function mac(secret: Uint8Array, time: string, method: string, path: string, body: string): Buffer {
+  return createHmac('sha256', secret).update(`${time}\n${method}\n${path}\n${body}`).digest()
+}
+
+/** Headers that authenticate an internal request. */
+export function internalHeaders(secret: Uint8Array, method: string, path: string, body: string): Record<string, string> {
+  const time = String(Date.now())
+  return { 'x-rill-time': time, 'x-rill-mac': mac(secret, time, method, path, body).toString('hex') }
+}
+
+/** True if the headers authenticate this request. */
+export function internalRequestValid(secret: Uint8Array, headers: Record<string, unknown>, method: string, path: string, body: string): boolean {
+  const time = headers['x-rill-time']
+  const given = headers['x-rill-mac']
+  if (typeof time !== 'string' || typeof given !== 'string' || !/^\d{1,16}$/.test(time) || !/^[0-9a-f]{64}$/.test(given)) return false
+  if (Math.abs(Date.now() - Number(time)) > internalSkewMsMax) return false
+  return timingSafeEqual(mac(secret, time, method, path, body), Buffer.from(given, 'hex'))
+}
