@@ -128,6 +128,8 @@ export class Broker implements BrokerService {
   readonly #transport: Transport
   readonly #random: SeededRandom
   #controller!: RaftGroup
+  /** The controller group is open (peer messages before that are dropped). */
+  #controllerOpen = false
   #ctl = new ControllerState()
   #ctlApplied = 0
   readonly #ctlWaiters = new Map<number, ControllerWaiter>()
@@ -183,6 +185,7 @@ export class Broker implements BrokerService {
     await transport.start()
     broker.#installMetrics()
     await broker.#openController()
+    broker.#controllerOpen = true
     broker.#ticker = setInterval(() => broker.#tick(), config.tickMs)
     logger.info({ event: 'broker_started', peer: config.peer, seeds: config.seeds.map((s) => s.id), persistence: config.defaultPersistence }, 'broker started')
     return broker
@@ -379,6 +382,8 @@ export class Broker implements BrokerService {
   }
 
   #onPeerBatch(fromId: number, batch: Parameters<typeof forEachMessage>[0]): void {
+    // Peers can reach us while the controller group is still opening: drop, Raft sends again.
+    if (this.#controllerOpen === false) return
     forEachMessage(batch, { from: fromId, to: this.brokerId }, (gid, m) => {
       if (m.from !== fromId || m.to !== this.brokerId) return
       if (gid === controllerGroupId) {
