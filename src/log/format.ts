@@ -133,31 +133,11 @@ export function assertEntry(entry: EntryToAppend): void {
   assert(entry.data instanceof Uint8Array, () => `log entry ${entry.index}: data is not a Uint8Array`)
 }
 
-/** Encodes one entry (header + body) into a fresh buffer, checksum included. */
-export function encodeEntry(entry: EntryToAppend): Buffer {
-  if (entry.data.length > entryBodyBytesMax) {
-    throw new RillError(ErrorCode.TOO_LARGE, `log entry ${entry.index} is ${entry.data.length} bytes; the limit is ${entryBodyBytesMax}`)
-  }
-  const out = Buffer.allocUnsafe(entryHeaderBytes + entry.data.length)
-  const view = new DataView(out.buffer, out.byteOffset, entryHeaderBytes)
-  view.setUint32(4, entry.data.length, true)
-  writeU64(view, 8, entry.index)
-  writeU64(view, 16, entry.term)
-  writeU64(view, 24, entry.baseOffset)
-  writeU64(view, 32, entry.timestampMinMs)
-  writeU64(view, 40, entry.timestampMaxMs)
-  view.setUint32(48, entry.recordCount, true)
-  view.setUint32(52, entry.type, true) // type in the low byte, three zero bytes
-  out.set(entry.data, entryHeaderBytes)
-  view.setUint32(0, crc32c(0, out.subarray(4)), true)
-  return out
-}
-
 /**
  * Encodes one entry's 56-byte header, its checksum covering the header and
  * `entry.data`; the body is then written from `entry.data` itself (writev),
  * so an append copies its payload only into the page cache, never into an
- * intermediate buffer. The bytes on disk are exactly encodeEntry's.
+ * intermediate buffer.
  */
 export function encodeEntryHeader(entry: EntryToAppend): Buffer {
   if (entry.data.length > entryBodyBytesMax) {
