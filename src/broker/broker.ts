@@ -54,14 +54,12 @@ const leaderBalanceTicks = 40
  * registering again when it is back.
  */
 export const brokerSessionMsMax = 6000
-/** Ticks between polls of the other brokers for the partitions they lead. */
-const leaderPollTicks = 20
+/** Ticks between polls of the other brokers for the partitions they lead (5 s at the default tick). */
+const leaderPollTicks = 100
 /** A peer that does not answer the leadership poll within this is skipped for the round. */
 const leaderPollTimeoutMs = 1000
 /** Leaderships read from one peer's answer (more partitions than a cluster holds is garbage). */
 const leaderPollEntriesMax = 200_000
-/** Ticks between the wake-ups of a quiet follower (spread over groups by a per-group phase). */
-const quietCheckTicks = 600
 /** Replicas opened at once while reconciling. */
 const replicaOpensConcurrent = 32
 /** Ticks between retention passes over hosted partitions. */
@@ -77,10 +75,6 @@ const forwardTimeoutMs = 10_000
 
 const codec = { readHeader: readBatchHeader, stampBaseOffset }
 
-/** A group's phase within `period` ticks, so periodic work does not hit every group on one tick. */
-function gidPhase(topicId: number, partition: number, period: number): number {
-  return (topicId * 7919 + partition * 104729) % period
-}
 /** Path components created for a data directory (a bound on the walk). */
 const dataDirDepthMax = 64
 
@@ -410,9 +404,6 @@ export class Broker implements BrokerService {
       const raft = p.replica.raft
       // The failure detector quiet groups rely on: the leader's broker is not connected.
       if (raft.quiesced && raft.role !== Role.Leader && raft.lead !== 0 && !this.#transport.connected(raft.lead)) raft.unquiesce()
-      // Now and then a quiet follower wakes to check on its leader (whose replica may have
-      // stopped while its broker stays connected); a live leader puts it back to sleep.
-      if (raft.quiesced && raft.role !== Role.Leader && this.#ticks % quietCheckTicks === gidPhase(p.topicId, p.partition, quietCheckTicks)) raft.unquiesce()
       // A quiet group has nothing to do on a tick: skip it (a thousand of them cost real CPU otherwise).
       if (!raft.quiesced) p.replica.tick()
     }
@@ -792,6 +783,7 @@ export class Broker implements BrokerService {
     this.#pollingLeaders = true
     try {
       const next = new Map<number, { leader: number; highWatermark: number }>()
+      const answered = new Set<number>()
       await Promise.all(
         peers.map(async (b) => {
           try {
@@ -801,6 +793,7 @@ export class Broker implements BrokerService {
             })
             if (!res.ok) return
             const body = (await res.json()) as { leaderships?: { group?: unknown; highWatermark?: unknown }[] }
+            answered.add(b.id)
             for (const l of (body.leaderships ?? []).slice(0, leaderPollEntriesMax)) {
               if (Number.isSafeInteger(l.group) && Number.isSafeInteger(l.highWatermark)) next.set(l.group as number, { leader: b.id, highWatermark: l.highWatermark as number })
             }
@@ -810,6 +803,13 @@ export class Broker implements BrokerService {
         }),
       )
       this.#remoteLeaders = next
+      // A quiet follower whose leader's broker answered but no longer leads the partition
+      // (its replica stopped, say after a disk error) wakes up to elect a new leader.
+      for (const [gid, h] of this.#partitions) {
+        const raft = h.replica.raft
+        if (!raft.quiesced || raft.role === Role.Leader || !answered.has(raft.lead)) continue
+        if (next.get(gid)?.leader !== raft.lead) raft.unquiesce()
+      }
     } finally {
       this.#pollingLeaders = false
     }
