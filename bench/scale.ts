@@ -29,7 +29,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { barChartSvg } from './chart.ts'
-import { call, freePort, health } from '../test/broker/helpers.ts'
+import { call, freePort, health, type BrokerProcess } from '../test/broker/helpers.ts'
 
 const partitions = Number(process.env.SCALE_PARTITIONS ?? 1000)
 const replicationFactor = 3
@@ -56,14 +56,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 // ───────────────────────────── processes ─────────────────────────────
 
-interface BrokerProc {
-  readonly id: number
-  readonly url: string
-  readonly peer: string
-  readonly dir: string
-  child: ChildProcess | null
-  output: string[]
-}
+type BrokerProc = BrokerProcess
 
 const children = new Set<ChildProcess>()
 
