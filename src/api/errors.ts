@@ -8,8 +8,8 @@
  * | 400 | INVALID_REQUEST (schema failures, malformed JSON/msgpack, bad batches) |
  * | 401 | UNAUTHORIZED |
  * | 403 | FORBIDDEN |
- * | 404 | UNKNOWN_TOPIC, UNKNOWN_PARTITION (and unknown routes, as INVALID_REQUEST) |
- * | 409 | TOPIC_EXISTS, OUT_OF_ORDER_SEQUENCE, CONF_CHANGE_REFUSED |
+ * | 404 | UNKNOWN_TOPIC, UNKNOWN_PARTITION, UNKNOWN_MEMBER (and unknown routes, as INVALID_REQUEST) |
+ * | 409 | TOPIC_EXISTS, OUT_OF_ORDER_SEQUENCE, CONF_CHANGE_REFUSED, FENCED_MEMBER |
  * | 413 | TOO_LARGE |
  * | 416 | OFFSET_OUT_OF_RANGE |
  * | 421 | NOT_LEADER (with `leader: {id, url}` or null) |
@@ -33,6 +33,8 @@ const statusByCode: Readonly<Record<ErrorCode, number>> = {
   TOPIC_EXISTS: 409,
   OUT_OF_ORDER_SEQUENCE: 409,
   CONF_CHANGE_REFUSED: 409,
+  UNKNOWN_MEMBER: 404,
+  FENCED_MEMBER: 409,
   TOO_LARGE: 413,
   OFFSET_OUT_OF_RANGE: 416,
   NOT_LEADER: 421,

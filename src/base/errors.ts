@@ -15,6 +15,10 @@ export const ErrorCode = {
   NO_QUORUM: 'NO_QUORUM',
   TIMEOUT: 'TIMEOUT',
   OUT_OF_ORDER_SEQUENCE: 'OUT_OF_ORDER_SEQUENCE',
+  /** Consumer groups: the member is not (or no longer) in the group; rejoin without a member id. */
+  UNKNOWN_MEMBER: 'UNKNOWN_MEMBER',
+  /** Consumer groups: the member commits a partition it does not own (it was revoked or given away). */
+  FENCED_MEMBER: 'FENCED_MEMBER',
   /** The Raft core refused a proposal it cannot take now (transfer under way, too much uncommitted). */
   PROPOSAL_DROPPED: 'PROPOSAL_DROPPED',
   /** A membership change was refused (one already pending, unknown member, would leave no voter). */

@@ -60,6 +60,8 @@ export interface PartitionMetadata {
 export interface TopicMetadata {
   name: string
   partitions: PartitionMetadata[]
+  /** Set on the broker's own topics (`__consumer_offsets`): no produce or fetch. */
+  internal?: boolean
 }
 
 /** `GET /v1/metadata`. */
@@ -220,12 +222,80 @@ export interface TopicPartitionOffset {
   offset: number
 }
 
-/** `POST /v1/groups/:group/offsets`. */
+/**
+ * `POST /v1/groups/:group/offsets`. `offset` is the next offset to consume
+ * (Kafka's convention). A member commits with its `memberId` and may commit
+ * only partitions it owns (else 409 FENCED_MEMBER); without `memberId` the
+ * group must have no members. A commit below the stored offset is ignored
+ * unless `allowBackwards` (the consumer seeked).
+ */
 export interface CommitOffsetsRequest {
+  offsets: TopicPartitionOffset[]
+  memberId?: string
+  allowBackwards?: boolean
+}
+
+/** `GET /v1/groups/:group/offsets`, and the answer to a commit (the offsets now stored). */
+export interface GroupOffsetsResponse {
   offsets: TopicPartitionOffset[]
 }
 
-/** `GET /v1/groups/:group/offsets`. */
-export interface GroupOffsetsResponse {
+// ---- consumer group membership (docs/groups.md) ---------------------------------
+
+/** Partitions of one topic. */
+export interface TopicPartitions {
+  topic: string
+  partitions: number[]
+}
+
+/** `POST /v1/groups/:group/members`: join. */
+export interface JoinGroupRequest {
+  /** Topics the member subscribes to (1..100). */
+  topics: string[]
+  clientId?: string
+  /** The consumer's rack (follower reads prefer a replica on it). */
+  rack?: string
+  /** 1,000..60,000; default 10,000. */
+  sessionTimeoutMs?: number
+}
+
+/** `POST /v1/groups/:group/members/:memberId/heartbeat`. */
+export interface HeartbeatRequest {
+  /** Partitions the member still holds (it has stopped consuming all others). */
+  owned: TopicPartitions[]
+  /** A changed subscription; absent keeps the current one. */
+  topics?: string[]
+}
+
+/** Answer to join and heartbeat: what the member may consume now. */
+export interface MemberAssignmentResponse {
+  memberId: string
+  /** Group generation: bumps whenever any member's assignment changes. */
+  generation: number
+  /** Partitions the member owns now. Partitions it holds but that are missing here must be given up. */
+  assignment: TopicPartitions[]
+  heartbeatIntervalMs: number
+  sessionTimeoutMs: number
+}
+
+/** A member in `GET /v1/groups/:group`. */
+export interface GroupMemberDescription {
+  memberId: string
+  clientId: string
+  rack: string | null
+  topics: string[]
+  assignment: TopicPartitions[]
+  /** Partitions taken from the member that it has not yet confirmed giving up. */
+  revoking: TopicPartitions[]
+  sessionTimeoutMs: number
+}
+
+/** `GET /v1/groups/:group`. */
+export interface GroupDescription {
+  group: string
+  generation: number
+  /** Broker id of the coordinator (the leader of the group's offsets partition). */
+  coordinator: number
+  members: GroupMemberDescription[]
   offsets: TopicPartitionOffset[]
 }
