@@ -1,0 +1,238 @@
+/**
+ * HTTP to the brokers: one undici `Pool` of kept-alive connections per
+ * broker URL, msgpack bodies both ways (the API's binary form: keys, values
+ * and record batches travel as bytes), every request with a timeout.
+ *
+ *   request({ url, method, path, body }) ──▶ pool(url) ──▶ broker
+ *       2xx            → the decoded answer
+ *       error body     → RillClientError(code, status, details)   (NOT_LEADER carries `leader`)
+ *       no answer      → RillClientError UNREACHABLE / TIMEOUT    (retriable; the request may have been applied)
+ *
+ * undici's `Pool` rather than the global `fetch`: fetch retries a 421 by
+ * itself on a new connection (docs/api.md), and the SDKs follow NOT_LEADER
+ * themselves.
+ */
+import { Pool } from 'undici'
+import { Packr, Unpackr } from 'msgpackr'
+import { contentType } from '../src/wire/index.ts'
+import { ClientErrorCode, RillClientError } from './errors.ts'
+
+/** Plain maps, no msgpackr records: the same settings as the broker's edge (src/api/msgpack.ts). */
+const packr = new Packr({ useRecords: false, moreTypes: false })
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: false })
+
+export interface HttpOptions {
+  /** Longest a request may take, connect to last byte, unless the request says otherwise (ms). */
+  readonly requestTimeoutMs: number
+  /** Kept-alive connections per broker. Bounds the sockets; more requests queue in undici. */
+  readonly connectionsPerBroker: number
+  /** Requests in flight or queued over all brokers; one more waits in `request`, up to `requestWaitersMax`. */
+  readonly requestsInFlightMax: number
+  /** Callers waiting for a request slot; beyond it `request` throws BUSY. */
+  readonly requestWaitersMax: number
+  /** Largest answer body accepted (bytes); a fetch answer is at most 16 MiB of batches. */
+  readonly responseBytesMax: number
+  /** Distinct broker URLs with a pool; the least recently used pool is closed beyond it. */
+  readonly poolsMax: number
+  /** Sent as `user-agent`, so broker logs can tell clients apart. */
+  readonly clientId: string
+}
+
+export const defaultHttpOptions: HttpOptions = {
+  requestTimeoutMs: 30_000,
+  connectionsPerBroker: 8,
+  requestsInFlightMax: 1024,
+  requestWaitersMax: 65_536,
+  responseBytesMax: 64 * 1024 * 1024,
+  poolsMax: 256,
+  clientId: 'rill-client',
+}
+
+export interface HttpRequest {
+  /** Broker base URL, `http://host:port`. */
+  readonly url: string
+  readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE'
+  /** Path and query, `/v1/...`. */
+  readonly path: string
+  /** Sent as msgpack when given. */
+  readonly body?: unknown
+  /** This request's timeout (a long-poll's wait plus margin); `requestTimeoutMs` when absent. */
+  readonly timeoutMs?: number
+  /** Aborts the request (it fails with CLOSED). */
+  readonly signal?: AbortSignal
+}
+
+/** Pools per broker URL, the request bound, msgpack coding and error mapping. */
+export class HttpTransport {
+  readonly options: HttpOptions
+  /** URL -> pool, in least-recently-used order (Map iteration order). */
+  readonly #pools = new Map<string, Pool>()
+  #inFlight = 0
+  readonly #waiters: (() => void)[] = []
+  #closed = false
+
+  constructor(options: Partial<HttpOptions> = {}) {
+    this.options = { ...defaultHttpOptions, ...options }
+    for (const [name, value] of Object.entries(this.options)) {
+      if (name !== 'clientId' && !(typeof value === 'number' && Number.isSafeInteger(value) && value > 0)) {
+        throw new RillClientError(ClientErrorCode.INVALID_REQUEST, `${name} must be a positive integer, got ${String(value)}`)
+      }
+    }
+  }
+
+  /** Sends one request and decodes the answer; throws RillClientError. */
+  async request<T>(req: HttpRequest): Promise<T> {
+    if (this.#closed) throw closedError()
+    await this.#acquire()
+    try {
+      return (await this.#send(req)) as T
+    } finally {
+      this.#release()
+    }
+  }
+
+  /** Closes every pool: requests under way fail with CLOSED (or UNREACHABLE), later ones with CLOSED. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    for (const wake of this.#waiters.splice(0)) wake()
+    const pools = [...this.#pools.values()]
+    this.#pools.clear()
+    await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)))
+  }
+
+  async #acquire(): Promise<void> {
+    if (this.#inFlight < this.options.requestsInFlightMax) {
+      this.#inFlight++
+      return
+    }
+    if (this.#waiters.length >= this.options.requestWaitersMax) {
+      throw new RillClientError(ClientErrorCode.BUSY, `more than ${this.options.requestWaitersMax} requests waiting for a slot`)
+    }
+    await new Promise<void>((resolve) => this.#waiters.push(resolve))
+    if (this.#closed) throw closedError()
+    this.#inFlight++
+  }
+
+  #release(): void {
+    this.#inFlight--
+    this.#waiters.shift()?.()
+  }
+
+  #pool(url: string): Pool {
+    let pool = this.#pools.get(url)
+    if (pool !== undefined) {
+      this.#pools.delete(url)
+      this.#pools.set(url, pool)
+      return pool
+    }
+    pool = new Pool(url, {
+      connections: this.options.connectionsPerBroker,
+      keepAliveTimeout: 30_000,
+      connectTimeout: Math.min(10_000, this.options.requestTimeoutMs),
+    })
+    this.#pools.set(url, pool)
+    if (this.#pools.size > this.options.poolsMax) {
+      const [oldestUrl, oldest] = this.#pools.entries().next().value as [string, Pool]
+      this.#pools.delete(oldestUrl)
+      void oldest.close().catch(() => undefined)
+    }
+    return pool
+  }
+
+  async #send(req: HttpRequest): Promise<unknown> {
+    const timeoutMs = req.timeoutMs ?? this.options.requestTimeoutMs
+    const timeout = AbortSignal.timeout(timeoutMs)
+    const signal = req.signal === undefined ? timeout : AbortSignal.any([timeout, req.signal])
+    const where = `${req.method} ${req.url}${req.path}`
+    const headers: Record<string, string> = { accept: contentType.msgpack, 'user-agent': this.options.clientId }
+    let body: Buffer | undefined
+    if (req.body !== undefined) {
+      headers['content-type'] = contentType.msgpack
+      body = packr.pack(req.body)
+    }
+    let status: number
+    let type: string
+    let bytes: Buffer
+    try {
+      const answer = await this.#pool(req.url).request({
+        path: req.path,
+        method: req.method,
+        headers,
+        ...(body === undefined ? {} : { body }),
+        signal,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      })
+      status = answer.statusCode
+      type = String(answer.headers['content-type'] ?? '')
+      bytes = await readBody(answer.body, this.options.responseBytesMax, where)
+    } catch (cause) {
+      if (cause instanceof RillClientError) throw cause
+      throw transportError(cause, { where, timeoutMs, aborted: req.signal?.aborted === true, closed: this.#closed })
+    }
+    const decoded = decode(bytes, type, status, where)
+    if (status >= 200 && status < 300) return decoded
+    throw answerError(decoded, status, where)
+  }
+}
+
+function closedError(): RillClientError {
+  return new RillClientError(ClientErrorCode.CLOSED, 'the client is closed', { retriable: false })
+}
+
+/** Reads the whole body, refusing more than `bytesMax` (a bound on what one answer can make us hold). */
+async function readBody(body: AsyncIterable<Buffer> & { destroy(error?: Error): unknown }, bytesMax: number, where: string): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let total = 0
+  for await (const chunk of body) {
+    total += chunk.length
+    if (total > bytesMax) {
+      body.destroy()
+      throw new RillClientError(ClientErrorCode.BAD_RESPONSE, `${where}: answer larger than ${bytesMax} bytes`, { retriable: false })
+    }
+    chunks.push(chunk)
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total)
+}
+
+function decode(bytes: Buffer, type: string, status: number, where: string): unknown {
+  if (bytes.length === 0) return null
+  try {
+    if (type.startsWith(contentType.msgpack)) return unpackr.unpack(bytes)
+    if (type.startsWith(contentType.json)) return JSON.parse(bytes.toString('utf8'))
+  } catch (cause) {
+    throw new RillClientError(ClientErrorCode.BAD_RESPONSE, `${where}: HTTP ${status}, undecodable ${type} answer`, { status, cause })
+  }
+  throw new RillClientError(ClientErrorCode.BAD_RESPONSE, `${where}: HTTP ${status}, unexpected content type "${type}": ${bytes.toString('utf8', 0, 200)}`, { status })
+}
+
+/** An error answer `{ error: { code, message, ...details } }` as a RillClientError. */
+function answerError(decoded: unknown, status: number, where: string): RillClientError {
+  const error = (decoded as { error?: unknown } | null)?.error
+  if (error === null || typeof error !== 'object') {
+    return new RillClientError(ClientErrorCode.BAD_RESPONSE, `${where}: HTTP ${status} without an error body`, { status })
+  }
+  const { code, message, ...details } = error as { code?: unknown; message?: unknown; [k: string]: unknown }
+  const known = typeof code === 'string' && Object.hasOwn(ClientErrorCode, code)
+  return new RillClientError(known ? (code as ClientErrorCode) : ClientErrorCode.INTERNAL, `${String(code)}: ${String(message ?? '')}`, {
+    status,
+    details,
+  })
+}
+
+/** undici's failures (connect refused, reset, timeouts, aborts) as RillClientErrors. */
+function transportError(cause: unknown, context: { where: string; timeoutMs: number; aborted: boolean; closed: boolean }): RillClientError {
+  if (context.aborted || context.closed) {
+    return new RillClientError(ClientErrorCode.CLOSED, `${context.where}: aborted`, { cause, retriable: false })
+  }
+  const e = cause as { code?: string; name?: string; message?: string }
+  const timedOut =
+    e.name === 'TimeoutError' ||
+    e.code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    e.code === 'UND_ERR_BODY_TIMEOUT' ||
+    e.code === 'UND_ERR_CONNECT_TIMEOUT' ||
+    (e.code === 'UND_ERR_ABORTED' && e.name !== 'AbortError')
+  if (timedOut) return new RillClientError(ClientErrorCode.TIMEOUT, `${context.where}: no answer within ${context.timeoutMs} ms`, { cause })
+  return new RillClientError(ClientErrorCode.UNREACHABLE, `${context.where}: ${e.code ?? e.name ?? 'error'} ${e.message ?? ''}`.trim(), { cause })
+}
