@@ -45,6 +45,9 @@ export const groupParams = {
   properties: { group: name },
 } as const
 
+/** Member ids are chosen by the coordinator (UUIDs); anything else is simply unknown. */
+const memberId = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[a-zA-Z0-9-]+$' } as const
+
 export const emptyQuery = { type: 'object', additionalProperties: false, properties: {} } as const
 
 export const createTopicBody = {
@@ -188,5 +191,52 @@ export const commitOffsetsBody = {
         properties: { topic: name, partition: { type: 'integer', minimum: 0, maximum: topicPartitionsMax - 1 }, offset: uint },
       },
     },
+    memberId,
+    allowBackwards: { type: 'boolean' },
+  },
+} as const
+
+// ---- group membership (docs/groups.md) ----
+
+export const memberParams = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['group', 'memberId'],
+  properties: { group: name, memberId },
+} as const
+
+const topicList = { type: 'array', minItems: 1, maxItems: 100, items: name } as const
+
+export const joinGroupBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['topics'],
+  properties: {
+    topics: topicList,
+    clientId: { type: 'string', minLength: 1, maxLength: nameLengthMax, pattern: namePattern },
+    rack: { type: 'string', minLength: 1, maxLength: nameLengthMax, pattern: '^[\\x21-\\x7e]+$' },
+    sessionTimeoutMs: { type: 'integer', minimum: 1000, maximum: 60_000 },
+  },
+} as const
+
+export const heartbeatBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['owned'],
+  properties: {
+    owned: {
+      type: 'array',
+      maxItems: 100,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['topic', 'partitions'],
+        properties: {
+          topic: name,
+          partitions: { type: 'array', maxItems: topicPartitionsMax, items: { type: 'integer', minimum: 0, maximum: topicPartitionsMax - 1 } },
+        },
+      },
+    },
+    topics: topicList,
   },
 } as const

@@ -31,8 +31,19 @@ import { FileSnapshotStore, MemorySnapshotStore, Partition, RaftGroup } from '..
 import type { SnapshotStore } from '../partition/index.ts'
 import { forEachMessage, Transport } from '../transport/index.ts'
 import type { PeerAddress } from '../transport/index.ts'
-import type { CreateTopicRequest, MetadataResponse, TopicDescription, TopicPartitionOffset } from '../wire/index.ts'
-import { readBatchHeader, stampBaseOffset } from '../wire/index.ts'
+import { GroupCoordinator, OffsetsReplica } from '../groups/index.ts'
+import type {
+  CommitOffsetsRequest,
+  CreateTopicRequest,
+  GroupDescription,
+  GroupOffsetsResponse,
+  HeartbeatRequest,
+  JoinGroupRequest,
+  MemberAssignmentResponse,
+  MetadataResponse,
+  TopicDescription,
+} from '../wire/index.ts'
+import { murmur2, readBatchHeader, stampBaseOffset, toPositive } from '../wire/index.ts'
 import type { BrokerConfig } from './config.ts'
 import { internalHeaders } from './internal-auth.ts'
 import type { BrokerService, FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './service.ts'
@@ -74,6 +85,19 @@ const forwardLeaderWaitMs = 3000
 const forwardTimeoutMs = 10_000
 
 const codec = { readHeader: readBatchHeader, stampBaseOffset }
+/** The internal topic holding consumer groups (docs/groups.md). */
+export const offsetsTopic = '__consumer_offsets'
+/** Partitions of the offsets topic: groups are spread over them by murmur2 of their name. */
+export const offsetsTopicPartitions = 16
+/** Ticks between two checks for expired group members. */
+const sessionCheckTicks = 5
+/** How long a group request waits for the offsets topic to be created and led. */
+const coordinatorWaitMs = 5000
+
+/** Topics whose names start with `__` are the broker's own. */
+export function isInternalTopic(name: string): boolean {
+  return name.startsWith('__')
+}
 
 /** Path components created for a data directory (a bound on the walk). */
 const dataDirDepthMax = 64
@@ -103,7 +127,10 @@ interface HostedPartition {
   readonly topic: string
   readonly topicId: number
   readonly partition: number
-  readonly replica: Partition
+  /** The data partition, or the offsets partition's replica (`offsets` set). */
+  readonly replica: Partition | OffsetsReplica
+  /** Set for a replica of `__consumer_offsets`. */
+  readonly offsets: OffsetsReplica | null
   readonly logName: string
 }
 
@@ -145,6 +172,8 @@ export class Broker implements BrokerService {
   #producerIdNext = 0
   #producerIdLimit = 0
   readonly #httpUrl: string
+  readonly #coordinator: GroupCoordinator
+  #creatingOffsetsTopic: Promise<void> | null = null
 
   private constructor(config: BrokerConfig, logger: Logger, store: LogStore, transport: Transport, registry: Registry, httpUrl: string) {
     this.brokerId = config.id
@@ -155,6 +184,10 @@ export class Broker implements BrokerService {
     this.registry = registry
     this.#random = new SeededRandom(config.id * 7919 + Date.now())
     this.#httpUrl = httpUrl
+    this.#coordinator = new GroupCoordinator(
+      { brokerId: config.id, offsetsReplicaFor: (group) => this.#offsetsReplicaFor(group), partitionCount: (t) => this.#ctl.topic(t)?.partitions.length ?? 0 },
+      { logger },
+    )
   }
 
   /** Opens the data directory, connects to peers and joins the controller group. */
@@ -324,6 +357,7 @@ export class Broker implements BrokerService {
 
   async #openReplica(gid: number, h: HostedReplica): Promise<void> {
     const logName = `t${h.topicId}-${h.partition}`
+    if (h.topic === offsetsTopic) return this.#openOffsetsReplica(gid, h, logName)
     const persistence = h.config.persistence ?? this.config.defaultPersistence
     let log: PartitionLog
     let snapshots: SnapshotStore
@@ -356,10 +390,36 @@ export class Broker implements BrokerService {
         if (role === Role.Leader) this.#metrics.elections.inc()
       },
     })
-    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, logName })
+    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: null, logName })
     // The preferred replica campaigns at once, so leadership starts out spread as placement intended.
     if (h.replicas[0] === this.brokerId && replica.raft.term <= 1) replica.campaign()
     this.#logger.info({ event: 'replica_opened', topic: h.topic, partition: h.partition, persistence }, 'replica opened')
+  }
+
+  /** A replica of `__consumer_offsets`: always `sync`, whatever the broker's default. */
+  async #openOffsetsReplica(gid: number, h: HostedReplica, logName: string): Promise<void> {
+    const log = await this.#store.openLog({ name: logName, mode: 'sync' })
+    const replica: OffsetsReplica = await OffsetsReplica.open({
+      group: `${h.topic}/${h.partition}`,
+      replicaId: this.brokerId,
+      log,
+      snapshots: new FileSnapshotStore(join(this.config.dir, 'snapshots', logName)),
+      bootstrap: { voters: [...h.replicas], learners: [] },
+      random: this.#random.fork(),
+      send: (msgs) => this.#send(gid, msgs),
+      electionTicks: this.config.electionTicks,
+      heartbeatTicks: this.config.heartbeatTicks,
+      quiesce: true,
+      onRoleChange: (role) => {
+        if (role === Role.Leader) {
+          this.#metrics.elections.inc()
+          this.#coordinator.leadershipGained(replica)
+        }
+      },
+    })
+    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: replica, logName })
+    if (h.replicas[0] === this.brokerId && replica.raft.term <= 1) replica.campaign()
+    this.#logger.info({ event: 'replica_opened', topic: h.topic, partition: h.partition, persistence: 'sync' }, 'offsets replica opened')
   }
 
   // ───────────────────────────── network ─────────────────────────────
@@ -416,6 +476,11 @@ export class Broker implements BrokerService {
     if (this.#ticks % leaderBalanceTicks === 0) this.#balanceLeaders()
     if (this.#ticks % leaderPollTicks === 0) void this.#pollLeaders()
     if (this.#ticks % retentionTicks === 0) void this.#applyRetention()
+    if (this.#ticks % sessionCheckTicks === 0) this.#coordinator.expireSessions(this.#offsetsReplicas())
+  }
+
+  *#offsetsReplicas(): Iterable<OffsetsReplica> {
+    for (const h of this.#partitions.values()) if (h.offsets !== null) yield h.offsets
   }
 
   #retentionRunning = false
@@ -595,11 +660,11 @@ export class Broker implements BrokerService {
       partitionState: (t, p) => {
         const gid = this.#groupIdOf(t.id, p)
         const h = this.#partitions.get(gid)
-        if (h !== undefined && h.replica.raft.lead !== 0) return { leader: h.replica.raft.lead, highWatermark: h.replica.state.highWatermark }
+        if (h !== undefined && h.replica.raft.lead !== 0) return { leader: h.replica.raft.lead, highWatermark: h.replica.highWatermark }
         // Not hosted here (or no leader known locally): what the leaders said at the last poll.
         const remote = this.#remoteLeaders.get(gid)
         if (remote !== undefined) return { leader: remote.leader, highWatermark: remote.highWatermark }
-        return h === undefined ? undefined : { leader: null, highWatermark: h.replica.state.highWatermark }
+        return h === undefined ? undefined : { leader: null, highWatermark: h.replica.highWatermark }
       },
     })
     return {
@@ -607,14 +672,21 @@ export class Broker implements BrokerService {
       controller: { leader: view.controller.leader },
       topics: view.topics.map((t) => ({
         name: t.name,
+        ...(isInternalTopic(t.name) ? { internal: true } : {}),
         partitions: t.partitions.map((p) => ({ partition: p.partition, leader: p.leader, replicas: [...p.replicas], highWatermark: p.highWatermark ?? 0 })),
       })),
     }
   }
 
   async createTopic(request: CreateTopicRequest): Promise<{ name: string; partitions: number }> {
+    if (isInternalTopic(request.name)) throw new RillError(ErrorCode.INVALID_REQUEST, `topic names starting with __ are the broker's own (${request.name})`)
+    return this.#createTopic(request)
+  }
+
+  async #createTopic(request: CreateTopicRequest): Promise<{ name: string; partitions: number }> {
     if (!this.#controller.isLeader()) {
-      const r = (await this.#forward('POST', '/v1/topics', request)) as { name: string; partitions: number }
+      const path = isInternalTopic(request.name) ? '/internal/v1/offsets-topic' : '/v1/topics'
+      const r = (await this.#forward('POST', path, isInternalTopic(request.name) ? {} : request)) as { name: string; partitions: number }
       await this.#waitForTopic(request.name, true)
       return r
     }
@@ -646,6 +718,7 @@ export class Broker implements BrokerService {
   }
 
   async deleteTopic(name: string): Promise<void> {
+    if (isInternalTopic(name)) throw new RillError(ErrorCode.FORBIDDEN, `${name} is the broker's own topic`)
     if (!this.#controller.isLeader()) {
       await this.#forward('DELETE', `/v1/topics/${encodeURIComponent(name)}`, undefined)
       await this.#waitForTopic(name, false)
@@ -686,6 +759,13 @@ export class Broker implements BrokerService {
     await rename(`${path}.tmp`, path)
     this.#producerIdNext = next
     this.#producerIdLimit = limit
+  }
+
+  /** A data partition hosted here, for produce and fetch. */
+  #hostedData(topic: string, partition: number): Partition {
+    if (isInternalTopic(topic)) throw new RillError(ErrorCode.FORBIDDEN, `${topic} is the broker's own topic: no produce or fetch`)
+    const h = this.#hosted(topic, partition)
+    return h.replica as Partition
   }
 
   #hosted(topic: string, partition: number): HostedPartition {
@@ -730,10 +810,10 @@ export class Broker implements BrokerService {
   }
 
   async produce(call: ProduceCall): Promise<ProduceOutcome> {
-    const h = this.#hosted(call.topic, call.partition)
+    const replica = this.#hostedData(call.topic, call.partition)
     const startMs = performance.now()
     try {
-      const r = await h.replica.produce(call.batch, call.acks)
+      const r = await replica.produce(call.batch, call.acks)
       this.#metrics.commitSeconds.observe({ acks: call.acks }, (performance.now() - startMs) / 1000)
       return { partition: call.partition, baseOffset: r.baseOffset, lastOffset: r.lastOffset }
     } catch (error) {
@@ -742,8 +822,7 @@ export class Broker implements BrokerService {
   }
 
   async fetch(call: FetchCall): Promise<FetchOutcome> {
-    const h = this.#hosted(call.topic, call.partition)
-    const r = await h.replica.fetch({
+    const r = await this.#hostedData(call.topic, call.partition).fetch({
       offset: call.offset,
       bytesMax: call.maxBytes,
       waitMs: call.maxWaitMs,
@@ -752,12 +831,80 @@ export class Broker implements BrokerService {
     return { partition: call.partition, batches: r.batches, nextOffset: r.nextOffset, highWatermark: r.highWatermark, logStartOffset: r.logStartOffset }
   }
 
-  async commitOffsets(_group: string, _offsets: readonly TopicPartitionOffset[]): Promise<void> {
-    throw new RillError(ErrorCode.INVALID_REQUEST, 'consumer group offsets are not stored yet (they come with the consumer SDK issue)')
+  // ─────────────────────────── consumer groups ───────────────────────────
+
+  joinGroup(group: string, request: JoinGroupRequest): Promise<MemberAssignmentResponse> {
+    return this.#coordinator.join(group, request)
   }
 
-  async fetchOffsets(_group: string): Promise<TopicPartitionOffset[]> {
-    throw new RillError(ErrorCode.INVALID_REQUEST, 'consumer group offsets are not stored yet (they come with the consumer SDK issue)')
+  heartbeat(group: string, memberId: string, request: HeartbeatRequest): Promise<MemberAssignmentResponse> {
+    return this.#coordinator.heartbeat(group, memberId, request)
+  }
+
+  leaveGroup(group: string, memberId: string): Promise<void> {
+    return this.#coordinator.leave(group, memberId)
+  }
+
+  describeGroup(group: string): Promise<GroupDescription> {
+    return this.#coordinator.describe(group)
+  }
+
+  commitOffsets(group: string, request: CommitOffsetsRequest): Promise<GroupOffsetsResponse> {
+    return this.#coordinator.commit(group, request)
+  }
+
+  fetchOffsets(group: string): Promise<GroupOffsetsResponse> {
+    return this.#coordinator.offsets(group)
+  }
+
+  /**
+   * The coordinator's replica for `group`: the leader of its offsets
+   * partition, here. Creates the offsets topic on first use and waits
+   * (bounded) for the partition to elect a leader; a group led elsewhere is
+   * NOT_LEADER with that broker's address.
+   */
+  async #offsetsReplicaFor(group: string): Promise<OffsetsReplica> {
+    const deadline = Date.now() + coordinatorWaitMs
+    for (;;) {
+      await this.#ensureOffsetsTopic()
+      const t = this.#ctl.topic(offsetsTopic)
+      if (t === undefined) throw new RillError(ErrorCode.NO_QUORUM, `${offsetsTopic} is being created; retry`)
+      const partition = toPositive(murmur2(new TextEncoder().encode(group))) % t.partitions.length
+      const gid = this.#groupIdOf(t.id, partition)
+      const h = this.#partitions.get(gid)
+      if (h?.offsets?.isReadyLeader() === true) return h.offsets
+      const local = h === undefined ? 0 : h.replica.raft.lead
+      const leader = local !== 0 ? local : (this.#remoteLeaders.get(gid)?.leader ?? 0)
+      if (leader !== 0 && leader !== this.brokerId && (h === undefined || local !== 0)) {
+        throw new RillError(ErrorCode.NOT_LEADER, `group ${group} is coordinated by broker ${leader} (${offsetsTopic}/${partition})`, { details: { leader: this.#brokerRef(leader) } })
+      }
+      if (Date.now() >= deadline || this.#stopped) {
+        const hint = leader === 0 ? (t.partitions[partition]?.replicas[0] ?? 0) : leader
+        if (hint !== 0 && hint !== this.brokerId) throw new RillError(ErrorCode.NOT_LEADER, `group ${group}: coordinator not known here; try broker ${hint}`, { details: { leader: this.#brokerRef(hint) } })
+        throw new RillError(ErrorCode.NO_QUORUM, `group ${group}: ${offsetsTopic}/${partition} has no leader yet; retry`)
+      }
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  }
+
+  /** Creates `__consumer_offsets` on first use (through the controller leader), once. */
+  async #ensureOffsetsTopic(): Promise<void> {
+    if (this.#ctl.topic(offsetsTopic) !== undefined) return
+    this.#creatingOffsetsTopic ??= this.createOffsetsTopic()
+      .catch((error: unknown) => {
+        if (!(error instanceof RillError && error.code === ErrorCode.TOPIC_EXISTS)) throw error
+      })
+      .finally(() => {
+        this.#creatingOffsetsTopic = null
+      })
+    await this.#creatingOffsetsTopic
+  }
+
+  /** Creates the offsets topic: replication min(3, brokers), `sync`. Also the internal route's handler. */
+  async createOffsetsTopic(): Promise<void> {
+    if (this.#ctl.topic(offsetsTopic) !== undefined) return
+    const brokers = this.#ctl.brokers().filter((b) => !b.fenced).length
+    await this.#createTopic({ name: offsetsTopic, partitions: offsetsTopicPartitions, replicationFactor: Math.max(1, Math.min(3, brokers)), config: { persistence: 'sync' } })
   }
 
   // ───────────────────────────── status ─────────────────────────────
@@ -766,7 +913,7 @@ export class Broker implements BrokerService {
   localLeaderships(): { group: number; highWatermark: number }[] {
     const out: { group: number; highWatermark: number }[] = []
     for (const [gid, h] of this.#partitions) {
-      if (h.replica.raft.role === Role.Leader && h.replica.failure === null) out.push({ group: gid, highWatermark: h.replica.state.highWatermark })
+      if (h.replica.raft.role === Role.Leader && h.replica.failure === null) out.push({ group: gid, highWatermark: h.replica.highWatermark })
     }
     return out
   }
@@ -823,7 +970,7 @@ export class Broker implements BrokerService {
       role: h.replica.raft.role,
       leader: h.replica.raft.lead,
       term: h.replica.raft.term,
-      highWatermark: h.replica.state.highWatermark,
+      highWatermark: h.replica.highWatermark,
       quiet: h.replica.raft.quiesced,
     }))
   }

@@ -8,7 +8,7 @@ import pino from 'pino'
 import type { Logger } from 'pino'
 import { isRillError, RillError, ErrorCode } from '../base/index.ts'
 import { buildApi } from '../api/index.ts'
-import { Broker } from './broker.ts'
+import { Broker, offsetsTopic, offsetsTopicPartitions } from './broker.ts'
 import type { BrokerConfig } from './config.ts'
 import { parseBrokerConfig } from './config.ts'
 import { internalRequestValid } from './internal-auth.ts'
@@ -64,6 +64,11 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
     return null
   })
   app.get('/internal/v1/leaderships', async () => ({ leaderships: broker.localLeaderships() }))
+  // Another broker's group request found no offsets topic: create it here (we lead the controller).
+  app.post('/internal/v1/offsets-topic', async () => {
+    await broker.createOffsetsTopic()
+    return { name: offsetsTopic, partitions: offsetsTopicPartitions }
+  })
   try {
     await app.listen({ host: config.http.host, port: config.http.port })
   } catch (error) {

@@ -6,7 +6,18 @@
  * (DESIGN.md decision 3): JSON bodies are encoded into a batch at the edge.
  */
 import type { Registry } from 'prom-client'
-import type { Acks, CreateTopicRequest, MetadataResponse, TopicDescription, TopicPartitionOffset } from '../wire/index.ts'
+import type {
+  Acks,
+  CommitOffsetsRequest,
+  CreateTopicRequest,
+  GroupDescription,
+  GroupOffsetsResponse,
+  HeartbeatRequest,
+  JoinGroupRequest,
+  MemberAssignmentResponse,
+  MetadataResponse,
+  TopicDescription,
+} from '../wire/index.ts'
 
 export interface ProduceCall {
   readonly topic: string
@@ -45,6 +56,7 @@ export interface FetchOutcome {
  * Errors are RillErrors: NOT_LEADER carries `details.leader = { id, url }`
  * (the HTTP layer answers 421 with it), UNKNOWN_TOPIC / UNKNOWN_PARTITION,
  * OFFSET_OUT_OF_RANGE, TOPIC_EXISTS, INVALID_REQUEST, OUT_OF_ORDER_SEQUENCE,
+ * UNKNOWN_MEMBER, FENCED_MEMBER, FORBIDDEN (internal topics),
  * NO_QUORUM, TIMEOUT, TOO_LARGE.
  */
 export interface BrokerService {
@@ -63,6 +75,13 @@ export interface BrokerService {
   newProducerId(): Promise<{ producerId: number; producerEpoch: number }>
   produce(call: ProduceCall): Promise<ProduceOutcome>
   fetch(call: FetchCall): Promise<FetchOutcome>
-  commitOffsets(group: string, offsets: readonly TopicPartitionOffset[]): Promise<void>
-  fetchOffsets(group: string): Promise<TopicPartitionOffset[]>
+  // Consumer groups (docs/groups.md): answered by the group's coordinator; another broker
+  // throws NOT_LEADER with the coordinator's `{ id, url }`.
+  joinGroup(group: string, request: JoinGroupRequest): Promise<MemberAssignmentResponse>
+  heartbeat(group: string, memberId: string, request: HeartbeatRequest): Promise<MemberAssignmentResponse>
+  leaveGroup(group: string, memberId: string): Promise<void>
+  describeGroup(group: string): Promise<GroupDescription>
+  /** Stores offsets (fenced by membership); answers the offsets now stored for those partitions. */
+  commitOffsets(group: string, request: CommitOffsetsRequest): Promise<GroupOffsetsResponse>
+  fetchOffsets(group: string): Promise<GroupOffsetsResponse>
 }

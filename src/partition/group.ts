@@ -53,6 +53,12 @@ export interface GroupOptions {
   readonly quiesce?: boolean
   /** Applied entries between two snapshots of the state machine. Default 10,000. */
   readonly snapshotEntries?: number
+  /**
+   * Compact the log below each snapshot, keeping this many entries (for
+   * groups whose entries are commands, all in the snapshot). Omit to keep the
+   * log (a partition's entries are its data; only retention deletes them).
+   */
+  readonly compactKeepEntries?: number
   /** Called when role or leader changes. */
   readonly onSoftState?: (role: Role, leader: NodeId) => void
   /** Called once a Ready is durable here (acks=leader answers hang on it). */
@@ -221,8 +227,9 @@ export class RaftGroup {
     if (this.raft.log.unstable.snapshot !== null || applied > this.#log.lastIndex()) return
     this.#snapshotting = true
     try {
-      // The log keeps its entries: for a partition they are the data; only retention deletes them.
-      await this.storage.createSnapshot({ index: applied, conf: this.raft.confState(), data: this.#options.machine.snapshotData(), compactIndex: 0 })
+      const keep = this.#options.compactKeepEntries
+      const compactIndex = keep === undefined ? 0 : Math.max(0, applied - keep)
+      await this.storage.createSnapshot({ index: applied, conf: this.raft.confState(), data: this.#options.machine.snapshotData(), compactIndex })
     } catch (error) {
       this.#fail(error)
     } finally {

@@ -158,6 +158,11 @@ export class Partition {
     return this.#rg.raft
   }
 
+  /** Offset after the last committed record. */
+  get highWatermark(): number {
+    return this.state.highWatermark
+  }
+
   /** Set when the replica stopped after a storage failure. */
   get failure(): RillError | null {
     return this.#rg.failure

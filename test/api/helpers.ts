@@ -10,7 +10,20 @@ import type { BrokerService, FetchCall, FetchOutcome, ProduceCall, ProduceOutcom
 import { MemoryLog } from '../../src/log/index.ts'
 import { MemorySnapshotStore, Partition } from '../../src/partition/index.ts'
 import { readBatchHeader, stampBaseOffset } from '../../src/wire/index.ts'
-import type { CreateTopicRequest, MetadataResponse, TopicConfig, TopicDescription, TopicPartitionOffset } from '../../src/wire/index.ts'
+import type {
+  CommitOffsetsRequest,
+  CreateTopicRequest,
+  GroupDescription,
+  GroupOffsetsResponse,
+  HeartbeatRequest,
+  JoinGroupRequest,
+  MemberAssignmentResponse,
+  MetadataResponse,
+  TopicConfig,
+  TopicDescription,
+} from '../../src/wire/index.ts'
+import { GroupCoordinator, OffsetsReplica } from '../../src/groups/index.ts'
+import pino from 'pino'
 
 const codec = { readHeader: readBatchHeader, stampBaseOffset }
 /** Milliseconds between ticks of every replica. */
@@ -29,7 +42,9 @@ export class TestService implements BrokerService {
   /** URL of this broker in metadata (set once the test server listens). */
   url = 'http://127.0.0.1:0'
   readonly #topics = new Map<string, Topic>()
-  readonly #groups = new Map<string, Map<string, TopicPartitionOffset>>()
+  /** Consumer groups: the real coordinator over one real offsets replica (leader of itself). */
+  readonly #coordinator: GroupCoordinator
+  #offsets: OffsetsReplica | null = null
   readonly #random = new SeededRandom(11)
   readonly #ticker: NodeJS.Timeout
   #nextProducerId = 1000
@@ -42,7 +57,29 @@ export class TestService implements BrokerService {
     this.brokerId = options.brokerId ?? 1
     this.#ticker = setInterval(() => {
       for (const t of this.#topics.values()) for (const p of t.partitions) p.tick()
+      this.#offsets?.tick()
     }, tickMs)
+    this.#coordinator = new GroupCoordinator(
+      { brokerId: this.brokerId, offsetsReplicaFor: () => this.#offsetsReplica(), partitionCount: (t) => this.#topics.get(t)?.partitions.length ?? 0 },
+      { logger: pino({ level: 'silent' }) },
+    )
+  }
+
+  async #offsetsReplica(): Promise<OffsetsReplica> {
+    if (this.#offsets === null) {
+      this.#offsets = await OffsetsReplica.open({
+        group: '__consumer_offsets/0',
+        replicaId: this.brokerId,
+        log: new MemoryLog({ name: 'offsets' }),
+        snapshots: new MemorySnapshotStore(),
+        bootstrap: { voters: [this.brokerId], learners: [] },
+        random: this.#random.fork(),
+        send: () => {},
+      })
+      this.#offsets.campaign()
+    }
+    await until(() => this.#offsets!.isReadyLeader())
+    return this.#offsets
   }
 
   metadata(): MetadataResponse {
@@ -128,15 +165,28 @@ export class TestService implements BrokerService {
     return { partition: call.partition, ...r }
   }
 
-  async commitOffsets(group: string, offsets: readonly TopicPartitionOffset[]): Promise<void> {
-    for (const o of offsets) this.partition(o.topic, o.partition)
-    let g = this.#groups.get(group)
-    if (g === undefined) this.#groups.set(group, (g = new Map()))
-    for (const o of offsets) g.set(`${o.topic}/${o.partition}`, { ...o })
+  commitOffsets(group: string, request: CommitOffsetsRequest): Promise<GroupOffsetsResponse> {
+    return this.#coordinator.commit(group, request)
   }
 
-  async fetchOffsets(group: string): Promise<TopicPartitionOffset[]> {
-    return [...(this.#groups.get(group)?.values() ?? [])]
+  fetchOffsets(group: string): Promise<GroupOffsetsResponse> {
+    return this.#coordinator.offsets(group)
+  }
+
+  joinGroup(group: string, request: JoinGroupRequest): Promise<MemberAssignmentResponse> {
+    return this.#coordinator.join(group, request)
+  }
+
+  heartbeat(group: string, memberId: string, request: HeartbeatRequest): Promise<MemberAssignmentResponse> {
+    return this.#coordinator.heartbeat(group, memberId, request)
+  }
+
+  leaveGroup(group: string, memberId: string): Promise<void> {
+    return this.#coordinator.leave(group, memberId)
+  }
+
+  describeGroup(group: string): Promise<GroupDescription> {
+    return this.#coordinator.describe(group)
   }
 
   /** The replica of a partition (tests read its high watermark). */
@@ -156,6 +206,7 @@ export class TestService implements BrokerService {
     clearInterval(this.#ticker)
     for (const t of this.#topics.values()) for (const p of t.partitions) await p.close()
     this.#topics.clear()
+    await this.#offsets?.close()
   }
 }
 
