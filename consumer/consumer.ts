@@ -216,10 +216,16 @@ export class Consumer {
    * reads it again; a new loop goes on after it (as Kafka's poll position).
    */
   [Symbol.asyncIterator](): AsyncIterator<ConsumerBatch> {
-    return {
+    return this.batches()[Symbol.asyncIterator]()
+  }
+
+  /** As `for await (const batch of consumer)`, ending also when `signal` aborts (the batch in hand then counts as left). */
+  batches(options: { signal?: AbortSignal } = {}): AsyncIterable<ConsumerBatch> {
+    const { signal } = options
+    const iterator: AsyncIterator<ConsumerBatch> = {
       next: async () => {
         this.#finish('done')
-        const batch = await this.#next()
+        const batch = await this.#next(signal)
         return batch === null ? { done: true, value: undefined } : { done: false, value: batch }
       },
       return: async () => {
@@ -227,6 +233,7 @@ export class Consumer {
         return { done: true, value: undefined }
       },
     }
+    return { [Symbol.asyncIterator]: () => iterator }
   }
 
   /**
@@ -241,22 +248,24 @@ export class Consumer {
       const batch = await this.#next()
       if (batch === null) return
       try {
-        if (eachBatch !== undefined) await eachBatch(batch)
-        else await this.#eachRecord(batch, eachRecord!)
+        const complete = eachBatch !== undefined ? (await eachBatch(batch), true) : await this.#eachRecord(batch, eachRecord!)
+        // Closed between two records: those finished are processed (by `progress`), the rest not.
+        this.#finish(complete ? 'done' : 'left')
       } catch (error) {
         this.#finish('failed')
         throw error
       }
-      this.#finish('done')
     }
   }
 
-  async #eachRecord(batch: ConsumerBatch, handler: NonNullable<RunOptions['eachRecord']>): Promise<void> {
+  /** True when every record of the batch was handled (false: closed in between). */
+  async #eachRecord(batch: ConsumerBatch, handler: NonNullable<RunOptions['eachRecord']>): Promise<boolean> {
     for (const record of batch.records) {
-      if (this.#closed) return
+      if (this.#closed) return false
       await handler(record, batch)
       this.#progress(record.offset + 1)
     }
+    return true
   }
 
   /** Moves a partition's position; the next commit stores it even if it is lower. `minCommitted`: read-your-writes from a follower. */
@@ -320,17 +329,20 @@ export class Consumer {
   }
 
   /** The next batch for the application, or null once closed. One reader at a time. */
-  async #next(): Promise<ConsumerBatch | null> {
+  async #next(signal?: AbortSignal): Promise<ConsumerBatch | null> {
     if (this.#reading) throw new RillClientError(ClientErrorCode.BUSY, 'one reader at a time: a batch is already being awaited', { retriable: false })
     this.#reading = true
+    const wake = (): void => this.#queue.wake()
+    signal?.addEventListener('abort', wake, { once: true })
     try {
       for (;;) {
-        if (this.#closed) return null
+        if (this.#closed || signal?.aborted === true) return null
         const ready = this.#queue.take((b) => !this.#isPaused(b.state))
         if (ready !== null) return this.#handOut(ready)
         await this.#queue.wait()
       }
     } finally {
+      signal?.removeEventListener('abort', wake)
       this.#reading = false
     }
   }
