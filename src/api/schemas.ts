@@ -238,5 +238,6 @@ export const heartbeatBody = {
       },
     },
     topics: topicList,
+    memberEpoch: uint,
   },
 } as const

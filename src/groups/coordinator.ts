@@ -79,6 +79,7 @@ export class GroupCoordinator {
       rack: request.rack ?? null,
       topics,
       sessionTimeoutMs,
+      memberEpoch: 0,
       assigned: [],
       revoking: [],
     }
@@ -98,8 +99,10 @@ export class GroupCoordinator {
     const g = await this.#change(group, (current) => {
       const m = current.members.get(memberId)
       if (m === undefined) throw unknownMember(group, memberId)
-      // Revoked partitions it no longer holds are now free for their next owner.
-      const revoking = m.revoking.filter((k) => owned.has(k))
+      // Revoked partitions it no longer holds are now free for their next owner, but only
+      // if it says so having seen the revocation (a stale heartbeat's `owned` is out of date).
+      const seen = request.memberEpoch === m.memberEpoch
+      const revoking = seen ? m.revoking.filter((k) => owned.has(k)) : m.revoking
       const next: MemberState = { ...m, revoking, topics: topics ?? m.topics }
       return [...current.members.values()].map((x) => (x.memberId === memberId ? next : x))
     })
@@ -221,7 +224,11 @@ export class GroupCoordinator {
         const replica = await this.#host.offsetsReplicaFor(group)
         const current = replica.state.group(group)
         const edited = edit(current)
-        const balanced = this.#rebalance(edited)
+        const balanced = this.#rebalance(edited).map((m) => {
+          const before = current.members.get(m.memberId)
+          const changed = before === undefined || !sameList(m.assigned, before.assigned) || !sameList(m.revoking, before.revoking)
+          return changed ? { ...m, memberEpoch: current.generation + 1 } : m
+        })
         if (sameMembers(balanced, current)) return current
         const r = await replica.propose({ type: 'members', group, expectGeneration: current.generation, members: balanced })
         if (r.ok) return replica.state.group(group)
@@ -258,6 +265,7 @@ export class GroupCoordinator {
     return {
       memberId,
       generation: g.generation,
+      memberEpoch: m.memberEpoch,
       assignment: byTopic(m.assigned),
       heartbeatIntervalMs: Math.min(heartbeatIntervalMsMax, Math.floor(m.sessionTimeoutMs / 3)),
       sessionTimeoutMs: m.sessionTimeoutMs,

@@ -31,6 +31,13 @@ export interface MemberState {
   readonly rack: string | null
   readonly topics: readonly string[]
   readonly sessionTimeoutMs: number
+  /**
+   * The generation at which this member's assignment (assigned or revoking)
+   * last changed. A heartbeat confirms giving partitions up only if it
+   * carries this epoch: one sent before the member saw the change (delayed,
+   * reordered, retried) cannot release what the member still holds.
+   */
+  readonly memberEpoch: number
   readonly assigned: readonly TpKey[]
   readonly revoking: readonly TpKey[]
 }
@@ -213,6 +220,7 @@ function checkMember(m: unknown, what: string): MemberState {
     (x['rack'] !== null && typeof x['rack'] !== 'string') ||
     !strings(x['topics']) ||
     !isUint(x['sessionTimeoutMs']) ||
+    !isUint(x['memberEpoch']) ||
     !strings(x['assigned']) ||
     !strings(x['revoking'])
   ) {
@@ -224,6 +232,7 @@ function checkMember(m: unknown, what: string): MemberState {
     rack: x['rack'] as string | null,
     topics: x['topics'],
     sessionTimeoutMs: x['sessionTimeoutMs'] as number,
+    memberEpoch: x['memberEpoch'] as number,
     assigned: x['assigned'],
     revoking: x['revoking'],
   }

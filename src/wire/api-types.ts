@@ -263,6 +263,13 @@ export interface JoinGroupRequest {
 export interface HeartbeatRequest {
   /** Partitions the member still holds (it has stopped consuming all others). */
   owned: TopicPartitions[]
+  /**
+   * The `memberEpoch` of the latest answer the member has acted on. Giving
+   * partitions up counts only with the current epoch, so a delayed or
+   * reordered heartbeat cannot release a partition the member still holds.
+   * Without it, a heartbeat keeps the session alive but releases nothing.
+   */
+  memberEpoch?: number
   /** A changed subscription; absent keeps the current one. */
   topics?: string[]
 }
@@ -272,6 +279,8 @@ export interface MemberAssignmentResponse {
   memberId: string
   /** Group generation: bumps whenever any member's assignment changes. */
   generation: number
+  /** Generation at which this member's assignment last changed; an answer with a lower one than already seen is stale: ignore it. */
+  memberEpoch: number
   /** Partitions the member owns now. Partitions it holds but that are missing here must be given up. */
   assignment: TopicPartitions[]
   heartbeatIntervalMs: number

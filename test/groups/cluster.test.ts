@@ -62,7 +62,7 @@ test('consumer groups: incremental assignment, fencing, coordinator failover, ex
     const b = await groupCall(c, 'POST', '/v1/groups/g/members', { topics: ['t'], clientId: 'b', sessionTimeoutMs: 3000 })
     const idB: string = b.body.memberId
     assert.deepEqual(partitionsOf(b.body), [])
-    const hbA = await groupCall(c, 'POST', `/v1/groups/g/members/${idA}/heartbeat`, { owned: owned(['t/0', 't/1', 't/2', 't/3']) })
+    const hbA = await groupCall(c, 'POST', `/v1/groups/g/members/${idA}/heartbeat`, { owned: owned(['t/0', 't/1', 't/2', 't/3']), memberEpoch: a.body.memberEpoch })
     const keptA = partitionsOf(hbA.body)
     assert.equal(keptA.length, 2)
     assert.deepEqual(partitionsOf((await groupCall(c, 'POST', `/v1/groups/g/members/${idB}/heartbeat`, { owned: [] })).body), [])
@@ -71,7 +71,7 @@ test('consumer groups: incremental assignment, fencing, coordinator failover, ex
     const gp = Number(given[0]!.split('/')[1])
     assert.equal((await groupCall(c, 'POST', '/v1/groups/g/offsets', { memberId: idA, offsets: [{ topic: 't', partition: gp, offset: 10 }] })).status, 200)
     assert.equal((await groupCall(c, 'POST', '/v1/groups/g/offsets', { memberId: idB, offsets: [{ topic: 't', partition: gp, offset: 11 }] })).body.error.code, 'FENCED_MEMBER')
-    await groupCall(c, 'POST', `/v1/groups/g/members/${idA}/heartbeat`, { owned: owned(keptA) })
+    await groupCall(c, 'POST', `/v1/groups/g/members/${idA}/heartbeat`, { owned: owned(keptA), memberEpoch: hbA.body.memberEpoch })
     const hbB = await groupCall(c, 'POST', `/v1/groups/g/members/${idB}/heartbeat`, { owned: [] })
     assert.deepEqual(partitionsOf(hbB.body), given)
     assert.equal((await groupCall(c, 'POST', '/v1/groups/g/offsets', { memberId: idA, offsets: [{ topic: 't', partition: gp, offset: 12 }] })).body.error.code, 'FENCED_MEMBER')

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { decodeGroupCommand, encodeGroupCommand, type GroupCommand, type MemberState, OffsetsState } from '../../src/groups/index.ts'
 
 function member(memberId: string, assigned: string[], revoking: string[] = []): MemberState {
-  return { memberId, clientId: 'c', rack: null, topics: ['t'], sessionTimeoutMs: 10_000, assigned, revoking }
+  return { memberId, clientId: 'c', rack: null, topics: ['t'], sessionTimeoutMs: 10_000, memberEpoch: 0, assigned, revoking }
 }
 
 function apply(s: OffsetsState, cmd: GroupCommand): string {
