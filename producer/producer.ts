@@ -120,6 +120,19 @@ export class Producer {
     return Array.isArray(records) ? results : results[0]!
   }
 
+  /**
+   * The topic's partitions as metadata describes them (leader and replicas
+   * by broker id); UNKNOWN_TOPIC if there is no such topic. What a caller
+   * checks an explicit partition against before sending. Retriable
+   * failures (no broker answers) are retried for `waitMs` (default: the
+   * delivery timeout; 0 for one attempt).
+   */
+  async partitionsFor(topic: string, options: { waitMs?: number } = {}): Promise<{ partition: number; leader: number | null; replicas: number[] }[]> {
+    if (!this.#accepting) throw closedError()
+    const info = await this.#topicInfo(topic, Date.now() + (options.waitMs ?? this.config.deliveryTimeoutMs))
+    return info.partitions.map((p) => ({ partition: p.partition, leader: p.leader, replicas: [...p.replicas] }))
+  }
+
   /** Sends everything buffered now without lingering; resolves when all of it is settled (acknowledged or failed). */
   async flush(): Promise<void> {
     this.#flushing++

@@ -1,22 +1,20 @@
 /**
- * `rill produce TOPIC`: one record per stdin line, batched, sent to each
- * partition's leader as an idempotent producer so a retry can never write a
+ * `rill produce TOPIC`: one record per stdin line, sent through the
+ * producer SDK (producer/), so the CLI batches, pipelines and retries as
+ * any client does, as an idempotent producer whose retries never write a
  * record twice.
  *
- *   stdin lines ──▶ pending (≤ recordsPerBatchMax, lingers lingerMs) ──▶ one batch
- *     ──▶ partition: --partition, else murmur2(--key), else the next one (round-robin per batch)
- *     ──▶ POST leader/v1/topics/T/partitions/P/records { records, producerId, producerEpoch, sequence }
- *           421 NOT_LEADER {leader} → retry at the leader's URL; 503 / unreachable → back off, refresh metadata
+ *   stdin lines ──▶ producer.send (≤ sendsOutstandingMax unsettled) ──▶ batches of ≤ 1000 records / 1 MiB, linger 20 ms
+ *     partition: --partition, else murmur2(--key), else sticky (one partition per batch, then the next)
+ *   --verbose: "partition P offset O" per line, in stdin order
  *
- * Batches are sent one at a time, so per-partition order is stdin order.
+ * Reading stops while `sendsOutstandingMax` lines are unacknowledged (and
+ * the producer's own buffer applies backpressure), so memory is bounded.
  */
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
-import type { InitProducerResponse, MetadataResponse, ProduceResponse } from '../wire/index.ts'
-import { partitionForKey } from '../wire/index.ts'
+import { Producer, RillClientError, type RecordMetadata } from '../../producer/index.ts'
 import { CliError, baseUrl, expectPositionals, parseArgs, type FlagSpecs } from './args.ts'
-import { ApiError, isRetriable, request, sleep } from './client.ts'
-import { fetchMetadata } from './topic.ts'
 
 export const produceUsage = `usage: rill produce TOPIC [--key K] [--partition P] [--acks all|leader] [--verbose] [--url URL]
   one record per stdin line; --verbose prints "partition P offset O" per record
@@ -29,33 +27,18 @@ const produceFlags: FlagSpecs = {
   verbose: { kind: 'boolean' },
 }
 
-/** Records per request. */
-const recordsPerBatchMax = 1000
-/** Bytes of values per request (well under the broker's body limit). */
-const batchBytesMax = 1024 * 1024
+/** Records per batch. */
+const batchRecordsMax = 1000
+/** Bytes per batch (well under the broker's body limit). */
+const batchBytes = 1024 * 1024
 /** How long a partly filled batch waits for more lines (interactive typing is still sent at once). */
 const lingerMs = 20
-/** Attempts of one batch before giving up (redirects and back-offs alike). */
-const attemptsMax = 30
-const backoffMsMax = 2000
+/** A line not acknowledged in this long fails the command (elections take seconds, not minutes). */
+const deliveryTimeoutMs = 60_000
+/** Lines sent and not yet acknowledged; reading waits beyond it. */
+const sendsOutstandingMax = 10_000
 
 type Out = (line: string) => void
-
-interface Target {
-  readonly topic: string
-  readonly partitionCount: number
-  /** Where each partition's leader answers, as far as we know. */
-  readonly leaderUrls: Map<number, string>
-}
-
-function targetOf(meta: MetadataResponse, topic: string, fallbackUrl: string): Target {
-  const t = meta.topics.find((x) => x.name === topic)
-  if (t === undefined) throw new CliError(`UNKNOWN_TOPIC: no topic "${topic}" (create it with: rill topic create ${topic})`)
-  const urls = new Map(meta.brokers.map((b) => [b.id, b.url]))
-  const leaderUrls = new Map<number, string>()
-  for (const p of t.partitions) leaderUrls.set(p.partition, (p.leader === null ? undefined : urls.get(p.leader)) ?? fallbackUrl)
-  return { topic, partitionCount: t.partitions.length, leaderUrls }
-}
 
 export async function produceCommand(argv: readonly string[], out: Out, input: Readable = process.stdin): Promise<number> {
   const parsed = parseArgs(argv, produceFlags)
@@ -65,96 +48,67 @@ export async function produceCommand(argv: readonly string[], out: Out, input: R
   }
   const [topic] = expectPositionals(parsed, ['TOPIC'])
   const f = parsed.flags
-  const url = baseUrl(f)
-  let target = targetOf(await fetchMetadata(url), topic!, url)
-  const fixed = f.partition as number | undefined
-  if (fixed !== undefined && fixed >= target.partitionCount) {
-    throw new CliError(`UNKNOWN_PARTITION: topic ${topic} has ${target.partitionCount} partitions; --partition ${fixed} is not one`)
+  const producer = new Producer({
+    brokers: baseUrl(f),
+    acks: (f.acks as 'all' | 'leader' | undefined) ?? 'all',
+    lingerMs,
+    batchBytes,
+    batchRecordsMax,
+    deliveryTimeoutMs,
+    clientId: 'rill-cli',
+  })
+  try {
+    await checkTopic(producer, topic!, f.partition as number | undefined, baseUrl(f))
+    await pump(input, producer, topic!, { key: f.key as string | undefined, partition: f.partition as number | undefined }, f.verbose === true ? out : null)
+    await producer.close()
+  } catch (error) {
+    await producer.close().catch(() => undefined)
+    throw asCliError(error)
   }
-  const key = f.key as string | undefined
-  const keyed = key === undefined ? undefined : partitionForKey(new TextEncoder().encode(key), target.partitionCount)
-  const identity = await request<InitProducerResponse>(url, 'POST', '/v1/producers', { body: {} })
-  const sequences = new Map<number, number>()
-  let roundRobin = Math.floor(Math.random() * target.partitionCount)
-  const acks = (f.acks as 'all' | 'leader' | undefined) ?? 'all'
-
-  const send = async (values: string[]): Promise<void> => {
-    const partition = fixed ?? keyed ?? roundRobin++ % target.partitionCount
-    const sequence = sequences.get(partition) ?? 0
-    const body = {
-      records: values.map((value) => (key === undefined ? { value } : { key, value })),
-      acks,
-      producerId: identity.producerId,
-      producerEpoch: identity.producerEpoch,
-      sequence,
-    }
-    let backoffMs = 50
-    for (let attempt = 1; ; attempt++) {
-      const leaderUrl = target.leaderUrls.get(partition) ?? url
-      try {
-        const r = await request<ProduceResponse>(leaderUrl, 'POST', `/v1/topics/${encodeURIComponent(topic!)}/partitions/${partition}/records`, { body, waitMs: 30_000 })
-        sequences.set(partition, sequence + values.length)
-        if (f.verbose === true) for (let o = r.baseOffset; o <= r.lastOffset; o++) out(`partition ${r.partition} offset ${o}`)
-        return
-      } catch (error) {
-        if (!isRetriable(error) || attempt >= attemptsMax) throw error
-        const leader = error instanceof ApiError ? (error.details.leader as { url?: string } | null | undefined) : undefined
-        if (leader?.url !== undefined && leader.url !== leaderUrl) {
-          target.leaderUrls.set(partition, leader.url)
-          continue
-        }
-        await sleep(backoffMs)
-        backoffMs = Math.min(backoffMs * 2, backoffMsMax)
-        const meta = await fetchMetadata(url).catch(() => null)
-        if (meta !== null && meta.topics.some((t) => t.name === topic)) target = targetOf(meta, topic!, url)
-      }
-    }
-  }
-
-  await pump(input, send)
   return 0
 }
 
-/**
- * Reads lines from `input` and hands them to `send` in batches, one batch in
- * flight at a time; reading pauses while the next batch is full.
- */
-async function pump(input: Readable, send: (values: string[]) => Promise<void>): Promise<void> {
+/** Fails early (before reading stdin) on a cluster that does not answer, a topic that is not there or a partition it does not have. */
+async function checkTopic(producer: Producer, topic: string, partition: number | undefined, url: string): Promise<void> {
+  let partitions: { partition: number }[]
+  try {
+    partitions = await producer.partitionsFor(topic, { waitMs: 0 })
+  } catch (error) {
+    if (error instanceof RillClientError && error.code === 'UNKNOWN_TOPIC') {
+      throw new CliError(`UNKNOWN_TOPIC: no topic "${topic}" (create it with: rill topic create ${topic})`)
+    }
+    if (error instanceof RillClientError && error.code === 'UNREACHABLE') throw new CliError(`cannot reach ${url}: ${error.message}`)
+    throw error
+  }
+  if (partition !== undefined && partition >= partitions.length) {
+    throw new CliError(`UNKNOWN_PARTITION: topic ${topic} has ${partitions.length} partitions; --partition ${partition} is not one`)
+  }
+}
+
+/** Sends each line as it is read; with `verbose`, prints where each went, in stdin order. */
+async function pump(input: Readable, producer: Producer, topic: string, fixed: { key: string | undefined; partition: number | undefined }, verbose: Out | null): Promise<void> {
   const lines = createInterface({ input, crlfDelay: Infinity })
-  let pending: string[] = []
-  let pendingBytes = 0
-  let ended = false
-  let wake: (() => void) | null = null
-  const notify = (): void => {
-    wake?.()
-    wake = null
+  const outstanding: Promise<RecordMetadata>[] = []
+  const settleOldest = async (): Promise<void> => {
+    const m = await outstanding.shift()!
+    verbose?.(`partition ${m.partition} offset ${m.offset}`)
   }
-  lines.on('line', (line) => {
-    pending.push(line)
-    pendingBytes += line.length
-    if (pending.length >= recordsPerBatchMax || pendingBytes >= batchBytesMax) lines.pause()
-    notify()
-  })
-  lines.on('close', () => {
-    ended = true
-    notify()
-  })
-  for (;;) {
-    if (pending.length === 0) {
-      if (ended) return
-      await new Promise<void>((resolve) => (wake = resolve))
-      continue
+  try {
+    for await (const line of lines) {
+      const sent = producer.send(topic, { value: line, ...(fixed.key === undefined ? {} : { key: fixed.key }), ...(fixed.partition === undefined ? {} : { partition: fixed.partition }) })
+      sent.catch(() => undefined) // awaited in order below; a failure is reported there
+      outstanding.push(sent)
+      if (outstanding.length >= sendsOutstandingMax) await settleOldest()
     }
-    if (!ended && pending.length < recordsPerBatchMax && pendingBytes < batchBytesMax) await sleep(lingerMs)
-    const values = pending.slice(0, recordsPerBatchMax)
-    pending = pending.slice(values.length)
-    pendingBytes = pending.reduce((n, v) => n + v.length, 0)
-    try {
-      await send(values)
-    } catch (error) {
-      lines.close()
-      throw error
-    }
-    if (pending.length < recordsPerBatchMax) lines.resume()
+    while (outstanding.length > 0) await settleOldest()
+  } finally {
+    lines.close()
   }
+}
+
+/** SDK errors as the CLI reports them: `CODE: message`, exit 1. */
+function asCliError(error: unknown): unknown {
+  if (!(error instanceof RillClientError)) return error
+  const message = error.message.startsWith(error.code) ? error.message : `${error.code}: ${error.message}`
+  return new CliError(message)
 }
