@@ -16,7 +16,7 @@
  * application holds is finished. A member that expired gives everything up
  * without committing and joins again.
  */
-import { ClientErrorCode, RillClient, RillClientError, backoffMs, isRillClientError, sleep } from '../client/index.ts'
+import { ClientErrorCode, RillClient, RillClientError, backoffMs, isRillClientError, sleep, type TopicInfo } from '../client/index.ts'
 import type { GroupOffsetsResponse, MemberAssignmentResponse, TopicPartitionOffset, TopicPartitions } from '../src/wire/index.ts'
 import { Coordinator } from './coordinator.ts'
 import type { ConsumerRecord } from './decode.ts'
@@ -156,13 +156,27 @@ export class Consumer {
     const list = (typeof topics === 'string' ? [topics] : [...topics]).map(checkTopicName)
     if (list.length === 0 || this.#topics.size + list.length > topicsMax) throw invalid(`subscribe: 1..${topicsMax} topics in all, got ${this.#topics.size + list.length}`)
     for (const topic of list) {
-      const info = await this.#client.metadata.topic(topic)
+      const info = await this.#topicInfo(topic)
       if (info.internal) throw new RillClientError(ClientErrorCode.FORBIDDEN, `topic ${topic} is internal`, { status: 403, retriable: false })
     }
     for (const topic of list) this.#topics.add(topic)
     this.#startAutoCommit()
     if (this.#group !== null) return this.#group.subscribe([...this.#topics])
     await this.#holdAll()
+  }
+
+  /** The topic's metadata; while the broker has no controller leader (a cluster starting) an unknown topic is waited for, bounded. */
+  async #topicInfo(topic: string): Promise<TopicInfo> {
+    const deadlineMs = Date.now() + this.config.requestTimeoutMs
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#client.metadata.topic(topic)
+      } catch (error) {
+        if (!isRillClientError(error, ClientErrorCode.UNKNOWN_TOPIC) || Date.now() > deadlineMs) throw error
+        if ((await this.#client.metadata.refresh()).controllerLeader !== null) throw error
+        await sleep(backoffMs(attempt, retryBackoff))
+      }
+    }
   }
 
   /** Listens to assignment changes, position resets and retried errors. */
@@ -396,7 +410,7 @@ export class Consumer {
   async #holdAll(): Promise<void> {
     const added: TopicPartition[] = []
     for (const topic of this.#topics) {
-      const info = await this.#client.metadata.topic(topic)
+      const info = await this.#topicInfo(topic)
       for (const { partition } of info.partitions) {
         if (this.#partitions.has(partitionKey(topic, partition))) continue
         this.#hold(topic, partition)

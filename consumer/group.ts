@@ -50,6 +50,8 @@ export class GroupMember {
   readonly #stop = new AbortController()
   #memberId: string | null = null
   #generation = 0
+  /** `memberEpoch` of the latest answer acted on: sent with heartbeats (releases count only with it), and older answers are stale. */
+  #memberEpoch = 0
   #heartbeatIntervalMs: number
   /** When the last heartbeat (or join) that succeeded was sent (ms since the epoch). */
   #lastOkSentAtMs = 0
@@ -94,6 +96,7 @@ export class GroupMember {
   rejoin(reason: string): void {
     if (this.#memberId === null) return
     this.#memberId = null
+    this.#memberEpoch = 0
     this.#host.dropAll(reason)
     this.heartbeatSoon()
   }
@@ -168,7 +171,7 @@ export class GroupMember {
   }
 
   #heartbeat(): Promise<MemberAssignmentResponse> {
-    const body: HeartbeatRequest = { owned: this.#host.held(), ...(this.#topicsChanged ? { topics: this.#topics } : {}) }
+    const body: HeartbeatRequest = { owned: this.#host.held(), memberEpoch: this.#memberEpoch, ...(this.#topicsChanged ? { topics: this.#topics } : {}) }
     this.#topicsChanged = false
     const path = `${this.#groupPath()}/members/${encodeURIComponent(this.#memberId!)}/heartbeat`
     return this.request({ method: 'POST', path, body, timeoutMs: this.#options.requestTimeoutMs, signal: this.#stop.signal })
@@ -178,11 +181,15 @@ export class GroupMember {
     if (typeof answer?.memberId !== 'string' || !Number.isSafeInteger(answer.generation) || !Array.isArray(answer.assignment)) {
       throw new RillClientError(ClientErrorCode.BAD_RESPONSE, `group ${this.groupId}: membership answer without memberId, generation and assignment`)
     }
-    this.#memberId = answer.memberId
-    this.#generation = answer.generation
     this.#lastOkSentAtMs = sentAtMs
     // The coordinator says how often; never let a bad answer make us silent for longer than a third of the session.
     this.#heartbeatIntervalMs = Math.max(10, Math.min(answer.heartbeatIntervalMs, Math.floor(this.#options.sessionTimeoutMs / 3)))
+    const epoch = answer.memberEpoch ?? answer.generation
+    // Heartbeats can cross: an answer older than one acted on says nothing new (it kept the session alive, that is all).
+    if (this.#memberId === answer.memberId && epoch < this.#memberEpoch) return
+    this.#memberId = answer.memberId
+    this.#generation = Math.max(this.#generation, answer.generation)
+    this.#memberEpoch = epoch
     this.#host.assign(answer)
   }
 
