@@ -69,6 +69,12 @@ export class PartitionSender {
   readonly #pending: ProducerBatch[] = []
   /** Sequenced, not acknowledged, in sequence order. */
   readonly #unacked: ProducerBatch[] = []
+  /**
+   * Sequenced batches from the oldest unacknowledged one to the newest,
+   * acknowledged ones in between included: what the broker must still
+   * remember for a resend of the oldest to be recognised (it keeps five).
+   */
+  #window: ProducerBatch[] = []
   #inFlight = 0
   #identity: ProducerIdentity | null = null
   #nextSequence = 0
@@ -119,6 +125,7 @@ export class PartitionSender {
   /** Fails everything not yet settled (close without flush, or a fatal producer error). */
   abort(error: RillClientError): void {
     this.#clearTimer()
+    this.#window = []
     for (const b of [...this.#pending.splice(0), ...this.#unacked.splice(0)]) this.#settle(b, error)
   }
 
@@ -151,9 +158,15 @@ export class PartitionSender {
     this.#send(first)
   }
 
-  /** Normal: new batches, up to maxInFlight. */
+  /**
+   * Normal: new batches, while the window from the oldest unacknowledged
+   * batch holds fewer than maxInFlight. Not counted by requests in flight
+   * nor by unacknowledged batches: answers come back out of order (several
+   * connections), and batches acknowledged after the oldest one still take
+   * places in the broker's memory of the last five.
+   */
   #sendReady(nowMs: number): void {
-    while (this.#inFlight < this.#ctx.maxInFlight && this.#pending.length > 0) {
+    while (this.#window.length < this.#ctx.maxInFlight && this.#pending.length > 0) {
       const batch = this.#pending[0]!
       if (batch.state === 'open') {
         const lingered = nowMs - batch.createdAtMs >= this.#ctx.lingerMs
@@ -169,6 +182,7 @@ export class PartitionSender {
       batch.encode(this.#identity, this.#nextSequence)
       if (this.#ctx.idempotent) this.#nextSequence += batch.recordCount
       this.#unacked.push(batch)
+      this.#window.push(batch)
       this.#send(batch)
     }
   }
@@ -190,6 +204,7 @@ export class PartitionSender {
     if (i >= 0) this.#unacked.splice(i, 1)
     batch.succeed(answer.baseOffset)
     this.#ctx.batchSettled(batch)
+    this.#trimWindow()
     this.pump()
   }
 
@@ -236,7 +251,11 @@ export class PartitionSender {
   #failForGood(batch: ProducerBatch, error: RillClientError): void {
     const i = this.#unacked.indexOf(batch)
     if (i >= 0) this.#unacked.splice(i, 1)
+    // Not written (or the identity is replaced): the broker does not remember it.
+    const w = this.#window.indexOf(batch)
+    if (w >= 0) this.#window.splice(w, 1)
     this.#settle(batch, error)
+    this.#trimWindow()
     if (!this.#ctx.idempotent || batch.baseSequence < 0) return
     if (batch.maybeWritten) this.#resetIdentity = true
     else if (!this.#resetIdentity) this.#renumberFrom = Math.min(this.#renumberFrom ?? Infinity, batch.baseSequence)
@@ -302,6 +321,7 @@ export class PartitionSender {
       this.#settle(b, new RillClientError(ClientErrorCode.TIMEOUT, `${this.topic}/${this.partition}: ${b.recordCount} records may or may not have been written (no answer, then the sequence was lost)`, { cause: b.lastError }))
     }
     this.#identity = identity
+    this.#window = [...this.#unacked]
     let sequence = 0
     for (const b of this.#unacked) {
       b.encode(identity, sequence)
@@ -321,6 +341,13 @@ export class PartitionSender {
     this.#nextSequence = sequence
   }
 
+  /** Drops acknowledged batches from the front of the window. */
+  #trimWindow(): void {
+    let n = 0
+    while (n < this.#window.length && this.#window[n]!.state === 'done') n++
+    if (n > 0) this.#window.splice(0, n)
+  }
+
   #settle(batch: ProducerBatch, error: RillClientError): void {
     batch.fail(error)
     this.#ctx.batchSettled(batch)
@@ -334,7 +361,7 @@ export class PartitionSender {
   #arm(nowMs: number, sendingNew: boolean): void {
     let atMs = Infinity
     const first = this.#pending[0]
-    if (first !== undefined && sendingNew && first.state === 'open' && this.#inFlight < this.#ctx.maxInFlight) {
+    if (first !== undefined && sendingNew && first.state === 'open' && this.#window.length < this.#ctx.maxInFlight) {
       atMs = first.createdAtMs + this.#ctx.lingerMs
     }
     for (const b of this.#unacked) if (b.state === 'waiting') atMs = Math.min(atMs, b.retryAtMs, b.deadlineMs)

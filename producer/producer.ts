@@ -110,9 +110,6 @@ export class Producer {
     this.#intake = step.catch(() => undefined)
     try {
       await step
-    } catch (error) {
-      for (const a of acks) a.catch(() => undefined)
-      throw error
     } finally {
       this.#sendsWaiting--
     }
@@ -183,7 +180,9 @@ export class Producer {
         this.#budget.release(r.sizeBytes)
         throw error
       }
-      acks.push(sender.append(r, Date.now()))
+      const ack = sender.append(r, Date.now())
+      ack.catch(() => undefined) // rejections reach the caller through Promise.all in send, possibly after later records' waits
+      acks.push(ack)
     }
   }
 
