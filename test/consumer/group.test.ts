@@ -2,7 +2,8 @@
  * Consumer groups through the SDK on three real brokers. Members run as
  * their own processes (test/consumer/member.ts) so one can be killed -9.
  * While records keep arriving, a group of three forms, one member leaves,
- * one is killed; then:
+ * one is stopped past its session and comes back as a zombie (refused,
+ * rejoins), then is killed -9; then:
  *   - in every generation no partition was assigned to two members;
  *   - at the end one live member owns every partition;
  *   - every record below the group's committed offsets was processed by
@@ -158,6 +159,14 @@ test('a group under join, leave and kill -9: exclusive per generation, nothing c
     assert.equal(await b.exited, 0)
     assert.ok(b.events.some((e) => e.type === 'closed'))
     await waitFor(() => balanced(2), 30_000, 'two members after b left', context)
+
+    // A zombie: k is paused past its session, the coordinator expires it and gives a everything;
+    // resumed, k's first heartbeat or commit is refused, it drops its partitions uncommitted and joins again.
+    k.child.kill('SIGSTOP')
+    await waitFor(() => balanced(1), 30_000, 'k expired while stopped', context)
+    k.child.kill('SIGCONT')
+    await waitFor(() => balanced(2), 30_000, 'k back as a new member', context)
+    assert.ok(k.events.some((e) => e.type === 'assignment' && e.lost === true), 'k dropped its partitions as lost')
 
     k.child.kill('SIGKILL')
     await k.exited
