@@ -43,12 +43,16 @@ import { appendEntriesMax, assertAppend, checkReadStart, termOutOfRange } from '
 import {
   decodeEntryHeader,
   encodeEntryHeader,
+  encodeWalFlushedRecord,
   encodeWalRecordHeader,
   entryChecksumHolds,
   entryFromHeader,
   entryHeaderBytes,
   fileHeaderBytes,
+  walFlushedPayloadBytes,
+  walRecordHeaderBytes,
   WalRecordKind,
+  type WalFlushed,
   type EntryHeader,
   type EntryToAppend,
   type HardState,
@@ -59,7 +63,7 @@ import { readAt, storageError, writeAllSync, writeFileAtomic, fsyncDir, type Log
 import type { LogMetrics } from './metrics.ts'
 import { Segment, parseSegmentFileName, scanSegment, segmentFileName } from './segment.ts'
 import type { DamageReport, OpenLogOptions, PartitionLog, RetentionResult } from './types.ts'
-import type { Wal } from './wal.ts'
+import type { DirectFlush, Wal, WalLog, WalPosition } from './wal.ts'
 
 /** Default segment size. */
 export const segmentBytesDefault = 128 * 1024 * 1024
@@ -80,6 +84,11 @@ export interface Mark {
   readonly bytes: number
 }
 
+/** True if mark `a` is before mark `b`. */
+export function markBefore(a: Mark, b: Mark): boolean {
+  return a.segmentBase < b.segmentBase || (a.segmentBase === b.segmentBase && a.bytes < b.bytes)
+}
+
 /** What a DiskLog needs from its store. */
 export interface LogStoreContext {
   readonly io: LogIo
@@ -87,23 +96,27 @@ export interface LogStoreContext {
   readonly metrics: LogMetrics
   /** The shared WAL (sync logs). */
   readonly wal: Wal | undefined
-  /** The durable mark recorded for a log. */
+  /** Where the WAL is written up to now (a mark recorded with it voids the log's earlier `flushed` records). */
+  walPosition(): WalPosition
+  /** The durable mark recorded for a log (at recovery: raised by its `flushed` WAL records). */
   markOf(name: string): Mark | undefined
   /** Records a lower mark durably before the log cuts below its old one. */
   lowerMark(name: string, mark: Mark): Promise<void>
-  /** Records a log's flushed mark (written with the next marks file). */
-  flushed(name: string, mark: Mark): Promise<void>
+  /** Records a log's flushed mark, planned at WAL position `since` (written with the next marks file). */
+  flushed(name: string, mark: Mark, since: WalPosition): Promise<void>
   /** fsyncs the log now and records its mark durably. */
   flushNow(log: DiskLog): Promise<void>
   /** The log closed. */
   closed(log: DiskLog): void
 }
 
-/** What a flush (fsync of a log's dirty segments) will make durable. */
+/** A flush (fsync of a log's dirty segments), started: what it makes durable once `done` resolves. */
 export interface FlushPlan {
   readonly mark: Mark
+  /** The WAL position when it was planned: every `flushed` record of the log before it is covered by `mark`. */
+  readonly since: WalPosition
   readonly epoch: number
-  run(): Promise<void>
+  readonly done: Promise<void>
 }
 
 /** One entry as written: its header and body, or one whole encoded entry (WAL replay). */
@@ -160,7 +173,7 @@ function readJson<T>(path: string, check: (v: Record<string, unknown>) => boolea
 const isCount = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 
 /** A sync or async partition log in one directory. */
-export class DiskLog implements PartitionLog {
+export class DiskLog implements PartitionLog, WalLog {
   readonly name: string
   readonly mode: 'sync' | 'async'
   readonly dir: string
@@ -179,10 +192,23 @@ export class DiskLog implements PartitionLog {
   #hardStateWritten: HardState = hardStateZero
   #serial: Promise<unknown> = Promise.resolve()
   #closed = false
+  /** Set by abandon (a simulated crash): an operation that was waiting must not touch the files after. */
+  #abandoned = false
   /** Set when a write failed half-way in a way the log cannot undo: it refuses writes until reopened. */
   #failed: RillError | undefined
   #dirDirty = false
+  /** Known durable (fsynced): the recorded mark, raised by flushes (also direct ones, which the store's marks file does not see). */
   #mark: Mark | undefined
+  /** The mark as the store last recorded it (marks file). */
+  #markRecorded: Mark | undefined
+  /** Highest mark a direct flush made durable (for crash tests), lowered by cuts. */
+  #directSynced: Mark | undefined
+  /** Direct flushes whose cycle has not ended. */
+  readonly #directInFlight = new Set<Promise<void>>()
+  /** The last flush started, until it settles: a later flush waits for it (its dirty segments were taken by that one). */
+  #flushInFlight: Promise<void> | undefined
+  /** Set while the log cuts its end: no direct flush then (its mark would describe the old end). */
+  #cutting = false
   /** Bumped when the log cuts below its mark: a flush planned before must not raise the mark again. */
   #markEpoch = 0
   /** Bumped by every truncation; a read that overlaps one re-checks what it returns. */
@@ -250,6 +276,7 @@ export class DiskLog implements PartitionLog {
     this.#hardStateWritten = this.#hardState
     this.#start = readJson<SnapshotMeta>(join(this.dir, 'start'), (v) => isCount(v.index) && isCount(v.term)) ?? startZero
     this.#mark = this.#ctx.markOf(this.name)
+    this.#markRecorded = this.#mark
     const bases = fs
       .readdirSync(this.dir)
       .map(parseSegmentFileName)
@@ -474,7 +501,7 @@ export class DiskLog implements PartitionLog {
       this.#ctx.metrics.appendEntries.inc({ mode: this.mode }, entries.length)
       if (wal === undefined) return { durable: undefined }
       const header = encodeWalRecordHeader({ kind: WalRecordKind.append, name: this.#nameBytes, payloadBytes: bytes, entryCount: entries.length, index: first })
-      return { durable: wal.submit([header, ...encoded.flat()], pending === undefined ? undefined : () => this.#ensureWritten(pending)) }
+      return { durable: wal.submit([header, ...encoded.flat()], { log: this, prepare: pending === undefined ? undefined : () => this.#ensureWritten(pending) }) }
     })
     await durable.durable
   }
@@ -597,7 +624,7 @@ export class DiskLog implements PartitionLog {
       await this.#cutAfter(index)
       if (repairs) this.#repair()
       const wal = this.mode === 'sync' ? this.#ctx.wal : undefined
-      return { durable: wal?.submit([encodeWalRecordHeader({ kind: WalRecordKind.truncate, name: this.#nameBytes, payloadBytes: 0, entryCount: 0, index })]) }
+      return { durable: wal?.submit([encodeWalRecordHeader({ kind: WalRecordKind.truncate, name: this.#nameBytes, payloadBytes: 0, entryCount: 0, index })], { log: this }) }
     })
     await durable.durable
   }
@@ -617,17 +644,30 @@ export class DiskLog implements PartitionLog {
 
   /** Drops entries after `index` from memory and disk (within #serial). */
   async #cutAfter(index: number): Promise<void> {
+    this.#cutting = true
+    try {
+      await this.#cut(index)
+    } finally {
+      this.#cutting = false
+    }
+  }
+
+  async #cut(index: number): Promise<void> {
     this.#writePending()
     this.#truncations++
     const keep = index < this.#segments[0]!.baseIndex ? this.#segments[0]! : this.#segmentOf(Math.max(index, this.#segments[0]!.baseIndex))
     assert(keep !== undefined, () => `log ${this.name}: no segment holds ${index}`)
     const { position, offsetEnd } = await this.#positionAfter(keep, index)
     await this.#lowerMarkTo({ segmentBase: keep.baseIndex, bytes: position })
+    // A simulated crash while this cut waited: files stay as the crash left them.
+    if (this.#abandoned) throw new RillError(ErrorCode.STORAGE_READ_ONLY, `log ${this.name} abandoned`)
     const dropped = this.#segments.splice(this.#segments.indexOf(keep) + 1)
     for (const seg of dropped) {
       await seg.close()
       this.#removeFile(seg.baseIndex, { deleted: 0 })
     }
+    // The unlinks must be durable before a mark past the cut is (a flush that may stand in for the truncate record).
+    if (dropped.length > 0) this.#dirDirty = true
     if (position < keep.bytes) {
       await keep.drain()
       keep.removeIndexFile()
@@ -664,12 +704,23 @@ export class DiskLog implements PartitionLog {
     return found
   }
 
+  /**
+   * Before a cut at `mark`: if it is below the durable mark, records the
+   * lower mark durably first. Direct flushes raise the mark through
+   * `flushed` WAL records; the lowered mark is recorded with the WAL position
+   * now, which voids them (store.ts). A direct flush in flight is waited for
+   * (a cut below recent data is rare): once its cycle ends, the mark counts
+   * what it made durable, and the lowered mark keeps what is below the cut.
+   */
   async #lowerMarkTo(mark: Mark): Promise<void> {
+    while (this.#directInFlight.size > 0) await Promise.all(this.#directInFlight)
     const old = this.#mark
-    const below = old === undefined || mark.segmentBase < old.segmentBase || (mark.segmentBase === old.segmentBase && mark.bytes < old.bytes)
+    const below = old === undefined || markBefore(mark, old)
     this.#markEpoch++
     if (old !== undefined && !below) return
     this.#mark = mark
+    this.#markRecorded = mark
+    if (this.#directSynced !== undefined && markBefore(mark, this.#directSynced)) this.#directSynced = mark
     await this.#ctx.lowerMark(this.name, mark)
   }
 
@@ -681,6 +732,7 @@ export class DiskLog implements PartitionLog {
       assert(snapshot.index < this.lastIndex() || this.#damage === undefined, () => `log ${this.name}: reset of a damaged log`)
       await this.#writeAtomic('start', { index: snapshot.index, term: snapshot.term })
       const reset = snapshot.index >= this.lastIndex()
+      this.#cutting = reset
       this.#start = { index: snapshot.index, term: snapshot.term }
       let removed = 0
       if (reset) {
@@ -696,9 +748,10 @@ export class DiskLog implements PartitionLog {
         }
       }
       await this.#keepFirstSegmentDurable()
+      this.#cutting = false
       this.#ctx.logger.info({ log: this.name, snapshot, segmentsDeleted: removed, firstIndex: this.firstIndex() }, 'log compacted')
       const wal = reset && this.mode === 'sync' ? this.#ctx.wal : undefined
-      return { durable: wal?.submit([encodeWalRecordHeader({ kind: WalRecordKind.truncate, name: this.#nameBytes, payloadBytes: 0, entryCount: 0, index: snapshot.index })]) }
+      return { durable: wal?.submit([encodeWalRecordHeader({ kind: WalRecordKind.truncate, name: this.#nameBytes, payloadBytes: 0, entryCount: 0, index: snapshot.index })], { log: this }) }
     })
     await durable.durable
   }
@@ -778,10 +831,21 @@ export class DiskLog implements PartitionLog {
     return this.#dirDirty || this.#segments.some((s) => s.dirty)
   }
 
+  /** True if a flush would change the store's marks: dirty, or a direct flush raised the mark past the recorded one. */
+  needsFlush(): boolean {
+    return this.isDirty() || (this.#mark !== undefined && (this.#markRecorded === undefined || markBefore(this.#markRecorded, this.#mark)))
+  }
+
+  /** The highest mark direct flushes made durable (crash tests tear only past it). */
+  directSynced(): Mark | undefined {
+    return this.#directSynced
+  }
+
   /**
-   * Plans an fsync of everything written so far: the mark it will make
+   * Starts an fsync of everything written so far: the mark it will make
    * durable and the work. Called synchronously, so the mark covers exactly
-   * the bytes written before it.
+   * the bytes written before it. It waits for the flush started before it,
+   * whose dirty segments it does not see: if that one fails, so does this.
    */
   planFlush(): FlushPlan {
     this.#writePending()
@@ -792,27 +856,80 @@ export class DiskLog implements PartitionLog {
     for (const s of dirty) s.dirty = false
     this.#dirDirty = false
     const ctx = this.#ctx
+    const before = this.#flushInFlight
+    const done = (async () => {
+      try {
+        await before
+        await Promise.all(dirty.map((s) => s.io(() => timedSync(ctx, 'segment', () => ctx.io.fdatasync(s.fd)))))
+        if (dirDirty) await timedSync(ctx, 'dir', () => fsyncDir(ctx.io, this.dir))
+      } catch (error) {
+        for (const s of dirty) s.dirty = true
+        this.#dirDirty ||= dirDirty
+        throw storageError(error, `log ${this.name}: fsync`)
+      }
+    })()
+    this.#flushInFlight = done
+    done.then(
+      () => this.#flushSettled(done),
+      () => this.#flushSettled(done),
+    )
+    return { mark, since: ctx.walPosition(), epoch: this.#markEpoch, done }
+  }
+
+  #flushSettled(done: Promise<void>): void {
+    if (this.#flushInFlight === done) this.#flushInFlight = undefined
+  }
+
+  /** After a flush planned at `epoch` is durable: the new mark (never lower), unless the log cut below it since. The store records it. */
+  markFlushed(plan: FlushPlan): boolean {
+    if (plan.epoch !== this.#markEpoch) return false
+    if (this.#mark === undefined || markBefore(this.#mark, plan.mark)) this.#mark = plan.mark
+    this.#markRecorded = plan.mark
+    return true
+  }
+
+  /**
+   * The WAL takes this log's requests as a direct flush (wal.ts): fsync
+   * everything written; the `flushed` record says up to where. Declines
+   * while the log is closed, failed, damaged or cutting its end.
+   */
+  flushDirect(): DirectFlush | undefined {
+    if (this.#closed || this.#failed !== undefined || this.#cutting || this.#damage !== undefined) return undefined
+    const plan = this.planFlush()
+    const index = this.lastIndex()
+    const term = this.term(index)
+    const name = this.#nameBytes
+    let settle!: () => void
+    const inFlight = new Promise<void>((resolve) => (settle = resolve))
+    this.#directInFlight.add(inFlight)
     return {
-      mark,
-      epoch: this.#markEpoch,
-      run: async () => {
-        try {
-          await Promise.all(dirty.map((s) => s.io(() => timedSync(ctx, 'segment', () => ctx.io.fdatasync(s.fd)))))
-          if (dirDirty) await timedSync(ctx, 'dir', () => fsyncDir(ctx.io, this.dir))
-        } catch (error) {
-          for (const s of dirty) s.dirty = true
-          this.#dirDirty ||= dirDirty
-          throw storageError(error, `log ${this.name}: fsync`)
+      recordBytes: walRecordHeaderBytes + name.length + walFlushedPayloadBytes,
+      record: (cycleEnd) => encodeWalFlushedRecord(name, { ...plan.mark, index, term, cycleEnd }),
+      done: plan.done,
+      finished: (completed) => {
+        if (completed && plan.epoch === this.#markEpoch) {
+          if (this.#mark === undefined || markBefore(this.#mark, plan.mark)) this.#mark = plan.mark
+          if (this.#directSynced === undefined || markBefore(this.#directSynced, plan.mark)) this.#directSynced = plan.mark
         }
+        this.#directInFlight.delete(inFlight)
+        settle()
       },
     }
   }
 
-  /** After a flush planned at `epoch` is durable: the new mark, unless the log cut below it since. */
-  markFlushed(plan: FlushPlan): boolean {
-    if (plan.epoch !== this.#markEpoch) return false
-    this.#mark = plan.mark
-    return true
+  /**
+   * Recovery: true if the log as loaded holds what a `flushed` record of the
+   * WAL's last cycle says (that cycle may have crashed before its fsyncs
+   * returned): last index and term, ending exactly at the record's mark.
+   */
+  async holdsFlushed(f: WalFlushed): Promise<boolean> {
+    if (this.#damage !== undefined) return false
+    const seg = this.#segments.find((s) => s.baseIndex === f.segmentBase)
+    if (seg === undefined || seg.bytes < f.bytes) return false
+    if (f.index < this.firstIndex() - 1 || f.index > this.lastIndex() || this.term(f.index) !== f.term) return false
+    if (f.index < seg.baseIndex) return f.bytes === fileHeaderBytes
+    if (f.index > seg.lastIndex) return false
+    return (await this.#positionAfter(seg, f.index)).position === f.bytes
   }
 
   // ---- reads -------------------------------------------------------------
@@ -943,7 +1060,7 @@ export class DiskLog implements PartitionLog {
 
   /** Applies one WAL record at store open (the log is opened as `async`, nothing else runs). */
   async replay(record: { kind: number; index: number; entries: EntryToAppend[]; encoded: Buffer[] }): Promise<void> {
-    if (this.#damage !== undefined) return
+    if (this.#damage !== undefined || record.kind === WalRecordKind.flushed) return
     if (record.kind === WalRecordKind.truncate) {
       if (record.index >= this.firstIndex() - 1 && record.index < this.lastIndex()) await this.#serialize(() => this.#cutAfter(record.index))
       return
@@ -969,12 +1086,13 @@ export class DiskLog implements PartitionLog {
     await this.#serialize(async () => {})
     await this.#hardStateChain
     if (this.#failed !== undefined) this.#dropPending(this.#failed)
-    if (this.#failed === undefined) {
+    // A damaged log wrote nothing; its mark stays where it was, so the next open reports the damage again.
+    if (this.#failed === undefined && this.#damage === undefined) {
       this.#writePending()
       this.#active().writeIndexFile()
       const plan = this.planFlush()
-      await plan.run()
-      if (this.markFlushed(plan)) await this.#ctx.flushed(this.name, plan.mark)
+      await plan.done
+      if (this.markFlushed(plan)) await this.#ctx.flushed(this.name, plan.mark, plan.since)
     }
     for (const seg of this.#segments) await seg.close()
     this.#ctx.metrics.openLogs.dec({ mode: this.mode })
@@ -984,6 +1102,7 @@ export class DiskLog implements PartitionLog {
   /** Closes fds without flushing anything (a simulated crash). */
   async abandon(): Promise<void> {
     this.#closed = true
+    this.#abandoned = true
     await this.#serial
     this.#dropPending(new RillError(ErrorCode.STORAGE_READ_ONLY, `log ${this.name} abandoned`))
     for (const seg of this.#segments) await seg.close()

@@ -32,15 +32,29 @@
  *   | u32 crc32c(record header[4..24+nameBytes)) | u32 payloadBytes | u8 kind |
  *   | u8 0 | u16 nameBytes | u32 entryCount | u64 index | name | payload |
  *   kind 1 = append (payload: entries as in a segment; index: the first one's),
- *   kind 2 = truncate after `index` (no payload).
+ *   kind 2 = truncate after `index` (no payload),
+ *   kind 3 = flushed (WAL version 2): the log's segments are fsynced up to a
+ *            mark, written in the cycle whose fsyncs include that one
+ *            (wal.ts); index: the log's last index then; payload (40 B):
+ *            | u64 segmentBase | u64 bytes | u64 cycleEnd | u64 lastTerm |
+ *            | u32 crc32c(payload[0..32)) | u32 0 |
+ *            cycleEnd: the WAL offset where that cycle's writes end;
+ *            lastTerm: the term of the last index.
  *   Payload entries carry their own checksums, so the record checksum covers
  *   only the record header and no byte is checksummed twice.
+ *
+ * WAL files are version 2 (version 1 files, without kind 3, are still read);
+ * segments and index files are version 1.
  */
 import { ErrorCode, RillError, assert } from '../base/index.ts'
 import { crc32c } from '../base/index.ts'
 
 /** The only format version this build reads and writes. */
 export const formatVersion = 1
+/** The WAL's format version: 2 added the `flushed` record; an older build refuses such a file by its header. */
+export const walFormatVersion = 2
+/** WAL versions this build reads. */
+export const walFormatVersionsRead: readonly number[] = [1, 2]
 /** Bytes of every file header (segment, WAL, index). */
 export const fileHeaderBytes = 32
 /** Bytes of an entry header. */
@@ -57,7 +71,7 @@ export const walMagic = 'RILL-WAL'
 export const indexMagic = 'RILL-IDX'
 
 /** WAL record kinds. */
-export const WalRecordKind = { append: 1, truncate: 2 } as const
+export const WalRecordKind = { append: 1, truncate: 2, flushed: 3 } as const
 export type WalRecordKind = (typeof WalRecordKind)[keyof typeof WalRecordKind]
 
 /** An entry as the caller hands it to `append`. */
@@ -196,11 +210,11 @@ export function entryFromHeader(bytes: Uint8Array, at: number, h: EntryHeader): 
 }
 
 /** Encodes a 32-byte file header. */
-export function encodeFileHeader(magic: string, value: number): Buffer {
+export function encodeFileHeader(magic: string, value: number, version = formatVersion): Buffer {
   const out = Buffer.alloc(fileHeaderBytes)
   out.write(magic, 0, 8, 'latin1')
   const view = new DataView(out.buffer, out.byteOffset, fileHeaderBytes)
-  view.setUint16(8, formatVersion, true)
+  view.setUint16(8, version, true)
   view.setUint16(10, fileHeaderBytes, true)
   writeU64(view, 16, value)
   view.setUint32(28, crc32c(0, out.subarray(0, 28)), true)
@@ -215,7 +229,7 @@ export function encodeFileHeader(magic: string, value: number): Buffer {
  * STORAGE_UNUSABLE naming the version. Returns the u64 it carries (base
  * index or WAL sequence).
  */
-export function decodeFileHeader(bytes: Uint8Array, magic: string, path: string): number {
+export function decodeFileHeader(bytes: Uint8Array, magic: string, path: string, versions: readonly number[] = [formatVersion]): number {
   if (bytes.length < fileHeaderBytes) {
     throw new RillError(ErrorCode.STORAGE_CORRUPT, `${path}: file header is ${bytes.length} bytes, expected ${fileHeaderBytes}`, { details: { file: path, position: 0 } })
   }
@@ -229,11 +243,11 @@ export function decodeFileHeader(bytes: Uint8Array, magic: string, path: string)
   if (crc32c(0, bytes.subarray(0, 28)) !== view.getUint32(28, true)) {
     throw new RillError(ErrorCode.STORAGE_CORRUPT, `${path}: file header checksum fails (version field ${version})`, { details: { file: path, position: 0 } })
   }
-  if (version !== formatVersion) {
+  if (!versions.includes(version)) {
     throw new RillError(
       ErrorCode.STORAGE_UNUSABLE,
-      `${path}: unknown format version ${version}; this build reads version ${formatVersion}`,
-      { details: { file: path, version, versionSupported: formatVersion } },
+      `${path}: unknown format version ${version}; this build reads version ${versions.join(', ')}`,
+      { details: { file: path, version, versionSupported: Math.max(...versions) } },
     )
   }
   return readU64(view, 16)
@@ -288,6 +302,39 @@ export function decodeWalRecordHeader(bytes: Uint8Array, at: number): WalRecordH
     name: Buffer.from(bytes.buffer, bytes.byteOffset + at + walRecordHeaderBytes, nameBytes).toString('utf8'),
     headerBytes,
   }
+}
+
+/** Payload bytes of a `flushed` WAL record. */
+export const walFlushedPayloadBytes = 40
+
+/** What a `flushed` record says: log segments durable up to (segmentBase, bytes), where entry `index` of term `term` ends. */
+export interface WalFlushed {
+  readonly segmentBase: number
+  readonly bytes: number
+  readonly index: number
+  readonly term: number
+  /** WAL offset where the writes of the record's cycle end: later bytes mean that cycle completed. */
+  readonly cycleEnd: number
+}
+
+/** Encodes a whole `flushed` record of log `name`. */
+export function encodeWalFlushedRecord(name: Buffer, f: WalFlushed): Buffer {
+  const header = encodeWalRecordHeader({ kind: WalRecordKind.flushed, name, payloadBytes: walFlushedPayloadBytes, entryCount: 0, index: f.index })
+  const payload = Buffer.alloc(walFlushedPayloadBytes)
+  const view = new DataView(payload.buffer, payload.byteOffset, walFlushedPayloadBytes)
+  writeU64(view, 0, f.segmentBase)
+  writeU64(view, 8, f.bytes)
+  writeU64(view, 16, f.cycleEnd)
+  writeU64(view, 24, f.term)
+  view.setUint32(32, crc32c(0, payload.subarray(0, 32)), true)
+  return Buffer.concat([header, payload])
+}
+
+/** Parses a `flushed` record's payload at `at` (its header said `index`); undefined if its checksum fails. */
+export function decodeWalFlushedPayload(bytes: Uint8Array, at: number, index: number): WalFlushed | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset + at, walFlushedPayloadBytes)
+  if (crc32c(0, bytes.subarray(at, at + 32)) !== view.getUint32(32, true) || view.getUint32(36, true) !== 0) return undefined
+  return { segmentBase: readU64(view, 0), bytes: readU64(view, 8), cycleEnd: readU64(view, 16), term: readU64(view, 24), index }
 }
 
 /** Per-segment facts stored with its sparse index. */

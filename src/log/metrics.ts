@@ -19,6 +19,8 @@ export interface LogMetrics {
   readonly groupCommitRequests: Histogram<string>
   /** Open logs by persistence mode: the mode each log runs in. */
   readonly openLogs: Gauge<'mode'>
+  /** Bytes of sync appends made durable by fsyncing their segments instead of copying them into the WAL (wal.ts). */
+  readonly directBytes: Counter<string>
 }
 
 function getOrCreate<T>(registry: Registry, name: string, make: () => T): T {
@@ -52,5 +54,7 @@ export function createLogMetrics(registry: Registry): LogMetrics {
       })),
     openLogs: getOrCreate(registry, 'rill_log_open_logs', () =>
       new Gauge({ name: 'rill_log_open_logs', help: 'Open partition logs by persistence mode', labelNames: ['mode'], registers })),
+    directBytes: getOrCreate(registry, 'rill_log_wal_direct_bytes_total', () =>
+      new Counter({ name: 'rill_log_wal_direct_bytes_total', help: 'Bytes of sync appends made durable in their segments instead of the WAL', registers })),
   }
 }

@@ -4,15 +4,26 @@
  * flusher of the `async` logs; partition logs are opened through it.
  *
  *   <dir>/LOCK            pid of the owning process (lock.ts)
- *   <dir>/marks.json      per log: (segment, length) known fsynced
+ *   <dir>/marks.json      per log: (segment, length) known fsynced, and the
+ *                         WAL position when that was recorded
  *   <dir>/wal/<seq>.wal   shared WAL (wal.ts)
  *   <dir>/logs/<name>/    one directory per log (disk-log.ts)
  *
- * Open = lock, read marks, replay the WAL: every record is applied to its
- * log's segments (each log's torn tail cut first, see disk-log.ts), those
- * logs fsynced, marks written, WAL files deleted, a fresh WAL started. So a
- * log opened later finds everything in its segments, and the WAL never holds
- * records of a log nobody opens.
+ * A mark is recorded with the WAL position when it was planned (a flush) or
+ * lowered (a cut): the log's records before that position are then in its
+ * segments up to the mark, or cut away.
+ *
+ * Open = lock, read marks, replay the WAL, in two passes. First the
+ * `flushed` records (direct flushes, wal.ts): one written after its log's
+ * mark was recorded raises that mark (one before it is covered by the mark,
+ * or voided by it if the log was cut since). Then every other record is
+ * applied to its log's segments (each log's torn tail cut first, see
+ * disk-log.ts), except a log's records before its mark's WAL position or up
+ * to its last counted `flushed` record: their effects are durable in the
+ * segments, and replaying them would cut entries that are only there. Those logs are fsynced, marks
+ * written, WAL files deleted, a fresh WAL started. So a log opened later
+ * finds everything in its segments, and the WAL never holds records of a log
+ * nobody opens.
  *
  * The `async` flusher runs every `flushIntervalMs` (the smallest of the open
  * async logs): it fsyncs the due dirty logs together and writes the marks
@@ -25,14 +36,14 @@ import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { ErrorCode, RillError, assert } from '../base/index.ts'
-import { DiskLog, flushIntervalMsDefault, type FlushPlan, type LogStoreContext, type Mark } from './disk-log.ts'
-import { logNameBytesMax } from './format.ts'
+import { DiskLog, flushIntervalMsDefault, markBefore, type FlushPlan, type LogStoreContext, type Mark } from './disk-log.ts'
+import { logNameBytesMax, type WalFlushed } from './format.ts'
 import { fsyncDir, nodeIo, storageError, writeFileAtomic, type LogIo } from './io.ts'
 import { lockDir, type DirLock } from './lock.ts'
 import { MemoryLog } from './memory-log.ts'
 import { createLogMetrics, type LogMetrics } from './metrics.ts'
 import type { OpenLogOptions, PartitionLog } from './types.ts'
-import { Wal, listWalFiles, readWalFile, walBytesMaxDefault, walFileName } from './wal.ts'
+import { Wal, compareWalPositions, listWalFiles, readWalFile, walBytesMaxDefault, walDirectBytesMinDefault, walFileName, type WalPosition } from './wal.ts'
 
 /** Options of a store. */
 export interface LogStoreOptions {
@@ -44,6 +55,12 @@ export interface LogStoreOptions {
   readonly logger?: Logger
   /** WAL bytes before rotation and a checkpoint. Default 64 MiB: bounds replay time and WAL disk use (x2). */
   readonly walBytesMax?: number
+  /**
+   * Bytes a sync log must have queued for a WAL cycle to fsync its segments
+   * instead of copying its entries into the WAL (wal.ts, "direct flushes").
+   * Default 256 KiB, measured (wal.ts, bench/results/log.md); Infinity turns them off.
+   */
+  readonly walDirectBytesMin?: number
   /** File operations (tests inject faults). */
   readonly io?: LogIo
 }
@@ -54,11 +71,26 @@ export interface CrashImage {
   readonly wal: { path: string; syncedBytes: number }
   /** Durable marks as last written to marks.json. */
   readonly marks: ReadonlyMap<string, Mark>
+  /** Per log, the mark its direct flushes made durable (a `flushed` WAL record may or may not have followed). */
+  readonly synced: ReadonlyMap<string, Mark>
   /** Directory of each log. */
   readonly logDirs: ReadonlyMap<string, string>
 }
 
 const logNamePattern = /^[A-Za-z0-9._-]+$/
+
+/** A mark as the marks file holds it: with the WAL position when it was recorded. */
+interface StoredMark extends Mark {
+  readonly since: WalPosition
+}
+
+const walPositionZero: WalPosition = { seq: 0, bytes: 0 }
+
+/** A log's `flushed` records found at recovery: the last of a completed cycle, and those of the last cycle. */
+interface FlushedSeen {
+  completed: WalPosition | undefined
+  readonly unsure: { readonly at: WalPosition; readonly flushed: WalFlushed }[]
+}
 
 /** Opens (creating if needed) a store; recovers from a crash. Throws STORAGE_LOCKED if another process holds it. */
 export async function openLogStore(options: LogStoreOptions): Promise<LogStore> {
@@ -83,9 +115,14 @@ export class LogStore {
   readonly #metrics: LogMetrics
   readonly #lock: DirLock
   readonly #walBytesMax: number
+  readonly #walDirectBytesMin: number
   #wal: Wal | undefined
-  #marks = new Map<string, Mark>()
-  #marksDurable = new Map<string, Mark>()
+  /** Sequence number of the WAL file the store will start (until it has one). */
+  #walSeqNext = 1
+  /** Recovery: position of the WAL record being replayed. */
+  #replaying: WalPosition | undefined
+  #marks = new Map<string, StoredMark>()
+  #marksDurable = new Map<string, StoredMark>()
   #marksChain: Promise<void> = Promise.resolve()
   #logs = new Map<string, PartitionLog>()
   #flushTimer: NodeJS.Timeout | undefined
@@ -101,6 +138,7 @@ export class LogStore {
     this.#metrics = createLogMetrics(options.registry)
     this.#lock = lock
     this.#walBytesMax = options.walBytesMax ?? walBytesMaxDefault
+    this.#walDirectBytesMin = options.walDirectBytesMin ?? walDirectBytesMinDefault
   }
 
   /** Reads marks, replays the WAL, starts a fresh one. Called once by openLogStore. */
@@ -109,20 +147,33 @@ export class LogStore {
     this.#marksDurable = new Map(this.#marks)
     const walDir = join(this.dir, 'wal')
     const seqs = listWalFiles(walDir)
+    // WAL sequence numbers only grow, also across clean closes (which delete every WAL file): a mark's WAL position must stay behind every later record.
+    this.#walSeqNext = Math.max(seqs.at(-1) ?? 0, ...[...this.#marks.values()].map((m) => m.since.seq)) + 1
+    const files = seqs.map((seq, i) => ({ seq, path: join(walDir, walFileName(seq)), last: i === seqs.length - 1 }))
+    const flushed = this.#applyFlushedRecords(files)
     const replayed = new Map<string, DiskLog>()
+    const replayFrom = new Map<string, { since: WalPosition; after: WalPosition | undefined }>()
     let records = 0
     let tornBytes = 0
-    for (const [i, seq] of seqs.entries()) {
-      const file = readWalFile(join(walDir, walFileName(seq)), i === seqs.length - 1)
-      tornBytes += file.tornBytes
-      for (const r of file.records) {
+    for (const file of files) {
+      const read = readWalFile(file.path, file.last)
+      tornBytes += read.tornBytes
+      for (const r of read.records) {
         let log = replayed.get(r.name)
         if (log === undefined) {
           if (!fs.existsSync(join(this.dir, 'logs', r.name))) continue // log removed since
           log = DiskLog.open(this.#context(), join(this.dir, 'logs', r.name), { name: r.name, mode: 'async' })
           replayed.set(r.name, log)
+          replayFrom.set(r.name, { since: this.#marks.get(r.name)?.since ?? walPositionZero, after: await this.#replayStart(log, flushed.get(r.name)) })
         }
+        // Records before the log's mark was recorded are in its segments up to the mark; so are those up to its last counted flushed record.
+        const at = { seq: file.seq, bytes: r.position }
+        const from = replayFrom.get(r.name)!
+        if (compareWalPositions(at, from.since) < 0 || (from.after !== undefined && compareWalPositions(at, from.after) <= 0)) continue
+        // A mark lowered by this replay is recorded at this record: a crash during recovery replays from it again.
+        this.#replaying = at
         await log.replay(r)
+        this.#replaying = undefined
         records++
       }
     }
@@ -132,14 +183,61 @@ export class LogStore {
     for (const seq of seqs) fs.rmSync(join(walDir, walFileName(seq)), { force: true })
     this.#wal = await Wal.create(
       { io: this.#io, metrics: this.#metrics, logger: this.#logger, checkpoint: () => this.#checkpoint() },
-      walDir,
-      (seqs.at(-1) ?? 0) + 1,
-      this.#walBytesMax,
+      { dir: walDir, seq: this.#walSeqNext, walBytesMax: this.#walBytesMax, directBytesMin: this.#walDirectBytesMin },
     )
-    this.#logger.info({ dir: this.dir, walFiles: seqs.length, walRecords: records, walTornBytes: tornBytes, logsReplayed: replayed.size }, 'log store opened')
+    this.#logger.info(
+      { dir: this.dir, walFiles: seqs.length, walRecords: records, walTornBytes: tornBytes, logsReplayed: replayed.size, logsFlushedDirect: flushed.size },
+      'log store opened',
+    )
   }
 
-  #readMarks(): Map<string, Mark> {
+  /**
+   * First recovery pass over the `flushed` records written after their
+   * log's mark was recorded (earlier ones are covered or voided by it). One
+   * whose cycle completed raises the log's mark: its segments were fsynced.
+   * Returns per log the last such record, and the later ones of the WAL's
+   * last cycle, which count only if the log holds what they say.
+   */
+  #applyFlushedRecords(files: readonly { seq: number; path: string; last: boolean }[]): Map<string, FlushedSeen> {
+    const seen = new Map<string, FlushedSeen>()
+    for (const file of files) {
+      for (const r of readWalFile(file.path, file.last).records) {
+        if (r.flushed === undefined || !fs.existsSync(join(this.dir, 'logs', r.name))) continue
+        const at = { seq: file.seq, bytes: r.position }
+        const mark = this.#marks.get(r.name)
+        if (mark !== undefined && compareWalPositions(at, mark.since) < 0) continue
+        const s = seen.get(r.name) ?? { completed: undefined, unsure: [] }
+        seen.set(r.name, s)
+        if (!r.flushed.completed) {
+          s.unsure.push({ at, flushed: r.flushed })
+          continue
+        }
+        s.completed = at
+        if (mark === undefined || markBefore(mark, r.flushed)) {
+          this.#marks.set(r.name, { segmentBase: r.flushed.segmentBase, bytes: r.flushed.bytes, since: mark?.since ?? walPositionZero })
+        }
+      }
+    }
+    return seen
+  }
+
+  /** Where a log's replay starts: after its last `flushed` record that counts (see #applyFlushedRecords). */
+  async #replayStart(log: DiskLog, seen: FlushedSeen | undefined): Promise<WalPosition | undefined> {
+    if (seen === undefined) return undefined
+    for (let i = seen.unsure.length - 1; i >= 0; i--) if (await log.holdsFlushed(seen.unsure[i]!.flushed)) return seen.unsure[i]!.at
+    return seen.completed
+  }
+
+  /**
+   * Where the WAL is written up to now: a mark recorded with it covers the
+   * log's records before it. During recovery, the record being replayed, or
+   * after the replay the start of the file the store will begin.
+   */
+  #walPosition(): WalPosition {
+    return this.#wal?.position() ?? this.#replaying ?? { seq: this.#walSeqNext, bytes: 0 }
+  }
+
+  #readMarks(): Map<string, StoredMark> {
     const path = join(this.dir, 'marks.json')
     let text: string
     try {
@@ -149,11 +247,12 @@ export class LogStore {
       throw storageError(error, path)
     }
     try {
-      const parsed = JSON.parse(text) as { version: number; marks: Record<string, [number, number]> }
+      // [segmentBase, bytes, sinceSeq, sinceBytes]; files from before direct flushes have no since (zero: every flushed record counts).
+      const parsed = JSON.parse(text) as { version: number; marks: Record<string, [number, number, number?, number?]> }
       if (parsed.version !== 1) {
         throw new RillError(ErrorCode.STORAGE_UNUSABLE, `${path}: unknown format version ${parsed.version}; this build reads version 1`, { details: { file: path } })
       }
-      return new Map(Object.entries(parsed.marks).map(([name, [segmentBase, bytes]]) => [name, { segmentBase, bytes }]))
+      return new Map(Object.entries(parsed.marks).map(([name, [segmentBase, bytes, seq, sinceBytes]]) => [name, { segmentBase, bytes, since: { seq: seq ?? 0, bytes: sinceBytes ?? 0 } }]))
     } catch (error) {
       if (error instanceof RillError) throw error
       throw new RillError(ErrorCode.STORAGE_UNUSABLE, `${path}: unreadable`, { details: { file: path }, cause: error })
@@ -166,7 +265,7 @@ export class LogStore {
       // A crashed store writes nothing more; whoever waits for these marks must not go on as if they were durable.
       if (this.#abandoned) throw new RillError(ErrorCode.STORAGE_READ_ONLY, 'log store abandoned')
       const snapshot = new Map(this.#marks)
-      const marks = Object.fromEntries([...snapshot].map(([n, m]) => [n, [m.segmentBase, m.bytes]]))
+      const marks = Object.fromEntries([...snapshot].map(([n, m]) => [n, [m.segmentBase, m.bytes, m.since.seq, m.since.bytes]]))
       await writeFileAtomic(this.#io, join(this.dir, 'marks.json'), Buffer.from(JSON.stringify({ version: 1, marks })))
       this.#metrics.fsyncs.inc({ kind: 'marks' }, 2)
       this.#marksDurable = snapshot
@@ -181,13 +280,17 @@ export class LogStore {
       logger: this.#logger,
       metrics: this.#metrics,
       wal: this.#wal,
-      markOf: (name) => this.#marks.get(name),
+      walPosition: () => this.#walPosition(),
+      markOf: (name) => {
+        const m = this.#marks.get(name)
+        return m === undefined ? undefined : { segmentBase: m.segmentBase, bytes: m.bytes }
+      },
       lowerMark: async (name, mark) => {
-        this.#marks.set(name, mark)
+        this.#marks.set(name, { ...mark, since: this.#walPosition() })
         await this.#writeMarks()
       },
-      flushed: async (name, mark) => {
-        this.#marks.set(name, mark)
+      flushed: async (name, mark, since) => {
+        this.#marks.set(name, { ...mark, since })
         if (this.#wal !== undefined) await this.#writeMarks()
       },
       flushNow: (log) => this.#flushLogs([log]),
@@ -270,20 +373,20 @@ export class LogStore {
 
   async #flushLogs(logs: DiskLog[]): Promise<void> {
     const plans: [DiskLog, FlushPlan][] = logs.map((l) => [l, l.planFlush()])
-    await Promise.all(plans.map(([, p]) => p.run()))
+    await Promise.all(plans.map(([, p]) => p.done))
     let changed = false
     for (const [log, plan] of plans) {
       if (log.markFlushed(plan)) {
-        this.#marks.set(log.name, plan.mark)
+        this.#marks.set(log.name, { ...plan.mark, since: plan.since })
         changed = true
       }
     }
     if (changed) await this.#writeMarks()
   }
 
-  /** WAL checkpoint: fsync every dirty sync log, record their marks. */
+  /** WAL checkpoint: fsync every dirty sync log, record their marks (also of logs whose direct flushes raised them: their records are in the WAL file about to go). */
   async #checkpoint(): Promise<void> {
-    await this.#flushLogs(this.#diskLogs('sync').filter((l) => l.isDirty()))
+    await this.#flushLogs(this.#diskLogs('sync').filter((l) => l.needsFlush()))
   }
 
   /** Closes every log (flushing them), the WAL, and releases the lock. */
@@ -316,15 +419,18 @@ export class LogStore {
     await this.#wal!.abandon()
     const walState = this.#wal!.state()
     const logDirs = new Map<string, string>()
+    const synced = new Map<string, Mark>()
     for (const log of this.#logs.values()) {
       if (log instanceof DiskLog) {
         logDirs.set(log.name, log.dir)
         await log.abandon()
+        const mark = log.directSynced()
+        if (mark !== undefined) synced.set(log.name, mark)
       }
     }
     await this.#marksChain
     this.#logs.clear()
     this.#lock.release()
-    return { wal: { path: walState.path, syncedBytes: walState.syncedBytes }, marks: new Map(this.#marksDurable), logDirs }
+    return { wal: { path: walState.path, syncedBytes: walState.syncedBytes }, marks: new Map(this.#marksDurable), synced, logDirs }
   }
 }

@@ -21,7 +21,38 @@
  *                          |         in it; the next cycle takes whatever
  *                          +-------- queued meanwhile (group commit)
  *
- * Segments are fsynced only at a checkpoint: when the WAL file passes
+ * Direct flushes: large appends are not written twice. A record carries its
+ * entries, which also go to the segment: every byte reaches the disk twice
+ * (WAL now, segment at the checkpoint), which halves the bandwidth of big
+ * batches. So when a cycle takes a log with at least `directBytesMin` bytes
+ * queued, it takes ALL that log's queued requests, writes none of their
+ * entries to the WAL, and fsyncs the log's segments instead (a "direct
+ * flush", in parallel with the WAL's fdatasync); the WAL gets a small
+ * `flushed` record (log name, mark: segment and length, last index and term,
+ * and where this cycle's WAL bytes end):
+ *
+ *   cycle: WAL: small logs' records + flushed(L, mark) | fdatasync WAL
+ *          log L: pending -> segment                  | fdatasync L's segments  (parallel)
+ *          both done -> resolve every request of the cycle
+ *
+ * Recovery (store.ts) trusts a `flushed` record like a durable mark when its
+ * cycle completed, which the WAL shows by bytes after the cycle's end (a
+ * later cycle starts only after this one's fsyncs): then damage under the
+ * mark is damage, never a torn tail. In the last cycle the segment fsync may
+ * not have finished; there the record counts only if the log, as found,
+ * holds that last index and term ending exactly at the mark.
+ *
+ * Why a log's requests are all taken at once: every record of that log
+ * before the `flushed` record is then about entries the flush has made
+ * durable, and recovery replays only the records after a log's last counted
+ * `flushed` record -- replaying an older one would cut entries that exist
+ * only in the segment. A cut below the log's durable mark waits for its
+ * direct flushes in flight and records the lowered mark with the WAL
+ * position (store.ts), which voids every earlier `flushed` record of the
+ * log. The per-cycle cost of many small logs stays one WAL fsync; a direct
+ * flush costs one more fsync per large log per cycle, in parallel.
+ *
+ * Segments are fsynced otherwise only at a checkpoint: when the WAL file passes
  * `walBytesMax` a new one is started and, in the background, every dirty
  * sync log is fsynced, the store's durable marks written, and the old WAL
  * file deleted. At most two WAL files exist; a cycle waits for the previous
@@ -41,27 +72,41 @@ import { timedSync } from './disk-log.ts'
 import {
   decodeEntryHeader,
   decodeFileHeader,
+  decodeWalFlushedPayload,
   decodeWalRecordHeader,
   encodeFileHeader,
   entryChecksumHolds,
   entryFromHeader,
   entryHeaderBytes,
   fileHeaderBytes,
+  walFlushedPayloadBytes,
+  walFormatVersion,
+  walFormatVersionsRead,
   walMagic,
   WalRecordKind,
   type EntryToAppend,
+  type WalFlushed,
 } from './format.ts'
 import { fsyncDir, storageError, writeAllSync, type LogIo } from './io.ts'
 import type { LogMetrics } from './metrics.ts'
 
 /** Default WAL file size before rotation and checkpoint. */
 export const walBytesMaxDefault = 64 * 1024 * 1024
-/** Bytes one cycle takes from the queue (at least one request). */
+/** Bytes one cycle takes from the queue (at least one request; a direct log's requests all go). */
 export const walCycleBytesMax = 8 * 1024 * 1024
 /** Bytes waiting in the queue before appenders wait for room. */
 export const walQueueBytesMax = 64 * 1024 * 1024
 /** Unsynced bytes a crash can leave at the WAL's end: a bad record closer than this to the end is a torn tail. */
 export const walTailBytesMax = walCycleBytesMax + appendBytesMax + 64 * 1024
+/**
+ * Default queued bytes of one log from which a cycle flushes that log's
+ * segments instead of copying its entries. Measured (bench/results/log.md,
+ * 64 appenders on one log): at 1 KiB and 16 KiB batches (69 KiB and 1 MiB
+ * queued) direct and WAL-only run even; at 256 KiB (16 MiB queued) direct
+ * wins by about a quarter or more. Below this, an extra fsync per log per
+ * cycle buys nothing and costs the many-small-logs case its shared fsync.
+ */
+export const walDirectBytesMinDefault = 256 * 1024
 
 /** WAL file name for a sequence number. */
 export function walFileName(seq: number): string {
@@ -78,13 +123,54 @@ export function listWalFiles(dir: string): number[] {
     .sort((a, b) => a - b)
 }
 
+/** A place in the WAL: file sequence number and byte offset in it. */
+export interface WalPosition {
+  readonly seq: number
+  readonly bytes: number
+}
+
+/** Orders WAL positions: negative if a is before b. */
+export function compareWalPositions(a: WalPosition, b: WalPosition): number {
+  return a.seq !== b.seq ? a.seq - b.seq : a.bytes - b.bytes
+}
+
+/** A sync log as the WAL sees it: it can make its entries durable in its own segments. */
+export interface WalLog {
+  /**
+   * Starts an fsync of everything the log has written (a direct flush), or
+   * says no (undefined: closed, failed, or cutting its end right now); then
+   * its requests' own records are written instead.
+   */
+  flushDirect(): DirectFlush | undefined
+}
+
+/** A direct flush in flight (see the top comment). */
+export interface DirectFlush {
+  /** Bytes of the `flushed` record. */
+  readonly recordBytes: number
+  /** The `flushed` record, given where the cycle's WAL bytes end. */
+  record(cycleEnd: number): Buffer
+  /** Settles when the segments are fsynced. */
+  readonly done: Promise<void>
+  /** The cycle ended: completed (the segments are durable up to the mark, the record too), or failed / crashed. */
+  finished(completed: boolean): void
+}
+
 interface Request {
   readonly buffers: readonly Uint8Array[]
   readonly bytes: number
+  /** The log the request belongs to, if it may go direct. */
+  readonly log: WalLog | undefined
   /** Runs when a cycle takes the request, before its record is written; a throw fails the request alone. */
   readonly prepare: (() => void) | undefined
   resolve(): void
   reject(error: unknown): void
+}
+
+/** A direct flush and the requests it makes durable. */
+interface DirectGroup {
+  readonly flush: DirectFlush
+  readonly requests: Request[]
 }
 
 /** What the WAL needs from its store. */
@@ -101,36 +187,43 @@ export class Wal {
   readonly #ctx: WalContext
   readonly #dir: string
   readonly #walBytesMax: number
+  readonly #directBytesMin: number
   #fd: number
   #seq: number
   #bytes = fileHeaderBytes
   #syncedBytes = fileHeaderBytes
   #queue: Request[] = []
   #queuedBytes = 0
+  /** Queued bytes per log: what decides a direct flush. */
+  #queuedBytesOf = new Map<WalLog, number>()
   #roomWaiters: (() => void)[] = []
   #loop: Promise<void> | undefined
   #checkpoint: Promise<void> | undefined
   #failed: RillError | undefined
+  /** Set by abandon: the cycle in flight counts as not done (a crash before its fsyncs returned). */
+  #crashed = false
 
-  private constructor(ctx: WalContext, dir: string, seq: number, fd: number, walBytesMax: number) {
+  private constructor(ctx: WalContext, options: { dir: string; seq: number; fd: number; walBytesMax: number; directBytesMin: number }) {
     this.#ctx = ctx
-    this.#dir = dir
-    this.#seq = seq
-    this.#fd = fd
-    this.#walBytesMax = walBytesMax
+    this.#dir = options.dir
+    this.#seq = options.seq
+    this.#fd = options.fd
+    this.#walBytesMax = options.walBytesMax
+    this.#directBytesMin = options.directBytesMin
   }
 
   /** Starts a new, empty WAL file `seq` (durably created). */
-  static async create(ctx: WalContext, dir: string, seq: number, walBytesMax: number): Promise<Wal> {
-    const fd = await Wal.#createFile(ctx, dir, seq)
-    return new Wal(ctx, dir, seq, fd, walBytesMax)
+  static async create(ctx: WalContext, options: { dir: string; seq: number; walBytesMax: number; directBytesMin: number }): Promise<Wal> {
+    assert(options.directBytesMin >= 0, () => `WAL directBytesMin ${options.directBytesMin}`)
+    const fd = await Wal.#createFile(ctx, options.dir, options.seq)
+    return new Wal(ctx, { ...options, fd })
   }
 
   static async #createFile(ctx: WalContext, dir: string, seq: number): Promise<number> {
     const path = join(dir, walFileName(seq))
     const fd = fs.openSync(path, 'wx')
     try {
-      writeAllSync(ctx.io, fd, [encodeFileHeader(walMagic, seq)], 0)
+      writeAllSync(ctx.io, fd, [encodeFileHeader(walMagic, seq, walFormatVersion)], 0)
       await timedSync(ctx, 'wal', () => ctx.io.fdatasync(fd))
       await timedSync(ctx, 'dir', () => fsyncDir(ctx.io, dir))
     } catch (error) {
@@ -145,6 +238,11 @@ export class Wal {
     return { path: join(this.#dir, walFileName(this.#seq)), bytes: this.#bytes, syncedBytes: this.#syncedBytes }
   }
 
+  /** Where the next record will be written: every record written so far is before it. */
+  position(): WalPosition {
+    return { seq: this.#seq, bytes: this.#bytes }
+  }
+
   /** Waits until the queue has room for `bytes` (bounded queue: back-pressure on appenders). */
   async waitForRoom(bytes: number): Promise<void> {
     while (this.#queue.length > 0 && this.#queuedBytes + bytes > walQueueBytesMax && this.#failed === undefined) {
@@ -154,18 +252,19 @@ export class Wal {
   }
 
   /**
-   * Queues a record; resolves once it is fsynced. `prepare` runs when a
-   * cycle takes it (a sync log writes its pending segment bytes there, once
-   * per cycle); if it throws, the record is not written and the promise
-   * rejects with that error.
+   * Queues a record; resolves once it (or a direct flush of `log` that
+   * covers it) is durable. `prepare` runs when a cycle takes it (a sync log
+   * writes its pending segment bytes there, once per cycle); if it throws,
+   * the record is not written and the promise rejects with that error.
    */
-  submit(buffers: readonly Uint8Array[], prepare?: () => void): Promise<void> {
+  submit(buffers: readonly Uint8Array[], options: { log?: WalLog; prepare?: () => void } = {}): Promise<void> {
     if (this.#failed !== undefined) return Promise.reject(this.#failed)
     let bytes = 0
     for (const b of buffers) bytes += b.length
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ buffers, bytes, prepare, resolve, reject })
+      this.#queue.push({ buffers, bytes, log: options.log, prepare: options.prepare, resolve, reject })
       this.#queuedBytes += bytes
+      if (options.log !== undefined) this.#queuedBytesOf.set(options.log, (this.#queuedBytesOf.get(options.log) ?? 0) + bytes)
       this.#loop ??= this.#run().finally(() => {
         this.#loop = undefined
       })
@@ -174,49 +273,96 @@ export class Wal {
 
   async #run(): Promise<void> {
     while (this.#queue.length > 0 && this.#failed === undefined) {
-      const batch = this.#take()
-      if (batch.length === 0) continue
+      const { batch, direct } = this.#take()
+      if (batch.length === 0 && direct.length === 0) continue
       try {
-        await this.#writeAndSync(batch)
+        await this.#writeAndSync(batch, direct)
       } catch (error) {
-        this.#fail(storageError(error, `WAL ${walFileName(this.#seq)}`), batch)
+        this.#fail(storageError(error, `WAL ${walFileName(this.#seq)}`), batch, direct)
         return
       }
-      this.#ctx.metrics.groupCommitRequests.observe(batch.length)
+      if (this.#crashed) {
+        this.#fail(this.#failed!, batch, direct)
+        return
+      }
+      this.#syncedBytes = this.#bytes
       for (const r of batch) r.resolve()
+      for (const g of direct) {
+        g.flush.finished(true)
+        for (const r of g.requests) r.resolve()
+      }
+      this.#ctx.metrics.groupCommitRequests.observe(batch.length + direct.reduce((n, g) => n + g.requests.length, 0))
       if (this.#bytes >= this.#walBytesMax && this.#failed === undefined) {
         try {
           await this.#rotate()
         } catch (error) {
-          this.#fail(storageError(error, 'WAL rotation'), [])
+          this.#fail(storageError(error, 'WAL rotation'), [], [])
           return
         }
       }
     }
   }
 
-  #take(): Request[] {
+  /**
+   * Takes the next cycle's requests (up to walCycleBytesMax, at least one),
+   * plus every queued request of a log that goes direct; runs their
+   * `prepare` and starts the direct flushes.
+   */
+  #take(): { batch: Request[]; direct: DirectGroup[] } {
     let bytes = 0
     let n = 0
     while (n < this.#queue.length && (n === 0 || bytes + this.#queue[n]!.bytes <= walCycleBytesMax)) bytes += this.#queue[n++]!.bytes
     const taken = this.#queue.splice(0, n)
-    this.#queuedBytes -= bytes
+    const directLogs = new Set<WalLog>()
+    for (const r of taken) if (r.log !== undefined && this.#queuedBytesOf.get(r.log)! >= this.#directBytesMin) directLogs.add(r.log)
+    if (directLogs.size > 0) {
+      const rest: Request[] = []
+      for (const r of this.#queue) (r.log !== undefined && directLogs.has(r.log) ? taken : rest).push(r)
+      this.#queue = rest
+    }
+    for (const r of taken) this.#dequeued(r)
     for (const wake of this.#roomWaiters.splice(0)) wake()
     const batch: Request[] = []
+    const groups = new Map<WalLog, Request[]>()
     for (const r of taken) {
       try {
         r.prepare?.()
-        batch.push(r)
       } catch (error) {
         r.reject(error)
+        continue
+      }
+      if (r.log === undefined || !directLogs.has(r.log)) batch.push(r)
+      else if (groups.has(r.log)) groups.get(r.log)!.push(r)
+      else groups.set(r.log, [r])
+    }
+    const direct: DirectGroup[] = []
+    for (const [log, requests] of groups) {
+      const flush = log.flushDirect()
+      if (flush === undefined) batch.push(...requests)
+      else {
+        direct.push({ flush, requests })
+        for (const r of requests) this.#ctx.metrics.directBytes.inc(r.bytes)
       }
     }
-    return batch
+    return { batch, direct }
   }
 
-  async #writeAndSync(batch: Request[]): Promise<void> {
+  #dequeued(r: Request): void {
+    this.#queuedBytes -= r.bytes
+    if (r.log === undefined) return
+    const left = this.#queuedBytesOf.get(r.log)! - r.bytes
+    if (left > 0) this.#queuedBytesOf.set(r.log, left)
+    else this.#queuedBytesOf.delete(r.log)
+  }
+
+  /** One cycle's I/O: the records (the `flushed` ones last) and the WAL fdatasync, and the direct flushes, in parallel. */
+  async #writeAndSync(batch: Request[], direct: DirectGroup[]): Promise<void> {
     const buffers = batch.flatMap((r) => r.buffers)
     const at = this.#bytes
+    let cycleEnd = at
+    for (const b of buffers) cycleEnd += b.length
+    for (const g of direct) cycleEnd += g.flush.recordBytes
+    for (const g of direct) buffers.push(g.flush.record(cycleEnd))
     try {
       this.#bytes += writeAllSync(this.#ctx.io, this.#fd, buffers, at)
     } catch (error) {
@@ -224,16 +370,18 @@ export class Wal {
       this.#ctx.io.ftruncateSync(this.#fd, at)
       throw error
     }
-    await timedSync(this.#ctx, 'wal', () => this.#ctx.io.fdatasync(this.#fd))
-    this.#syncedBytes = this.#bytes
+    assert(this.#bytes === cycleEnd, () => `WAL cycle wrote ${this.#bytes - at} bytes, expected ${cycleEnd - at}`)
+    await Promise.all([timedSync(this.#ctx, 'wal', () => this.#ctx.io.fdatasync(this.#fd)), ...direct.map((g) => g.flush.done)])
   }
 
   /** A failed WAL write or fsync: every sync append fails until the store is reopened (and recovers). */
-  #fail(error: RillError, batch: Request[]): void {
+  #fail(error: RillError, batch: Request[], direct: DirectGroup[]): void {
     this.#failed = error
-    this.#ctx.logger.error({ err: error, wal: walFileName(this.#seq) }, 'WAL write failed; sync logs refuse writes until the store is reopened')
-    for (const r of [...batch, ...this.#queue.splice(0)]) r.reject(error)
+    if (!this.#crashed) this.#ctx.logger.error({ err: error, wal: walFileName(this.#seq) }, 'WAL write failed; sync logs refuse writes until the store is reopened')
+    for (const g of direct) g.flush.finished(false)
+    for (const r of [...batch, ...direct.flatMap((g) => g.requests), ...this.#queue.splice(0)]) r.reject(error)
     this.#queuedBytes = 0
+    this.#queuedBytesOf.clear()
     for (const wake of this.#roomWaiters.splice(0)) wake()
   }
 
@@ -275,12 +423,19 @@ export class Wal {
     fs.closeSync(this.#fd)
   }
 
-  /** Simulated crash: refuse everything queued, wait for the cycle in flight, close the file. */
+  /**
+   * Simulated crash: refuse everything queued; the cycle in flight counts as
+   * not done (its requests fail, its bytes stay "unsynced" in `state()`, its
+   * direct flushes are not reported finished), as if the power went before
+   * its fsyncs returned. Closes the file.
+   */
   async abandon(): Promise<void> {
-    this.#failed = new RillError(ErrorCode.STORAGE_READ_ONLY, 'store abandoned')
+    this.#crashed = true
+    this.#failed ??= new RillError(ErrorCode.STORAGE_READ_ONLY, 'store abandoned')
     for (const r of this.#queue.splice(0)) r.reject(this.#failed)
     await this.#loop?.catch(() => {})
     await this.#checkpoint?.catch(() => {})
+    this.#fail(this.#failed, [], [])
     fs.closeSync(this.#fd)
   }
 }
@@ -290,8 +445,12 @@ export interface WalRecord {
   readonly name: string
   readonly kind: number
   readonly index: number
+  /** Offset of the record in its file. */
+  readonly position: number
   readonly entries: EntryToAppend[]
   readonly encoded: Buffer[]
+  /** `flushed` records: what the record says, and whether its cycle is known to have completed. */
+  readonly flushed: (WalFlushed & { readonly completed: boolean }) | undefined
 }
 
 /**
@@ -301,11 +460,11 @@ export interface WalRecord {
  */
 export function readWalFile(path: string, last: boolean): { records: WalRecord[]; tornBytes: number } {
   const bytes = fs.readFileSync(path)
-  decodeFileHeader(bytes, walMagic, path)
+  decodeFileHeader(bytes, walMagic, path, walFormatVersionsRead)
   const records: WalRecord[] = []
   let at = fileHeaderBytes
   while (at < bytes.length) {
-    const record = parseRecord(bytes, at)
+    const record = parseRecord(bytes, at, last)
     if (record === undefined) {
       if (last && bytes.length - at <= walTailBytesMax) return { records, tornBytes: bytes.length - at }
       throw new RillError(ErrorCode.STORAGE_CORRUPT, `${path}: bad WAL record at ${at} of ${bytes.length}`, { details: { file: path, position: at } })
@@ -316,14 +475,19 @@ export function readWalFile(path: string, last: boolean): { records: WalRecord[]
   return { records, tornBytes: 0 }
 }
 
-function parseRecord(bytes: Buffer, at: number): { record: WalRecord; end: number } | undefined {
+/** Parses the record at `at`; a `flushed` record's cycle completed if the file goes on past its end, or a later file exists (not `last`). */
+function parseRecord(bytes: Buffer, at: number, last: boolean): { record: WalRecord; end: number } | undefined {
   const h = decodeWalRecordHeader(bytes, at)
   if (h === undefined) return undefined
   const start = at + h.headerBytes
   const end = start + h.payloadBytes
   if (end > bytes.length) return undefined
-  if (h.kind === WalRecordKind.truncate) {
-    return h.payloadBytes === 0 ? { record: { name: h.name, kind: h.kind, index: h.index, entries: [], encoded: [] }, end } : undefined
+  const base = { name: h.name, kind: h.kind, index: h.index, position: at, entries: [], encoded: [], flushed: undefined }
+  if (h.kind === WalRecordKind.truncate) return h.payloadBytes === 0 ? { record: base, end } : undefined
+  if (h.kind === WalRecordKind.flushed) {
+    const flushed = h.payloadBytes === walFlushedPayloadBytes ? decodeWalFlushedPayload(bytes, start, h.index) : undefined
+    if (flushed === undefined || flushed.cycleEnd < end) return undefined
+    return { record: { ...base, flushed: { ...flushed, completed: !last || bytes.length > flushed.cycleEnd } }, end }
   }
   if (h.kind !== WalRecordKind.append || h.entryCount === 0) return undefined
   const entries: EntryToAppend[] = []
@@ -340,5 +504,5 @@ function parseRecord(bytes: Buffer, at: number): { record: WalRecord; end: numbe
   }
   if (p !== end) return undefined
   assert(entries.length === h.entryCount, 'WAL record entry count')
-  return { record: { name: h.name, kind: h.kind, index: h.index, entries, encoded }, end }
+  return { record: { ...base, entries, encoded }, end }
 }

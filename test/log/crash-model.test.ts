@@ -7,17 +7,26 @@
 // every append acknowledged in sync mode is there, byte for byte; anything
 // beyond it is a prefix of what was in flight; the async log serves only
 // entries that were written. Seeded: a failure prints its seed and replays.
+//
+// A crash may come while a WAL cycle's fsyncs run (the store's abandon
+// counts the cycle in flight as not done), so the WAL tail, the segment
+// bytes of direct flushes and their `flushed` records are torn in every
+// combination: record kept and segment torn, segment kept and record torn,
+// both, neither. Seeds rotate the direct-flush threshold: off (every entry
+// through the WAL), 600 bytes (mixed), 1 byte (every sync append direct).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import { join } from 'node:path'
 import { SeededRandom } from '../../src/base/index.ts'
-import type { CrashImage, EntryToAppend, LogStore, PartitionLog } from '../../src/log/index.ts'
+import type { CrashImage, EntryToAppend, LogStore, Mark, PartitionLog } from '../../src/log/index.ts'
 import { entry, plain, store, tempDir } from './helpers.ts'
 
 const seeds = Number(process.env.LOG_MODEL_SEEDS ?? 24)
 const stepsPerSeed = 70
 const syncNames = ['a', 'b'] as const
+/** Direct-flush thresholds, by seed. */
+const directBytesMins = [Infinity, 600, 1] as const
 
 interface Model {
   first: number
@@ -63,12 +72,18 @@ function randomBatch(rng: SeededRandom, m: Model, conflict: boolean): EntryToApp
   return out
 }
 
-/** Tears every file beyond what the crash image says was fsynced. */
+/** The later of two marks. */
+function laterMark(a: Mark | undefined, b: Mark | undefined): Mark | undefined {
+  if (a === undefined || b === undefined) return a ?? b
+  return a.segmentBase > b.segmentBase || (a.segmentBase === b.segmentBase && a.bytes > b.bytes) ? a : b
+}
+
+/** Tears every file beyond what the crash image says was fsynced (marks file, or a completed direct flush). */
 function tear(image: CrashImage, rng: SeededRandom): void {
   const wal = fs.statSync(image.wal.path).size
   if (wal > image.wal.syncedBytes) tearFile(image.wal.path, image.wal.syncedBytes, rng)
   for (const [name, dir] of image.logDirs) {
-    const mark = image.marks.get(name)
+    const mark = laterMark(image.marks.get(name), image.synced.get(name))
     for (const file of fs.readdirSync(dir).sort()) {
       const m = /^(\d{20})\.(seg|idx)$/.exec(file)
       if (m === null) continue
@@ -113,8 +128,9 @@ async function openAll(s: LogStore): Promise<{ sync: PartitionLog[]; async: Part
 async function runSeed(seed: number): Promise<void> {
   const rng = new SeededRandom(seed)
   const { dir, cleanup } = tempDir(`model-${seed}`)
+  const options = { walBytesMax: 16 * 1024, walDirectBytesMin: directBytesMins[seed % directBytesMins.length] }
   try {
-    let s = await store(dir, { walBytesMax: 16 * 1024 })
+    let s = await store(dir, options)
     let logs = await openAll(s)
     const models: Model[] = syncNames.map(() => ({ first: 1, start: { index: 0, term: 0 }, entries: [] }))
     const asyncModel: Model = { first: 1, start: { index: 0, term: 0 }, entries: [] }
@@ -162,7 +178,7 @@ async function runSeed(seed: number): Promise<void> {
         for (const e of batch) written.set(`${e.index}/${e.term}`, Buffer.from(e.data).toString('hex'))
       } else if (r < 0.82) {
         await s.close()
-        s = await store(dir, { walBytesMax: 16 * 1024 })
+        s = await store(dir, options)
         logs = await openAll(s)
       } else {
         // Crash with appends in flight.
@@ -182,7 +198,7 @@ async function runSeed(seed: number): Promise<void> {
         if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs))
         const image = await s.abandon()
         tear(image, rng)
-        s = await store(dir, { walBytesMax: 16 * 1024 })
+        s = await store(dir, options)
         logs = await openAll(s)
         for (const [i, l] of logs.sync.entries()) {
           const mi = models[i]!
