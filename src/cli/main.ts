@@ -7,6 +7,7 @@
 import { UsageError, CliError } from './args.ts'
 import { consumeCommand, consumeUsage } from './consume.ts'
 import { devCommand, devUsage } from './dev.ts'
+import { groupCommand, groupUsage } from './group.ts'
 import { produceCommand, produceUsage } from './produce.ts'
 import { statusCommand, statusUsage } from './status.ts'
 import { topicCommand, topicUsage } from './topic.ts'
@@ -19,6 +20,7 @@ commands:
   topic      create | list | describe | delete topics
   produce    one record per stdin line: rill produce TOPIC [--key K] [--partition P] [--acks all|leader] [--verbose]
   consume    print record values: rill consume TOPIC [--from-beginning] [--follower] [--max N] [--partition P] [--group G]
+  group      describe NAME: a consumer group's members, assignments, committed offsets and lag
   status     brokers, controller leader, partitions, leaders, replicas, lag
   help       this text
 
@@ -31,6 +33,7 @@ const usageOf: Readonly<Record<string, string>> = {
   produce: produceUsage,
   consume: consumeUsage,
   status: statusUsage,
+  group: groupUsage,
   dev: devUsage,
 }
 
@@ -85,6 +88,8 @@ async function run(argv: readonly string[]): Promise<number> {
       return consumeCommand(rest, { write: writeValue, signal: stopSignal(), warn: err }, out)
     case 'status':
       return statusCommand(rest, out)
+    case 'group':
+      return groupCommand(rest, out)
     default:
       throw new UsageError(`unknown command "${command}"`)
   }
@@ -97,7 +102,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const command = argv[0] ?? ''
     if (error instanceof UsageError) {
       const known = usageOf[command] !== undefined
-      const sub = command === 'topic' && argv[1] !== undefined ? ` ${argv[1]}` : ''
+      const sub = (command === 'topic' || command === 'group') && argv[1] !== undefined ? ` ${argv[1]}` : ''
       err(known ? `rill ${command}${sub}: ${error.message}` : `rill: ${error.message}`)
       err((usageOf[command] ?? usage).trimEnd())
       return 2

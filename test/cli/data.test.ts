@@ -88,6 +88,12 @@ test('consume --group continues from committed offsets', async () => {
   assert.equal(a.stdout, '1\n2\n')
   const b = await rill(['consume', 'grouped', '--group', 'g', '--max', '2'])
   assert.equal(b.stdout, '3\n4\n')
+  // Both left the group: it has no members, its offset is after the fourth record, lag 0.
+  const d = await rill(['group', 'describe', 'g'])
+  assert.equal(d.code, 0, d.stderr)
+  assert.match(d.stdout, /group g: generation \d+, coordinator broker 1, 0 member\(s\)/)
+  assert.match(d.stdout, /grouped +0 +4 +4 +0/)
+  assert.equal((await rill(['group', 'frobnicate', 'g'])).code, 2)
 })
 
 test('status lists brokers, controller and partitions with lag', async () => {
