@@ -372,31 +372,31 @@ function registerGroupRoutes(app: FastifyInstance, service: BrokerService, limit
         details: { field: 'offsets', limit: limits.groupOffsetsMax, actual: offsets.length },
       })
     }
-    return answer(request, reply, 200, await service.commitOffsets(group, request.body as CommitOffsetsRequest))
+    return answer(request, reply, 200, await service.groups.commit(group, request.body as CommitOffsetsRequest))
   })
   app.get('/v1/groups/:group/offsets', { schema: { params: schemas.groupParams, querystring: schemas.emptyQuery } }, async (request, reply) => {
     const { group } = request.params as { group: string }
-    return answer(request, reply, 200, await service.fetchOffsets(group))
+    return answer(request, reply, 200, await service.groups.offsets(group))
   })
   app.get('/v1/groups/:group', { schema: { params: schemas.groupParams, querystring: schemas.emptyQuery } }, async (request, reply) => {
     const { group } = request.params as { group: string }
-    return answer(request, reply, 200, await service.describeGroup(group))
+    return answer(request, reply, 200, await service.groups.describe(group))
   })
   app.post('/v1/groups/:group/members', {
     schema: { params: schemas.groupParams, querystring: schemas.emptyQuery, body: schemas.joinGroupBody },
   }, async (request, reply) => {
     const { group } = request.params as { group: string }
-    return answer(request, reply, 200, await service.joinGroup(group, request.body as JoinGroupRequest))
+    return answer(request, reply, 200, await service.groups.join(group, request.body as JoinGroupRequest))
   })
   app.post('/v1/groups/:group/members/:memberId/heartbeat', {
     schema: { params: schemas.memberParams, querystring: schemas.emptyQuery, body: schemas.heartbeatBody },
   }, async (request, reply) => {
     const { group, memberId } = request.params as { group: string; memberId: string }
-    return answer(request, reply, 200, await service.heartbeat(group, memberId, request.body as HeartbeatRequest))
+    return answer(request, reply, 200, await service.groups.heartbeat(group, memberId, request.body as HeartbeatRequest))
   })
   app.delete('/v1/groups/:group/members/:memberId', { schema: { params: schemas.memberParams, querystring: schemas.emptyQuery } }, async (request, reply) => {
     const { group, memberId } = request.params as { group: string; memberId: string }
-    await service.leaveGroup(group, memberId)
+    await service.groups.leave(group, memberId)
     return answer(request, reply, 200, {})
   })
 }

@@ -32,17 +32,7 @@ import type { SnapshotStore } from '../partition/index.ts'
 import { forEachMessage, Transport } from '../transport/index.ts'
 import type { PeerAddress } from '../transport/index.ts'
 import { GroupCoordinator, OffsetsReplica } from '../groups/index.ts'
-import type {
-  CommitOffsetsRequest,
-  CreateTopicRequest,
-  GroupDescription,
-  GroupOffsetsResponse,
-  HeartbeatRequest,
-  JoinGroupRequest,
-  MemberAssignmentResponse,
-  MetadataResponse,
-  TopicDescription,
-} from '../wire/index.ts'
+import type { CreateTopicRequest, MetadataResponse, TopicDescription } from '../wire/index.ts'
 import { murmur2, readBatchHeader, stampBaseOffset, toPositive } from '../wire/index.ts'
 import type { BrokerConfig } from './config.ts'
 import { internalHeaders } from './internal-auth.ts'
@@ -172,7 +162,8 @@ export class Broker implements BrokerService {
   #producerIdNext = 0
   #producerIdLimit = 0
   readonly #httpUrl: string
-  readonly #coordinator: GroupCoordinator
+  /** Consumer groups this broker coordinates (BrokerService.groups). */
+  readonly groups: GroupCoordinator
   #creatingOffsetsTopic: Promise<void> | null = null
 
   private constructor(config: BrokerConfig, logger: Logger, store: LogStore, transport: Transport, registry: Registry, httpUrl: string) {
@@ -184,7 +175,7 @@ export class Broker implements BrokerService {
     this.registry = registry
     this.#random = new SeededRandom(config.id * 7919 + Date.now())
     this.#httpUrl = httpUrl
-    this.#coordinator = new GroupCoordinator(
+    this.groups = new GroupCoordinator(
       { brokerId: config.id, offsetsReplicaFor: (group) => this.#offsetsReplicaFor(group), partitionCount: (t) => this.#ctl.topic(t)?.partitions.length ?? 0 },
       { logger },
     )
@@ -413,7 +404,7 @@ export class Broker implements BrokerService {
       onRoleChange: (role) => {
         if (role === Role.Leader) {
           this.#metrics.elections.inc()
-          this.#coordinator.leadershipGained(replica)
+          this.groups.leadershipGained(replica)
         }
       },
     })
@@ -476,7 +467,7 @@ export class Broker implements BrokerService {
     if (this.#ticks % leaderBalanceTicks === 0) this.#balanceLeaders()
     if (this.#ticks % leaderPollTicks === 0) void this.#pollLeaders()
     if (this.#ticks % retentionTicks === 0) void this.#applyRetention()
-    if (this.#ticks % sessionCheckTicks === 0) this.#coordinator.expireSessions(this.#offsetsReplicas())
+    if (this.#ticks % sessionCheckTicks === 0) this.groups.expireSessions(this.#offsetsReplicas())
   }
 
   *#offsetsReplicas(): Iterable<OffsetsReplica> {
@@ -832,30 +823,6 @@ export class Broker implements BrokerService {
   }
 
   // ─────────────────────────── consumer groups ───────────────────────────
-
-  joinGroup(group: string, request: JoinGroupRequest): Promise<MemberAssignmentResponse> {
-    return this.#coordinator.join(group, request)
-  }
-
-  heartbeat(group: string, memberId: string, request: HeartbeatRequest): Promise<MemberAssignmentResponse> {
-    return this.#coordinator.heartbeat(group, memberId, request)
-  }
-
-  leaveGroup(group: string, memberId: string): Promise<void> {
-    return this.#coordinator.leave(group, memberId)
-  }
-
-  describeGroup(group: string): Promise<GroupDescription> {
-    return this.#coordinator.describe(group)
-  }
-
-  commitOffsets(group: string, request: CommitOffsetsRequest): Promise<GroupOffsetsResponse> {
-    return this.#coordinator.commit(group, request)
-  }
-
-  fetchOffsets(group: string): Promise<GroupOffsetsResponse> {
-    return this.#coordinator.offsets(group)
-  }
 
   /**
    * The coordinator's replica for `group`: the leader of its offsets

@@ -75,13 +75,21 @@ export interface BrokerService {
   newProducerId(): Promise<{ producerId: number; producerEpoch: number }>
   produce(call: ProduceCall): Promise<ProduceOutcome>
   fetch(call: FetchCall): Promise<FetchOutcome>
-  // Consumer groups (docs/groups.md): answered by the group's coordinator; another broker
-  // throws NOT_LEADER with the coordinator's `{ id, url }`.
-  joinGroup(group: string, request: JoinGroupRequest): Promise<MemberAssignmentResponse>
+  /** Consumer groups (docs/groups.md). */
+  readonly groups: GroupService
+}
+
+/**
+ * Consumer groups, answered by the group's coordinator (the leader of its
+ * `__consumer_offsets` partition); any other broker throws NOT_LEADER with
+ * the coordinator's `{ id, url }`. src/groups' GroupCoordinator implements it.
+ */
+export interface GroupService {
+  join(group: string, request: JoinGroupRequest): Promise<MemberAssignmentResponse>
   heartbeat(group: string, memberId: string, request: HeartbeatRequest): Promise<MemberAssignmentResponse>
-  leaveGroup(group: string, memberId: string): Promise<void>
-  describeGroup(group: string): Promise<GroupDescription>
+  leave(group: string, memberId: string): Promise<void>
+  describe(group: string): Promise<GroupDescription>
   /** Stores offsets (fenced by membership); answers the offsets now stored for those partitions. */
-  commitOffsets(group: string, request: CommitOffsetsRequest): Promise<GroupOffsetsResponse>
-  fetchOffsets(group: string): Promise<GroupOffsetsResponse>
+  commit(group: string, request: CommitOffsetsRequest): Promise<GroupOffsetsResponse>
+  offsets(group: string): Promise<GroupOffsetsResponse>
 }

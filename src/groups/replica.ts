@@ -7,8 +7,8 @@
 import { ErrorCode, RillError } from '../base/index.ts'
 import type { Random } from '../base/index.ts'
 import type { PartitionLog } from '../log/index.ts'
-import { RaftGroup, type SnapshotStore } from '../partition/index.ts'
-import type { ConfState, Entry, LogIndex, Message, NodeId, Raft, Snapshot } from '../raft/index.ts'
+import { HostedGroup, RaftGroup, type SnapshotStore } from '../partition/index.ts'
+import type { ConfState, Entry, LogIndex, Message, NodeId, Snapshot } from '../raft/index.ts'
 import { EntryType, Role } from '../raft/index.ts'
 import { type ApplyResult, encodeGroupCommand, type GroupCommand, OffsetsState } from './state.ts'
 
@@ -41,22 +41,22 @@ export interface OffsetsReplicaOptions {
   readonly onRoleChange?: (role: Role, leader: NodeId) => void
 }
 
-export class OffsetsReplica {
+export class OffsetsReplica extends HostedGroup {
   readonly group: string
   state = new OffsetsState()
-  #rg!: RaftGroup
   #leaderReadyIndex: LogIndex = 0
   readonly #waiters = new Map<LogIndex, Waiter>()
   readonly #onRoleChange: ((role: Role, leader: NodeId) => void) | undefined
 
   private constructor(options: OffsetsReplicaOptions) {
+    super()
     this.group = options.group
     this.#onRoleChange = options.onRoleChange
   }
 
   static async open(options: OffsetsReplicaOptions): Promise<OffsetsReplica> {
     const r = new OffsetsReplica(options)
-    r.#rg = await RaftGroup.open({
+    r.rg = await RaftGroup.open({
       group: options.group,
       replicaId: options.replicaId,
       log: options.log,
@@ -78,7 +78,7 @@ export class OffsetsReplica {
         appliedIndex: () => r.state.appliedIndex,
       },
       onSoftState: (role, leader) => {
-        if (role === Role.Leader) r.#leaderReadyIndex = r.#rg.raft.log.lastIndex()
+        if (role === Role.Leader) r.#leaderReadyIndex = r.rg.raft.log.lastIndex()
         else {
           r.#leaderReadyIndex = 0
           r.#failWaiters(leader)
@@ -90,49 +90,21 @@ export class OffsetsReplica {
     return r
   }
 
-  get raft(): Raft {
-    return this.#rg.raft
-  }
-
-  get failure(): RillError | null {
-    return this.#rg.failure
-  }
-
   /** Applied entries: what metadata shows as this partition's high watermark. */
   get highWatermark(): number {
     return this.state.appliedIndex
   }
 
-  tick(): void {
-    this.#rg.tick()
-  }
-
-  step(m: Message): void {
-    this.#rg.step(m)
-  }
-
-  campaign(): void {
-    this.#rg.campaign()
-  }
-
-  transferLeader(to: NodeId): void {
-    this.#rg.transferLeader(to)
-  }
-
-  fail(error: unknown): void {
-    this.#rg.fail(error)
-  }
-
   /** True when this replica leads and has applied everything of earlier terms (its state is current). */
   isReadyLeader(): boolean {
-    return this.raft.role === Role.Leader && this.#rg.failure === null && this.state.appliedIndex >= this.#leaderReadyIndex && this.#leaderReadyIndex > 0
+    return this.raft.role === Role.Leader && this.rg.failure === null && this.state.appliedIndex >= this.#leaderReadyIndex && this.#leaderReadyIndex > 0
   }
 
   /** Proposes a command and resolves with its outcome once applied here (rejects if leadership moves first). */
   propose(cmd: GroupCommand): Promise<ApplyResult> {
     if (!this.isReadyLeader()) return Promise.reject(new RillError(ErrorCode.NOT_LEADER, `${this.group}: not the ready leader`, { details: { leader: this.raft.lead } }))
     if (this.#waiters.size >= waitersMax) return Promise.reject(new RillError(ErrorCode.NO_QUORUM, `${this.group}: ${waitersMax} group commands already waiting`))
-    const r = this.#rg.propose([encodeGroupCommand(cmd)])
+    const r = this.rg.propose([encodeGroupCommand(cmd)])
     if (!r.ok) return Promise.reject(new RillError(r.code, `${this.group}: ${r.reason}`, { details: { leader: r.leader } }))
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
@@ -175,6 +147,6 @@ export class OffsetsReplica {
 
   async close(): Promise<void> {
     this.#failWaiters(0)
-    await this.#rg.close()
+    await this.rg.close()
   }
 }

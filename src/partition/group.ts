@@ -298,3 +298,43 @@ export class RaftGroup {
 function emptySnapshot(): Snapshot {
   return { meta: { index: 0, term: 0, conf: { voters: [], learners: [] } }, data: new Uint8Array(0) }
 }
+
+/**
+ * What the broker drives on every replica it hosts, whatever its state
+ * machine (a data partition, an offsets partition): ticks, peer messages,
+ * elections, hand-overs, failure. Subclasses open `rg` and add their own
+ * reads and writes.
+ */
+export abstract class HostedGroup {
+  protected rg!: RaftGroup
+
+  get raft(): Raft {
+    return this.rg.raft
+  }
+
+  /** Set when the replica stopped after a storage failure. */
+  get failure(): RillError | null {
+    return this.rg.failure
+  }
+
+  tick(): void {
+    this.rg.tick()
+  }
+
+  step(m: Message): void {
+    this.rg.step(m)
+  }
+
+  campaign(): void {
+    this.rg.campaign()
+  }
+
+  transferLeader(to: NodeId): void {
+    this.rg.transferLeader(to)
+  }
+
+  /** Stops the replica after an error raised outside its own loop. */
+  fail(error: unknown): void {
+    this.rg.fail(error)
+  }
+}

@@ -10,5 +10,5 @@ export { FileSnapshotStore, MemorySnapshotStore, encodeSnapshotFile, decodeSnaps
 export type { SnapshotStore } from './snapshot-store.ts'
 export { PartitionState, checkSequence, rememberBatch, producerBatchesRemembered, producersPerPartitionMax } from './state.ts'
 export type { BatchHeader, ProducerState, RememberedBatch, SequenceVerdict } from './state.ts'
-export { RaftGroup } from './group.ts'
+export { HostedGroup, RaftGroup } from './group.ts'
 export type { GroupOptions, StateMachine } from './group.ts'

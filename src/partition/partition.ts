@@ -16,9 +16,9 @@
 import { ErrorCode, RillError } from '../base/index.ts'
 import type { Random } from '../base/index.ts'
 import type { PartitionLog } from '../log/index.ts'
-import type { ConfChange, ConfState, Entry, LogIndex, Message, NodeId, Raft, Ready, Snapshot } from '../raft/index.ts'
+import type { ConfChange, ConfState, Entry, LogIndex, Message, NodeId, Ready, Snapshot } from '../raft/index.ts'
 import { EntryType, Role } from '../raft/index.ts'
-import { RaftGroup } from './group.ts'
+import { HostedGroup, RaftGroup } from './group.ts'
 import type { EntryRecordMeta } from './raft-storage.ts'
 import type { SnapshotStore } from './snapshot-store.ts'
 import type { BatchHeader, ProducerState, RememberedBatch } from './state.ts'
@@ -96,9 +96,8 @@ interface FetchWaiter {
   readonly wake: () => void
 }
 
-export class Partition {
+export class Partition extends HostedGroup {
   readonly group: string
-  #rg!: RaftGroup
   state = new PartitionState()
   readonly #log: PartitionLog
   readonly #codec: BatchCodec
@@ -117,6 +116,7 @@ export class Partition {
   #fetchWaiters = new Set<FetchWaiter>()
 
   private constructor(options: PartitionOptions) {
+    super()
     this.group = options.group
     this.#log = options.log
     this.#codec = options.codec
@@ -128,7 +128,7 @@ export class Partition {
   /** Opens a replica from its log and snapshot (bootstrapping a founding replica on first start). */
   static async open(options: PartitionOptions): Promise<Partition> {
     const p = new Partition(options)
-    p.#rg = await RaftGroup.open({
+    p.rg = await RaftGroup.open({
       group: options.group,
       replicaId: options.replicaId,
       log: options.log,
@@ -154,40 +154,15 @@ export class Partition {
     return p
   }
 
-  get raft(): Raft {
-    return this.#rg.raft
-  }
-
   /** Offset after the last committed record. */
   get highWatermark(): number {
     return this.state.highWatermark
   }
 
-  /** Set when the replica stopped after a storage failure. */
-  get failure(): RillError | null {
-    return this.#rg.failure
-  }
-
   // ───────────────────────────── inputs ─────────────────────────────
 
-  tick(): void {
-    this.#rg.tick()
-  }
-
-  step(m: Message): void {
-    this.#rg.step(m)
-  }
-
-  campaign(): void {
-    this.#rg.campaign()
-  }
-
-  transferLeader(to: NodeId): void {
-    this.#rg.transferLeader(to)
-  }
-
   proposeConfChange(cc: ConfChange): void {
-    const r = this.#rg.proposeConfChange(cc)
+    const r = this.rg.proposeConfChange(cc)
     if (!r.ok) throw new RillError(r.code, `${this.group}: ${r.reason}`, { details: { leader: r.leader } })
   }
 
@@ -216,7 +191,7 @@ export class Partition {
     }
     const baseOffset = this.#nextOffset
     this.#codec.stampBaseOffset(batch, baseOffset)
-    const r = this.#rg.propose([batch])
+    const r = this.rg.propose([batch])
     if (!r.ok) return Promise.reject(new RillError(r.code, `${this.group}: ${r.reason}`, { details: { leader: r.leader } }))
     this.#nextOffset += header.recordCount
     rememberBatch(pending, { ...header, baseOffset }, { index: r.index, term: r.term })
@@ -329,7 +304,7 @@ export class Partition {
    */
   async applyRetention(nowMs: number): Promise<number> {
     if (this.#closed) return 0
-    const indexAllowed = this.#rg.storage.snapshot().meta.index
+    const indexAllowed = this.rg.storage.snapshot().meta.index
     const r = await this.#log.applyRetention({ indexAllowed, nowMs })
     if (r.segmentsDeleted > 0) await this.#refreshLogStart()
     return r.segmentsDeleted
@@ -402,11 +377,6 @@ export class Partition {
     }
   }
 
-  /** Stops this replica after an error nobody else can handle (see RaftGroup). */
-  fail(error: unknown): void {
-    this.#rg.fail(error)
-  }
-
   /** Fails every produce still waiting (leadership lost, replica stopped). */
   #failWaiters(leader: NodeId = this.raft.lead): void {
     for (const w of this.#produceWaiters.values()) {
@@ -432,7 +402,7 @@ export class Partition {
     this.#closed = true
     this.#failWaiters()
     for (const w of this.#fetchWaiters) w.wake()
-    await this.#rg.close()
+    await this.rg.close()
   }
 }
 

@@ -10,18 +10,7 @@ import type { BrokerService, FetchCall, FetchOutcome, ProduceCall, ProduceOutcom
 import { MemoryLog } from '../../src/log/index.ts'
 import { MemorySnapshotStore, Partition } from '../../src/partition/index.ts'
 import { readBatchHeader, stampBaseOffset } from '../../src/wire/index.ts'
-import type {
-  CommitOffsetsRequest,
-  CreateTopicRequest,
-  GroupDescription,
-  GroupOffsetsResponse,
-  HeartbeatRequest,
-  JoinGroupRequest,
-  MemberAssignmentResponse,
-  MetadataResponse,
-  TopicConfig,
-  TopicDescription,
-} from '../../src/wire/index.ts'
+import type { CreateTopicRequest, MetadataResponse, TopicConfig, TopicDescription } from '../../src/wire/index.ts'
 import { GroupCoordinator, OffsetsReplica } from '../../src/groups/index.ts'
 import pino from 'pino'
 
@@ -43,7 +32,7 @@ export class TestService implements BrokerService {
   url = 'http://127.0.0.1:0'
   readonly #topics = new Map<string, Topic>()
   /** Consumer groups: the real coordinator over one real offsets replica (leader of itself). */
-  readonly #coordinator: GroupCoordinator
+  readonly groups: GroupCoordinator
   #offsets: OffsetsReplica | null = null
   readonly #random = new SeededRandom(11)
   readonly #ticker: NodeJS.Timeout
@@ -59,7 +48,7 @@ export class TestService implements BrokerService {
       for (const t of this.#topics.values()) for (const p of t.partitions) p.tick()
       this.#offsets?.tick()
     }, tickMs)
-    this.#coordinator = new GroupCoordinator(
+    this.groups = new GroupCoordinator(
       { brokerId: this.brokerId, offsetsReplicaFor: () => this.#offsetsReplica(), partitionCount: (t) => this.#topics.get(t)?.partitions.length ?? 0 },
       { logger: pino({ level: 'silent' }) },
     )
@@ -165,29 +154,7 @@ export class TestService implements BrokerService {
     return { partition: call.partition, ...r }
   }
 
-  commitOffsets(group: string, request: CommitOffsetsRequest): Promise<GroupOffsetsResponse> {
-    return this.#coordinator.commit(group, request)
-  }
 
-  fetchOffsets(group: string): Promise<GroupOffsetsResponse> {
-    return this.#coordinator.offsets(group)
-  }
-
-  joinGroup(group: string, request: JoinGroupRequest): Promise<MemberAssignmentResponse> {
-    return this.#coordinator.join(group, request)
-  }
-
-  heartbeat(group: string, memberId: string, request: HeartbeatRequest): Promise<MemberAssignmentResponse> {
-    return this.#coordinator.heartbeat(group, memberId, request)
-  }
-
-  leaveGroup(group: string, memberId: string): Promise<void> {
-    return this.#coordinator.leave(group, memberId)
-  }
-
-  describeGroup(group: string): Promise<GroupDescription> {
-    return this.#coordinator.describe(group)
-  }
 
   /** The replica of a partition (tests read its high watermark). */
   partition(topic: string, partition: number): Partition {
