@@ -144,11 +144,14 @@ export class GroupCoordinator {
 
   async offsets(group: string): Promise<GroupOffsetsResponse> {
     const replica = await this.#host.offsetsReplicaFor(group)
+    // A consumer starts a partition here: it must see the last commit, not a deposed leader's view.
+    await replica.confirmLeadership()
     return { offsets: offsetsOf(replica.state.group(group)) }
   }
 
   async describe(group: string): Promise<GroupDescription> {
     const replica = await this.#host.offsetsReplicaFor(group)
+    await replica.confirmLeadership()
     const g = replica.state.group(group)
     return {
       group,
@@ -229,7 +232,11 @@ export class GroupCoordinator {
           const changed = before === undefined || !sameList(m.assigned, before.assigned) || !sameList(m.revoking, before.revoking)
           return changed ? { ...m, memberEpoch: current.generation + 1 } : m
         })
-        if (sameMembers(balanced, current)) return current
+        if (sameMembers(balanced, current)) {
+          // Nothing to write: answer from memory, once a quorum says this is still the coordinator.
+          await replica.confirmLeadership()
+          return replica.state.group(group)
+        }
         const r = await replica.propose({ type: 'members', group, expectGeneration: current.generation, members: balanced })
         if (r.ok) return replica.state.group(group)
         if (r.error.code !== ErrorCode.PROPOSAL_DROPPED || attempt >= changeAttempts) throw r.error

@@ -100,6 +100,17 @@ export class OffsetsReplica extends HostedGroup {
     return this.raft.role === Role.Leader && this.rg.failure === null && this.state.appliedIndex >= this.#leaderReadyIndex && this.#leaderReadyIndex > 0
   }
 
+  /**
+   * Resolves once a quorum confirmed this replica still leads and its state
+   * is current (ReadIndex): answers read from memory after it are never a
+   * deposed coordinator's — one cut off from the others (or quiet, not
+   * ticking) would otherwise keep a member believing it owns a partition
+   * that the new coordinator has expired and given away.
+   */
+  confirmLeadership(): Promise<void> {
+    return this.rg.confirmLeadership()
+  }
+
   /** Proposes a command and resolves with its outcome once applied here (rejects if leadership moves first). */
   propose(cmd: GroupCommand): Promise<ApplyResult> {
     if (!this.isReadyLeader()) return Promise.reject(new RillError(ErrorCode.NOT_LEADER, `${this.group}: not the ready leader`, { details: { leader: this.raft.lead } }))

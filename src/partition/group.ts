@@ -69,6 +69,15 @@ export interface GroupOptions {
 
 /** Readies drained per processing pass (the loop never spins). */
 const readyPassesMax = 64
+/** Callers waiting for a leadership confirmation (ReadIndex); beyond it they are refused. */
+const readWaitersMax = 10_000
+/** A ReadIndex round not confirmed by a quorum within this fails its callers (NO_QUORUM, retriable). */
+const readRoundMsMax = 3000
+
+interface ReadWaiter {
+  readonly resolve: () => void
+  readonly reject: (e: RillError) => void
+}
 /** How long close() waits for the write under way. */
 const closeWaitMsMax = 10_000
 
@@ -86,6 +95,13 @@ export class RaftGroup {
   #closed = false
   /** Set when the group stopped after a storage failure. */
   failure: RillError | null = null
+  /** ReadIndex: the round a quorum is confirming now (its context, its waiters), and those for the next. */
+  #readContext = 0
+  #readInFlight: ReadWaiter[] = []
+  #readNext: ReadWaiter[] = []
+  /** Confirmed rounds waiting for the state machine to apply their index. */
+  #readsApplying: { index: LogIndex; waiters: ReadWaiter[] }[] = []
+  #readTimer: NodeJS.Timeout | null = null
 
   private constructor(options: GroupOptions, storage: LogRaftStorage, raft: Raft) {
     this.group = options.group
@@ -159,6 +175,67 @@ export class RaftGroup {
     return r
   }
 
+  /**
+   * Resolves once a quorum has confirmed this member still leads, and the
+   * state machine has applied everything committed when it was asked
+   * (Raft's ReadIndex): what is read from the state afterwards is current,
+   * never a deposed leader's view. Calls arriving while a round is under way
+   * share the next one. Rejects NOT_LEADER if leadership is lost first.
+   */
+  confirmLeadership(): Promise<void> {
+    if (this.#closed || this.raft.role !== Role.Leader) return Promise.reject(new RillError(ErrorCode.NOT_LEADER, `${this.group}: not the leader`, { details: { leader: this.raft.lead } }))
+    if (this.#readInFlight.length + this.#readNext.length >= readWaitersMax) {
+      return Promise.reject(new RillError(ErrorCode.NO_QUORUM, `${this.group}: ${readWaitersMax} reads already waiting for a quorum`))
+    }
+    return new Promise((resolve, reject) => {
+      this.#readNext.push({ resolve, reject })
+      this.#startRead()
+    })
+  }
+
+  #startRead(): void {
+    if (this.#readInFlight.length > 0 || this.#readNext.length === 0) return
+    this.#readInFlight = this.#readNext
+    this.#readNext = []
+    this.#readTimer = setTimeout(() => {
+      this.#readTimer = null
+      const late = this.#readInFlight
+      this.#readInFlight = []
+      for (const w of late) w.reject(new RillError(ErrorCode.NO_QUORUM, `${this.group}: no quorum confirmed leadership within ${readRoundMsMax} ms`))
+      this.#startRead()
+    }, readRoundMsMax)
+    const r = this.raft.readIndex(++this.#readContext)
+    if (!r.ok) {
+      this.#failReads(new RillError(r.code, `${this.group}: ${r.reason}`, { details: { leader: r.leader } }))
+      return
+    }
+    this.process()
+  }
+
+  /** Answers confirmed reads whose index is applied, then starts the next round. */
+  #releaseReads(): void {
+    const applied = this.#options.machine.appliedIndex()
+    while (this.#readsApplying.length > 0 && this.#readsApplying[0]!.index <= applied) {
+      for (const w of this.#readsApplying.shift()!.waiters) w.resolve()
+    }
+    this.#startRead()
+  }
+
+  #clearReadTimer(): void {
+    if (this.#readTimer !== null) clearTimeout(this.#readTimer)
+    this.#readTimer = null
+  }
+
+  /** Leadership lost (or the group stopped): every read waiting is refused. */
+  #failReads(error: RillError): void {
+    this.#clearReadTimer()
+    const all = [...this.#readInFlight, ...this.#readNext, ...this.#readsApplying.flatMap((r) => r.waiters)]
+    this.#readInFlight = []
+    this.#readNext = []
+    this.#readsApplying = []
+    for (const w of all) w.reject(error)
+  }
+
   /** Proposes entries; the result names the index of the last one. */
   propose(datas: readonly Uint8Array[]): RaftResult {
     if (this.#closed) return { ok: false, code: ErrorCode.NOT_LEADER, leader: 0, reason: `${this.group}: closed` }
@@ -183,14 +260,24 @@ export class RaftGroup {
         const rd = this.raft.ready()
         if (rd === null) break
         if (rd.messages.length > 0) this.#options.send(rd.messages)
-        if (rd.softState !== null) this.#options.onSoftState?.(rd.softState.role, rd.softState.leader)
+        if (rd.softState !== null) {
+          if (rd.softState.role !== Role.Leader) this.#failReads(new RillError(ErrorCode.NOT_LEADER, `${this.group}: leadership lost`, { details: { leader: rd.softState.leader } }))
+          this.#options.onSoftState?.(rd.softState.role, rd.softState.leader)
+        }
         if (rd.snapshot !== null) this.#options.machine.restore(rd.snapshot, 'installed')
         if (rd.committedEntries.length > 0) this.#options.machine.apply(rd.committedEntries)
+        for (const rs of rd.readStates) {
+          if (rs.context !== this.#readContext || this.#readInFlight.length === 0) continue
+          this.#readsApplying.push({ index: rs.index, waiters: this.#readInFlight })
+          this.#readInFlight = []
+          this.#clearReadTimer()
+        }
         this.#persistQueue.push(rd)
       }
     } finally {
       this.#processing = false
     }
+    this.#releaseReads()
     if (this.#persistQueue.length > 0) void this.#pumpPersist()
   }
 
@@ -284,6 +371,7 @@ export class RaftGroup {
   async close(): Promise<void> {
     if (this.#closed && !this.#persisting) return
     this.#closed = true
+    this.#failReads(new RillError(ErrorCode.NOT_LEADER, `${this.group}: closed`, { details: { leader: 0 } }))
     this.storage.close()
     const end = Date.now() + closeWaitMsMax
     while (this.#persisting && Date.now() < end) await new Promise((r) => setTimeout(r, 1))

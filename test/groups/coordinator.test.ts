@@ -217,3 +217,49 @@ test('coordinator: a stale heartbeat (sent before the member saw its revocation)
     assert.deepEqual([...keys(await c.heartbeat('g', b.memberId, { owned: [], memberEpoch: b.memberEpoch }))].sort(), given.sort())
   })
 })
+
+test('coordinator: a coordinator cut off from its quorum answers no heartbeat from memory', async () => {
+  const cut = new Set<number>()
+  const replicas = new Map<number, OffsetsReplica>()
+  for (const id of [1, 2, 3]) {
+    replicas.set(
+      id,
+      await OffsetsReplica.open({
+        group: '__consumer_offsets/0',
+        replicaId: id,
+        log: new MemoryLog({ name: `offsets-${id}` }),
+        snapshots: new MemorySnapshotStore(),
+        bootstrap: { voters: [1, 2, 3], learners: [] },
+        random: new SeededRandom(id),
+        // A network that loses everything to and from a cut-off replica.
+        send: (msgs) => {
+          for (const m of msgs) {
+            if (cut.has(m.from) || cut.has(m.to)) continue
+            queueMicrotask(() => replicas.get(m.to)?.step(m))
+          }
+        },
+      }),
+    )
+  }
+  const ticker = setInterval(() => {
+    for (const r of replicas.values()) r.tick()
+  }, 2)
+  try {
+    replicas.get(1)!.campaign()
+    while (!replicas.get(1)!.isReadyLeader()) await new Promise((r) => setTimeout(r, 2))
+    const old = new GroupCoordinator(
+      { brokerId: 1, offsetsReplicaFor: async () => replicas.get(1)!, partitionCount: (t) => counts.get(t) ?? 0 },
+      { logger: pino({ level: 'silent' }) },
+    )
+    const a = await old.join('g', { topics: ['u'], sessionTimeoutMs: sessionMs })
+    assert.equal(keys(a).size, 5)
+    assert.equal(keys(await old.heartbeat('g', a.memberId, { owned: ownedOf(keys(a)), memberEpoch: a.memberEpoch })).size, 5)
+    // Broker 1 is cut off. Until it notices, it still thinks it leads; its answers must not say so.
+    cut.add(1)
+    await assert.rejects(old.heartbeat('g', a.memberId, { owned: ownedOf(keys(a)), memberEpoch: a.memberEpoch }), (e: { code?: string }) => e.code === 'NO_QUORUM' || e.code === 'NOT_LEADER')
+    await assert.rejects(old.offsets('g'), (e: { code?: string }) => e.code === 'NO_QUORUM' || e.code === 'NOT_LEADER')
+  } finally {
+    clearInterval(ticker)
+    for (const r of replicas.values()) await r.close()
+  }
+})
