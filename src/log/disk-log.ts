@@ -831,9 +831,15 @@ export class DiskLog implements PartitionLog, WalLog {
     return this.#dirDirty || this.#segments.some((s) => s.dirty)
   }
 
-  /** True if a flush would change the store's marks: dirty, or a direct flush raised the mark past the recorded one. */
+  /**
+   * True if a flush would change the store's marks: dirty, a flush in flight
+   * (its bytes are no longer dirty, its mark not yet recorded), or a direct
+   * flush raised the mark past the recorded one. A checkpoint flushes these
+   * before it deletes the WAL files that still cover them.
+   */
   needsFlush(): boolean {
-    return this.isDirty() || (this.#mark !== undefined && (this.#markRecorded === undefined || markBefore(this.#markRecorded, this.#mark)))
+    if (this.isDirty() || this.#flushInFlight !== undefined) return true
+    return this.#mark !== undefined && (this.#markRecorded === undefined || markBefore(this.#markRecorded, this.#mark))
   }
 
   /** The highest mark direct flushes made durable (crash tests tear only past it). */

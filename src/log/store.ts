@@ -293,7 +293,9 @@ export class LogStore {
         this.#marks.set(name, { ...mark, since })
         if (this.#wal !== undefined) await this.#writeMarks()
       },
-      flushNow: (log) => this.#flushLogs([log]),
+      flushNow: async (log) => {
+        await this.#flushLogs([log])
+      },
       closed: (log) => {
         if (this.#logs.get(log.name) === log) this.#logs.delete(log.name)
       },
@@ -371,22 +373,25 @@ export class LogStore {
     }
   }
 
-  async #flushLogs(logs: DiskLog[]): Promise<void> {
+  /** fsyncs `logs` and records their marks; false if a log cut below its flush meanwhile (its mark was not recorded). */
+  async #flushLogs(logs: DiskLog[]): Promise<boolean> {
     const plans: [DiskLog, FlushPlan][] = logs.map((l) => [l, l.planFlush()])
     await Promise.all(plans.map(([, p]) => p.done))
     let changed = false
+    let all = true
     for (const [log, plan] of plans) {
       if (log.markFlushed(plan)) {
         this.#marks.set(log.name, { ...plan.mark, since: plan.since })
         changed = true
-      }
+      } else all = false
     }
     if (changed) await this.#writeMarks()
+    return all
   }
 
   /** WAL checkpoint: fsync every dirty sync log, record their marks (also of logs whose direct flushes raised them: their records are in the WAL file about to go). */
-  async #checkpoint(): Promise<void> {
-    await this.#flushLogs(this.#diskLogs('sync').filter((l) => l.needsFlush()))
+  async #checkpoint(): Promise<boolean> {
+    return this.#flushLogs(this.#diskLogs('sync').filter((l) => l.needsFlush()))
   }
 
   /** Closes every log (flushing them), the WAL, and releases the lock. */

@@ -178,8 +178,12 @@ export interface WalContext {
   readonly io: LogIo
   readonly metrics: LogMetrics
   readonly logger: Logger
-  /** fsyncs every dirty sync log and records their marks durably (a checkpoint). */
-  checkpoint(): Promise<void>
+  /**
+   * fsyncs every dirty sync log and records their marks durably (a
+   * checkpoint); false if some log's mark could not be recorded (it cut its
+   * end meanwhile): then the old WAL files must stay.
+   */
+  checkpoint(): Promise<boolean>
 }
 
 /** The shared WAL of one store. */
@@ -401,7 +405,11 @@ export class Wal {
 
   async #runCheckpoint(upToSeq: number): Promise<void> {
     try {
-      await this.#ctx.checkpoint()
+      if (!(await this.#ctx.checkpoint())) {
+        // A log cut its end during the checkpoint; its records in the old files may be all that covers its last entries.
+        this.#ctx.logger.info({ upToSeq }, 'WAL checkpoint incomplete (a log was cut meanwhile); old WAL files kept for the next one')
+        return
+      }
       for (const seq of listWalFiles(this.#dir)) if (seq <= upToSeq) fs.rmSync(join(this.#dir, walFileName(seq)), { force: true })
       this.#ctx.logger.debug({ upToSeq }, 'WAL checkpoint done')
     } catch (error) {
