@@ -46,7 +46,7 @@ export class ProducerBatch {
   attempts = 0
   /** When a waiting batch may be resent. */
   retryAtMs = 0
-  /** Some attempt got no answer: the broker may have written it. Sticky. */
+  /** Some attempt failed in a way that may follow the append (no answer, TIMEOUT, NOT_LEADER): the broker may have written it. Sticky. */
   maybeWritten = false
   /** The last error, for the message when the batch finally fails. */
   lastError: RillClientError | null = null

@@ -60,6 +60,25 @@ export interface SenderContext {
 const sequenceMax = 0x7fffffff
 /** Codes the broker answers that the sender retries besides `retriable` ones: metadata that is not there yet (a topic just created). */
 const retriedCodes: ReadonlySet<string> = new Set([ClientErrorCode.UNKNOWN_PARTITION, ClientErrorCode.UNKNOWN_TOPIC])
+/**
+ * Answers that refuse a batch before the leader appends it. Any other
+ * failure may come after the append: no answer at all, or the broker's own
+ * 503 TIMEOUT (appended, not committed in time) and NOT_LEADER (leadership
+ * lost after the append) — the entry may still be committed, by this leader
+ * or the next. Such a batch must never have its sequence reused by another.
+ */
+const refusedBeforeAppendCodes: ReadonlySet<string> = new Set([
+  ClientErrorCode.INVALID_REQUEST,
+  ClientErrorCode.UNAUTHORIZED,
+  ClientErrorCode.FORBIDDEN,
+  ClientErrorCode.UNKNOWN_TOPIC,
+  ClientErrorCode.UNKNOWN_PARTITION,
+  ClientErrorCode.TOO_LARGE,
+  ClientErrorCode.OUT_OF_ORDER_SEQUENCE,
+  ClientErrorCode.NO_QUORUM,
+  ClientErrorCode.PROPOSAL_DROPPED,
+  ClientErrorCode.BUSY,
+])
 
 export class PartitionSender {
   readonly topic: string
@@ -211,7 +230,7 @@ export class PartitionSender {
   #failed(batch: ProducerBatch, error: RillClientError): void {
     this.#inFlight--
     batch.lastError = error
-    if (error.status === 0 && (error.code === ClientErrorCode.UNREACHABLE || error.code === ClientErrorCode.TIMEOUT)) batch.maybeWritten = true
+    if (!refusedBeforeAppendCodes.has(error.code)) batch.maybeWritten = true
     if (error.code === ClientErrorCode.OUT_OF_ORDER_SEQUENCE) this.#outOfOrder(batch)
     else if (error.retriable || retriedCodes.has(error.code)) this.#retryLater(batch, error)
     else this.#failForGood(batch, error)
@@ -318,7 +337,7 @@ export class PartitionSender {
     for (const b of [...this.#unacked]) {
       if (!b.maybeWritten) continue
       this.#unacked.splice(this.#unacked.indexOf(b), 1)
-      this.#settle(b, new RillClientError(ClientErrorCode.TIMEOUT, `${this.topic}/${this.partition}: ${b.recordCount} records may or may not have been written (no answer, then the sequence was lost)`, { cause: b.lastError }))
+      this.#settle(b, new RillClientError(ClientErrorCode.TIMEOUT, `${this.topic}/${this.partition}: ${b.recordCount} records may or may not have been written (an attempt's outcome is unknown, then the sequence was lost)`, { cause: b.lastError }))
     }
     this.#identity = identity
     this.#window = [...this.#unacked]
@@ -388,7 +407,7 @@ export class PartitionSender {
 
 function expiredError(batch: ProducerBatch, nowMs: number): RillClientError {
   const why = batch.deadlineMs <= nowMs ? `not acknowledged within the delivery timeout` : `still failing after ${batch.attempts} attempts`
-  const fate = batch.maybeWritten ? ' (may or may not have been written: some attempt got no answer)' : ''
+  const fate = batch.maybeWritten ? ' (may or may not have been written: an attempt failed after the leader may have appended it)' : ''
   const last = batch.lastError === null ? '' : `; last error: ${batch.lastError.message}`
   return new RillClientError(ClientErrorCode.TIMEOUT, `${batch.topic}/${batch.partition}: ${batch.recordCount} records ${why}${fate}${last}`, {
     retriable: false,

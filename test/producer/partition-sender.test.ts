@@ -181,3 +181,27 @@ test('without idempotence, retries still resend in order one at a time', { timeo
   assert.ok(results.every((r) => r.status === 'fulfilled'))
   assert.deepEqual(leader.log, Array.from({ length: 200 }, (_, i) => `v${i}`))
 })
+
+test('a batch the broker may have written (503 TIMEOUT after the append, NOT_LEADER) is not renumbered over when it fails: the next batch is written, not answered as its duplicate', { timeout: 10_000 }, async () => {
+  for (const refusal of [
+    new RillClientError('TIMEOUT', 'produce not committed within 30000 ms', { status: 503 }),
+    new RillClientError('NOT_LEADER', 'leadership lost', { status: 421, details: { leader: null } }),
+  ]) {
+    const random = new SeededRandom(13)
+    const leader = new FakeLeader(random, { lostBefore: 0, lostAfter: 0, notLeader: 0, noQuorum: 0, jitterMs: 0 })
+    let first = true
+    const ctx = context(leader, { retries: 0 })
+    ctx.produce = async (req) => {
+      const answer = await leader.produce(req.batch)
+      if (!first) return answer
+      // The leader appended the batch (it commits later), but answered with an error.
+      first = false
+      throw refusal
+    }
+    const sender = new PartitionSender('t', 0, ctx)
+    await assert.rejects(sender.append(prepareRecord({ value: 'a' }, Date.now()), Date.now()), (e: RillClientError) => e.code === 'TIMEOUT' && /may or may not/.test(e.message))
+    const b = await sender.append(prepareRecord({ value: 'b' }, Date.now()), Date.now())
+    assert.deepEqual(leader.log, ['a', 'b'], refusal.code)
+    assert.equal(leader.log[b.offset], 'b', `${refusal.code}: 'b' acknowledged at offset ${b.offset}`)
+  }
+})
