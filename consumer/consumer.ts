@@ -120,6 +120,8 @@ export class Consumer {
   readonly #pausedTopics = new Set<string>()
   readonly #listeners = new Map<keyof ConsumerEvents, Set<(event: never) => void>>()
   #outstanding: Outstanding | null = null
+  /** A run() handler under way: settles after its batch is settled. */
+  #handling: Promise<void> | null = null
   #reading = false
   #starting = false
   #commitChain: Promise<unknown> = Promise.resolve()
@@ -261,14 +263,29 @@ export class Consumer {
     for (;;) {
       const batch = await this.#next()
       if (batch === null) return
+      const handling = this.#handle(batch, handlers)
+      // close() waits for this before it commits and leaves (the partition must not move while a handler works on it).
+      this.#handling = handling.then(
+        () => undefined,
+        () => undefined,
+      )
       try {
-        const complete = eachBatch !== undefined ? (await eachBatch(batch), true) : await this.#eachRecord(batch, eachRecord!)
-        // Closed between two records: those finished are processed (by `progress`), the rest not.
-        this.#finish(complete ? 'done' : 'left')
-      } catch (error) {
-        this.#finish('failed')
-        throw error
+        await handling
+      } finally {
+        this.#handling = null
       }
+    }
+  }
+
+  /** Runs the handler on one batch and settles the batch: processed, left (closed between records) or failed. */
+  async #handle(batch: ConsumerBatch, { eachBatch, eachRecord }: RunOptions): Promise<void> {
+    try {
+      const complete = eachBatch !== undefined ? (await eachBatch(batch), true) : await this.#eachRecord(batch, eachRecord!)
+      // Closed between two records: those finished are processed (by `progress`), the rest not.
+      this.#finish(complete ? 'done' : 'left')
+    } catch (error) {
+      this.#finish('failed')
+      throw error
     }
   }
 
@@ -655,7 +672,14 @@ export class Consumer {
 
   // ---- closing -------------------------------------------------------------
 
-  /** Stops fetching, commits what was processed (autoCommit), leaves the group. A batch the application still holds is not committed. */
+  /**
+   * Stops fetching; waits for a run() handler under way to return (at most
+   * `sessionTimeoutMs`: until then the member keeps its partitions, so no
+   * other member reads what the handler is working on); commits what was
+   * processed (autoCommit); leaves the group. A batch held in a for-await
+   * loop is not committed. Do not await close() inside a handler: it waits
+   * for that handler.
+   */
   close(): Promise<void> {
     this.#closing ??= this.#close()
     return this.#closing
@@ -667,11 +691,21 @@ export class Consumer {
     if (this.#autoCommitTimer !== null) clearInterval(this.#autoCommitTimer)
     this.#fetcher.close()
     try {
+      await this.#handlerReturned()
       if (this.config.autoCommit && this.config.groupId !== null) await this.#commitQuietly([...this.#partitions.values()])
       await this.#group?.close()
     } finally {
       await this.#client.close()
     }
+  }
+
+  /** Resolves when the run() handler under way (if any) has returned, or after `sessionTimeoutMs`. */
+  async #handlerReturned(): Promise<void> {
+    const handling = this.#handling
+    if (handling === null) return
+    const bound = new AbortController()
+    await Promise.race([handling, sleep(this.config.sessionTimeoutMs, bound.signal)])
+    bound.abort()
   }
 
   #checkOpen(): void {

@@ -225,3 +225,39 @@ test('consumers and brokers restart: a consumer resumes at the committed offsets
   // It left: the group is empty again.
   assert.equal((await groupCall('GET', `/v1/groups/${groupId}`)).members.length, 0)
 })
+
+test('close() while run() is inside a handler: the member stays in the group until the handler returns, then commits that batch and leaves', { timeout: 60_000 }, async () => {
+  const group = 'closers'
+  const k = new Consumer({ brokers: c.brokers.map((b) => b.url), groupId: group, fromBeginning: true, sessionTimeoutMs: 3000, maxWaitMs: 500 })
+  let entered!: (b: { partition: number; last: number }) => void
+  const inHandler = new Promise<{ partition: number; last: number }>((resolve) => (entered = resolve))
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => (release = resolve))
+  let handlerDone = false
+  for (let p = 0; p < partitions; p++) await produce(c, topic, p, [`closing-${p}`])
+  await k.subscribe(topic)
+  const running = k.run({
+    eachBatch: async (batch) => {
+      entered({ partition: batch.partition, last: batch.records.at(-1)!.offset })
+      await gate
+      handlerDone = true
+    },
+  })
+  const held = await Promise.race([inHandler, running.then(() => assert.fail('run() ended before a batch'))])
+  const closing = k.close()
+  let closed = false
+  void closing.then(() => (closed = true))
+  // Give a close that does not wait for the handler every chance to leave (it takes a commit and a DELETE).
+  await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 1500))])
+  const during = await groupCall('GET', `/v1/groups/${group}`)
+  assert.equal(closed, false, 'close() finished while the handler still held a batch')
+  assert.equal(during.members.length, 1, 'the member left while its handler still processed a batch: another member could take the partition')
+  release()
+  await closing
+  await running
+  assert.ok(handlerDone)
+  const after = await groupCall('GET', `/v1/groups/${group}`)
+  assert.equal(after.members.length, 0)
+  const stored = after.offsets.find((o: { topic: string; partition: number }) => o.topic === topic && o.partition === held.partition)
+  assert.equal(stored?.offset, held.last + 1, 'the batch the handler finished is committed')
+})
