@@ -4,7 +4,6 @@
  * per persistence mode (6 partitions, replication 3, acks=all).
  *
  *   per mode:  producer SDK, N records of S bytes, as fast as `send` takes them  → records/s, MB/s
- *              the same over a pool of connections (orderedConnection: false)
  *              the same records as JSON over HTTP, one request per 100 records   → the edge's path, for scale
  *              producer SDK, one record at a time (linger 0), awaited          → ack latency p50 / p99
  *              consumer SDK in a group, reading everything back                 → records/s
@@ -53,8 +52,8 @@ function value(i: number): string {
 }
 
 /** Producer SDK as fast as it takes records: `send` in chunks, never awaiting more than the buffer holds. */
-async function produceSdk(brokers: string[], topic: string, n: number, orderedConnection = true): Promise<{ sent: number; ms: number }> {
-  const producer = new Producer({ brokers, acks: 'all', orderedConnection })
+async function produceSdk(brokers: string[], topic: string, n: number): Promise<{ sent: number; ms: number }> {
+  const producer = new Producer({ brokers, acks: 'all' })
   const start = performance.now()
   let sent = 0
   const pending: Promise<unknown>[] = []
@@ -146,7 +145,6 @@ async function consume(brokers: string[], topic: string, n: number): Promise<{ r
 /** A chart label for a row. */
 function short(what: string): string {
   if (what.includes('JSON')) return 'produce JSON'
-  if (what.includes('pooled')) return 'produce SDK pooled'
   return what.startsWith('consume') ? 'consume SDK' : 'produce SDK'
 }
 
@@ -168,7 +166,7 @@ async function main(): Promise<void> {
     const brokers = cluster.brokers.map((b) => b.url)
     await waitFor(async () => (await call(url, 'GET', '/v1/metadata')).body.brokers.filter((b: { fenced?: boolean }) => !b.fenced).length === 3, 60_000, 'brokers registered')
     for (const mode of modes) {
-      for (const name of [`sdk-${mode}`, `pool-${mode}`, `json-${mode}`, `lat-${mode}`]) {
+      for (const name of [`sdk-${mode}`, `json-${mode}`, `lat-${mode}`]) {
         const r = await call(url, 'POST', '/v1/topics', { name, partitions, replicationFactor: 3, config: { persistence: mode } })
         if (r.status !== 201) throw new Error(`create ${name}: ${JSON.stringify(r.body)}`)
       }
@@ -184,9 +182,6 @@ async function main(): Promise<void> {
       progress(`${mode}: producer SDK`)
       const p = await produceSdk(brokers, `sdk-${mode}`, records)
       rows.push(row(mode, 'produce, SDK (batches, acks=all)', p.sent, p.ms))
-      progress(`${mode}: producer SDK over a connection pool`)
-      const q = await produceSdk(brokers, `pool-${mode}`, records, false)
-      rows.push(row(mode, 'produce, SDK, pooled connections (orderedConnection: false)', q.sent, q.ms))
       progress(`${mode}: JSON over HTTP`)
       const j = await produceJson(url, `json-${mode}`, records)
       rows.push(row(mode, `produce, JSON HTTP (${jsonBatch}/request)`, j.sent, j.ms))

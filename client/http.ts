@@ -12,7 +12,7 @@
  * itself on a new connection (docs/api.md), and the SDKs follow NOT_LEADER
  * themselves.
  */
-import { Client, Pool } from 'undici'
+import { Pool } from 'undici'
 import { Packr, Unpackr } from 'msgpackr'
 import { contentType } from '../src/wire/index.ts'
 import { ClientErrorCode, RillClientError } from './errors.ts'
@@ -36,8 +36,6 @@ export interface HttpOptions {
   readonly poolsMax: number
   /** Sent as `user-agent`, so broker logs can tell clients apart. */
   readonly clientId: string
-  /** Requests in flight on a broker's one ordered connection (`ordered` requests). */
-  readonly orderedPipelining: number
 }
 
 export const defaultHttpOptions: HttpOptions = {
@@ -48,7 +46,6 @@ export const defaultHttpOptions: HttpOptions = {
   responseBytesMax: 64 * 1024 * 1024,
   poolsMax: 256,
   clientId: 'rill-client',
-  orderedPipelining: 32,
 }
 
 export interface HttpRequest {
@@ -63,21 +60,13 @@ export interface HttpRequest {
   readonly timeoutMs?: number
   /** Aborts the request (it fails with CLOSED). */
   readonly signal?: AbortSignal
-  /**
-   * Send over the broker's one pipelined connection, in call order (HTTP/1.1
-   * pipelining; the broker starts handling each request as it arrives). For
-   * produce: over a pool's several connections, batch n+1 of a partition
-   * can overtake batch n, and the broker refuses it (OUT_OF_ORDER_SEQUENCE)
-   * until n has landed, which costs the producer a resend round.
-   */
-  readonly ordered?: boolean
 }
 
 /** Pools per broker URL, the request bound, msgpack coding and error mapping. */
 export class HttpTransport {
   readonly options: HttpOptions
-  /** URL -> pool (`>URL` -> the ordered connection), in least-recently-used order (Map iteration order). */
-  readonly #pools = new Map<string, Pool | Client>()
+  /** URL -> pool, in least-recently-used order (Map iteration order). */
+  readonly #pools = new Map<string, Pool>()
   #inFlight = 0
   readonly #waiters: (() => void)[] = []
   #closed = false
@@ -130,19 +119,21 @@ export class HttpTransport {
     this.#waiters.shift()?.()
   }
 
-  #pool(url: string, ordered: boolean): Pool | Client {
-    const key = ordered ? `>${url}` : url
-    let pool = this.#pools.get(key)
+  #pool(url: string): Pool {
+    let pool = this.#pools.get(url)
     if (pool !== undefined) {
-      this.#pools.delete(key)
-      this.#pools.set(key, pool)
+      this.#pools.delete(url)
+      this.#pools.set(url, pool)
       return pool
     }
-    const common = { keepAliveTimeout: 30_000, connectTimeout: Math.min(10_000, this.options.requestTimeoutMs) }
-    pool = ordered ? new Client(url, { ...common, pipelining: this.options.orderedPipelining }) : new Pool(url, { ...common, connections: this.options.connectionsPerBroker })
-    this.#pools.set(key, pool)
+    pool = new Pool(url, {
+      connections: this.options.connectionsPerBroker,
+      keepAliveTimeout: 30_000,
+      connectTimeout: Math.min(10_000, this.options.requestTimeoutMs),
+    })
+    this.#pools.set(url, pool)
     if (this.#pools.size > this.options.poolsMax) {
-      const [oldestUrl, oldest] = this.#pools.entries().next().value as [string, Pool | Client]
+      const [oldestUrl, oldest] = this.#pools.entries().next().value as [string, Pool]
       this.#pools.delete(oldestUrl)
       void oldest.close().catch(() => undefined)
     }
@@ -164,13 +155,11 @@ export class HttpTransport {
     let type: string
     let bytes: Buffer
     try {
-      const answer = await this.#pool(req.url, req.ordered === true).request({
+      const answer = await this.#pool(req.url).request({
         path: req.path,
         method: req.method,
         headers,
         ...(body === undefined ? {} : { body }),
-        // undici pipelines a request only if it may be resent and does not block the connection.
-        ...(req.ordered === true ? { idempotent: true, blocking: false } : {}),
         signal,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,

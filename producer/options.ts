@@ -52,14 +52,6 @@ export interface ProducerOptions {
   /** First retry backoff (ms, default 100), doubled per retry up to `retryBackoffMaxMs` (default 1,000), jittered. */
   readonly retryBackoffMs?: number
   readonly retryBackoffMaxMs?: number
-  /**
-   * Produce requests to one broker go over one pipelined connection, in the
-   * order they were sent (default true), as Kafka's producer does: a
-   * partition's batches then reach the broker in sequence order. With false
-   * they spread over a pool of connections, where a batch can overtake the
-   * one before it and come back OUT_OF_ORDER_SEQUENCE, to be resent.
-   */
-  readonly orderedConnection?: boolean
   /** Sent as `user-agent`. */
   readonly clientId?: string
   /** Random source for backoff jitter and the first keyless partition (tests pass a seeded one). */
@@ -82,7 +74,6 @@ export interface ProducerConfig {
   readonly deliveryTimeoutMs: number
   readonly retryBackoffMs: number
   readonly retryBackoffMaxMs: number
-  readonly orderedConnection: boolean
   readonly clientId: string
   readonly random: Random | undefined
 }
@@ -106,7 +97,6 @@ export const defaultProducerOptions = {
   deliveryTimeoutMs: 120_000,
   retryBackoffMs: 100,
   retryBackoffMaxMs: 1_000,
-  orderedConnection: true,
   clientId: 'rill-producer',
 } as const
 
@@ -129,13 +119,11 @@ export function resolveProducerOptions(options: ProducerOptions): ProducerConfig
     deliveryTimeoutMs: options.deliveryTimeoutMs ?? d.deliveryTimeoutMs,
     retryBackoffMs: options.retryBackoffMs ?? d.retryBackoffMs,
     retryBackoffMaxMs: options.retryBackoffMaxMs ?? d.retryBackoffMaxMs,
-    orderedConnection: options.orderedConnection ?? d.orderedConnection,
     clientId: options.clientId ?? d.clientId,
     random: options.random,
   }
   if (config.acks !== 'all' && config.acks !== 'leader') throw invalid(`acks must be "all" or "leader", got ${String(config.acks)}`)
   if (typeof config.idempotent !== 'boolean') throw invalid('idempotent must be a boolean')
-  if (typeof config.orderedConnection !== 'boolean') throw invalid('orderedConnection must be a boolean')
   checkInt('lingerMs', config.lingerMs, 0, 60_000)
   checkInt('batchBytes', config.batchBytes, 1, defaultBatchLimits.batchBytesMax)
   checkInt('batchRecordsMax', config.batchRecordsMax, 1, defaultBatchLimits.recordsMax)

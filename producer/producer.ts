@@ -265,7 +265,7 @@ export class Producer {
     }
     const path = `/v1/topics/${encodeURIComponent(req.topic)}/partitions/${req.partition}/records`
     try {
-      return await this.#client.request<ProduceResponse>({ url: leader.url, method: 'POST', path, body: { batch: req.batch, acks: req.acks }, ordered: this.config.orderedConnection })
+      return await this.#client.request<ProduceResponse>({ url: leader.url, method: 'POST', path, body: { batch: req.batch, acks: req.acks } })
     } catch (error) {
       if (error instanceof RillClientError) this.#learn(req.topic, req.partition, leader.url, error)
       throw error
