@@ -42,12 +42,16 @@ export interface GroupMemberOptions {
 const retryBackoff = { baseMs: 100, maxMs: 1_000 } as const
 /** Attempts of the final leave; the coordinator expires the member anyway after a session. */
 const leaveAttemptsMax = 3
+/** How long close() waits for a join under way to answer (so it can leave) before giving up on it. */
+const joinWaitOnCloseMs = 5_000
 
 export class GroupMember {
   readonly groupId: string
   readonly #options: GroupMemberOptions
   readonly #host: GroupHost
   readonly #stop = new AbortController()
+  /** Aborts a join under way; close() does so only after `joinWaitOnCloseMs`. */
+  readonly #joinAbort = new AbortController()
   #memberId: string | null = null
   #generation = 0
   /** `memberEpoch` of the latest answer acted on: sent with heartbeats (releases count only with it), and older answers are stale. */
@@ -101,11 +105,17 @@ export class GroupMember {
     this.heartbeatSoon()
   }
 
-  /** Stops heartbeating and leaves the group (bounded); the caller commits first. */
+  /**
+   * Stops heartbeating and leaves the group (bounded); the caller commits
+   * first. A join under way gets up to `joinWaitOnCloseMs` to answer, so a
+   * member the coordinator already took is left rather than abandoned.
+   */
   async close(): Promise<void> {
     this.#stop.abort()
     this.heartbeatSoon()
+    const giveUp = setTimeout(() => this.#joinAbort.abort(), joinWaitOnCloseMs)
     await this.#loop
+    clearTimeout(giveUp)
     const memberId = this.#memberId
     this.#memberId = null
     if (memberId === null) return
@@ -143,9 +153,15 @@ export class GroupMember {
   /** One join or heartbeat; false if it failed and should be retried after a backoff. */
   async #step(): Promise<boolean> {
     const sentAtMs = Date.now()
+    const joining = this.#memberId === null
     try {
-      const answer = this.#memberId === null ? await this.#join() : await this.#heartbeat()
-      if (this.#stop.signal.aborted) return true
+      const answer = joining ? await this.#join() : await this.#heartbeat()
+      if (this.#stop.signal.aborted) {
+        // Closing: a join the coordinator took must still be left, or the member would hold
+        // its partitions (and keep them from everyone else) for a whole session timeout.
+        if (joining && typeof answer?.memberId === 'string') this.#memberId = answer.memberId
+        return true
+      }
       this.#accept(answer, sentAtMs)
       return true
     } catch (error) {
@@ -167,7 +183,9 @@ export class GroupMember {
       ...(this.#options.rack === null ? {} : { rack: this.#options.rack }),
     }
     this.#topicsChanged = false
-    return this.request({ method: 'POST', path: `${this.#groupPath()}/members`, body, timeoutMs: this.#options.requestTimeoutMs, signal: this.#stop.signal })
+    // Not aborted by close(): once sent, the coordinator may have taken it, and only its answer
+    // names the member close() must then remove (bounded by the request timeout).
+    return this.request({ method: 'POST', path: `${this.#groupPath()}/members`, body, timeoutMs: this.#options.requestTimeoutMs, signal: this.#joinAbort.signal })
   }
 
   #heartbeat(): Promise<MemberAssignmentResponse> {

@@ -261,3 +261,4 @@ test('close() while run() is inside a handler: the member stays in the group unt
   const stored = after.offsets.find((o: { topic: string; partition: number }) => o.topic === topic && o.partition === held.partition)
   assert.equal(stored?.offset, held.last + 1, 'the batch the handler finished is committed')
 })
+
