@@ -84,6 +84,9 @@ export interface Mark {
   readonly bytes: number
 }
 
+/** The epoch of a flush planned while its log cuts its end: its mark never counts (see DiskLog.#markEpoch). */
+const markEpochVoid = -1
+
 /** True if mark `a` is before mark `b`. */
 export function markBefore(a: Mark, b: Mark): boolean {
   return a.segmentBase < b.segmentBase || (a.segmentBase === b.segmentBase && a.bytes < b.bytes)
@@ -207,9 +210,18 @@ export class DiskLog implements PartitionLog, WalLog {
   readonly #directInFlight = new Set<Promise<void>>()
   /** The last flush started, until it settles: a later flush waits for it (its dirty segments were taken by that one). */
   #flushInFlight: Promise<void> | undefined
-  /** Set while the log cuts its end: no direct flush then (its mark would describe the old end). */
+  /** Set while the log cuts its end or a compaction resets it: no direct flush then (its mark would describe the old end). */
   #cutting = false
-  /** Bumped when the log cuts below its mark: a flush planned before must not raise the mark again. */
+  /** Set while #cut runs (it awaits between reading the end and changing the files): flushes planned then are void. */
+  #cuttingEnd = false
+  /**
+   * Bumped when a cut starts: a flush planned before must not raise the mark
+   * again (above the cut). A flush planned while the cut runs (a WAL
+   * checkpoint, the async flusher) gets `markEpochVoid` instead: it read the
+   * end being cut, so its mark may cover bytes that are then cut away or
+   * rewritten, never fsynced; recorded, a crash would make them look like
+   * damage before the mark.
+   */
   #markEpoch = 0
   /** Bumped by every truncation; a read that overlaps one re-checks what it returns. */
   #truncations = 0
@@ -645,10 +657,12 @@ export class DiskLog implements PartitionLog, WalLog {
   /** Drops entries after `index` from memory and disk (within #serial). */
   async #cutAfter(index: number): Promise<void> {
     this.#cutting = true
+    this.#cuttingEnd = true
     try {
       await this.#cut(index)
     } finally {
       this.#cutting = false
+      this.#cuttingEnd = false
     }
   }
 
@@ -879,7 +893,7 @@ export class DiskLog implements PartitionLog, WalLog {
       () => this.#flushSettled(done),
       () => this.#flushSettled(done),
     )
-    return { mark, since: ctx.walPosition(), epoch: this.#markEpoch, done }
+    return { mark, since: ctx.walPosition(), epoch: this.#cuttingEnd ? markEpochVoid : this.#markEpoch, done }
   }
 
   #flushSettled(done: Promise<void>): void {
