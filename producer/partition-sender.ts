@@ -141,6 +141,19 @@ export class PartitionSender {
     return done
   }
 
+  /**
+   * Closes the open batch if a record of `sizeBytes` would not fit it (and
+   * lets it go); true if it did. Lets the sticky partitioner move on before
+   * the record is placed.
+   */
+  closeIfFull(sizeBytes: number): boolean {
+    const batch = this.#pending.at(-1)
+    if (batch === undefined || batch.state !== 'open' || this.#fits(batch, sizeBytes)) return false
+    this.#close(batch)
+    this.pump()
+    return true
+  }
+
   /** Fails everything not yet settled (close without flush, or a fatal producer error). */
   abort(error: RillClientError): void {
     this.#clearTimer()

@@ -176,6 +176,9 @@ export class Producer {
       let sender: PartitionSender
       try {
         sender = this.#sender(topic, this.#partitionFor(topic, r, partitionCount))
+        // Sticky: a record that does not fit the open batch closes it and goes to the next partition,
+        // instead of starting a one-record batch behind it (a request of its own, KIP-480's abortOnNewBatch).
+        if (this.#sticks(r) && sender.closeIfFull(r.sizeBytes)) sender = this.#sender(topic, this.#partitionFor(topic, r, partitionCount))
       } catch (error) {
         this.#budget.release(r.sizeBytes)
         throw error
@@ -221,6 +224,11 @@ export class Producer {
       this.#sticky.set(topic, sticky)
     }
     return sticky
+  }
+
+  /** True if `record` goes where the sticky partitioner points. */
+  #sticks(record: PreparedRecord): boolean {
+    return record.partition === undefined && this.config.partitioner === 'sticky' && (record.input.key ?? null) === null
   }
 
   #sender(topic: string, partition: number): PartitionSender {

@@ -169,3 +169,18 @@ test('bad options and records are refused with a code that names them; nothing o
   await p.close()
   await rejects(p.send('t', { value: 'late' }), 'CLOSED')
 })
+
+test('sticky: a record that does not fit the open batch moves on with the partition (no one-record batch left behind)', async () => {
+  // 3 records of ~40 bytes fill a 100-byte batch only twice: the third closes it and starts the next partition's batch.
+  const p = producer({ batchBytes: 100, lingerMs: 20 })
+  try {
+    await p.send('sticky', Array.from({ length: 12 }, (_, i) => ({ value: `v${String(i).padStart(9, '0')}` })))
+    const batches = broker.batches.filter((b) => b.topic === 'sticky').slice(-6)
+    assert.deepEqual(batches.map((b) => b.values.length), [2, 2, 2, 2, 2, 2])
+    const perPartition = new Map<number, number>()
+    for (const b of batches) perPartition.set(b.partition, (perPartition.get(b.partition) ?? 0) + 1)
+    assert.deepEqual([...perPartition.values()], [2, 2, 2], 'the partitions take turns')
+  } finally {
+    await p.close()
+  }
+})
