@@ -21,9 +21,22 @@ export interface ProducerIdentity {
   readonly producerEpoch: number
 }
 
-interface Waiter {
-  readonly resolve: (m: RecordMetadata) => void
-  readonly reject: (e: Error) => void
+/**
+ * Who learns the fate of records: told once per record, by its slot (its
+ * place in the caller's list). A `send` call is one sink for all its
+ * records, so a record costs no promise of its own.
+ */
+export interface RecordSink {
+  acked(slot: number, metadata: RecordMetadata): void
+  failed(slot: number, error: Error): void
+}
+
+/** Records `recordStart ..+ count` of a batch belong to `sink` at slots `slotStart ..+ count` (a send's records mostly arrive in one run). */
+interface SinkRun {
+  readonly sink: RecordSink
+  readonly slotStart: number
+  readonly recordStart: number
+  count: number
 }
 
 export type BatchState = 'open' | 'ready' | 'in-flight' | 'waiting' | 'done'
@@ -35,7 +48,7 @@ export class ProducerBatch {
   /** Records fail with TIMEOUT when not acknowledged by then. */
   readonly deadlineMs: number
   readonly records: RecordInput[] = []
-  readonly #waiters: Waiter[] = []
+  readonly #runs: SinkRun[] = []
   sizeBytes = 0
   state: BatchState = 'open'
   /** Sequence of the first record; -1 until sequenced (and always when not idempotent). */
@@ -66,9 +79,12 @@ export class ProducerBatch {
     return this.records.length
   }
 
-  add(record: RecordInput, sizeBytes: number, waiter: Waiter): void {
+  /** Adds a record whose fate `sink` learns as `slot`. */
+  add(record: RecordInput, sizeBytes: number, sink: RecordSink, slot: number): void {
+    const last = this.#runs.at(-1)
+    if (last !== undefined && last.sink === sink && last.slotStart + last.count === slot) last.count++
+    else this.#runs.push({ sink, slotStart: slot, recordStart: this.records.length, count: 1 })
     this.records.push(record)
-    this.#waiters.push(waiter)
     this.sizeBytes += sizeBytes
   }
 
@@ -85,17 +101,20 @@ export class ProducerBatch {
   /** Every record written at `baseOffset + i`. */
   succeed(baseOffset: number): void {
     this.state = 'done'
-    for (let i = 0; i < this.#waiters.length; i++) {
-      this.#waiters[i]!.resolve({ topic: this.topic, partition: this.partition, offset: baseOffset + i })
+    const { topic, partition } = this
+    for (const run of this.#runs) {
+      for (let i = 0; i < run.count; i++) run.sink.acked(run.slotStart + i, { topic, partition, offset: baseOffset + run.recordStart + i })
     }
-    this.#waiters.length = 0
+    this.#runs.length = 0
     this.#settle()
   }
 
   fail(error: Error): void {
     this.state = 'done'
-    for (const w of this.#waiters) w.reject(error)
-    this.#waiters.length = 0
+    for (const run of this.#runs) {
+      for (let i = 0; i < run.count; i++) run.sink.failed(run.slotStart + i, error)
+    }
+    this.#runs.length = 0
     this.#settle()
   }
 }

@@ -32,6 +32,13 @@ export class ByteBudget {
     return this.#waiters.length
   }
 
+  /** Takes `bytes` if they fit now and nobody waits before us (no promise: the common case of `send`); false otherwise. */
+  tryReserve(bytes: number): boolean {
+    if (this.#waiters.length > 0 || this.#usedBytes + bytes > this.capacityBytes) return false
+    this.#usedBytes += bytes
+    return true
+  }
+
   /** Takes `bytes` now if they fit and nobody waits before us; else waits up to `waitMs` (TIMEOUT after). */
   reserve(bytes: number, waitMs: number): Promise<void> {
     if (bytes > this.capacityBytes) {

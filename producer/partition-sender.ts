@@ -28,7 +28,7 @@
 import type { Random } from '../src/base/index.ts'
 import type { Acks, ProduceResponse } from '../src/wire/index.ts'
 import { ClientErrorCode, RillClientError, backoffMs } from '../client/index.ts'
-import { ProducerBatch, type ProducerIdentity } from './batch.ts'
+import { ProducerBatch, type ProducerIdentity, type RecordSink } from './batch.ts'
 import type { PreparedRecord, RecordMetadata } from './records.ts'
 
 /** What a sender needs from the producer: the wire, identities, time, and its settings. */
@@ -125,6 +125,13 @@ export class PartitionSender {
 
   /** Adds a record to the open batch (a new one when it is full); resolves when it is acknowledged. */
   append(record: PreparedRecord, nowMs: number): Promise<RecordMetadata> {
+    return new Promise<RecordMetadata>((resolve, reject) => {
+      this.appendTo(record, nowMs, { acked: (_slot, m) => resolve(m), failed: (_slot, e) => reject(e) }, 0)
+    })
+  }
+
+  /** Adds a record to the open batch (a new one when it is full); `sink` learns its fate as `slot`. */
+  appendTo(record: PreparedRecord, nowMs: number, sink: RecordSink, slot: number): void {
     let batch = this.#pending.at(-1)
     if (batch !== undefined && batch.state === 'open' && !this.#fits(batch, record.sizeBytes)) {
       this.#close(batch)
@@ -134,11 +141,9 @@ export class PartitionSender {
       batch = new ProducerBatch({ topic: this.topic, partition: this.partition, nowMs, deliveryTimeoutMs: this.#ctx.deliveryTimeoutMs })
       this.#pending.push(batch)
     }
-    const b = batch
-    const done = new Promise<RecordMetadata>((resolve, reject) => b.add(record.input, record.sizeBytes, { resolve, reject }))
-    if (b.sizeBytes >= this.#ctx.batchBytes || b.recordCount >= this.#ctx.batchRecordsMax) this.#close(b)
+    batch.add(record.input, record.sizeBytes, sink, slot)
+    if (batch.sizeBytes >= this.#ctx.batchBytes || batch.recordCount >= this.#ctx.batchRecordsMax) this.#close(batch)
     this.pump()
-    return done
   }
 
   /**

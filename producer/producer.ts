@@ -18,7 +18,7 @@ import type { ProduceResponse, Acks } from '../src/wire/index.ts'
 import { RoundRobinPartitioner, partitionForKey } from '../src/wire/index.ts'
 import { ClientErrorCode, RillClient, RillClientError, backoffMs, sleep, type TopicInfo } from '../client/index.ts'
 import type { InitProducerResponse } from '../src/wire/index.ts'
-import type { ProducerBatch, ProducerIdentity } from './batch.ts'
+import type { ProducerBatch, ProducerIdentity, RecordSink } from './batch.ts'
 import { ByteBudget } from './buffer.ts'
 import { resolveProducerOptions, type ProducerConfig, type ProducerOptions } from './options.ts'
 import { PartitionSender, type SenderContext } from './partition-sender.ts'
@@ -104,7 +104,7 @@ export class Producer {
     })
     if (this.#sendsWaiting >= sendsWaitingMax) throw new RillClientError(ClientErrorCode.BUSY, `more than ${sendsWaitingMax} send calls waiting`)
     const deadlineMs = nowMs + this.config.deliveryTimeoutMs
-    const acks: Promise<RecordMetadata>[] = []
+    const acks = new SendAcks(prepared.length)
     this.#sendsWaiting++
     const step = this.#intake.then(() => this.#appendAll(topic, prepared, acks, deadlineMs))
     this.#intake = step.catch(() => undefined)
@@ -113,7 +113,7 @@ export class Producer {
     } finally {
       this.#sendsWaiting--
     }
-    const results = await Promise.all(acks)
+    const results = await acks.done
     return Array.isArray(records) ? results : results[0]!
   }
 
@@ -163,7 +163,7 @@ export class Producer {
     }
   }
 
-  async #appendAll(topic: string, records: readonly PreparedRecord[], acks: Promise<RecordMetadata>[], deadlineMs: number): Promise<void> {
+  async #appendAll(topic: string, records: readonly PreparedRecord[], acks: SendAcks, deadlineMs: number): Promise<void> {
     const info = await this.#topicInfo(topic, deadlineMs)
     const partitionCount = info.partitions.length
     for (const r of records) {
@@ -171,8 +171,9 @@ export class Producer {
         throw new RillClientError(ClientErrorCode.UNKNOWN_PARTITION, `topic ${topic} has ${partitionCount} partitions; partition ${r.partition} is not one`, { retriable: false })
       }
     }
-    for (const r of records) {
-      await this.#budget.reserve(r.sizeBytes, Math.max(1, deadlineMs - Date.now()))
+    for (let slot = 0; slot < records.length; slot++) {
+      const r = records[slot]!
+      if (!this.#budget.tryReserve(r.sizeBytes)) await this.#budget.reserve(r.sizeBytes, Math.max(1, deadlineMs - Date.now()))
       let sender: PartitionSender
       try {
         sender = this.#sender(topic, this.#partitionFor(topic, r, partitionCount))
@@ -183,9 +184,7 @@ export class Producer {
         this.#budget.release(r.sizeBytes)
         throw error
       }
-      const ack = sender.append(r, Date.now())
-      ack.catch(() => undefined) // rejections reach the caller through Promise.all in send, possibly after later records' waits
-      acks.push(ack)
+      sender.appendTo(r, Date.now(), acks, slot)
     }
   }
 
@@ -296,6 +295,44 @@ export class Producer {
     if (!stale) return
     metadata.forgetLeader(topic, partition)
     void metadata.refresh().catch(() => undefined)
+  }
+}
+
+/**
+ * The acknowledgements of one `send` call: where each record was written,
+ * in call order. Settles when the last record is acknowledged, or at the
+ * first failure (as Promise.all over the records would).
+ */
+class SendAcks implements RecordSink {
+  readonly results: RecordMetadata[]
+  readonly done: Promise<RecordMetadata[]>
+  #waiting: number
+  #resolve!: (results: RecordMetadata[]) => void
+  #reject!: (error: Error) => void
+  #failed = false
+
+  constructor(count: number) {
+    this.results = new Array<RecordMetadata>(count)
+    this.#waiting = count
+    this.done = new Promise((resolve, reject) => {
+      this.#resolve = resolve
+      this.#reject = reject
+    })
+    if (count === 0) this.#resolve(this.results)
+    // A failure may come before `send` awaits this (later records still waiting for buffer space), or never be awaited (appending failed).
+    this.done.catch(() => undefined)
+  }
+
+  acked(slot: number, metadata: RecordMetadata): void {
+    this.results[slot] = metadata
+    if (--this.#waiting === 0 && !this.#failed) this.#resolve(this.results)
+  }
+
+  failed(_slot: number, error: Error): void {
+    this.#waiting--
+    if (this.#failed) return
+    this.#failed = true
+    this.#reject(error)
   }
 }
 
