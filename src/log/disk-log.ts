@@ -752,8 +752,17 @@ export class DiskLog implements PartitionLog, WalLog {
       if (reset) {
         this.#truncations++
         const old = this.#segments
-        this.#segments = [this.#newSegment(snapshot.index + 1)]
-        for (const seg of old) await this.#deleteSegment(seg)
+        const fresh = this.#newSegment(snapshot.index + 1)
+        this.#segments = [fresh]
+        for (const seg of old) {
+          // An empty old active segment (rolled, then cut or torn back) has the new one's base:
+          // #newSegment reopened its file, which must stay; deleting it lost every later append.
+          if (seg.baseIndex !== fresh.baseIndex) await this.#deleteSegment(seg)
+          else {
+            seg.removeIndexFile()
+            await seg.close()
+          }
+        }
         removed = old.length
       } else {
         while (this.#segments.length > 1 && this.#segments[0]!.lastIndex <= snapshot.index) {
@@ -900,12 +909,22 @@ export class DiskLog implements PartitionLog, WalLog {
     if (this.#flushInFlight === done) this.#flushInFlight = undefined
   }
 
-  /** After a flush planned at `epoch` is durable: the new mark (never lower), unless the log cut below it since. The store records it. */
-  markFlushed(plan: FlushPlan): boolean {
-    if (plan.epoch !== this.#markEpoch) return false
+  /**
+   * After a flush is durable, what the store does with its mark: `record`
+   * it; nothing if it is `covered` (a later flush's mark, at or past it, is
+   * recorded already: flushes of one log finish in order, but a checkpoint's
+   * waits for every log it flushes, so it may be acknowledged after a later
+   * one); nothing if it is `void` (the log cut its end since it was planned,
+   * or while it was: see #markEpoch). Going back to the older mark would
+   * unprotect what the later one covers, whose WAL records may be gone; after
+   * a compaction, a segment it deleted.
+   */
+  markFlushed(plan: FlushPlan): 'record' | 'covered' | 'void' {
+    if (plan.epoch !== this.#markEpoch) return 'void'
     if (this.#mark === undefined || markBefore(this.#mark, plan.mark)) this.#mark = plan.mark
+    if (this.#markRecorded !== undefined && !markBefore(this.#markRecorded, plan.mark)) return 'covered'
     this.#markRecorded = plan.mark
-    return true
+    return 'record'
   }
 
   /**
@@ -1112,7 +1131,7 @@ export class DiskLog implements PartitionLog, WalLog {
       this.#active().writeIndexFile()
       const plan = this.planFlush()
       await plan.done
-      if (this.markFlushed(plan)) await this.#ctx.flushed(this.name, plan.mark, plan.since)
+      if (this.markFlushed(plan) === 'record') await this.#ctx.flushed(this.name, plan.mark, plan.since)
     }
     for (const seg of this.#segments) await seg.close()
     this.#ctx.metrics.openLogs.dec({ mode: this.mode })

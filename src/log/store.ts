@@ -373,17 +373,18 @@ export class LogStore {
     }
   }
 
-  /** fsyncs `logs` and records their marks; false if a log cut below its flush meanwhile (its mark was not recorded). */
+  /** fsyncs `logs` and records their marks; false if a log cut its end meanwhile (its mark was not recorded). */
   async #flushLogs(logs: DiskLog[]): Promise<boolean> {
     const plans: [DiskLog, FlushPlan][] = logs.map((l) => [l, l.planFlush()])
     await Promise.all(plans.map(([, p]) => p.done))
     let changed = false
     let all = true
     for (const [log, plan] of plans) {
-      if (log.markFlushed(plan)) {
+      const outcome = log.markFlushed(plan)
+      if (outcome === 'record') {
         this.#marks.set(log.name, { ...plan.mark, since: plan.since })
         changed = true
-      } else all = false
+      } else if (outcome === 'void') all = false
     }
     if (changed) await this.#writeMarks()
     return all

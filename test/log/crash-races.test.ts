@@ -89,6 +89,29 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   }
 }
 
+/**
+ * Tears log `name` as a power loss may, given only its mark in the marks
+ * file (as the crash model does): segments before the mark's stay, the
+ * mark's is cut at the mark; of the later ones, whose creation was not known
+ * durable, the first is lost and the others stay whole (each file's fate is
+ * its own): the hardest case, a hole.
+ */
+function tearPastMark(dir: string, name: string): void {
+  const marks = JSON.parse(fs.readFileSync(join(dir, 'marks.json'), 'utf8')) as { marks: Record<string, [number, number]> }
+  const [segmentBase, bytes] = marks.marks[name]!
+  let lost = false
+  for (const file of fs.readdirSync(join(dir, 'logs', name)).sort()) {
+    const m = /^(\d{20})\.seg$/.exec(file)
+    if (m === null) continue
+    const base = Number(m[1])
+    if (base === segmentBase) fs.truncateSync(join(dir, 'logs', name, file), bytes)
+    else if (base > segmentBase && !lost) {
+      fs.rmSync(join(dir, 'logs', name, file))
+      lost = true
+    }
+  }
+}
+
 async function readAll(log: PartitionLog): Promise<object[]> {
   if (log.lastIndex() < log.firstIndex()) return []
   return (await log.read({ indexStart: log.firstIndex(), bytesMax: 1e9 })).map(plain)
@@ -185,6 +208,56 @@ test('a WAL checkpoint keeps the old WAL files when a log it flushes cuts its en
   }
 })
 
+test('a WAL checkpoint acknowledged after a compaction does not take the mark back to a deleted segment', async () => {
+  // Found by reasoning while chasing crash-model seed 1219 (a log that came
+  // back from a crash starting later than it should, entries lost; that run
+  // was the next test's bug, this one fails the same way).
+  // A checkpoint's flush of a, planned before a compaction reset, was
+  // acknowledged after the compaction's own flush (the checkpoint waits for
+  // b too) and recorded its older mark, in a segment the compaction deleted:
+  // the new first segment was then past the mark, and a crash could lose it.
+  const { dir, cleanup } = tempDir('race-checkpoint-compact')
+  const io = new GatedIo()
+  const options = { walBytesMax: 8 * 1024, walDirectBytesMin: Infinity, io }
+  // 1024-byte segments hold five 120-byte entries.
+  const logOptions = (name: string) => ({ name, mode: 'sync' as const, segmentBytesMax: 1024 })
+  try {
+    let s = await store(dir, options)
+    let a = await s.openLog(logOptions('a'))
+    await a.append(entries(1, 7, 1, 120))
+    await s.close()
+    s = await store(dir, options)
+    a = await s.openLog(logOptions('a'))
+    const b = await s.openLog(logOptions('b'))
+    await a.append(entries(8, 8, 1, 120)) // a is dirty
+    await b.append(entries(1, 1, 1, 120)) // b is dirty
+
+    // b fills the WAL: it rotates; the checkpoint flushes a and b, b held at its fsync.
+    const flushingB = io.hold(segmentOf('b'))
+    const flushedA = io.waitFor(segmentOf('a'))
+    await b.append(entries(2, 21, 1, 400))
+    await within(Promise.all([flushingB.reached, flushedA]), flushWaitMsMax, 'the checkpoint flush')
+    // a's compaction resets it to segment 9 and flushes it (its own flush records that mark).
+    await a.compact({ index: 8, term: 1 })
+    await a.append(entries(9, 15, 1, 120)) // segments 9 and 14, through the WAL
+    const marksWritten = io.waitFor((path, kind) => kind === 'fsync' && path === fs.realpathSync(dir))
+    flushingB.release()
+    await within(marksWritten, flushWaitMsMax, "the checkpoint's marks")
+
+    // Power loss, the worst the marks file allows (as the crash model tears).
+    await s.abandon()
+    tearPastMark(dir, 'a')
+    s = await store(dir, options)
+    a = await s.openLog(logOptions('a'))
+    assert.equal(a.damage, undefined, `log a damaged: ${JSON.stringify(a.damage)}`)
+    assert.equal(a.firstIndex(), 9)
+    assert.deepEqual(await readAll(a), entries(9, 15, 1, 120).map(plain))
+    await s.close()
+  } finally {
+    cleanup()
+  }
+})
+
 test('the async flusher flushing a log while it cuts its end does not record the old end as durable', async () => {
   const { dir, cleanup } = tempDir('race-async')
   const io = new GatedIo()
@@ -216,6 +289,41 @@ test('the async flusher flushing a log while it cuts its end does not record the
     c = await s.openLog(logOptions)
     assert.equal(c.damage, undefined, `log c damaged: ${JSON.stringify(c.damage)}`)
     assert.deepEqual(await readAll(c), entries(1, 5, 1, 120).map(plain))
+    await s.close()
+  } finally {
+    cleanup()
+  }
+})
+
+test('a compaction reset onto an empty segment of the same base keeps its file', async () => {
+  // Crash-model seed 1219 with LOG_MODEL_IO_DELAYS=1 (3 of 50 runs; traced:
+  // after step 55 log a's firstIndex was 28, not 15): a crash left log a with an empty
+  // segment 15 after entry 14; compacting at 14 created the new segment 15,
+  // reopening that file, then deleted the old segment 15, unlinking it: the
+  // appends after went to a file no directory held.
+  const { dir, cleanup } = tempDir('compact-same-base')
+  // 1024-byte segments hold five 120-byte entries; async: nothing replays entry 6.
+  const logOptions = { name: 'c', mode: 'async' as const, segmentBytesMax: 1024 }
+  try {
+    let s = await store(dir)
+    let c = await s.openLog(logOptions)
+    await c.append(entries(1, 5, 1, 120))
+    await s.close()
+    s = await store(dir)
+    c = await s.openLog(logOptions)
+    await c.append(entries(6, 6, 1, 120)) // starts segment 6
+    await s.abandon()
+    fs.truncateSync(join(dir, 'logs', 'c', `${String(6).padStart(20, '0')}.seg`), 32) // torn back to its header
+    s = await store(dir)
+    c = await s.openLog(logOptions)
+    assert.equal(c.lastIndex(), 5)
+    await c.compact({ index: 5, term: 1 })
+    await c.append(entries(6, 8, 1, 120))
+    await s.close()
+    s = await store(dir)
+    c = await s.openLog(logOptions)
+    assert.equal(c.firstIndex(), 6)
+    assert.deepEqual(await readAll(c), entries(6, 8, 1, 120).map(plain))
     await s.close()
   } finally {
     cleanup()
