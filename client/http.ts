@@ -48,13 +48,47 @@ export const defaultHttpOptions: HttpOptions = {
   clientId: 'rill-client',
 }
 
+/**
+ * A msgpack map whose last field is a large byte string, as two chunks:
+ * the encoded head (`{ ...fields, bytesKey: <bin header>`) and the bytes
+ * themselves, written to the socket as they are. `packr.pack` would copy
+ * them into a fresh buffer of their size (for a 1 MiB record batch: a
+ * megabyte of new memory touched per request, and garbage for the GC).
+ */
+export class MsgpackWithBytes {
+  readonly chunks: readonly Uint8Array[]
+  readonly byteLength: number
+
+  constructor(fields: Readonly<Record<string, unknown>>, bytesKey: string, bytes: Uint8Array) {
+    const entries = Object.entries(fields)
+    const count = entries.length + 1
+    if (count > 15) throw new RillClientError(ClientErrorCode.INVALID_REQUEST, `MsgpackWithBytes: ${count} fields (a fixmap holds 15)`)
+    const parts: Uint8Array[] = [Uint8Array.of(0x80 | count)]
+    for (const [key, value] of entries) parts.push(packr.pack(key), packr.pack(value))
+    parts.push(packr.pack(bytesKey), binHeader(bytes.byteLength))
+    const head = Buffer.concat(parts)
+    this.chunks = [head, bytes]
+    this.byteLength = head.byteLength + bytes.byteLength
+  }
+}
+
+/** msgpack bin 8/16/32 header for `length` bytes. */
+function binHeader(length: number): Uint8Array {
+  if (length < 0x100) return Uint8Array.of(0xc4, length)
+  if (length < 0x10000) return Uint8Array.of(0xc5, length >> 8, length & 0xff)
+  const out = new Uint8Array(5)
+  out[0] = 0xc6
+  new DataView(out.buffer).setUint32(1, length)
+  return out
+}
+
 export interface HttpRequest {
   /** Broker base URL, `http://host:port`. */
   readonly url: string
   readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE'
   /** Path and query, `/v1/...`. */
   readonly path: string
-  /** Sent as msgpack when given. */
+  /** Sent as msgpack when given (a MsgpackWithBytes as its chunks). */
   readonly body?: unknown
   /** This request's timeout (a long-poll's wait plus margin); `requestTimeoutMs` when absent. */
   readonly timeoutMs?: number
@@ -146,8 +180,12 @@ export class HttpTransport {
     const signal = req.signal === undefined ? timeout : AbortSignal.any([timeout, req.signal])
     const where = `${req.method} ${req.url}${req.path}`
     const headers: Record<string, string> = { accept: contentType.msgpack, 'user-agent': this.options.clientId }
-    let body: Buffer | undefined
-    if (req.body !== undefined) {
+    let body: Buffer | readonly Uint8Array[] | undefined
+    if (req.body instanceof MsgpackWithBytes) {
+      headers['content-type'] = contentType.msgpack
+      headers['content-length'] = String(req.body.byteLength)
+      body = req.body.chunks
+    } else if (req.body !== undefined) {
       headers['content-type'] = contentType.msgpack
       body = packr.pack(req.body)
     }
@@ -159,7 +197,8 @@ export class HttpTransport {
         path: req.path,
         method: req.method,
         headers,
-        ...(body === undefined ? {} : { body }),
+        // undici takes an iterable of chunks (documented; its types list only single buffers and streams).
+        ...(body === undefined ? {} : { body: body as Buffer }),
         signal,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,

@@ -6,7 +6,7 @@
  */
 export { RillClient, parseBrokers, defaultClientOptions } from './client.ts'
 export type { ClientOptions } from './client.ts'
-export { HttpTransport, defaultHttpOptions } from './http.ts'
+export { HttpTransport, MsgpackWithBytes, defaultHttpOptions } from './http.ts'
 export type { HttpOptions, HttpRequest } from './http.ts'
 export { MetadataCache } from './metadata.ts'
 export type { BrokerInfo, TopicInfo, ClusterMetadata, MetadataOptions } from './metadata.ts'

@@ -16,7 +16,7 @@
  */
 import type { ProduceResponse, Acks } from '../src/wire/index.ts'
 import { RoundRobinPartitioner, partitionForKey } from '../src/wire/index.ts'
-import { ClientErrorCode, RillClient, RillClientError, backoffMs, sleep, type TopicInfo } from '../client/index.ts'
+import { ClientErrorCode, MsgpackWithBytes, RillClient, RillClientError, backoffMs, sleep, type TopicInfo } from '../client/index.ts'
 import type { InitProducerResponse } from '../src/wire/index.ts'
 import type { ProducerBatch, ProducerIdentity, RecordSink } from './batch.ts'
 import { ByteBudget } from './buffer.ts'
@@ -272,7 +272,9 @@ export class Producer {
     }
     const path = `/v1/topics/${encodeURIComponent(req.topic)}/partitions/${req.partition}/records`
     try {
-      return await this.#client.request<ProduceResponse>({ url: leader.url, method: 'POST', path, body: { batch: req.batch, acks: req.acks } })
+      // The batch goes to the socket as it is, after a small msgpack head: `{ acks, batch }`.
+      const body = new MsgpackWithBytes({ acks: req.acks }, 'batch', req.batch)
+      return await this.#client.request<ProduceResponse>({ url: leader.url, method: 'POST', path, body })
     } catch (error) {
       if (error instanceof RillClientError) this.#learn(req.topic, req.partition, leader.url, error)
       throw error
