@@ -13,12 +13,25 @@
  * bench/results/sdk.svg. The machine is shared: compare rows of one run.
  *
  * Env: SDK_RECORDS (200000), SDK_RECORD_BYTES (100), SDK_LATENCY_SENDS (500),
- * SDK_RUN_S (60), SDK_MODES (sync,async).
+ * SDK_RUN_S (60), SDK_MODES (sync,async), SDK_PHASES (sdk,json,lat,consume:
+ * a subset for quick before/after runs; consume needs sdk).
+ * SDK_VARIANTS: producer options to compare in one cluster, `;`-separated
+ * JSON objects (`{}` is the defaults), run SDK_REPS (3) times each,
+ * interleaved, one row per variant with the median (and the spread).
+ * SDK_METRICS=regex prints the brokers' matching /metrics lines after the
+ * producer SDK phase. A subset of phases or variants writes no result files.
+ *
+ * CPU µs/record: CPU time of this process (the producer) plus the three
+ * brokers during the producer phase, per record; the machine is shared and
+ * throughput swings 2-3x with its load, CPU per record much less. Per
+ * process on stderr. To profile the brokers, preload a script that starts
+ * node:inspector's Profiler (`--cpu-prof` is not allowed in NODE_OPTIONS):
+ * NODE_OPTIONS='--import /path/to/preload.mjs' reaches the brokers too.
  */
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { request, Agent } from 'undici'
 import { barChartSvg } from './chart.ts'
-import { Producer } from '../producer/index.ts'
+import { Producer, type ProducerOptions } from '../producer/index.ts'
 import { Consumer } from '../consumer/index.ts'
 import { call, startCluster, waitFor, type TestCluster } from '../test/broker/helpers.ts'
 
@@ -27,11 +40,16 @@ const recordBytes = Number(process.env.SDK_RECORD_BYTES ?? 100)
 const latencySends = Number(process.env.SDK_LATENCY_SENDS ?? 500)
 const runMs = Number(process.env.SDK_RUN_S ?? 60) * 1000
 const modes = (process.env.SDK_MODES ?? 'sync,async').split(',') as ('sync' | 'async' | 'memory')[]
+const variants = process.env.SDK_VARIANTS === undefined ? null : process.env.SDK_VARIANTS.split(';').map((v) => JSON.parse(v) as Partial<ProducerOptions>)
+const reps = Number(process.env.SDK_REPS ?? 3)
+const phases = new Set((process.env.SDK_PHASES ?? 'sdk,json,lat,consume').split(','))
 const partitions = 6
 const jsonBatch = 100
 const jsonConcurrency = 16
 
 interface Row {
+  /** CPU time of the producer process and the three brokers per record (µs): what a shared machine's noise moves least. */
+  cpuUsPerRecord?: number
   mode: string
   what: string
   records: number
@@ -41,6 +59,22 @@ interface Row {
   p50Ms?: number
   p99Ms?: number
 }
+
+/** CPU time (µs) used so far by this process and by the broker processes (Linux /proc; 0 elsewhere). */
+function cpuUs(cluster: TestCluster): number {
+  const own = process.cpuUsage()
+  let us = own.user + own.system
+  for (const b of cluster.brokers) {
+    try {
+      const fields = readFileSync(`/proc/${b.child!.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+      us += ((Number(fields[11]) + Number(fields[12])) * 1e6) / clockTicksPerSec
+    } catch {
+      return 0
+    }
+  }
+  return us
+}
+const clockTicksPerSec = 100
 
 function progress(msg: string): void {
   process.stderr.write(`[bench:sdk] ${msg}\n`)
@@ -52,8 +86,11 @@ function value(i: number): string {
 }
 
 /** Producer SDK as fast as it takes records: `send` in chunks, never awaiting more than the buffer holds. */
-async function produceSdk(brokers: string[], topic: string, n: number): Promise<{ sent: number; ms: number }> {
-  const producer = new Producer({ brokers, acks: 'all' })
+async function produceSdk(cluster: TestCluster, topic: string, n: number, options: Partial<ProducerOptions> = {}): Promise<{ sent: number; ms: number; cpuUs: number }> {
+  const brokers = cluster.brokers.map((b) => b.url)
+  const producer = new Producer({ brokers, acks: 'all', ...options })
+  const cpuStart = cpuUs(cluster)
+  const ownStart = process.cpuUsage()
   const start = performance.now()
   let sent = 0
   const pending: Promise<unknown>[] = []
@@ -67,10 +104,37 @@ async function produceSdk(brokers: string[], topic: string, n: number): Promise<
       if (i % 50_000 === 0) progress(`  sdk produce ${i}/${n}`)
     }
     await Promise.all(pending)
-    return { sent, ms: performance.now() - start }
+    const ms = performance.now() - start
+    const cpu = cpuUs(cluster) - cpuStart
+    const own = process.cpuUsage(ownStart)
+    progress(`  ${topic}: ${Math.round(sent / (ms / 1000))} records/s; CPU µs/record: producer ${((own.user + own.system) / sent).toFixed(1)}, brokers ${((cpu - own.user - own.system) / sent).toFixed(1)}`)
+    return { sent, ms, cpuUs: cpu }
   } finally {
     await producer.close()
   }
+}
+
+/** SDK_VARIANTS: each variant SDK_REPS times, round-robin (a noisy machine drifts; interleaving spreads the drift over all variants). */
+async function compareVariants(cluster: TestCluster, mode: string, rows: Row[]): Promise<void> {
+  const rates: number[][] = variants!.map(() => [])
+  const cpus: number[][] = variants!.map(() => [])
+  let sent = 0
+  for (let rep = 0; rep < reps; rep++) {
+    for (let v = 0; v < variants!.length; v++) {
+      const p = await produceSdk(cluster, `sdk-${mode}`, records, variants![v])
+      sent = p.sent
+      rates[v]!.push(p.sent / (p.ms / 1000))
+      cpus[v]!.push(p.cpuUs / p.sent)
+      progress(`  ${mode} rep ${rep} ${JSON.stringify(variants![v])}: ${Math.round(p.sent / (p.ms / 1000))} records/s, ${(p.cpuUs / p.sent).toFixed(1)} µs CPU/record`)
+    }
+  }
+  variants!.forEach((v, i) => {
+    const sorted = rates[i]!.slice().sort((a, b) => a - b)
+    const median = sorted[Math.floor(sorted.length / 2)]!
+    const spread = sorted.map((r) => Math.round(r / 1000)).join('/')
+    const cpu = cpus[i]!.slice().sort((a, b) => a - b)
+    rows.push(row(mode, `produce, SDK ${JSON.stringify(v)} (median of ${sorted.length}: ${spread}k)`, sent, (sent / median) * 1000, { cpuUsPerRecord: cpu[Math.floor(cpu.length / 2)]! }))
+  })
 }
 
 /** The same records as JSON over HTTP (the curl path): 100 per request, 16 requests at a time, round-robin partitions, each to its leader. */
@@ -142,6 +206,15 @@ async function consume(brokers: string[], topic: string, n: number): Promise<{ r
   }
 }
 
+/** SDK_METRICS=regex: the brokers' /metrics lines that match, summed per name and label set (what moved during the run). */
+async function dumpMetrics(urls: string[], pattern: string): Promise<void> {
+  const re = new RegExp(pattern)
+  for (const url of urls) {
+    const text = await (await fetch(`${url}/metrics`)).text()
+    for (const line of text.split('\n')) if (!line.startsWith('#') && re.test(line)) progress(`  ${url} ${line}`)
+  }
+}
+
 /** A chart label for a row. */
 function short(what: string): string {
   if (what.includes('JSON')) return 'produce JSON'
@@ -179,18 +252,31 @@ async function main(): Promise<void> {
         60_000,
         `${mode} topics led by their preferred replicas`,
       )
-      progress(`${mode}: producer SDK`)
-      const p = await produceSdk(brokers, `sdk-${mode}`, records)
-      rows.push(row(mode, 'produce, SDK (batches, acks=all)', p.sent, p.ms))
-      progress(`${mode}: JSON over HTTP`)
-      const j = await produceJson(url, `json-${mode}`, records)
-      rows.push(row(mode, `produce, JSON HTTP (${jsonBatch}/request)`, j.sent, j.ms))
-      progress(`${mode}: ack latency`)
-      const l = await latency(brokers, `lat-${mode}`)
-      rows.push(row(mode, 'produce, SDK, one awaited send at a time', l.length, l.reduce((a, b) => a + b, 0), { p50Ms: quantile(l, 0.5), p99Ms: quantile(l, 0.99) }))
-      progress(`${mode}: consumer SDK (group)`)
-      const c = await consume(brokers, `sdk-${mode}`, p.sent)
-      rows.push(row(mode, 'consume, SDK (group, from leader)', c.read, c.ms))
+      let produced = 0
+      if (variants !== null) {
+        await compareVariants(cluster, mode, rows)
+      } else if (phases.has('sdk')) {
+        progress(`${mode}: producer SDK`)
+        const p = await produceSdk(cluster, `sdk-${mode}`, records)
+        rows.push(row(mode, 'produce, SDK (batches, acks=all)', p.sent, p.ms, { cpuUsPerRecord: p.cpuUs / p.sent }))
+        produced = p.sent
+        if (process.env.SDK_METRICS !== undefined) await dumpMetrics(brokers, process.env.SDK_METRICS)
+      }
+      if (phases.has('json')) {
+        progress(`${mode}: JSON over HTTP`)
+        const j = await produceJson(url, `json-${mode}`, records)
+        rows.push(row(mode, `produce, JSON HTTP (${jsonBatch}/request)`, j.sent, j.ms))
+      }
+      if (phases.has('lat')) {
+        progress(`${mode}: ack latency`)
+        const l = await latency(brokers, `lat-${mode}`)
+        rows.push(row(mode, 'produce, SDK, one awaited send at a time', l.length, l.reduce((a, b) => a + b, 0), { p50Ms: quantile(l, 0.5), p99Ms: quantile(l, 0.99) }))
+      }
+      if (phases.has('consume') && produced > 0) {
+        progress(`${mode}: consumer SDK (group)`)
+        const c = await consume(brokers, `sdk-${mode}`, produced)
+        rows.push(row(mode, 'consume, SDK (group, from leader)', c.read, c.ms))
+      }
     }
   } finally {
     await cluster.stopAll()
@@ -201,13 +287,15 @@ async function main(): Promise<void> {
     '',
     `${new Date().toISOString()}; ${recordBytes}-byte records; topic of ${partitions} partitions, replication 3, acks=all; load average at end ${(await import('node:os')).loadavg()[0]!.toFixed(2)}.`,
     '',
-    '| mode | what | records | records/s | MB/s | p50 ms | p99 ms |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
-    ...rows.map((r) => `| ${r.mode} | ${r.what} | ${fmt(r.records)} | ${fmt(r.recordsPerSec)} | ${r.mbPerSec.toFixed(1)} | ${r.p50Ms?.toFixed(2) ?? ''} | ${r.p99Ms?.toFixed(2) ?? ''} |`),
+    '| mode | what | records | records/s | MB/s | p50 ms | p99 ms | CPU µs/record |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows.map((r) => `| ${r.mode} | ${r.what} | ${fmt(r.records)} | ${fmt(r.recordsPerSec)} | ${r.mbPerSec.toFixed(1)} | ${r.p50Ms?.toFixed(2) ?? ''} | ${r.p99Ms?.toFixed(2) ?? ''} | ${r.cpuUsPerRecord?.toFixed(1) ?? ''} |`),
     '',
   ]
   const md = lines.join('\n')
   process.stdout.write(md)
+  // A subset of phases, or variants, is a quick comparison, not the table of record.
+  if (process.env.SDK_PHASES !== undefined || variants !== null) return
   writeFileSync(new URL('./results/sdk.md', import.meta.url), md)
   writeFileSync(
     new URL('./results/sdk.svg', import.meta.url),
