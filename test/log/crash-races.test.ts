@@ -1,16 +1,20 @@
-// Directed tests for races between a log's cut (a conflicting append, a
-// truncation) and a flush that starts while the cut waits (a WAL checkpoint,
-// the async flusher), each a crash-model failure seen once under load. The
-// interleaving is forced with gates on the store's fsyncs (an io shim), not
-// with sleeps: each test holds the cut at its durable "lower the mark" write,
-// lets the flush start and finish, releases the cut, crashes, tears what a
-// power loss may tear, and reopens.
+// Directed tests for crash-model failures that showed only under load or
+// with LOG_MODEL_IO_DELAYS=1 (crash-model.test.ts): a seed there fixes the
+// operations, not their interleaving with real I/O, so each race is forced
+// here with gates on the store's fsyncs (an io shim), not with sleeps, then
+// the store crashes (abandon), its files are torn as a power loss may tear
+// them given the marks file, and it reopens.
 //
-// The bug: a flush planned while the cut waited read the log's old end as its
-// mark, and it counted (the cut had already bumped the mark epoch). The store
-// recorded a mark past the cut, over bytes the cut then removed or rewrote;
-// after a crash that tore the rewritten, never fsynced bytes, recovery
-// reported damage (a "partial entry" before the mark) instead of a torn tail.
+//   1, 4  a flush planned while a cut waits (a WAL checkpoint; the async
+//         flusher) read the old end as its mark and counted: recovery found
+//         "damage ... partial entry" before the mark (seeds 71/72 of 90)
+//   2     a checkpoint whose flush of a log was void deleted the WAL files
+//         still covering that log: acknowledged entries lost (seed 54 of 90,
+//         fixed by 2043c4f)
+//   3     a checkpoint's older mark recorded over a later flush's, in a
+//         segment a compaction deleted: the log's start lost
+//   5     a compaction reset onto an empty segment of the same base unlinked
+//         the new segment's file (seed 1219: firstIndex 28, not 15)
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
