@@ -11,6 +11,7 @@
  * Sizes and counts of records are not bounded here but by the edge
  * (records.ts) so that they answer 413 TOO_LARGE rather than 400.
  */
+import { groupLimits, sessionTimeoutMsMax, sessionTimeoutMsMin } from '../groups/index.ts'
 import { contentType } from '../wire/index.ts'
 import { nameLengthMax, replicationFactorMax, topicPartitionsMax } from './limits.ts'
 
@@ -205,7 +206,7 @@ export const memberParams = {
   properties: { group: name, memberId },
 } as const
 
-const topicList = { type: 'array', minItems: 1, maxItems: 100, items: name } as const
+const topicList = { type: 'array', minItems: 1, maxItems: groupLimits.topicsPerMember, items: name } as const
 
 export const joinGroupBody = {
   type: 'object',
@@ -215,7 +216,7 @@ export const joinGroupBody = {
     topics: topicList,
     clientId: { type: 'string', minLength: 1, maxLength: nameLengthMax, pattern: namePattern },
     rack: { type: 'string', minLength: 1, maxLength: nameLengthMax, pattern: '^[\\x21-\\x7e]+$' },
-    sessionTimeoutMs: { type: 'integer', minimum: 1000, maximum: 60_000 },
+    sessionTimeoutMs: { type: 'integer', minimum: sessionTimeoutMsMin, maximum: sessionTimeoutMsMax },
   },
 } as const
 
@@ -226,7 +227,7 @@ export const heartbeatBody = {
   properties: {
     owned: {
       type: 'array',
-      maxItems: 100,
+      maxItems: groupLimits.topicsPerMember,
       items: {
         type: 'object',
         additionalProperties: false,

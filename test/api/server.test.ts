@@ -394,6 +394,31 @@ describe('groups', () => {
     assert.equal((await json('POST', '/v1/groups/g1/offsets', { offsets: [{ topic: 'orders', partition: 0 }] })).status, 400)
     assert.deepEqual((await json('GET', '/v1/groups/g1/offsets')).body.offsets, [{ topic: 'orders', partition: 0, offset: 3 }])
   })
+
+  test('membership: bad bodies are 400, unknown members 404 UNKNOWN_MEMBER, and none of them changes the group', async () => {
+    const before = (await json('GET', '/v1/groups/g2')).body
+    const bad: ['POST', string, unknown][] = [
+      ['POST', '/v1/groups/g2/members', { topics: [] }],
+      ['POST', '/v1/groups/g2/members', { topics: ['orders'], sessionTimeoutMs: 5 }],
+      ['POST', '/v1/groups/g2/members', { topics: ['orders'], extra: 1 }],
+      ['POST', '/v1/groups/g2/members', { topics: ['or ders'] }],
+      ['POST', '/v1/groups/g2/members/not%20an%20id/heartbeat', { owned: [] }],
+      ['POST', '/v1/groups/g2/members/abc/heartbeat', { owned: [{ topic: 'orders', partitions: [-1] }] }],
+      ['POST', '/v1/groups/g2/members/abc/heartbeat', { owned: [], memberEpoch: 'x' }],
+    ]
+    for (const [method, path, body] of bad) {
+      const r = await json(method, path, body)
+      assert.equal(r.status, 400, `${path} ${JSON.stringify(body)}: ${JSON.stringify(r.body)}`)
+      assert.equal(r.body.error.code, 'INVALID_REQUEST')
+    }
+    const unknown = await json('POST', '/v1/groups/g2/members/abc/heartbeat', { owned: [], memberEpoch: 0 })
+    assert.equal(unknown.status, 404)
+    assert.equal(unknown.body.error.code, 'UNKNOWN_MEMBER')
+    assert.equal((await json('DELETE', '/v1/groups/g2/members/abc')).body.error.code, 'UNKNOWN_MEMBER')
+    const commit = await json('POST', '/v1/groups/g2/offsets', { memberId: 'abc', offsets: [{ topic: 'orders', partition: 0, offset: 1 }] })
+    assert.equal(commit.body.error.code, 'UNKNOWN_MEMBER')
+    assert.deepEqual((await json('GET', '/v1/groups/g2')).body, before)
+  })
 })
 
 describe('NOT_LEADER', () => {
