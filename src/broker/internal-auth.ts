@@ -7,6 +7,7 @@
  *   x-rill-time: ms since the epoch     x-rill-mac: hex HMAC-SHA256(secret, time \n method \n path \n body)
  */
 import { createHmac, timingSafeEqual } from 'node:crypto'
+import { systemRuntime } from '../base/index.ts'
 
 /** How far a request's time may be from ours (clock skew plus transit), ms. */
 export const internalSkewMsMax = 30_000
@@ -17,7 +18,7 @@ function mac(secret: Uint8Array, time: string, method: string, path: string, bod
 
 /** Headers that authenticate an internal request. */
 export function internalHeaders(secret: Uint8Array, method: string, path: string, body: string): Record<string, string> {
-  const time = String(Date.now())
+  const time = String(systemRuntime.wallMs())
   return { 'x-rill-time': time, 'x-rill-mac': mac(secret, time, method, path, body).toString('hex') }
 }
 
@@ -26,6 +27,6 @@ export function internalRequestValid(secret: Uint8Array, headers: Record<string,
   const time = headers['x-rill-time']
   const given = headers['x-rill-mac']
   if (typeof time !== 'string' || typeof given !== 'string' || !/^\d{1,16}$/.test(time) || !/^[0-9a-f]{64}$/.test(given)) return false
-  if (Math.abs(Date.now() - Number(time)) > internalSkewMsMax) return false
+  if (Math.abs(systemRuntime.wallMs() - Number(time)) > internalSkewMsMax) return false
   return timingSafeEqual(mac(secret, time, method, path, body), Buffer.from(given, 'hex'))
 }

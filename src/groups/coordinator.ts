@@ -14,7 +14,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
-import { ErrorCode, RillError } from '../base/index.ts'
+import { ErrorCode, RillError, systemRuntime } from '../base/index.ts'
 import type {
   CommitOffsetsRequest,
   GroupDescription,
@@ -63,7 +63,7 @@ export class GroupCoordinator {
   constructor(host: CoordinatorHost, options: { logger: Logger; now?: () => number }) {
     this.#host = host
     this.#logger = options.logger
-    this.#now = options.now ?? (() => performance.now())
+    this.#now = options.now ?? (() => systemRuntime.nowMs())
   }
 
   async join(group: string, request: JoinGroupRequest): Promise<MemberAssignmentResponse> {

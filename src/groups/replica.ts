@@ -5,10 +5,10 @@
  * leadership balancing); the coordinator (coordinator.ts) drives it.
  */
 import { ErrorCode, RillError } from '../base/index.ts'
-import type { Random } from '../base/index.ts'
-import type { PartitionLog } from '../log/index.ts'
-import { HostedGroup, RaftGroup, type SnapshotStore } from '../partition/index.ts'
-import type { ConfState, Entry, LogIndex, Message, NodeId, Snapshot } from '../raft/index.ts'
+import type { Runtime, TimerHandle } from '../base/index.ts'
+import { systemRuntime } from '../base/index.ts'
+import { HostedGroup, RaftGroup, type ReplicaOptions } from '../partition/index.ts'
+import type { Entry, LogIndex, NodeId, Snapshot } from '../raft/index.ts'
 import { EntryType, Role } from '../raft/index.ts'
 import { type ApplyResult, encodeGroupCommand, type GroupCommand, OffsetsState } from './state.ts'
 
@@ -22,21 +22,10 @@ const compactKeepEntries = 1000
 interface Waiter {
   readonly term: number
   readonly resolve: (r: ApplyResult) => void
-  readonly timer: NodeJS.Timeout
+  readonly timer: TimerHandle
 }
 
-export interface OffsetsReplicaOptions {
-  readonly group: string
-  readonly replicaId: NodeId
-  readonly log: PartitionLog
-  readonly snapshots: SnapshotStore
-  readonly bootstrap?: ConfState
-  readonly random: Random
-  readonly send: (messages: readonly Message[]) => void
-  readonly electionTicks?: number
-  readonly heartbeatTicks?: number
-  readonly quiesce?: boolean
-  readonly snapshotEntries?: number
+export interface OffsetsReplicaOptions extends ReplicaOptions {
   /** Called on role or leader change (the coordinator restarts its sessions on gaining leadership). */
   readonly onRoleChange?: (role: Role, leader: NodeId) => void
 }
@@ -48,26 +37,20 @@ export class OffsetsReplica extends HostedGroup {
   readonly #waiters = new Map<LogIndex, Waiter>()
   readonly #onRoleChange: ((role: Role, leader: NodeId) => void) | undefined
 
+  readonly #runtime: Runtime
+
   private constructor(options: OffsetsReplicaOptions) {
     super()
     this.group = options.group
     this.#onRoleChange = options.onRoleChange
+    this.#runtime = options.runtime ?? systemRuntime
   }
 
   static async open(options: OffsetsReplicaOptions): Promise<OffsetsReplica> {
     const r = new OffsetsReplica(options)
     r.rg = await RaftGroup.open({
-      group: options.group,
-      replicaId: options.replicaId,
-      log: options.log,
-      snapshots: options.snapshots,
-      ...(options.bootstrap === undefined ? {} : { bootstrap: options.bootstrap }),
-      random: options.random,
-      send: options.send,
+      ...options,
       recordMeta: () => ({ baseOffset: 0, recordCount: 0, timestampMinMs: 0, timestampMaxMs: 0 }),
-      ...(options.electionTicks === undefined ? {} : { electionTicks: options.electionTicks }),
-      ...(options.heartbeatTicks === undefined ? {} : { heartbeatTicks: options.heartbeatTicks }),
-      ...(options.quiesce === undefined ? {} : { quiesce: options.quiesce }),
       snapshotEntries: options.snapshotEntries ?? 1000,
       // The entries are commands whose effect is all in the snapshot: the log need not keep them.
       compactKeepEntries,
@@ -118,7 +101,7 @@ export class OffsetsReplica extends HostedGroup {
     const r = this.rg.propose([encodeGroupCommand(cmd)])
     if (!r.ok) return Promise.reject(new RillError(r.code, `${this.group}: ${r.reason}`, { details: { leader: r.leader } }))
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const timer = this.#runtime.setTimer(() => {
         this.#waiters.delete(r.index)
         resolve({ ok: false, error: new RillError(ErrorCode.TIMEOUT, `${this.group}: group command not applied within ${groupCommandWaitMsMax} ms`) })
       }, groupCommandWaitMsMax)
@@ -133,7 +116,7 @@ export class OffsetsReplica extends HostedGroup {
       const w = this.#waiters.get(e.index)
       if (w === undefined) continue
       this.#waiters.delete(e.index)
-      clearTimeout(w.timer)
+      w.timer.cancel()
       w.resolve(w.term === e.term ? result : { ok: false, error: new RillError(ErrorCode.NOT_LEADER, `${this.group}: leadership changed before the command committed`) })
     }
   }
@@ -145,7 +128,7 @@ export class OffsetsReplica extends HostedGroup {
 
   #failWaiters(leader: NodeId): void {
     for (const w of this.#waiters.values()) {
-      clearTimeout(w.timer)
+      w.timer.cancel()
       w.resolve({ ok: false, error: new RillError(ErrorCode.NOT_LEADER, `${this.group}: leadership lost`, { details: { leader } }) })
     }
     this.#waiters.clear()

@@ -10,7 +10,8 @@
  * The state machine is the caller's: `apply`, `restore`, `snapshotData`.
  */
 import { assert, ErrorCode, RillError } from '../base/index.ts'
-import type { Random } from '../base/index.ts'
+import type { Random, Runtime, TimerHandle } from '../base/index.ts'
+import { noTimer, systemRuntime } from '../base/index.ts'
 import type { PartitionLog } from '../log/index.ts'
 import type { ConfChange, ConfState, Entry, LogIndex, Message, NodeId, RaftResult, Ready, Snapshot } from '../raft/index.ts'
 import { bootstrapSnapshot, Raft, Role } from '../raft/index.ts'
@@ -33,7 +34,8 @@ export interface StateMachine {
   appliedIndex(): LogIndex
 }
 
-export interface GroupOptions {
+/** What every replica takes, whatever its state machine (data partition, offsets partition, controller). */
+export interface ReplicaOptions {
   /** Names the group in logs and assertions (e.g. "orders/3"). */
   readonly group: string
   readonly replicaId: NodeId
@@ -42,9 +44,8 @@ export interface GroupOptions {
   /** Founding members of a new group; omit for a member joining an existing group. */
   readonly bootstrap?: ConfState
   readonly random: Random
-  readonly machine: StateMachine
-  /** Offsets and timestamps of an entry, for the log's indexes. */
-  readonly recordMeta: (e: Entry) => EntryRecordMeta
+  /** Clock and timers (the simulator passes a virtual one). Default: the process's. */
+  readonly runtime?: Runtime
   /** Hands messages to the transport (all of one Ready at once). */
   readonly send: (messages: readonly Message[]) => void
   readonly electionTicks?: number
@@ -53,6 +54,12 @@ export interface GroupOptions {
   readonly quiesce?: boolean
   /** Applied entries between two snapshots of the state machine. Default 10,000. */
   readonly snapshotEntries?: number
+}
+
+export interface GroupOptions extends ReplicaOptions {
+  readonly machine: StateMachine
+  /** Offsets and timestamps of an entry, for the log's indexes. */
+  readonly recordMeta: (e: Entry) => EntryRecordMeta
   /**
    * Compact the log below each snapshot, keeping this many entries (for
    * groups whose entries are commands, all in the snapshot). Omit to keep the
@@ -101,13 +108,15 @@ export class RaftGroup {
   #readNext: ReadWaiter[] = []
   /** Confirmed rounds waiting for the state machine to apply their index. */
   #readsApplying: { index: LogIndex; waiters: ReadWaiter[] }[] = []
-  #readTimer: NodeJS.Timeout | null = null
+  #readTimer: TimerHandle = noTimer
+  readonly #runtime: Runtime
 
   private constructor(options: GroupOptions, storage: LogRaftStorage, raft: Raft) {
     this.group = options.group
     this.#options = options
     this.#log = options.log
     this.#snapshotEntries = options.snapshotEntries ?? 10_000
+    this.#runtime = options.runtime ?? systemRuntime
     this.storage = storage
     this.raft = raft
   }
@@ -197,8 +206,8 @@ export class RaftGroup {
     if (this.#readInFlight.length > 0 || this.#readNext.length === 0) return
     this.#readInFlight = this.#readNext
     this.#readNext = []
-    this.#readTimer = setTimeout(() => {
-      this.#readTimer = null
+    this.#readTimer = this.#runtime.setTimer(() => {
+      this.#readTimer = noTimer
       const late = this.#readInFlight
       this.#readInFlight = []
       for (const w of late) w.reject(new RillError(ErrorCode.NO_QUORUM, `${this.group}: no quorum confirmed leadership within ${readRoundMsMax} ms`))
@@ -222,8 +231,8 @@ export class RaftGroup {
   }
 
   #clearReadTimer(): void {
-    if (this.#readTimer !== null) clearTimeout(this.#readTimer)
-    this.#readTimer = null
+    this.#readTimer.cancel()
+    this.#readTimer = noTimer
   }
 
   /** Leadership lost (or the group stopped): every read waiting is refused. */
@@ -373,8 +382,8 @@ export class RaftGroup {
     this.#closed = true
     this.#failReads(new RillError(ErrorCode.NOT_LEADER, `${this.group}: closed`, { details: { leader: 0 } }))
     this.storage.close()
-    const end = Date.now() + closeWaitMsMax
-    while (this.#persisting && Date.now() < end) await new Promise((r) => setTimeout(r, 1))
+    const end = this.#runtime.nowMs() + closeWaitMsMax
+    while (this.#persisting && this.#runtime.nowMs() < end) await this.#runtime.sleep(1)
     assert(!this.#persisting, `${this.group}: persistence did not finish within ${closeWaitMsMax} ms of close`)
   }
 

@@ -14,13 +14,13 @@
  * committed and applied, so its producer table and next offset are exact.
  */
 import { ErrorCode, RillError } from '../base/index.ts'
-import type { Random } from '../base/index.ts'
+import type { Runtime, TimerHandle } from '../base/index.ts'
+import { systemRuntime } from '../base/index.ts'
 import type { PartitionLog } from '../log/index.ts'
-import type { ConfChange, ConfState, Entry, LogIndex, Message, NodeId, Ready, Snapshot } from '../raft/index.ts'
+import type { ConfChange, Entry, LogIndex, NodeId, Ready, Snapshot } from '../raft/index.ts'
 import { EntryType, Role } from '../raft/index.ts'
-import { HostedGroup, RaftGroup } from './group.ts'
+import { HostedGroup, RaftGroup, type ReplicaOptions } from './group.ts'
 import type { EntryRecordMeta } from './raft-storage.ts'
-import type { SnapshotStore } from './snapshot-store.ts'
 import type { BatchHeader, ProducerState, RememberedBatch } from './state.ts'
 import { checkSequence, PartitionState, rememberBatch } from './state.ts'
 
@@ -48,24 +48,8 @@ export interface FetchResult {
   readonly nextOffset: number
 }
 
-export interface PartitionOptions {
-  /** Names the group in logs and assertions (e.g. "orders/3"). */
-  readonly group: string
-  readonly replicaId: NodeId
-  readonly log: PartitionLog
-  readonly snapshots: SnapshotStore
-  /** Founding replicas of a new partition; omit for a replica joining an existing group. */
-  readonly bootstrap?: ConfState
+export interface PartitionOptions extends ReplicaOptions {
   readonly codec: BatchCodec
-  readonly random: Random
-  /** Hands messages to the transport (all of one Ready at once). */
-  readonly send: (messages: readonly Message[]) => void
-  readonly electionTicks?: number
-  readonly heartbeatTicks?: number
-  /** Let the group go quiet when idle (RaftConfig.quiesce). Default false. */
-  readonly quiesce?: boolean
-  /** Applied entries between two snapshots of the partition state. Default 10,000. */
-  readonly snapshotEntries?: number
   /** Produce waiters per partition. Default 10,000. */
   readonly produceWaitersMax?: number
   /** Fetch long-polls per partition. Default 10,000. */
@@ -88,7 +72,7 @@ interface ProduceWaiter {
   readonly result: ProduceResult
   readonly resolve: (r: ProduceResult) => void
   readonly reject: (e: RillError) => void
-  readonly timer: NodeJS.Timeout
+  readonly timer: TimerHandle
 }
 
 interface FetchWaiter {
@@ -115,6 +99,8 @@ export class Partition extends HostedGroup {
   #produceWaiters = new Map<LogIndex, ProduceWaiter>()
   #fetchWaiters = new Set<FetchWaiter>()
 
+  readonly #runtime: Runtime
+
   private constructor(options: PartitionOptions) {
     super()
     this.group = options.group
@@ -123,24 +109,15 @@ export class Partition extends HostedGroup {
     this.#produceWaitersMax = options.produceWaitersMax ?? 10_000
     this.#fetchWaitersMax = options.fetchWaitersMax ?? 10_000
     this.#onRoleChange = options.onRoleChange
+    this.#runtime = options.runtime ?? systemRuntime
   }
 
   /** Opens a replica from its log and snapshot (bootstrapping a founding replica on first start). */
   static async open(options: PartitionOptions): Promise<Partition> {
     const p = new Partition(options)
     p.rg = await RaftGroup.open({
-      group: options.group,
-      replicaId: options.replicaId,
-      log: options.log,
-      snapshots: options.snapshots,
-      ...(options.bootstrap === undefined ? {} : { bootstrap: options.bootstrap }),
-      random: options.random,
-      send: options.send,
+      ...options,
       recordMeta: (e) => recordMeta(options.codec, e),
-      ...(options.electionTicks === undefined ? {} : { electionTicks: options.electionTicks }),
-      ...(options.heartbeatTicks === undefined ? {} : { heartbeatTicks: options.heartbeatTicks }),
-      ...(options.quiesce === undefined ? {} : { quiesce: options.quiesce }),
-      ...(options.snapshotEntries === undefined ? {} : { snapshotEntries: options.snapshotEntries }),
       machine: {
         apply: (entries) => p.#apply(entries),
         restore: (snap, source) => p.#restore(snap, source),
@@ -197,7 +174,7 @@ export class Partition extends HostedGroup {
     rememberBatch(pending, { ...header, baseOffset }, { index: r.index, term: r.term })
     const result: ProduceResult = { baseOffset, lastOffset: baseOffset + header.recordCount - 1 }
     const promise = new Promise<ProduceResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.#runtime.setTimer(() => {
         this.#produceWaiters.delete(r.index)
         reject(new RillError(ErrorCode.TIMEOUT, `${this.group}: produce not committed within ${produceWaitMsMax} ms`))
       }, produceWaitMsMax)
@@ -268,12 +245,12 @@ export class Partition extends HostedGroup {
       const waiter: FetchWaiter = {
         ready,
         wake: () => {
-          clearTimeout(timer)
+          timer.cancel()
           this.#fetchWaiters.delete(waiter)
           resolve(true)
         },
       }
-      const timer = setTimeout(() => {
+      const timer = this.#runtime.setTimer(() => {
         this.#fetchWaiters.delete(waiter)
         resolve(ready())
       }, waitMs)
@@ -349,7 +326,7 @@ export class Partition extends HostedGroup {
       const w = this.#produceWaiters.get(e.index)
       if (w !== undefined && w.acks === 'all') {
         this.#produceWaiters.delete(e.index)
-        clearTimeout(w.timer)
+        w.timer.cancel()
         if (w.term === e.term) w.resolve(w.result)
         else w.reject(notLeader(this.raft.lead, `${this.group}: the batch was replaced by another leader's`))
       }
@@ -371,7 +348,7 @@ export class Partition extends HostedGroup {
       const w = this.#produceWaiters.get(e.index)
       if (w === undefined || w.acks !== 'leader') continue
       this.#produceWaiters.delete(e.index)
-      clearTimeout(w.timer)
+      w.timer.cancel()
       if (w.term === e.term) w.resolve(w.result)
       else w.reject(notLeader(this.raft.lead, `${this.group}: the batch was replaced`))
     }
@@ -380,7 +357,7 @@ export class Partition extends HostedGroup {
   /** Fails every produce still waiting (leadership lost, replica stopped). */
   #failWaiters(leader: NodeId = this.raft.lead): void {
     for (const w of this.#produceWaiters.values()) {
-      clearTimeout(w.timer)
+      w.timer.cancel()
       w.reject(notLeader(leader, `${this.group}: leadership lost before the batch committed`))
     }
     this.#produceWaiters.clear()

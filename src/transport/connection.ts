@@ -12,7 +12,8 @@
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Packr } from 'msgpackr'
-import { ErrorCode, RillError, isRillError, systemClock } from '../base/index.ts'
+import { ErrorCode, RillError, isRillError, noTimer } from '../base/index.ts'
+import type { Runtime, TimerHandle } from '../base/index.ts'
 import { FrameKind, FrameReader, encodeFrame, handshakeFrameBytesMax } from './frame.ts'
 import {
   authValue,
@@ -40,6 +41,8 @@ export interface ConnectionHost {
   readonly clusterId: string
   readonly secret: Uint8Array
   readonly logger: Logger
+  /** Clock and timers (handshake deadline, pings, idle close). */
+  readonly runtime: Runtime
   readonly frameBytesMax: number
   readonly handshakeMs: number
   readonly pingIntervalMs: number
@@ -82,20 +85,21 @@ export class Connection {
   /** Decoder of this connection's incoming frames. */
   readonly #unpackr: Packr = createPackr()
   #transcript: Transcript | null = null
-  #timer: NodeJS.Timeout | null = null
-  #readAtMs = systemClock.nowMs()
-  #writtenAtMs = systemClock.nowMs()
+  #timer: TimerHandle = noTimer
+  #readAtMs: number
+  #writtenAtMs: number
   #needDrain = false
 
   constructor(options: { socket: Socket; role: Role; host: ConnectionHost; peerId: number }) {
     this.socket = options.socket
     this.role = options.role
     this.#host = options.host
+    this.#readAtMs = this.#host.runtime.nowMs()
+    this.#writtenAtMs = this.#readAtMs
     this.peerId = options.peerId
     this.#state = this.role === 'dialer' ? 'connecting' : 'hello'
     this.socket.setNoDelay(true)
-    this.#timer = setTimeout(() => this.close('timeout', 'handshake timed out'), this.#host.handshakeMs)
-    this.#timer.unref()
+    this.#timer = this.#host.runtime.setTimer(() => this.close('timeout', 'handshake timed out'), this.#host.handshakeMs, { background: true })
     this.socket.on('connect', () => this.#onConnect())
     this.socket.on('data', (chunk: Buffer) => this.#onData(chunk))
     this.socket.on('drain', () => {
@@ -126,7 +130,7 @@ export class Connection {
   /** Writes one frame; returns false if the socket now needs to drain. */
   writeFrame(frame: Buffer): boolean {
     if (this.#state === 'closed') return false
-    this.#writtenAtMs = systemClock.nowMs()
+    this.#writtenAtMs = this.#host.runtime.nowMs()
     const ok = this.socket.write(frame)
     if (!ok) this.#needDrain = true
     return ok
@@ -147,15 +151,12 @@ export class Connection {
     if (this.#state === 'closed') return
     const wasReady = this.#state === 'ready'
     this.#state = 'closed'
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer)
-      clearInterval(this.#timer)
-      this.#timer = null
-    }
+    this.#timer.cancel()
+    this.#timer = noTimer
     if (refusal !== undefined && !this.socket.destroyed) {
       this.socket.end(encodeFrame(this.#packr, refuseValue(refusal)))
       // A peer that never reads must not keep the socket open.
-      setTimeout(() => this.socket.destroy(), this.#host.handshakeMs).unref()
+      this.#host.runtime.setTimer(() => this.socket.destroy(), this.#host.handshakeMs, { background: true })
     } else {
       this.socket.destroy()
     }
@@ -219,10 +220,9 @@ export class Connection {
     }
     this.#state = 'ready'
     this.#reader.bytesMax = this.#host.frameBytesMax
-    clearTimeout(this.#timer!)
-    this.#readAtMs = systemClock.nowMs()
-    this.#timer = setInterval(() => this.#onInterval(), this.#host.pingIntervalMs)
-    this.#timer.unref()
+    this.#timer.cancel()
+    this.#readAtMs = this.#host.runtime.nowMs()
+    this.#timer = this.#host.runtime.setRepeating(() => this.#onInterval(), this.#host.pingIntervalMs, { background: true })
     this.#host.logger.info({ peer: this.peerId, role: this.role, remote: this.socket.remoteAddress, local: this.socket.localAddress }, 'peer connected')
     return true
   }
@@ -235,7 +235,7 @@ export class Connection {
 
   #onData(chunk: Buffer): void {
     if (this.#state === 'closed') return
-    this.#readAtMs = systemClock.nowMs()
+    this.#readAtMs = this.#host.runtime.nowMs()
     const oversized = this.#reader.push(chunk, (payload) => this.#onFrame(payload))
     if (oversized !== null) {
       const cause: CloseCause = this.#state === 'ready' ? 'bad-frame' : 'unauthorized'
@@ -288,7 +288,7 @@ export class Connection {
   }
 
   #onInterval(): void {
-    const now = systemClock.nowMs()
+    const now = this.#host.runtime.nowMs()
     if (now - this.#readAtMs > this.#host.idleTimeoutMs) {
       this.close('idle', `nothing received for ${Math.round(now - this.#readAtMs)} ms`)
       return

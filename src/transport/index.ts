@@ -14,7 +14,7 @@ export {
   backoffMsMinDefault,
   backoffMsMaxDefault,
 } from './transport.ts'
-export type { TransportOptions, TransportLimits, PeerAddress, PeerInfo, BatchHandler } from './transport.ts'
+export type { TransportOptions, TransportLimits, PeerAddress, PeerInfo, BatchHandler, PeerNetwork } from './transport.ts'
 export {
   batchSize,
   forEachMessage,

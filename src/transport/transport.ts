@@ -37,7 +37,7 @@
 import net from 'node:net'
 import { pino, type Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import { assert, ErrorCode, RillError, SeededRandom, isRillError, type Random } from '../base/index.ts'
+import { assert, ErrorCode, RillError, SeededRandom, isRillError, systemRuntime, type Random, type Runtime, type TimerHandle } from '../base/index.ts'
 import type { Message } from '../raft/types.ts'
 import { Connection, type CloseCause, type ConnectionHost } from './connection.ts'
 import { FrameKind, frameBytesMaxDefault, frameHeaderBytes } from './frame.ts'
@@ -119,6 +119,8 @@ export interface TransportOptions {
   readonly logger?: Logger
   /** prom-client registry for the transport's metrics (default: none kept). */
   readonly registry?: Registry
+  /** Clock and timers (default: the process's). */
+  readonly runtime?: Runtime
   /** Jitter of reconnect delays (default: seeded from the broker id, so runs repeat). */
   readonly random?: Random
   readonly limits?: Partial<TransportLimits>
@@ -126,6 +128,23 @@ export interface TransportOptions {
 
 /** Called for each decoded, validated batch; `fromId` is the authenticated sender. */
 export type BatchHandler = (fromId: number, batch: PeerBatch) => void
+
+/**
+ * What a broker needs from its links to the other brokers: `Transport`
+ * (TCP, authenticated) on a real machine, the simulator's network in
+ * src/sim. Messages queue per peer until `flush`, which sends one batch per
+ * peer; `onBatch` receives the batches other brokers flushed here.
+ */
+export interface PeerNetwork {
+  start(): Promise<void>
+  close(): Promise<void>
+  setPeers(peers: ReadonlyMap<number, PeerAddress>): void
+  onBatch(handler: BatchHandler): void
+  send(groupId: GroupId, message: Message): boolean
+  flush(): void
+  /** True if the link to `peerId` is up now (the failure detector of quiet groups and of fencing). */
+  connected(peerId: number): boolean
+}
 
 /** A snapshot of one peer's link, for status pages and tests. */
 export interface PeerInfo {
@@ -160,7 +179,7 @@ class Peer {
   /** Set once a drop was logged; cleared when the queue empties (one log line per episode). */
   dropLogged = false
   attempts = 0
-  retryTimer: NodeJS.Timeout | null = null
+  retryTimer: TimerHandle | null = null
   readonly counters: PeerCounters | null
 
   constructor(id: number, address: PeerAddress, counters: PeerCounters | null) {
@@ -172,7 +191,7 @@ class Peer {
 
 const wildcardHosts: ReadonlySet<string> = new Set(['0.0.0.0', '::', ''])
 
-export class Transport {
+export class Transport implements PeerNetwork {
   readonly brokerId: number
   readonly #clusterId: string
   readonly #secret: Uint8Array
@@ -186,6 +205,7 @@ export class Transport {
   /** Accepted connections still in their handshake. */
   readonly #accepting = new Set<Connection>()
   readonly #host: ConnectionHost
+  readonly #runtime: Runtime
   #server: net.Server | null = null
   #handler: BatchHandler = () => {}
   #started = false
@@ -209,6 +229,7 @@ export class Transport {
     if (l.queueBytesMax * 2 > l.frameBytesMax || l.backoffMsMin <= 0 || l.backoffMsMax < l.backoffMsMin || l.idleTimeoutMs <= l.pingIntervalMs) {
       throw new RillError(ErrorCode.INVALID_REQUEST, `inconsistent transport limits ${JSON.stringify(l)}`)
     }
+    this.#runtime = options.runtime ?? systemRuntime
     this.#host = this.#connectionHost()
     if (options.peers !== undefined) this.setPeers(options.peers)
   }
@@ -398,16 +419,19 @@ export class Transport {
     const delayMs = this.#backoffMs(peer.attempts)
     peer.attempts++
     this.#logger.debug({ peer: peer.id, delayMs, attempts: peer.attempts }, 'reconnecting later')
-    peer.retryTimer = setTimeout(() => {
-      peer.retryTimer = null
-      this.#dial(peer)
-    }, delayMs)
-    peer.retryTimer.unref()
+    peer.retryTimer = this.#runtime.setTimer(
+      () => {
+        peer.retryTimer = null
+        this.#dial(peer)
+      },
+      delayMs,
+      { background: true },
+    )
   }
 
   /** Disconnects `peer` for good (removed or shutting down). */
   #forget(peer: Peer): void {
-    if (peer.retryTimer !== null) clearTimeout(peer.retryTimer)
+    peer.retryTimer?.cancel()
     peer.retryTimer = null
     const conns = [peer.dialing, peer.conn]
     peer.dialing = null
@@ -432,6 +456,7 @@ export class Transport {
       clusterId: this.#clusterId,
       secret: this.#secret,
       logger: this.#logger,
+      runtime: this.#runtime,
       frameBytesMax: l.frameBytesMax,
       handshakeMs: l.handshakeMs,
       pingIntervalMs: l.pingIntervalMs,

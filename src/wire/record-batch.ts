@@ -34,7 +34,7 @@
  * ```
  * Varints are zigzag-encoded, as Kafka's.
  */
-import { ErrorCode, RillError, assert, crc32c } from '../base/index.ts'
+import { ErrorCode, RillError, assert, crc32c, systemRuntime } from '../base/index.ts'
 import {
   ByteReader,
   decodeUtf8,
@@ -177,7 +177,7 @@ export interface EncodeBatchOptions {
   readonly producerEpoch?: number
   /** Sequence of the first record of this batch (API.md). */
   readonly baseSequence?: number
-  /** Default record timestamp; defaults to Date.now(). */
+  /** Default record timestamp; defaults to the wall clock now. */
   readonly timestampMs?: number
 }
 
@@ -307,7 +307,7 @@ export function encodeBatch(options: EncodeBatchOptions): Uint8Array {
   const records = options.records
   if (!Array.isArray(records) || records.length === 0) throw invalid('a batch needs at least one record')
   const producer = producerFields(options)
-  const defaultMs = options.timestampMs ?? Date.now()
+  const defaultMs = options.timestampMs ?? systemRuntime.wallMs()
   if (!isSafeNonNegative(defaultMs)) throw invalid(`timestampMs must be an integer in [0, 2^53), got ${String(defaultMs)}`)
   const first = records[0]!
   const firstMs = recordTimestamp(first ?? ({} as RecordInput), 0, defaultMs, defaultMs)

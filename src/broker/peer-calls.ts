@@ -1,0 +1,104 @@
+/**
+ * Calls one broker makes to another outside Raft: forwarding a controller
+ * command to the controller leader (registration, topic create/delete, the
+ * offsets topic) and polling which partitions a broker leads. On a real
+ * machine they are HTTP requests MACed with the cluster secret
+ * (`httpPeerCalls`); the simulator routes them to the target broker's
+ * methods through its faulty network (src/sim), so the code that decides
+ * when and where to forward is the same in both.
+ *
+ * Every call has a deadline (`timeoutMs`); a broker that cannot be reached
+ * is a NO_QUORUM RillError (retriable), a refusal carries the remote code.
+ */
+import { ErrorCode, RillError } from '../base/index.ts'
+import type { CreateTopicRequest } from '../wire/index.ts'
+import { internalHeaders } from './internal-auth.ts'
+
+/** A broker's registration: who it is and where it listens. */
+export interface BrokerRegistration {
+  readonly id: number
+  readonly httpUrl: string
+  readonly peerUrl: string
+  readonly rack?: string
+}
+
+/** A command for the controller leader. */
+export type ControllerCall =
+  | { readonly kind: 'registerBroker'; readonly request: BrokerRegistration }
+  | { readonly kind: 'createTopic'; readonly request: CreateTopicRequest }
+  | { readonly kind: 'createOffsetsTopic' }
+  | { readonly kind: 'deleteTopic'; readonly name: string }
+
+/** A partition group this broker leads, with its high watermark. */
+export interface Leadership {
+  readonly group: number
+  readonly highWatermark: number
+}
+
+export interface PeerCalls {
+  /** Runs `call` on the broker at `url` (its HTTP base URL); resolves when it answered success. */
+  controller(url: string, call: ControllerCall, timeoutMs: number): Promise<void>
+  /** The partitions the broker at `url` leads now (at most `entriesMax`). */
+  leaderships(url: string, timeoutMs: number, entriesMax: number): Promise<Leadership[]>
+}
+
+/** The HTTP route and body of each controller call (the routes are the API's; docs/api.md). */
+function route(call: ControllerCall): { method: 'POST' | 'DELETE'; path: string; body: unknown } {
+  switch (call.kind) {
+    case 'registerBroker':
+      return { method: 'POST', path: '/internal/v1/brokers', body: call.request }
+    case 'createTopic':
+      return { method: 'POST', path: '/v1/topics', body: call.request }
+    case 'createOffsetsTopic':
+      return { method: 'POST', path: '/internal/v1/offsets-topic', body: {} }
+    case 'deleteTopic':
+      return { method: 'DELETE', path: `/v1/topics/${encodeURIComponent(call.name)}`, body: undefined }
+  }
+}
+
+const errorCodes = new Set<string>(Object.values(ErrorCode))
+
+/** Peer calls over HTTP, authenticated with the cluster secret. */
+export function httpPeerCalls(secret: Uint8Array): PeerCalls {
+  return {
+    async controller(url, call, timeoutMs) {
+      const { method, path, body } = route(call)
+      const text = body === undefined ? '' : JSON.stringify(body)
+      let res: Response
+      try {
+        res = await fetch(`${url}${path}`, {
+          method,
+          headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...internalHeaders(secret, method, path, text) },
+          ...(body === undefined ? {} : { body: text }),
+          signal: AbortSignal.timeout(timeoutMs),
+        })
+      } catch (error) {
+        throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} unreachable: ${(error as Error).message}`, { cause: error })
+      }
+      const answer = await res.text().catch(() => '')
+      if (res.ok) return
+      let err: { code?: unknown; message?: unknown } | undefined
+      try {
+        err = (JSON.parse(answer) as { error?: { code?: unknown; message?: unknown } } | null)?.error
+      } catch {
+        err = undefined
+      }
+      const code = typeof err?.code === 'string' && errorCodes.has(err.code) ? (err.code as ErrorCode) : ErrorCode.INTERNAL
+      throw new RillError(code, typeof err?.message === 'string' ? err.message : `broker at ${url} answered ${res.status}`)
+    },
+    async leaderships(url, timeoutMs, entriesMax) {
+      const path = '/internal/v1/leaderships'
+      const res = await fetch(`${url}${path}`, { headers: internalHeaders(secret, 'GET', path, ''), signal: AbortSignal.timeout(timeoutMs) })
+      if (!res.ok) {
+        await res.arrayBuffer().catch(() => undefined)
+        throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} answered ${res.status} to the leadership poll`)
+      }
+      const body = (await res.json()) as { leaderships?: { group?: unknown; highWatermark?: unknown }[] }
+      const out: Leadership[] = []
+      for (const l of (Array.isArray(body.leaderships) ? body.leaderships : []).slice(0, entriesMax)) {
+        if (Number.isSafeInteger(l.group) && Number.isSafeInteger(l.highWatermark)) out.push({ group: l.group as number, highWatermark: l.highWatermark as number })
+      }
+      return out
+    },
+  }
+}
