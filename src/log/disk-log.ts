@@ -35,10 +35,9 @@
  * through `#serial`; reads run concurrently and are fenced from truncation:
  * a segment's fd is closed or cut only after its in-flight reads drain.
  */
-import fs from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { ErrorCode, RillError, assert } from '../base/index.ts'
+import { ErrorCode, RillError, assert, type Runtime } from '../base/index.ts'
 import { appendEntriesMax, assertAppend, checkReadStart, termOutOfRange } from './checks.ts'
 import {
   decodeEntryHeader,
@@ -59,9 +58,9 @@ import {
   type LogEntry,
   type SnapshotMeta,
 } from './format.ts'
-import { readAt, storageError, writeAllSync, writeFileAtomic, fsyncDir, type LogIo } from './io.ts'
-import type { LogMetrics } from './metrics.ts'
-import { Segment, parseSegmentFileName, scanSegment, segmentFileName } from './segment.ts'
+import { fsyncDir, isErrorCode, readAt, readFileSync, storageError, writeAllSync, writeFileAtomic, type LogIo } from './io.ts'
+import { timedSync, type LogMetrics } from './metrics.ts'
+import { Segment, indexFileName, parseSegmentFileName, scanSegment, segmentFileName } from './segment.ts'
 import type { DamageReport, OpenLogOptions, PartitionLog, RetentionResult } from './types.ts'
 import type { DirectFlush, Wal, WalLog, WalPosition } from './wal.ts'
 
@@ -95,6 +94,8 @@ export function markBefore(a: Mark, b: Mark): boolean {
 /** What a DiskLog needs from its store. */
 export interface LogStoreContext {
   readonly io: LogIo
+  /** Clock of the fsync timings. */
+  readonly runtime: Runtime
   readonly logger: Logger
   readonly metrics: LogMetrics
   /** The shared WAL (sync logs). */
@@ -142,23 +143,15 @@ function bytesOf(pieces: EncodedEntry): number {
   return n
 }
 
-/** fsync with metrics. */
-export async function timedSync(ctx: { io: LogIo; metrics: LogMetrics }, kind: string, fn: () => Promise<void>): Promise<void> {
-  const stop = ctx.metrics.fsyncSeconds.startTimer({ kind })
-  await fn()
-  stop()
-  ctx.metrics.fsyncs.inc({ kind })
-}
-
 const hardStateZero: HardState = { term: 0, vote: 0, commit: 0 }
 const startZero: SnapshotMeta = { index: 0, term: 0 }
 
-function readJson<T>(path: string, check: (v: Record<string, unknown>) => boolean): T | undefined {
+function readJson<T>(io: LogIo, path: string, check: (v: Record<string, unknown>) => boolean): T | undefined {
   let text: string
   try {
-    text = fs.readFileSync(path, 'utf8')
+    text = readFileSync(io, path).toString('utf8')
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    if (isErrorCode(error, 'ENOENT')) return undefined
     throw storageError(error, path)
   }
   let value: unknown
@@ -283,13 +276,14 @@ export class DiskLog implements PartitionLog, WalLog {
   // ---- open and recovery -------------------------------------------------
 
   #load(): void {
-    fs.mkdirSync(this.dir, { recursive: true })
-    this.#hardState = readJson<HardState>(join(this.dir, 'state'), (v) => isCount(v.term) && isCount(v.vote) && isCount(v.commit)) ?? hardStateZero
+    const io = this.#ctx.io
+    io.mkdirSync(this.dir)
+    this.#hardState = readJson<HardState>(io, join(this.dir, 'state'), (v) => isCount(v.term) && isCount(v.vote) && isCount(v.commit)) ?? hardStateZero
     this.#hardStateWritten = this.#hardState
-    this.#start = readJson<SnapshotMeta>(join(this.dir, 'start'), (v) => isCount(v.index) && isCount(v.term)) ?? startZero
+    this.#start = readJson<SnapshotMeta>(io, join(this.dir, 'start'), (v) => isCount(v.index) && isCount(v.term)) ?? startZero
     this.#mark = this.#ctx.markOf(this.name)
     this.#markRecorded = this.#mark
-    const bases = fs
+    const bases = io
       .readdirSync(this.dir)
       .map(parseSegmentFileName)
       .filter((b): b is number => b !== undefined)
@@ -344,7 +338,7 @@ export class DiskLog implements PartitionLog, WalLog {
     }
     let seg: Segment
     try {
-      seg = Segment.open({ dir: this.dir, baseIndex: base, indexIntervalBytes: this.#indexIntervalBytes })
+      seg = Segment.open({ io: this.#ctx.io, dir: this.dir, baseIndex: base, indexIntervalBytes: this.#indexIntervalBytes })
     } catch (error) {
       if (!(error instanceof RillError) || error.code !== ErrorCode.STORAGE_CORRUPT) throw error
       if (tolerantFrom < fileHeaderBytes) {
@@ -363,6 +357,7 @@ export class DiskLog implements PartitionLog, WalLog {
     seg.offsetEnd = o.running
     let running = o.running
     const result = scanSegment({
+      io: this.#ctx.io,
       fd: seg.fd,
       fileBytes,
       from: fileHeaderBytes,
@@ -389,8 +384,8 @@ export class DiskLog implements PartitionLog, WalLog {
     if (o.position >= o.tolerantFrom) {
       if (o.cut === undefined) {
         // The whole file is past the durable mark and unusable (torn header, gap): it goes.
-        fs.rmSync(o.path, { force: true })
-        fs.rmSync(o.path.replace(/\.seg$/, '.idx'), { force: true })
+        this.#ctx.io.rmSync(o.path)
+        this.#ctx.io.rmSync(o.path.replace(/\.seg$/, '.idx'))
         this.#ctx.logger.warn({ log: this.name, file: o.path, reason: o.reason }, 'recovery: unsynced segment file dropped')
       } else {
         const dropped = o.cut.fileBytes() - o.position
@@ -411,11 +406,12 @@ export class DiskLog implements PartitionLog, WalLog {
   #lastIndexIn(base: number | undefined): number {
     if (base === undefined) return 0
     try {
-      const seg = Segment.open({ dir: this.dir, baseIndex: base, indexIntervalBytes: this.#indexIntervalBytes })
+      const io = this.#ctx.io
+      const seg = Segment.open({ io, dir: this.dir, baseIndex: base, indexIntervalBytes: this.#indexIntervalBytes })
       try {
-        return scanSegment({ fd: seg.fd, fileBytes: seg.fileBytes(), from: fileHeaderBytes, expectIndex: base, prevTerm: 0, onEntry: () => {} }).lastIndex
+        return scanSegment({ io, fd: seg.fd, fileBytes: seg.fileBytes(), from: fileHeaderBytes, expectIndex: base, prevTerm: 0, onEntry: () => {} }).lastIndex
       } finally {
-        fs.closeSync(seg.fd)
+        io.closeSync(seg.fd)
       }
     } catch {
       return 0
@@ -423,15 +419,15 @@ export class DiskLog implements PartitionLog, WalLog {
   }
 
   #removeFile(base: number, stats: { deleted: number }): void {
-    fs.rmSync(join(this.dir, `${String(base).padStart(20, '0')}.seg`), { force: true })
-    fs.rmSync(join(this.dir, `${String(base).padStart(20, '0')}.idx`), { force: true })
+    this.#ctx.io.rmSync(join(this.dir, segmentFileName(base)))
+    this.#ctx.io.rmSync(join(this.dir, indexFileName(base)))
     stats.deleted++
   }
 
   /** Drops every segment (closing without waiting: used at open only) and starts empty at `base`. */
   #resetSegments(base: number): void {
     for (const seg of this.#segments) {
-      fs.closeSync(seg.fd)
+      this.#ctx.io.closeSync(seg.fd)
       this.#removeFile(seg.baseIndex, { deleted: 0 })
     }
     this.#segments = [this.#newSegment(base)]
@@ -440,7 +436,7 @@ export class DiskLog implements PartitionLog, WalLog {
   #newSegment(base: number): Segment {
     const io = this.#ctx.io
     try {
-      const seg = Segment.create({ dir: this.dir, baseIndex: base, indexIntervalBytes: this.#indexIntervalBytes, write: (fd, b) => writeAllSync(io, fd, [b], 0) })
+      const seg = Segment.create({ io, dir: this.dir, baseIndex: base, indexIntervalBytes: this.#indexIntervalBytes, write: (fd, b) => writeAllSync(io, fd, [b], 0) })
       this.#dirDirty = true
       return seg
     } catch (error) {
@@ -645,7 +641,7 @@ export class DiskLog implements PartitionLog, WalLog {
   #repair(): void {
     const damage = this.#damage!
     const loaded = new Set(this.#segments.map((s) => s.baseIndex))
-    for (const name of fs.readdirSync(this.dir)) {
+    for (const name of this.#ctx.io.readdirSync(this.dir)) {
       const base = parseSegmentFileName(name)
       if (base !== undefined && !loaded.has(base) && base > this.#active().baseIndex) this.#removeFile(base, { deleted: 0 })
     }
@@ -837,14 +833,15 @@ export class DiskLog implements PartitionLog, WalLog {
   }
 
   async #writeAtomic(file: string, value: object): Promise<void> {
-    const stop = this.#ctx.metrics.fsyncSeconds.startTimer({ kind: 'state' })
+    const { runtime, metrics } = this.#ctx
+    const startMs = runtime.nowMs()
     try {
       await writeFileAtomic(this.#ctx.io, join(this.dir, file), Buffer.from(JSON.stringify(value)))
     } catch (error) {
       throw storageError(error, `log ${this.name}: writing ${file}`)
     }
-    stop()
-    this.#ctx.metrics.fsyncs.inc({ kind: 'state' }, 2)
+    metrics.fsyncSeconds.observe({ kind: 'state' }, (runtime.nowMs() - startMs) / 1000)
+    metrics.fsyncs.inc({ kind: 'state' }, 2)
   }
 
   // ---- flushing ----------------------------------------------------------
@@ -1061,7 +1058,7 @@ export class DiskLog implements PartitionLog, WalLog {
     while (position < end) {
       if (position + entryHeaderBytes > chunkStart + chunk.length) {
         chunkStart = position
-        chunk = await seg.io(() => readAt(seg.fd, position, Math.min(chunkBytes, end - position)))
+        chunk = await seg.io(() => readAt(seg.fileIo, seg.fd, position, Math.min(chunkBytes, end - position)))
         if (chunk.length < entryHeaderBytes) throw this.#corrupt(seg, position, 'short read')
       }
       let h = decodeEntryHeader(chunk, position - chunkStart)
@@ -1073,7 +1070,7 @@ export class DiskLog implements PartitionLog, WalLog {
       if (bodies) {
         if (entryEnd > chunkStart + chunk.length) {
           chunkStart = position
-          chunk = await seg.io(() => readAt(seg.fd, position, Math.min(Math.max(chunkBytes, entryEnd - position), end - position)))
+          chunk = await seg.io(() => readAt(seg.fileIo, seg.fd, position, Math.min(Math.max(chunkBytes, entryEnd - position), end - position)))
           if (chunk.length < entryEnd - position) throw this.#corrupt(seg, position, 'short read')
           h = decodeEntryHeader(chunk, 0)
         }

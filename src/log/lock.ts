@@ -9,11 +9,18 @@
  *
  * Node has no flock(); the lock is a file created with O_EXCL. Takeover of a
  * stale lock renames it away first, so that of two processes racing for the
- * same stale lock only one can create the new one.
+ * same stale lock only one can create the new one. The file is created and
+ * its pid written in one synchronous step, so that a second open in this
+ * process never sees it empty; the fsync after is only so that it survives
+ * a power loss with its pid.
+ *
+ * Everything goes through the store's LogIo, process identity included: on
+ * the simulator's disk the pid is the simulated process's, and a crash
+ * makes it stale.
  */
-import fs from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, RillError } from '../base/index.ts'
+import { isErrorCode, readFileSync, writeAllSync, type LogIo } from './io.ts'
 
 /** Name of the lock file inside a store directory. */
 export const lockFileName = 'LOCK'
@@ -24,76 +31,85 @@ export interface DirLock {
   release(): void
 }
 
-function pidAlive(pid: number): boolean {
+function readPid(io: LogIo, path: string): number | undefined {
   try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-function readPid(path: string): number | undefined {
-  try {
-    const pid = Number.parseInt(fs.readFileSync(path, 'utf8').trim(), 10)
+    const pid = Number.parseInt(readFileSync(io, path).toString('utf8').trim(), 10)
     return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
   } catch {
     return undefined
   }
 }
 
-function tryCreate(path: string): boolean {
+/** Creates the lock file holding our pid; undefined if it exists. Returns its fd (to fsync, then close). */
+function tryCreate(io: LogIo, path: string): number | undefined {
+  let fd: number
   try {
-    const fd = fs.openSync(path, 'wx')
-    try {
-      fs.writeSync(fd, `${process.pid}\n`)
-      fs.fsyncSync(fd)
-    } finally {
-      fs.closeSync(fd)
-    }
-    return true
+    fd = io.openSync(path, 'wx')
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
+    if (isErrorCode(error, 'EEXIST')) return undefined
     throw error
   }
+  try {
+    writeAllSync(io, fd, [Buffer.from(`${io.pid()}\n`)], 0)
+  } catch (error) {
+    io.closeSync(fd)
+    throw error
+  }
+  return fd
 }
 
-function lockedError(dir: string, pid: number | undefined): RillError {
-  const who = pid === undefined ? 'another process' : pid === process.pid ? 'this process (opened twice)' : `process ${pid}`
+function lockedError(io: LogIo, dir: string, pid: number | undefined): RillError {
+  const who = pid === undefined ? 'another process' : pid === io.pid() ? 'this process (opened twice)' : `process ${pid}`
   return new RillError(ErrorCode.STORAGE_LOCKED, `data directory ${dir} is locked by ${who} (${join(dir, lockFileName)})`, {
     details: { dir, pid },
   })
 }
 
-/** Takes the lock of `dir` or throws STORAGE_LOCKED. */
-export function lockDir(dir: string): DirLock {
-  const path = join(dir, lockFileName)
-  if (!tryCreate(path)) {
-    const pid = readPid(path)
-    if (pid !== undefined && (pid === process.pid || pidAlive(pid))) throw lockedError(dir, pid)
-    // Stale (dead owner, or an empty file from a crash during creation).
-    const aside = `${path}.stale.${process.pid}`
-    try {
-      fs.renameSync(path, aside)
-    } catch {
-      throw lockedError(dir, readPid(path))
-    }
-    const movedPid = readPid(aside)
-    if (movedPid !== pid) {
-      // Another process took the stale lock between our read and rename: put its lock back.
-      fs.renameSync(aside, path)
-      throw lockedError(dir, movedPid)
-    }
-    fs.rmSync(aside, { force: true })
-    if (!tryCreate(path)) throw lockedError(dir, readPid(path))
+/** Takes the lock of `dir` (synchronously) or throws STORAGE_LOCKED; returns the new lock file's fd. */
+function take(io: LogIo, dir: string, path: string): number {
+  const fd = tryCreate(io, path)
+  if (fd !== undefined) return fd
+  const pid = readPid(io, path)
+  if (pid !== undefined && (pid === io.pid() || io.processAlive(pid))) throw lockedError(io, dir, pid)
+  // Stale (dead owner, or an empty file from a crash during creation).
+  const aside = `${path}.stale.${io.pid()}`
+  try {
+    io.renameSync(path, aside)
+  } catch {
+    throw lockedError(io, dir, readPid(io, path))
   }
+  const movedPid = readPid(io, aside)
+  if (movedPid !== pid) {
+    // Another process took the stale lock between our read and rename: put its lock back.
+    io.renameSync(aside, path)
+    throw lockedError(io, dir, movedPid)
+  }
+  io.rmSync(aside)
+  const again = tryCreate(io, path)
+  if (again === undefined) throw lockedError(io, dir, readPid(io, path))
+  return again
+}
+
+/** Takes the lock of `dir` or throws STORAGE_LOCKED. */
+export async function lockDir(io: LogIo, dir: string): Promise<DirLock> {
+  const path = join(dir, lockFileName)
+  const fd = take(io, dir, path)
   let held = true
-  return {
+  const lock: DirLock = {
     path,
     release(): void {
       if (!held) return
       held = false
-      if (readPid(path) === process.pid) fs.rmSync(path, { force: true })
+      if (readPid(io, path) === io.pid()) io.rmSync(path)
     },
   }
+  try {
+    await io.fsync(fd)
+  } catch (error) {
+    lock.release()
+    throw error
+  } finally {
+    io.closeSync(fd)
+  }
+  return lock
 }

@@ -4,6 +4,7 @@
  * one registry share the metric objects.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import type { Clock } from '../base/index.ts'
 
 /** The metrics one store (and its logs) update. */
 export interface LogMetrics {
@@ -57,4 +58,15 @@ export function createLogMetrics(registry: Registry): LogMetrics {
     directBytes: getOrCreate(registry, 'rill_log_wal_direct_bytes_total', () =>
       new Counter({ name: 'rill_log_wal_direct_bytes_total', help: 'Bytes of sync appends made durable in their segments instead of the WAL', registers })),
   }
+}
+
+/**
+ * Runs an fsync (`fn`) and counts it under `kind`, timed on the store's
+ * clock (its runtime: virtual under the simulator), not prom-client's own.
+ */
+export async function timedSync(ctx: { readonly metrics: LogMetrics; readonly runtime: Clock }, kind: string, fn: () => Promise<void>): Promise<void> {
+  const startMs = ctx.runtime.nowMs()
+  await fn()
+  ctx.metrics.fsyncSeconds.observe({ kind }, (ctx.runtime.nowMs() - startMs) / 1000)
+  ctx.metrics.fsyncs.inc({ kind })
 }

@@ -18,7 +18,6 @@
  *   memory per segment = segmentBytesMax / indexIntervalBytes x 32 B
  *   (128 MiB / 64 KiB -> 64 KiB, plus a point per term change)
  */
-import fs from 'node:fs'
 import { join } from 'node:path'
 import { assert } from '../base/index.ts'
 import {
@@ -34,7 +33,7 @@ import {
   segmentMagic,
   type EntryHeader,
 } from './format.ts'
-import { readAtSync } from './io.ts'
+import { readAtSync, readFileSync, writeFileSync, type LogIo } from './io.ts'
 
 /** Bytes read per step of a recovery scan. */
 const scanChunkBytes = 4 * 1024 * 1024
@@ -78,6 +77,8 @@ export interface ScanResult {
 
 /** One segment file, open for append (the last one) or read. */
 export class Segment {
+  /** The file operations of the segment's store. */
+  readonly fileIo: LogIo
   readonly dir: string
   readonly baseIndex: number
   readonly path: string
@@ -101,7 +102,8 @@ export class Segment {
   #ioInflight = 0
   #drained: (() => void)[] = []
 
-  private constructor(options: { dir: string; baseIndex: number; fd: number; indexIntervalBytes: number }) {
+  private constructor(options: { io: LogIo; dir: string; baseIndex: number; fd: number; indexIntervalBytes: number }) {
+    this.fileIo = options.io
     this.dir = options.dir
     this.baseIndex = options.baseIndex
     this.path = join(options.dir, segmentFileName(options.baseIndex))
@@ -111,15 +113,16 @@ export class Segment {
   }
 
   /** Creates an empty segment file (header only). The directory entry is not yet durable. */
-  static create(options: { dir: string; baseIndex: number; indexIntervalBytes: number; write: (fd: number, b: Buffer) => void }): Segment {
+  static create(options: { io: LogIo; dir: string; baseIndex: number; indexIntervalBytes: number; write: (fd: number, b: Buffer) => void }): Segment {
+    const { io } = options
     const path = join(options.dir, segmentFileName(options.baseIndex))
     // 'w+': a file of that name can only be an unsynced leftover past the log's end (recovery dropped it).
-    const fd = fs.openSync(path, 'w+')
+    const fd = io.openSync(path, 'w+')
     try {
       options.write(fd, encodeFileHeader(segmentMagic, options.baseIndex))
     } catch (error) {
-      fs.closeSync(fd)
-      fs.rmSync(path, { force: true })
+      io.closeSync(fd)
+      io.rmSync(path)
       throw error
     }
     const segment = new Segment({ ...options, fd })
@@ -128,14 +131,15 @@ export class Segment {
   }
 
   /** Opens an existing segment file and checks its header (version, base index). */
-  static open(options: { dir: string; baseIndex: number; indexIntervalBytes: number }): Segment {
+  static open(options: { io: LogIo; dir: string; baseIndex: number; indexIntervalBytes: number }): Segment {
+    const { io } = options
     const path = join(options.dir, segmentFileName(options.baseIndex))
-    const fd = fs.openSync(path, 'r+')
+    const fd = io.openSync(path, 'r+')
     try {
-      const base = decodeFileHeader(readAtSync(fd, 0, fileHeaderBytes), segmentMagic, path)
+      const base = decodeFileHeader(readAtSync(io, fd, 0, fileHeaderBytes), segmentMagic, path)
       assert(base === options.baseIndex, () => `${path}: header says base index ${base}`)
     } catch (error) {
-      fs.closeSync(fd)
+      io.closeSync(fd)
       throw error
     }
     return new Segment({ ...options, fd })
@@ -143,7 +147,7 @@ export class Segment {
 
   /** File size on disk (may exceed `bytes` before recovery truncates it). */
   fileBytes(): number {
-    return fs.fstatSync(this.fd).size
+    return this.fileIo.fstatSync(this.fd).size
   }
 
   /** Records an entry appended or found at `position`; `offsetNext` is the log's next offset before it. */
@@ -240,15 +244,15 @@ export class Segment {
     const path = join(this.dir, indexFileName(this.baseIndex))
     try {
       const summary = { lastIndex: this.lastIndex, lastTerm: this.lastTerm, offsetEnd: this.offsetEnd, timestampMaxMs: this.timestampMaxMs }
-      fs.writeFileSync(path, encodeIndexFile({ points: this.#points.subarray(0, this.#count * pointFields), segmentBytes: this.bytes, summary }))
+      writeFileSync(this.fileIo, path, encodeIndexFile({ points: this.#points.subarray(0, this.#count * pointFields), segmentBytes: this.bytes, summary }))
     } catch {
-      fs.rmSync(path, { force: true })
+      this.fileIo.rmSync(path)
     }
   }
 
   /** Removes the sparse index file (the segment is about to change). */
   removeIndexFile(): void {
-    fs.rmSync(join(this.dir, indexFileName(this.baseIndex)), { force: true })
+    this.fileIo.rmSync(join(this.dir, indexFileName(this.baseIndex)))
   }
 
   /**
@@ -260,7 +264,7 @@ export class Segment {
     const path = join(this.dir, indexFileName(this.baseIndex))
     let bytes: Buffer
     try {
-      bytes = fs.readFileSync(path)
+      bytes = readFileSync(this.fileIo, path)
     } catch {
       return false
     }
@@ -298,7 +302,7 @@ export class Segment {
   /** Closes the fd after in-flight I/O. */
   async close(): Promise<void> {
     await this.drain()
-    fs.closeSync(this.fd)
+    this.fileIo.closeSync(this.fd)
   }
 }
 
@@ -309,6 +313,7 @@ export class Segment {
  * entry. Stops at the end of the file or at the first bad entry.
  */
 export function scanSegment(options: {
+  io: LogIo
   fd: number
   fileBytes: number
   from: number
@@ -321,7 +326,7 @@ export function scanSegment(options: {
   let chunkStart = 0
   const view = (position: number, length: number): Buffer => {
     if (position < chunkStart || position + length > chunkStart + chunk.length) {
-      chunk = readAtSync(fd, position, Math.max(length, scanChunkBytes))
+      chunk = readAtSync(options.io, fd, position, Math.max(length, scanChunkBytes))
       chunkStart = position
     }
     return chunk.subarray(position - chunkStart, position - chunkStart + length)

@@ -31,14 +31,13 @@
  * fdatasync each, ~0.24 ms here): that is the price of async mode not
  * writing twice.
  */
-import fs from 'node:fs'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import { ErrorCode, RillError, assert } from '../base/index.ts'
+import { ErrorCode, RillError, assert, systemRuntime, type Runtime, type TimerHandle } from '../base/index.ts'
 import { DiskLog, flushIntervalMsDefault, markBefore, type FlushPlan, type LogStoreContext, type Mark } from './disk-log.ts'
 import { logNameBytesMax, type WalFlushed } from './format.ts'
-import { fsyncDir, nodeIo, storageError, writeFileAtomic, type LogIo } from './io.ts'
+import { fsyncDir, isErrorCode, mkdirDurable, nodeIo, readFileSync, storageError, writeFileAtomic, type LogIo } from './io.ts'
 import { lockDir, type DirLock } from './lock.ts'
 import { MemoryLog } from './memory-log.ts'
 import { createLogMetrics, type LogMetrics } from './metrics.ts'
@@ -61,8 +60,10 @@ export interface LogStoreOptions {
    * Default 256 KiB, measured (wal.ts, bench/results/log.md); Infinity turns them off.
    */
   readonly walDirectBytesMin?: number
-  /** File operations (tests inject faults). */
+  /** File operations: node:fs by default; tests inject faults, the simulator passes its disk. */
   readonly io?: LogIo
+  /** Clock and timers (the async flusher, fsync timings): the process's by default, virtual in the simulator. */
+  readonly runtime?: Runtime
 }
 
 /** What survives a simulated crash, for tests: bytes beyond these may be lost or torn. */
@@ -94,9 +95,11 @@ interface FlushedSeen {
 
 /** Opens (creating if needed) a store; recovers from a crash. Throws STORAGE_LOCKED if another process holds it. */
 export async function openLogStore(options: LogStoreOptions): Promise<LogStore> {
-  fs.mkdirSync(join(options.dir, 'logs'), { recursive: true })
-  fs.mkdirSync(join(options.dir, 'wal'), { recursive: true })
-  const lock = lockDir(options.dir)
+  const io = options.io ?? nodeIo
+  // Durably: a WAL file fsynced into a directory a power loss then takes away is lost all the same.
+  await mkdirDurable(io, join(options.dir, 'logs'))
+  await mkdirDurable(io, join(options.dir, 'wal'))
+  const lock = await lockDir(io, options.dir)
   try {
     const store = new LogStore(options, lock)
     await store.recover()
@@ -111,6 +114,7 @@ export async function openLogStore(options: LogStoreOptions): Promise<LogStore> 
 export class LogStore {
   readonly dir: string
   readonly #io: LogIo
+  readonly #runtime: Runtime
   readonly #logger: Logger
   readonly #metrics: LogMetrics
   readonly #lock: DirLock
@@ -125,7 +129,7 @@ export class LogStore {
   #marksDurable = new Map<string, StoredMark>()
   #marksChain: Promise<void> = Promise.resolve()
   #logs = new Map<string, PartitionLog>()
-  #flushTimer: NodeJS.Timeout | undefined
+  #flushTimer: TimerHandle | undefined
   #flushPass: Promise<void> | undefined
   #closed = false
   #abandoned = false
@@ -134,6 +138,7 @@ export class LogStore {
   constructor(options: LogStoreOptions, lock: DirLock) {
     this.dir = options.dir
     this.#io = options.io ?? nodeIo
+    this.#runtime = options.runtime ?? systemRuntime
     this.#logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'log-store' })
     this.#metrics = createLogMetrics(options.registry)
     this.#lock = lock
@@ -146,7 +151,7 @@ export class LogStore {
     this.#marks = this.#readMarks()
     this.#marksDurable = new Map(this.#marks)
     const walDir = join(this.dir, 'wal')
-    const seqs = listWalFiles(walDir)
+    const seqs = listWalFiles(this.#io, walDir)
     // WAL sequence numbers only grow, also across clean closes (which delete every WAL file): a mark's WAL position must stay behind every later record.
     this.#walSeqNext = Math.max(seqs.at(-1) ?? 0, ...[...this.#marks.values()].map((m) => m.since.seq)) + 1
     const files = seqs.map((seq, i) => ({ seq, path: join(walDir, walFileName(seq)), last: i === seqs.length - 1 }))
@@ -156,12 +161,12 @@ export class LogStore {
     let records = 0
     let tornBytes = 0
     for (const file of files) {
-      const read = readWalFile(file.path, file.last)
+      const read = readWalFile(this.#io, file.path, file.last)
       tornBytes += read.tornBytes
       for (const r of read.records) {
         let log = replayed.get(r.name)
         if (log === undefined) {
-          if (!fs.existsSync(join(this.dir, 'logs', r.name))) continue // log removed since
+          if (!this.#io.existsSync(join(this.dir, 'logs', r.name))) continue // log removed since
           log = DiskLog.open(this.#context(), join(this.dir, 'logs', r.name), { name: r.name, mode: 'async' })
           replayed.set(r.name, log)
           replayFrom.set(r.name, { since: this.#marks.get(r.name)?.since ?? walPositionZero, after: await this.#replayStart(log, flushed.get(r.name)) })
@@ -180,9 +185,9 @@ export class LogStore {
     for (const log of replayed.values()) await log.close()
     this.#logs.clear()
     await this.#writeMarks()
-    for (const seq of seqs) fs.rmSync(join(walDir, walFileName(seq)), { force: true })
+    for (const seq of seqs) this.#io.rmSync(join(walDir, walFileName(seq)))
     this.#wal = await Wal.create(
-      { io: this.#io, metrics: this.#metrics, logger: this.#logger, checkpoint: () => this.#checkpoint() },
+      { io: this.#io, runtime: this.#runtime, metrics: this.#metrics, logger: this.#logger, checkpoint: () => this.#checkpoint() },
       { dir: walDir, seq: this.#walSeqNext, walBytesMax: this.#walBytesMax, directBytesMin: this.#walDirectBytesMin },
     )
     this.#logger.info(
@@ -201,8 +206,8 @@ export class LogStore {
   #applyFlushedRecords(files: readonly { seq: number; path: string; last: boolean }[]): Map<string, FlushedSeen> {
     const seen = new Map<string, FlushedSeen>()
     for (const file of files) {
-      for (const r of readWalFile(file.path, file.last).records) {
-        if (r.flushed === undefined || !fs.existsSync(join(this.dir, 'logs', r.name))) continue
+      for (const r of readWalFile(this.#io, file.path, file.last).records) {
+        if (r.flushed === undefined || !this.#io.existsSync(join(this.dir, 'logs', r.name))) continue
         const at = { seq: file.seq, bytes: r.position }
         const mark = this.#marks.get(r.name)
         if (mark !== undefined && compareWalPositions(at, mark.since) < 0) continue
@@ -241,9 +246,9 @@ export class LogStore {
     const path = join(this.dir, 'marks.json')
     let text: string
     try {
-      text = fs.readFileSync(path, 'utf8')
+      text = readFileSync(this.#io, path).toString('utf8')
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map()
+      if (isErrorCode(error, 'ENOENT')) return new Map()
       throw storageError(error, path)
     }
     try {
@@ -277,6 +282,7 @@ export class LogStore {
   #context(): LogStoreContext {
     return {
       io: this.#io,
+      runtime: this.#runtime,
       logger: this.#logger,
       metrics: this.#metrics,
       wal: this.#wal,
@@ -316,7 +322,7 @@ export class LogStore {
       return log
     }
     const dir = join(this.dir, 'logs', name)
-    const created = !fs.existsSync(dir)
+    const created = !this.#io.existsSync(dir)
     const log = DiskLog.open(this.#context(), dir, options)
     if (created) await fsyncDir(this.#io, join(this.dir, 'logs'))
     this.#logs.set(name, log)
@@ -337,7 +343,7 @@ export class LogStore {
   /** Deletes a closed log's files (a partition moved away). */
   async removeLog(name: string): Promise<void> {
     assert(!this.#logs.has(name), () => `removeLog(${name}) while it is open`)
-    fs.rmSync(join(this.dir, 'logs', name), { recursive: true, force: true })
+    this.#io.rmSync(join(this.dir, 'logs', name), { recursive: true })
     await fsyncDir(this.#io, join(this.dir, 'logs'))
     this.#marks.delete(name)
     await this.#writeMarks()
@@ -351,20 +357,23 @@ export class LogStore {
     if (this.#flushTimer !== undefined || this.#closed) return
     const intervals = this.#diskLogs('async').map((l) => l.flushIntervalMs)
     if (intervals.length === 0) return
-    this.#flushTimer = setTimeout(() => {
-      this.#flushTimer = undefined
-      this.#flushPass = this.#flushAsyncLogs().finally(() => {
-        this.#flushPass = undefined
-        this.#scheduleFlush()
-      })
-    }, Math.min(flushIntervalMsDefault, ...intervals))
-    this.#flushTimer.unref()
+    this.#flushTimer = this.#runtime.setTimer(
+      () => {
+        this.#flushTimer = undefined
+        this.#flushPass = this.#flushAsyncLogs().finally(() => {
+          this.#flushPass = undefined
+          this.#scheduleFlush()
+        })
+      },
+      Math.min(flushIntervalMsDefault, ...intervals),
+      { background: true },
+    )
   }
 
   /** One pass of the async flusher: fsync the due dirty logs together, write the marks once. */
   async #flushAsyncLogs(): Promise<void> {
     try {
-      const now = performance.now()
+      const now = this.#runtime.nowMs()
       const due = this.#diskLogs('async').filter((l) => l.isDirty() && now - l.lastFlushMs >= l.flushIntervalMs)
       await this.#flushLogs(due)
       for (const l of due) l.lastFlushMs = now
@@ -399,14 +408,14 @@ export class LogStore {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    clearTimeout(this.#flushTimer)
+    this.#flushTimer?.cancel()
     await this.#flushPass
     for (const log of [...this.#logs.values()]) await log.close()
     await this.#wal?.drain()
     await this.#marksChain
     this.#wal?.close()
     // Every sync log was fsynced at close and its mark written: the WAL holds nothing needed.
-    for (const seq of listWalFiles(join(this.dir, 'wal'))) fs.rmSync(join(this.dir, 'wal', walFileName(seq)), { force: true })
+    for (const seq of listWalFiles(this.#io, join(this.dir, 'wal'))) this.#io.rmSync(join(this.dir, 'wal', walFileName(seq)))
     this.#lock.release()
     this.#logger.info({ dir: this.dir }, 'log store closed')
   }
@@ -418,7 +427,7 @@ export class LogStore {
    */
   async abandon(): Promise<CrashImage> {
     this.#closed = true
-    clearTimeout(this.#flushTimer)
+    this.#flushTimer?.cancel()
     await this.#flushPass
     await this.#marksChain
     this.#abandoned = true

@@ -63,12 +63,10 @@
  * or one larger request) are ever unsynced, which is how recovery tells a
  * torn tail from damage in the middle.
  */
-import fs from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { ErrorCode, RillError, assert } from '../base/index.ts'
+import { ErrorCode, RillError, assert, type Runtime } from '../base/index.ts'
 import { appendBytesMax } from './checks.ts'
-import { timedSync } from './disk-log.ts'
 import {
   decodeEntryHeader,
   decodeFileHeader,
@@ -87,8 +85,8 @@ import {
   type EntryToAppend,
   type WalFlushed,
 } from './format.ts'
-import { fsyncDir, storageError, writeAllSync, type LogIo } from './io.ts'
-import type { LogMetrics } from './metrics.ts'
+import { fsyncDir, readFileSync, storageError, writeAllSync, type LogIo } from './io.ts'
+import { timedSync, type LogMetrics } from './metrics.ts'
 
 /** Default WAL file size before rotation and checkpoint. */
 export const walBytesMaxDefault = 64 * 1024 * 1024
@@ -114,8 +112,8 @@ export function walFileName(seq: number): string {
 }
 
 /** Sequence numbers of the WAL files in `dir`, ascending. */
-export function listWalFiles(dir: string): number[] {
-  return fs
+export function listWalFiles(io: LogIo, dir: string): number[] {
+  return io
     .readdirSync(dir)
     .map((n) => /^(\d{20})\.wal$/.exec(n))
     .filter((m): m is RegExpExecArray => m !== null)
@@ -176,6 +174,8 @@ interface DirectGroup {
 /** What the WAL needs from its store. */
 export interface WalContext {
   readonly io: LogIo
+  /** Clock of the fsync timings. */
+  readonly runtime: Runtime
   readonly metrics: LogMetrics
   readonly logger: Logger
   /**
@@ -225,13 +225,13 @@ export class Wal {
 
   static async #createFile(ctx: WalContext, dir: string, seq: number): Promise<number> {
     const path = join(dir, walFileName(seq))
-    const fd = fs.openSync(path, 'wx')
+    const fd = ctx.io.openSync(path, 'wx')
     try {
       writeAllSync(ctx.io, fd, [encodeFileHeader(walMagic, seq, walFormatVersion)], 0)
       await timedSync(ctx, 'wal', () => ctx.io.fdatasync(fd))
       await timedSync(ctx, 'dir', () => fsyncDir(ctx.io, dir))
     } catch (error) {
-      fs.closeSync(fd)
+      ctx.io.closeSync(fd)
       throw storageError(error, `creating ${path}`)
     }
     return fd
@@ -393,7 +393,7 @@ export class Wal {
     if (this.#checkpoint !== undefined) await this.#checkpoint
     const oldSeq = this.#seq
     const fd = await Wal.#createFile(this.#ctx, this.#dir, oldSeq + 1)
-    fs.closeSync(this.#fd)
+    this.#ctx.io.closeSync(this.#fd)
     this.#fd = fd
     this.#seq = oldSeq + 1
     this.#bytes = fileHeaderBytes
@@ -410,7 +410,7 @@ export class Wal {
         this.#ctx.logger.info({ upToSeq }, 'WAL checkpoint incomplete (a log was cut meanwhile); old WAL files kept for the next one')
         return
       }
-      for (const seq of listWalFiles(this.#dir)) if (seq <= upToSeq) fs.rmSync(join(this.#dir, walFileName(seq)), { force: true })
+      for (const seq of listWalFiles(this.#ctx.io, this.#dir)) if (seq <= upToSeq) this.#ctx.io.rmSync(join(this.#dir, walFileName(seq)))
       this.#ctx.logger.debug({ upToSeq }, 'WAL checkpoint done')
     } catch (error) {
       // The old WAL file stays; the next rotation's checkpoint covers it.
@@ -428,7 +428,7 @@ export class Wal {
 
   /** Closes the file (after drain). */
   close(): void {
-    fs.closeSync(this.#fd)
+    this.#ctx.io.closeSync(this.#fd)
   }
 
   /**
@@ -444,7 +444,7 @@ export class Wal {
     await this.#loop?.catch(() => {})
     await this.#checkpoint?.catch(() => {})
     this.#fail(this.#failed, [], [])
-    fs.closeSync(this.#fd)
+    this.#ctx.io.closeSync(this.#fd)
   }
 }
 
@@ -466,8 +466,8 @@ export interface WalRecord {
  * newest file: only there may a bad record be a torn tail (within
  * walTailBytesMax of the end); anywhere else it is damage (STORAGE_CORRUPT).
  */
-export function readWalFile(path: string, last: boolean): { records: WalRecord[]; tornBytes: number } {
-  const bytes = fs.readFileSync(path)
+export function readWalFile(io: LogIo, path: string, last: boolean): { records: WalRecord[]; tornBytes: number } {
+  const bytes = readFileSync(io, path)
   decodeFileHeader(bytes, walMagic, path, walFormatVersionsRead)
   const records: WalRecord[] = []
   let at = fileHeaderBytes

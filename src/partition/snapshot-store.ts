@@ -6,11 +6,18 @@
  *
  * written to a temporary name, fsynced, renamed over the old one, and the
  * directory fsynced: a crash leaves the old or the new snapshot, never half.
+ * The directory itself is created durably (its parents fsynced) on the first
+ * save.
+ *
+ * File operations go through the log's seam (`LogIo`, src/log/io.ts), so the
+ * simulator's crashing disk holds snapshots too. The file is written to the
+ * page cache synchronously, as log appends are (io.ts says why); snapshots
+ * are small (partition state, metadata) and bounded by snapshotFileBytesMax.
  */
-import { open, readFile, rename, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pack, unpack } from 'msgpackr'
 import { crc32c, ErrorCode, RillError } from '../base/index.ts'
+import { isErrorCode, mkdirDurable, nodeIo, readFile, writeFileAtomic, type LogIo } from '../log/index.ts'
 import type { Snapshot } from '../raft/index.ts'
 
 export interface SnapshotStore {
@@ -38,43 +45,37 @@ export class MemorySnapshotStore implements SnapshotStore {
   }
 }
 
+/** Options of a FileSnapshotStore. */
+export interface FileSnapshotStoreOptions {
+  /** File operations: node:fs by default; the simulator passes its disk. */
+  readonly io?: LogIo
+}
+
 export class FileSnapshotStore implements SnapshotStore {
   readonly #dir: string
   readonly #path: string
+  readonly #io: LogIo
 
-  constructor(dir: string) {
+  constructor(dir: string, options: FileSnapshotStoreOptions = {}) {
     this.#dir = dir
     this.#path = join(dir, 'snapshot.bin')
+    this.#io = options.io ?? nodeIo
   }
 
   async load(): Promise<Snapshot | null> {
     let bytes: Buffer
     try {
-      bytes = await readFile(this.#path)
+      bytes = await readFile(this.#io, this.#path)
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null
+      if (isErrorCode(error, 'ENOENT')) return null
       throw new RillError(ErrorCode.STORAGE_UNUSABLE, `snapshot ${this.#path}: ${(error as Error).message}`, { cause: error })
     }
     return decodeSnapshotFile(bytes, this.#path)
   }
 
   async save(snapshot: Snapshot): Promise<void> {
-    await mkdir(this.#dir, { recursive: true })
-    const tmp = `${this.#path}.tmp`
-    const file = await open(tmp, 'w')
-    try {
-      await file.write(encodeSnapshotFile(snapshot))
-      await file.sync()
-    } finally {
-      await file.close()
-    }
-    await rename(tmp, this.#path)
-    const dir = await open(this.#dir, 'r')
-    try {
-      await dir.sync()
-    } finally {
-      await dir.close()
-    }
+    await mkdirDurable(this.#io, this.#dir)
+    await writeFileAtomic(this.#io, this.#path, encodeSnapshotFile(snapshot))
   }
 }
 

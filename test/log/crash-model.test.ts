@@ -157,8 +157,7 @@ function delayedIo(rng: SeededRandom): LogIo {
     else if (r >= 2) await new Promise((resolve) => setTimeout(resolve, rng.int(ioDelayMsMax + 1)))
   }
   return {
-    writevSync: nodeIo.writevSync,
-    ftruncateSync: nodeIo.ftruncateSync,
+    ...nodeIo,
     fdatasync: async (fd) => {
       await pause()
       await nodeIo.fdatasync(fd)

@@ -44,8 +44,20 @@ class GatedIo implements LogIo {
   #holds: { match: (path: string, kind: SyncKind) => boolean; reached: () => void; released: Promise<void> }[] = []
   #watches: { match: (path: string, kind: SyncKind) => boolean; done: () => void }[] = []
 
+  openSync = nodeIo.openSync
+  closeSync = nodeIo.closeSync
+  fstatSync = nodeIo.fstatSync
+  readSync = nodeIo.readSync
+  read = nodeIo.read
   writevSync = nodeIo.writevSync
   ftruncateSync = nodeIo.ftruncateSync
+  readdirSync = nodeIo.readdirSync
+  mkdirSync = nodeIo.mkdirSync
+  renameSync = nodeIo.renameSync
+  rmSync = nodeIo.rmSync
+  existsSync = nodeIo.existsSync
+  pid = nodeIo.pid
+  processAlive = nodeIo.processAlive
   fdatasync = (fd: number): Promise<void> => this.#sync(fd, 'fdatasync')
   fsync = (fd: number): Promise<void> => this.#sync(fd, 'fsync')
 
