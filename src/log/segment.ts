@@ -326,7 +326,8 @@ export function scanSegment(options: {
   let chunkStart = 0
   const view = (position: number, length: number): Buffer => {
     if (position < chunkStart || position + length > chunkStart + chunk.length) {
-      chunk = readAtSync(options.io, fd, position, Math.max(length, scanChunkBytes))
+      // A chunk, but no more than the file holds: a small segment must not cost a 4 MiB buffer.
+      chunk = readAtSync(options.io, fd, position, Math.max(length, Math.min(scanChunkBytes, fileBytes - position)))
       chunkStart = position
     }
     return chunk.subarray(position - chunkStart, position - chunkStart + length)

@@ -65,7 +65,7 @@
  */
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { ErrorCode, RillError, assert, type Runtime } from '../base/index.ts'
+import { ErrorCode, RillError, assert, isRillError, type Runtime } from '../base/index.ts'
 import { appendBytesMax } from './checks.ts'
 import {
   decodeEntryHeader,
@@ -468,7 +468,14 @@ export interface WalRecord {
  */
 export function readWalFile(io: LogIo, path: string, last: boolean): { records: WalRecord[]; tornBytes: number } {
   const bytes = readFileSync(io, path)
-  decodeFileHeader(bytes, walMagic, path, walFormatVersionsRead)
+  try {
+    decodeFileHeader(bytes, walMagic, path, walFormatVersionsRead)
+  } catch (error) {
+    // The newest file, no longer than a header, and that header bad: the power went while the file was
+    // being created. Its header is fsynced before any record is written to it, so it holds nothing.
+    if (last && bytes.length <= fileHeaderBytes && isRillError(error, ErrorCode.STORAGE_CORRUPT)) return { records: [], tornBytes: bytes.length }
+    throw error
+  }
   const records: WalRecord[] = []
   let at = fileHeaderBytes
   while (at < bytes.length) {
