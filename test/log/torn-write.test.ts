@@ -168,3 +168,43 @@ test('sync: a torn WAL tail loses only the unacknowledged record', async () => {
     fs.rmSync(work, { recursive: true, force: true })
   }
 })
+
+test('sync: a WAL file torn while it was being created holds nothing; a bad header anywhere else is damage', async () => {
+  const { dir, cleanup } = tempDir('wal-torn-create')
+  const work = `${dir}-work`
+  try {
+    const s = await store(dir)
+    const log = await s.openLog({ name: 'p', mode: 'sync' })
+    await log.append(entries(1, 5, 1, bodyBytes))
+    const image = await s.abandon()
+    const walDir = join(dir, 'wal')
+    const next = join(walDir, `${String(Number(image.wal.path.slice(-24, -4)) + 1).padStart(20, '0')}.wal`)
+    const header = fs.readFileSync(image.wal.path).subarray(0, 32)
+    // The power went during a rotation, before the new file's header was fsynced: empty, a
+    // prefix of the header, or the header's length in zeros (its size got there, its data did not).
+    for (const torn of [Buffer.alloc(0), header.subarray(0, 13), Buffer.alloc(32)]) {
+      fs.rmSync(work, { recursive: true, force: true })
+      fs.cpSync(dir, work, { recursive: true })
+      fs.writeFileSync(next.replace(dir, work), torn)
+      const s2 = await store(work)
+      const l2 = await s2.openLog({ name: 'p', mode: 'sync' })
+      assert.equal(l2.lastIndex(), 5, `torn header of ${torn.length} bytes`)
+      assert.deepEqual((await l2.read({ indexStart: 1, bytesMax: 1e9 })).map(plain), entries(1, 5, 1, bodyBytes).map(plain))
+      await s2.close()
+    }
+    // A bad header on a file with records after it, or on an older file, is damage, not a torn creation.
+    for (const [path, bytes] of [
+      [next, Buffer.concat([Buffer.alloc(32), Buffer.alloc(10, 1)])],
+      [image.wal.path, Buffer.concat([Buffer.alloc(32), fs.readFileSync(image.wal.path).subarray(32)])],
+    ] as const) {
+      fs.rmSync(work, { recursive: true, force: true })
+      fs.cpSync(dir, work, { recursive: true })
+      if (path === image.wal.path) fs.writeFileSync(next.replace(dir, work), header) // so that the damaged one is not the newest
+      fs.writeFileSync(path.replace(dir, work), bytes)
+      await assert.rejects(store(work), (e) => isRillError(e, ErrorCode.STORAGE_CORRUPT))
+    }
+  } finally {
+    cleanup()
+    fs.rmSync(work, { recursive: true, force: true })
+  }
+})
