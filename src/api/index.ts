@@ -9,3 +9,4 @@ export { defaultApiLimits, apiLimits, topicPartitionsMax, replicationFactorMax, 
 export type { ApiLimits } from './limits.ts'
 export { statusForCode, toErrorAnswer } from './errors.ts'
 export type { ErrorAnswer } from './errors.ts'
+export type { BrokerService, GroupService, ProduceCall, ProduceOutcome, FetchCall, FetchOutcome } from './service.ts'

@@ -13,7 +13,7 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ErrorCode, RillError } from '../base/index.ts'
-import type { BrokerService } from '../broker/service.ts'
+import type { BrokerService } from './service.ts'
 import {
   RoundRobinPartitioner,
   contentType,

@@ -36,7 +36,7 @@ import type { CreateTopicRequest, MetadataResponse, TopicDescription } from '../
 import { murmur2, readBatchHeader, stampBaseOffset, toPositive } from '../wire/index.ts'
 import type { BrokerConfig } from './config.ts'
 import { internalHeaders } from './internal-auth.ts'
-import type { BrokerService, FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './service.ts'
+import type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './calls.ts'
 
 /** The controller's Raft group id on the wire. */
 export const controllerGroupId = 0
@@ -130,7 +130,7 @@ interface ControllerWaiter {
   readonly reject: (e: RillError) => void
 }
 
-export class Broker implements BrokerService {
+export class Broker {
   readonly brokerId: number
   readonly registry: Registry
   readonly config: BrokerConfig

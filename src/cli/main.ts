@@ -2,7 +2,7 @@
  * The `rill` command line (API.md). Exit codes: 0 ok, 1 failure, 2 usage
  * error. Every command takes --url (default http://127.0.0.1:9090 or
  * RILL_URL). `rill broker` runs the broker in this very process (its PID is
- * the broker's); the broker module is loaded only for that command.
+ * the broker's); the broker modules are loaded only for that command.
  */
 import { UsageError, CliError } from './args.ts'
 import { consumeCommand, consumeUsage } from './consume.ts'
@@ -75,7 +75,7 @@ async function run(argv: readonly string[]): Promise<number> {
       out(usage.trimEnd())
       return 0
     case 'broker': {
-      const { runBroker } = await import('../broker/index.ts')
+      const { runBroker } = await import('./broker.ts')
       return runBroker(rest)
     }
     case 'dev':

@@ -6,7 +6,7 @@
  */
 import { Registry } from 'prom-client'
 import { ErrorCode, RillError, SeededRandom } from '../../src/base/index.ts'
-import type { BrokerService, FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from '../../src/broker/service.ts'
+import type { BrokerService, FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from '../../src/api/index.ts'
 import { MemoryLog } from '../../src/log/index.ts'
 import { MemorySnapshotStore, Partition } from '../../src/partition/index.ts'
 import { readBatchHeader, stampBaseOffset } from '../../src/wire/index.ts'

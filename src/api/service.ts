@@ -1,9 +1,15 @@
 /**
- * What the HTTP layer (src/api) asks of a broker. The broker implements it
- * over its controller copy and its partition replicas; src/api turns HTTP
- * requests (JSON or msgpack) into these calls and RillErrors into status
- * codes. Record data crosses this boundary as stored record batches only
- * (DESIGN.md decision 3): JSON bodies are encoded into a batch at the edge.
+ * What the HTTP layer (src/api) asks of a broker: the edge owns the
+ * interface it calls, so src/broker imports nothing from here and a Broker
+ * satisfies BrokerService structurally (checked where src/cli hands one to
+ * `buildApi`). src/api turns HTTP requests (JSON or msgpack) into these calls
+ * and RillErrors into status codes. Record data crosses this boundary as
+ * stored record batches only (DESIGN.md decision 3): JSON bodies are encoded
+ * into a batch at the edge.
+ *
+ * ProduceCall, FetchCall and their outcomes are plain data; src/broker
+ * declares the same shapes for its own methods (src/broker/calls.ts), and a
+ * change to either side that breaks the other fails to compile in src/cli.
  */
 import type { Registry } from 'prom-client'
 import type {
