@@ -54,6 +54,15 @@ export interface BrokerConfig {
    * broker they have not heard of).
    */
   readonly join: readonly string[]
+  /**
+   * How long a graceful stop (SIGTERM/SIGINT: hand leadership away, close
+   * the groups, the HTTP server and the store) may take before the process
+   * exits anyway, ms. Anything acknowledged is durable already (per the
+   * persistence mode), so the bound costs no acknowledged write; it keeps a
+   * stuck stop (a peer, a disk, a client holding a request) from holding the
+   * process forever. `--shutdown-timeout 10s` or `10000` (ms).
+   */
+  readonly shutdownTimeoutMs: number
 }
 
 const defaults = {
@@ -63,6 +72,7 @@ const defaults = {
   electionTicks: 20,
   heartbeatTicks: 2,
   logLevel: 'info',
+  shutdownTimeoutMs: 10_000,
 }
 
 /** Bounds on what a config may say. */
@@ -70,6 +80,9 @@ export const tickMsMin = 5
 export const tickMsMax = 1000
 export const electionTicksMax = 1000
 export const seedsMax = 7
+/** Bounds of --shutdown-timeout, ms: long enough to hand leadership away, short enough that a stop ends. */
+export const shutdownTimeoutMsMin = 100
+export const shutdownTimeoutMsMax = 3_600_000
 
 const flagToKey: Record<string, string> = {
   '--id': 'id',
@@ -86,6 +99,7 @@ const flagToKey: Record<string, string> = {
   '--heartbeat-ticks': 'heartbeatTicks',
   '--log-level': 'logLevel',
   '--join': 'join',
+  '--shutdown-timeout': 'shutdownTimeoutMs',
 }
 
 const envToKey: Record<string, string> = {
@@ -103,6 +117,7 @@ const envToKey: Record<string, string> = {
   RILL_HEARTBEAT_TICKS: 'heartbeatTicks',
   RILL_LOG_LEVEL: 'logLevel',
   RILL_JOIN: 'join',
+  RILL_SHUTDOWN_TIMEOUT: 'shutdownTimeoutMs',
 }
 
 function bad(what: string, message: string): RillError {
@@ -151,6 +166,7 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   if (heartbeatTicks >= electionTicks) throw bad('heartbeat-ticks', `must be below election-ticks (${electionTicks})`)
   const logLevel = optionalString('log-level', pick('logLevel')) ?? defaults.logLevel
   const join = parseJoin(pick('join'))
+  const shutdownTimeoutMs = optionalDurationMs('shutdown-timeout', pick('shutdownTimeoutMs'), shutdownTimeoutMsMin, shutdownTimeoutMsMax) ?? defaults.shutdownTimeoutMs
   if (!seeds.some((seed) => seed.id === id) && join.length === 0) {
     throw bad('join', `broker ${id} is not in --seeds: give --join http://HOST:PORT of a broker already in the cluster`)
   }
@@ -171,6 +187,7 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     heartbeatTicks,
     logLevel,
     join,
+    shutdownTimeoutMs,
   }
 }
 
@@ -226,6 +243,18 @@ function optionalInteger(what: string, v: unknown, min: number, max: number): nu
   const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : Number.NaN
   if (!Number.isSafeInteger(n) || n < min || n > max) throw bad(what, `must be an integer in [${min}, ${max}]`)
   return n
+}
+
+/**
+ * A duration: `250ms`, `10s`, or a bare integer of milliseconds (a JSON
+ * config may give a number). Answers milliseconds within [min, max].
+ */
+function optionalDurationMs(what: string, v: unknown, min: number, max: number): number | null {
+  if (v === undefined || v === null) return null
+  const m = typeof v === 'string' ? /^(\d{1,10})(ms|s)?$/.exec(v) : null
+  const ms = typeof v === 'number' ? v : m === null ? Number.NaN : Number(m[1]) * (m[2] === 's' ? 1000 : 1)
+  if (!Number.isSafeInteger(ms) || ms < min || ms > max) throw bad(what, `must be a duration like 10s or 500ms (a bare number is ms) in [${min} ms, ${max / 1000} s]`)
+  return ms
 }
 
 export function hostPort(what: string, v: unknown): HostPort {

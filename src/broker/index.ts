@@ -1,11 +1,11 @@
 /**
  * src/broker: one broker, composed of small services (broker.ts) — and no
- * HTTP: the process around it (config, logger, the HTTP API, signals) is
- * assembled in src/cli/broker.ts, and src/api declares the BrokerService a
- * Broker satisfies.
+ * HTTP: the process around it (config, logger, the HTTP API, signals, the
+ * shutdown bound) is assembled in src/cli/broker.ts, and src/api declares the
+ * BrokerService a Broker satisfies.
  */
 export { Broker, controllerGroupId, offsetsTopic, offsetsTopicPartitions, partitionGroupStride } from './broker.ts'
-export { parseBrokerConfig, hostPort } from './config.ts'
+export { parseBrokerConfig, hostPort, shutdownTimeoutMsMax, shutdownTimeoutMsMin } from './config.ts'
 export type { BrokerConfig, HostPort, Seed } from './config.ts'
 export type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './calls.ts'
 export { internalHeaders, internalRequestValid } from './internal-auth.ts'

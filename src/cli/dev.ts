@@ -8,7 +8,10 @@
  *   Ctrl-C / SIGTERM ──▶ SIGTERM to every broker, wait (bounded), SIGKILL stragglers, exit 0
  *
  * Brokers run in their own process group so that Ctrl-C in the terminal
- * reaches them once, through this process, as SIGTERM (their graceful stop).
+ * reaches them once, through this process, as SIGTERM (their graceful stop,
+ * bounded by their --shutdown-timeout). Each holds an IPC channel to this
+ * process and stops by itself when it closes: if `rill dev` dies, even by
+ * SIGKILL, its brokers do not outlive it (src/cli/broker.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs'
@@ -152,7 +155,8 @@ export async function devCommand(argv: readonly string[], io: DevIo): Promise<nu
 function spawnBroker(id: number, options: { brokers: number; dir: string; port: number }): Broker {
   const log = join(options.dir, `broker-${id}.log`)
   const stream = createWriteStream(log, { flags: 'a' })
-  const child = spawn(process.execPath, [binPath, ...brokerArgs({ id, ...options })], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  // The 'ipc' entry is the broker's lifeline to this process (never used for messages).
+  const child = spawn(process.execPath, [binPath, ...brokerArgs({ id, ...options })], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true })
   child.stdout!.pipe(stream)
   child.stderr!.pipe(stream)
   const broker: Broker = { id, url: `http://127.0.0.1:${options.port + id - 1}`, log, child, exited: null }

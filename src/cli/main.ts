@@ -2,7 +2,8 @@
  * The `rill` command line (API.md). Exit codes: 0 ok, 1 failure, 2 usage
  * error. Every command takes --url (default http://127.0.0.1:9090 or
  * RILL_URL). `rill broker` runs the broker in this very process (its PID is
- * the broker's); the broker modules are loaded only for that command.
+ * the broker's, and it exits as soon as the broker stopped or gave up
+ * stopping); the broker modules are loaded only for that command.
  */
 import { UsageError, CliError } from './args.ts'
 import { consumeCommand, consumeUsage } from './consume.ts'
@@ -76,7 +77,8 @@ async function run(argv: readonly string[]): Promise<number> {
       return 0
     case 'broker': {
       const { runBroker } = await import('./broker.ts')
-      return runBroker(rest)
+      // At once, not when the event loop drains: after a stop that gave up (--shutdown-timeout), the stuck work still holds it.
+      process.exit(await runBroker(rest))
     }
     case 'dev':
       return devCommand(rest, { out, err })

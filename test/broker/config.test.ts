@@ -18,6 +18,22 @@ test('flags parse into a checked config with defaults', () => {
   assert.equal(c.secretIsDevelopment, true)
 })
 
+test('--shutdown-timeout: 10 s by default; ms or s, from a flag, RILL_SHUTDOWN_TIMEOUT or the config file', () => {
+  assert.equal(parseBrokerConfig(base, {}).shutdownTimeoutMs, 10_000)
+  assert.equal(parseBrokerConfig(base.concat('--shutdown-timeout', '2500'), {}).shutdownTimeoutMs, 2500)
+  assert.equal(parseBrokerConfig(base.concat('--shutdown-timeout', '750ms'), {}).shutdownTimeoutMs, 750)
+  assert.equal(parseBrokerConfig(base.concat('--shutdown-timeout', '30s'), { RILL_SHUTDOWN_TIMEOUT: '5s' }).shutdownTimeoutMs, 30_000)
+  assert.equal(parseBrokerConfig(base, { RILL_SHUTDOWN_TIMEOUT: '5s' }).shutdownTimeoutMs, 5000)
+  const dir = mkdtempSync(join(tmpdir(), 'rill-config-'))
+  try {
+    const file = join(dir, 'broker.json')
+    writeFileSync(file, JSON.stringify({ id: 1, dir: '/d', http: '127.0.0.1:1', peer: '127.0.0.1:2', seeds: '1@127.0.0.1:2', shutdownTimeoutMs: 4000 }))
+    assert.equal(parseBrokerConfig(['--config', file], {}).shutdownTimeoutMs, 4000)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 test('a flag beats the environment, which beats the config file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rill-config-'))
   try {
@@ -44,6 +60,10 @@ test('every bad value is an INVALID_REQUEST naming the field', () => {
     [base.concat('--heartbeat-ticks', '30'), {}, /heartbeat-ticks: must be below election-ticks/],
     [base.slice(2), {}, /id: is required/],
     [['--config', '/nonexistent/rill.json'], {}, /cannot read/],
+    [base.concat('--shutdown-timeout', '10m'), {}, /shutdown-timeout: must be a duration/],
+    [base.concat('--shutdown-timeout', '50'), {}, /shutdown-timeout: must be a duration/],
+    [base, { RILL_SHUTDOWN_TIMEOUT: '-1s' }, /shutdown-timeout: must be a duration/],
+    [base, { RILL_SHUTDOWN_TIMEOUT: '3601s' }, /shutdown-timeout: must be a duration/],
   ]
   for (const [argv, env, message] of cases) {
     assert.throws(

@@ -2,14 +2,88 @@
  * Real brokers as child processes on loopback (`node bin/rill.mjs broker`),
  * each with its own data directory, HTTP port and peer address
  * 127.0.0.1x, so tests can kill -9 them, restart them and talk HTTP.
+ *
+ * Nothing here waits without a deadline (DESIGN.md decision 14): a stop is
+ * SIGTERM, then SIGKILL after `stopGraceMs`; a wait for an exit gives up
+ * after `exitWaitMs`. Each broker holds an IPC channel to this process and
+ * exits by itself when it closes, so a test process that dies (even by
+ * SIGKILL) leaves no broker behind (src/cli/broker.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 const bin = new URL('../../bin/rill.mjs', import.meta.url).pathname
+
+/** Between SIGTERM and SIGKILL when a helper stops a process, ms (a broker's own --shutdown-timeout is 10 s). */
+export const stopGraceMs = 12_000
+/** Longest wait for an exit a helper caused with SIGKILL (or saw coming), ms. */
+export const exitWaitMs = 10_000
+/** Longest wait for a started broker to answer /health, ms. */
+export const startWaitMs = 30_000
+
+export interface Exit {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+/** True once `child` has exited (a process killed by a signal has `exitCode` null and `signalCode` set). */
+export function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null
+}
+
+/** Resolves with how `child` exited (at once if it has); rejects after `ms` with `what` in the message. */
+export function waitExit(child: ChildProcess, ms: number, what = `process ${child.pid}`): Promise<Exit> {
+  if (hasExited(child)) return Promise.resolve({ code: child.exitCode, signal: child.signalCode })
+  return new Promise((resolve, reject) => {
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      clearTimeout(timer)
+      resolve({ code, signal })
+    }
+    const timer = setTimeout(() => {
+      child.removeListener('exit', onExit)
+      reject(new Error(`${what} did not exit within ${ms} ms`))
+    }, ms)
+    child.once('exit', onExit)
+  })
+}
+
+/**
+ * Stops `child`: `signal` (SIGTERM by default), then SIGKILL if it is still
+ * there after `graceMs`. Resolves with how it exited and whether it took
+ * SIGKILL; rejects only if not even SIGKILL is reported within `exitWaitMs`.
+ */
+export async function stopProcess(child: ChildProcess, options: { signal?: NodeJS.Signals; graceMs?: number; what?: string } = {}): Promise<Exit & { killed: boolean }> {
+  const what = options.what ?? `process ${child.pid}`
+  if (hasExited(child)) return { code: child.exitCode, signal: child.signalCode, killed: false }
+  const signal = options.signal ?? 'SIGTERM'
+  child.kill(signal)
+  if (signal !== 'SIGKILL') {
+    try {
+      return { ...(await waitExit(child, options.graceMs ?? stopGraceMs, what)), killed: false }
+    } catch {
+      child.kill('SIGKILL')
+    }
+  }
+  return { ...(await waitExit(child, exitWaitMs, `${what} (SIGKILLed)`)), killed: signal !== 'SIGKILL' }
+}
+
+/**
+ * False once process `pid` is gone or a zombie (Linux /proc): an orphan that
+ * exited may wait a while for its reaper, and it holds nothing.
+ */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const state = stat[stat.lastIndexOf(')') + 2]
+    return state !== 'Z' && state !== 'X'
+  } catch {
+    return false
+  }
+}
 
 export interface BrokerProcess {
   readonly id: number
@@ -24,8 +98,11 @@ export interface TestCluster {
   readonly root: string
   readonly brokers: BrokerProcess[]
   readonly seeds: string
+  /** Starts broker `id` and waits (at most `startWaitMs`) until it answers /health. */
   start(id: number): Promise<void>
+  /** Sends `signal` (SIGKILL by default) and waits for the exit; a signal other than SIGKILL is followed by SIGKILL after `stopGraceMs`. */
   kill(id: number, signal?: NodeJS.Signals): Promise<void>
+  /** Stops every broker (SIGTERM, then SIGKILL) and removes the data directories. */
   stopAll(): Promise<void>
 }
 
@@ -62,28 +139,51 @@ export async function startCluster(options: { brokers?: number; seeds?: number; 
       const args = [bin, 'broker', '--id', String(id), '--dir', b.dir, '--http', b.url.slice('http://'.length), '--peer', b.peer, '--seeds', seeds]
       args.push('--tick-ms', '20', '--election-ticks', '15', '--log-level', 'warn', ...(options.extraFlags ?? []))
       if (id > seedCount) args.push('--join', brokers[0]!.url)
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      // The IPC channel is the broker's lifeline: it exits when this process is gone.
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
       b.child = child
       b.output = []
       child.stdout!.on('data', (d: Buffer) => b.output.push(d.toString()))
       child.stderr!.on('data', (d: Buffer) => b.output.push(d.toString()))
-      await waitFor(async () => (await health(b.url)) === true, 30_000, `broker ${id} healthy`, () => b.output.join(''))
+      try {
+        await waitFor(
+          async () => {
+            if (hasExited(child)) throw new Error(`broker ${id} exited during start (${child.signalCode ?? `code ${child.exitCode}`}):\n${b.output.join('').slice(-3000)}`)
+            return (await health(b.url)) === true
+          },
+          startWaitMs,
+          `broker ${id} healthy`,
+          () => b.output.join(''),
+        )
+      } catch (error) {
+        // A broker that did not come up is not left running.
+        await stopProcess(child, { signal: 'SIGKILL', what: `broker ${id}` }).catch(() => undefined)
+        b.child = null
+        throw error
+      }
     },
     async kill(id, signal = 'SIGKILL') {
       const b = brokers[id - 1]!
       const child = b.child
-      if (child === null || child.exitCode !== null) return
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-      child.kill(signal)
-      await exited
+      if (child === null) return
+      const exit = await stopProcess(child, { signal, what: `broker ${id}` })
+      if (exit.killed) process.stderr.write(`broker ${id} ignored ${signal} for ${stopGraceMs} ms: SIGKILLed\n${b.output.join('').slice(-2000)}\n`)
       b.child = null
     },
     async stopAll() {
-      await Promise.all(brokers.map((b) => cluster.kill(b.id, 'SIGTERM')))
+      const stops = await Promise.allSettled(brokers.map((b) => cluster.kill(b.id, 'SIGTERM')))
       await rm(root, { recursive: true, force: true })
+      const failed = stops.find((s): s is PromiseRejectedResult => s.status === 'rejected')
+      if (failed !== undefined) throw failed.reason
     },
   }
-  await Promise.all(brokers.map((b) => cluster.start(b.id)))
+  const starts = await Promise.allSettled(brokers.map((b) => cluster.start(b.id)))
+  const failed = starts.find((s): s is PromiseRejectedResult => s.status === 'rejected')
+  if (failed !== undefined) {
+    // The caller gets no cluster to stop: stop what did start here.
+    await cluster.stopAll().catch(() => undefined)
+    throw failed.reason
+  }
   return cluster
 }
 

@@ -1,16 +1,20 @@
 /**
  * `rill dev` with real broker processes on loopback: one broker starts,
- * prints its URL and `ready`, and SIGTERM stops it with exit 0; a broker that
- * cannot start (its HTTP port is taken) makes `rill dev` exit 1 naming it.
+ * prints its URL and `ready`, and SIGTERM stops it with exit 0; a rill dev
+ * killed -9 leaves no broker behind (each exits when its IPC channel to rill
+ * dev closes); a broker that cannot start (its HTTP port is taken) makes
+ * `rill dev` exit 1 naming it.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { processAlive, stopProcess, waitFor } from '../broker/helpers.ts'
 import { runCli } from './helpers.ts'
 
 const bin = fileURLToPath(new URL('../../bin/rill.mjs', import.meta.url))
@@ -41,33 +45,81 @@ async function freePort(): Promise<number> {
   }
 }
 
+/** Longest wait for `ready`, ms (rill dev's own start bound is 60 s). */
+const readyWaitMs = 65_000
+/** Longest wait for rill dev to stop after SIGTERM, ms (its brokers' stop is bounded by their 10 s --shutdown-timeout). */
+const devStopWaitMs = 30_000
+
+interface Dev {
+  readonly child: ChildProcess
+  stdout(): string
+  stderr(): string
+}
+
+/** Starts `rill dev --brokers 1` and waits (bounded) for `ready`; a dev that did not get there is SIGKILLed. */
+async function startDev(dir: string, port: number): Promise<Dev> {
+  const child = spawn(process.execPath, [bin, 'dev', '--brokers', '1', '--dir', dir, '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+  try {
+    await waitFor(() => stdout.includes('ready\n'), readyWaitMs, 'rill dev ready', () => `stdout: ${stdout}; stderr: ${stderr}`)
+  } catch (error) {
+    await stopProcess(child, { signal: 'SIGKILL', what: 'rill dev' })
+    throw error
+  }
+  return { child, stdout: () => stdout, stderr: () => stderr }
+}
+
+/** Pids of the processes whose parent is `pid` (Linux /proc). */
+function childrenOf(pid: number): number[] {
+  const children: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) children.push(Number(name))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return children
+}
+
 test('rill dev: one broker, ready, SIGTERM stops it with exit 0', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'rill-dev-'))
+  let dev: Dev | null = null
   try {
     const port = await freePort()
-    const child = spawn(process.execPath, [bin, 'dev', '--brokers', '1', '--dir', dir, '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ready within 60 s; stdout: ${stdout}; stderr: ${stderr}`)), 60_000)
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString()
-        if (stdout.includes('ready\n')) {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-    })
-    assert.equal(stdout, `broker 1 http://127.0.0.1:${port}\nready\n`)
-    const health = await fetch(`http://127.0.0.1:${port}/health`)
+    dev = await startDev(dir, port)
+    assert.equal(dev.stdout(), `broker 1 http://127.0.0.1:${port}\nready\n`)
+    const health = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5000) })
     assert.deepEqual(await health.json(), { ok: true, broker: 1 })
-    child.kill('SIGTERM')
-    assert.equal(await exited, 0, stderr)
-    assert.match(stderr, /stopping brokers/)
-    await assert.rejects(fetch(`http://127.0.0.1:${port}/health`))
+    const exit = await stopProcess(dev.child, { graceMs: devStopWaitMs, what: 'rill dev' })
+    assert.deepEqual(exit, { code: 0, signal: null, killed: false }, dev.stderr())
+    assert.match(dev.stderr(), /stopping brokers/)
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5000) }))
   } finally {
+    if (dev !== null) await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('rill dev SIGKILLed: its brokers exit by themselves', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'rill-dev-'))
+  let brokers: number[] = []
+  try {
+    const port = await freePort()
+    const dev = await startDev(dir, port)
+    brokers = childrenOf(dev.child.pid!)
+    assert.equal(brokers.length, 1, `children of rill dev: ${brokers.join(', ')}`)
+    await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
+    // Each stops gracefully (bounded by its 10 s --shutdown-timeout) once its IPC channel to rill dev is gone.
+    await waitFor(() => brokers.every((pid) => !processAlive(pid)), 15_000, 'the brokers of a SIGKILLed rill dev to exit')
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5000) }))
+  } finally {
+    for (const pid of brokers) if (processAlive(pid)) process.kill(pid, 'SIGKILL')
     await rm(dir, { recursive: true, force: true })
   }
 })
