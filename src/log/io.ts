@@ -162,20 +162,29 @@ export async function fsyncDir(io: LogIo, dir: string): Promise<void> {
   }
 }
 
+/** Per seam: directories whose entry in their parent this process has fsynced (so is durable). */
+const durableDirs = new WeakMap<LogIo, Set<string>>()
+
 /**
- * Creates `dir` and its missing parents, durably: each parent of a
- * directory created here is fsynced, so that a power loss cannot take the
- * new directories (and what is later made durable inside them) away.
+ * Creates `dir` and its missing parents, and makes the path durable: the
+ * parent of each directory on it is fsynced, up to one this process already
+ * made durable (or the root). Existing is not enough: a directory created
+ * by a process that crashed before it fsynced the parent is in the page
+ * cache only, and a power loss would take it, with everything made durable
+ * inside it, away.
  */
 export async function mkdirDurable(io: LogIo, dir: string): Promise<void> {
-  const missing: string[] = []
-  for (let d = dir; !io.existsSync(d); d = dirname(d)) {
-    missing.push(d)
-    if (dirname(d) === d) break
+  let known = durableDirs.get(io)
+  if (known === undefined) {
+    known = new Set()
+    durableDirs.set(io, known)
   }
-  if (missing.length === 0) return
+  if (known.has(dir) && io.existsSync(dir)) return
   io.mkdirSync(dir)
-  for (const d of missing) await fsyncDir(io, dirname(d))
+  for (let d = dir; dirname(d) !== d && !known.has(d); d = dirname(d)) {
+    await fsyncDir(io, dirname(d))
+    known.add(d)
+  }
 }
 
 /** Reads a whole file. Throws node's ENOENT if it does not exist. */

@@ -28,6 +28,12 @@ export const lockFileName = 'LOCK'
 /** A held directory lock. */
 export interface DirLock {
   readonly path: string
+  /**
+   * True if the lock of a dead process was taken over: it did not close the
+   * store, so what it created, renamed or deleted may be in the page cache
+   * only (not durable), though this process sees it.
+   */
+  readonly tookOver: boolean
   release(): void
 }
 
@@ -65,10 +71,10 @@ function lockedError(io: LogIo, dir: string, pid: number | undefined): RillError
   })
 }
 
-/** Takes the lock of `dir` (synchronously) or throws STORAGE_LOCKED; returns the new lock file's fd. */
-function take(io: LogIo, dir: string, path: string): number {
+/** Takes the lock of `dir` (synchronously) or throws STORAGE_LOCKED; returns the new lock file's fd and whether a stale lock was taken over. */
+function take(io: LogIo, dir: string, path: string): { fd: number; tookOver: boolean } {
   const fd = tryCreate(io, path)
-  if (fd !== undefined) return fd
+  if (fd !== undefined) return { fd, tookOver: false }
   const pid = readPid(io, path)
   if (pid !== undefined && (pid === io.pid() || io.processAlive(pid))) throw lockedError(io, dir, pid)
   // Stale (dead owner, or an empty file from a crash during creation).
@@ -87,16 +93,17 @@ function take(io: LogIo, dir: string, path: string): number {
   io.rmSync(aside)
   const again = tryCreate(io, path)
   if (again === undefined) throw lockedError(io, dir, readPid(io, path))
-  return again
+  return { fd: again, tookOver: true }
 }
 
 /** Takes the lock of `dir` or throws STORAGE_LOCKED. */
 export async function lockDir(io: LogIo, dir: string): Promise<DirLock> {
   const path = join(dir, lockFileName)
-  const fd = take(io, dir, path)
+  const { fd, tookOver } = take(io, dir, path)
   let held = true
   const lock: DirLock = {
     path,
+    tookOver,
     release(): void {
       if (!held) return
       held = false

@@ -40,7 +40,7 @@ import { logNameBytesMax, type WalFlushed } from './format.ts'
 import { fsyncDir, isErrorCode, mkdirDurable, nodeIo, readFileSync, storageError, writeFileAtomic, type LogIo } from './io.ts'
 import { lockDir, type DirLock } from './lock.ts'
 import { MemoryLog } from './memory-log.ts'
-import { createLogMetrics, type LogMetrics } from './metrics.ts'
+import { createLogMetrics, timedSync, type LogMetrics } from './metrics.ts'
 import type { OpenLogOptions, PartitionLog } from './types.ts'
 import { Wal, compareWalPositions, listWalFiles, readWalFile, walBytesMaxDefault, walDirectBytesMinDefault, walFileName, type WalPosition } from './wal.ts'
 
@@ -79,6 +79,8 @@ export interface CrashImage {
 }
 
 const logNamePattern = /^[A-Za-z0-9._-]+$/
+/** Directory fsyncs in flight at once after an unclean stop (the thread pool runs 4; more only queue). */
+const dirSyncsInflightMax = 16
 
 /** A mark as the marks file holds it: with the WAL position when it was recorded. */
 interface StoredMark extends Mark {
@@ -148,6 +150,7 @@ export class LogStore {
 
   /** Reads marks, replays the WAL, starts a fresh one. Called once by openLogStore. */
   async recover(): Promise<void> {
+    if (this.#lock.tookOver) await this.#syncDirectories()
     this.#marks = this.#readMarks()
     this.#marksDurable = new Map(this.#marks)
     const walDir = join(this.dir, 'wal')
@@ -194,6 +197,25 @@ export class LogStore {
       { dir: this.dir, walFiles: seqs.length, walRecords: records, walTornBytes: tornBytes, logsReplayed: replayed.size, logsFlushedDirect: flushed.size },
       'log store opened',
     )
+  }
+
+  /**
+   * After a crash of the process that held the store (its lock was taken
+   * over), its creates, renames and unlinks may be in the page cache only:
+   * a segment file it created, a `state` it renamed into place. This process
+   * sees them and would act on them (fsync the file's bytes, record a mark,
+   * vote), and a power loss would then take them back. So every directory
+   * of the store is fsynced first: the store's, the WAL's, `logs/` and each
+   * log's. Only after an unclean stop: a clean close leaves nothing unsynced.
+   */
+  async #syncDirectories(): Promise<void> {
+    const logsDir = join(this.dir, 'logs')
+    const dirs = [this.dir, join(this.dir, 'wal'), logsDir, ...this.#io.readdirSync(logsDir).sort().map((n) => join(logsDir, n))]
+    const ctx = { metrics: this.#metrics, runtime: this.#runtime }
+    for (let i = 0; i < dirs.length; i += dirSyncsInflightMax) {
+      await Promise.all(dirs.slice(i, i + dirSyncsInflightMax).map((d) => timedSync(ctx, 'dir', () => fsyncDir(this.#io, d))))
+    }
+    this.#logger.info({ dir: this.dir, directories: dirs.length }, 'previous process did not close the store: directories fsynced')
   }
 
   /**
