@@ -16,7 +16,13 @@ export interface CliResult {
   stderr: string
 }
 
-/** Runs `rill ...args` with `input` on stdin; kills it after `timeoutMs`. */
+/** After SIGKILL, the longest wait for the child's exit and pipes to be reported, ms. */
+const closeWaitMs = 10_000
+
+/**
+ * Runs `rill ...args` with `input` on stdin; SIGKILLs it after `timeoutMs`
+ * (its code is then null) and gives up waiting `closeWaitMs` later.
+ */
 export function runCli(args: readonly string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env, ...options.env }
@@ -27,10 +33,20 @@ export function runCli(args: readonly string[], options: { input?: string; env?:
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000)
+    let gaveUp: NodeJS.Timeout | undefined
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      gaveUp = setTimeout(() => {
+        // Something still holds its pipes (a grandchild?): answer what we have.
+        child.stdout.destroy()
+        child.stderr.destroy()
+        resolve({ code: null, stdout, stderr: `${stderr}\n(rill ${args.join(' ')}: no exit reported ${closeWaitMs} ms after SIGKILL)` })
+      }, closeWaitMs)
+    }, options.timeoutMs ?? 20_000)
     child.on('error', reject)
     child.on('close', (code) => {
       clearTimeout(timer)
+      clearTimeout(gaveUp)
       resolve({ code, stdout, stderr })
     })
     child.stdin.end(options.input ?? '')

@@ -17,11 +17,14 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Consumer, type AssignmentEvent } from '../../consumer/index.ts'
 import { call, createTopic, produce, startCluster, waitFor, type TestCluster } from './helpers.ts'
+import { stopProcess } from '../broker/helpers.ts'
 
 const topic = 'work'
 const partitions = 6
 const groupId = 'workers'
 const memberScript = fileURLToPath(new URL('./member.ts', import.meta.url))
+/** SIGTERM → SIGKILL for a member, ms: longer than its own close bound (member.ts), so a slow close shows as its exit 1. */
+const memberStopMs = 20_000
 
 let c: TestCluster
 
@@ -43,7 +46,8 @@ interface Member {
 
 function startMember(name: string): Member {
   const args = { brokers: c.brokers.map((b) => b.url), groupId, topic, handlerMs: 15, sessionTimeoutMs: 3000, maxBytes: 300 }
-  const child = spawn(process.execPath, ['--import', 'tsx', memberScript, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // The IPC channel makes the member exit if this test process dies.
+  const child = spawn(process.execPath, ['--import', 'tsx', memberScript, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
   const events: Member['events'] = []
   let partial = ''
   child.stdout!.on('data', (d: Buffer) => {
@@ -155,8 +159,7 @@ test('a group under join, leave and kill -9: exclusive per generation, nothing c
     await waitFor(() => balanced(3), 30_000, 'three members, two partitions each', context)
     await waitFor(() => b.events.some((e) => e.type === 'processed') && k.events.some((e) => e.type === 'processed'), 30_000, 'b and k process')
 
-    b.child.kill('SIGTERM')
-    assert.equal(await b.exited, 0)
+    assert.equal((await stopProcess(b.child, { graceMs: memberStopMs, what: 'member b' })).code, 0)
     assert.ok(b.events.some((e) => e.type === 'closed'))
     await waitFor(() => balanced(2), 30_000, 'two members after b left', context)
 
@@ -168,8 +171,7 @@ test('a group under join, leave and kill -9: exclusive per generation, nothing c
     await waitFor(() => balanced(2), 30_000, 'k back as a new member', context)
     assert.ok(k.events.some((e) => e.type === 'assignment' && e.lost === true), 'k dropped its partitions as lost')
 
-    k.child.kill('SIGKILL')
-    await k.exited
+    await stopProcess(k.child, { signal: 'SIGKILL', what: 'member k' })
     // The coordinator expires k after its 3 s session; a gets everything.
     await waitFor(() => balanced(1), 30_000, 'one member after k was killed', context)
     await producer.stop()
@@ -179,8 +181,7 @@ test('a group under join, leave and kill -9: exclusive per generation, nothing c
       const done = await committed()
       return hws.every((hw, p) => (done.get(p) ?? 0) >= hw)
     }, 30_000, 'a committed everything')
-    a.child.kill('SIGTERM')
-    assert.equal(await a.exited, 0)
+    assert.equal((await stopProcess(a.child, { graceMs: memberStopMs, what: 'member a' })).code, 0)
 
     assertExclusive(members)
     const done = await committed()
@@ -194,7 +195,7 @@ test('a group under join, leave and kill -9: exclusive per generation, nothing c
     assert.equal((last.assignment as unknown[]).length, partitions)
   } finally {
     await producer.stop()
-    for (const m of members) m.child.kill('SIGKILL')
+    await Promise.allSettled(members.map((m) => stopProcess(m.child, { signal: 'SIGKILL', what: `member ${m.name}` })))
   }
 })
 

@@ -10,6 +10,10 @@
  *   {"type":"closed"}                                     after close() on SIGTERM
  *
  * Usage: node --import tsx test/consumer/member.ts '{"brokers":[...],"groupId":"g","topic":"t","handlerMs":20}'
+ *
+ * It ends by itself: close() on SIGTERM has `closeWaitMs`, then the process
+ * exits anyway (code 1); started with an IPC channel (as group.test.ts does),
+ * it exits when the channel closes, i.e. when the test process is gone.
  */
 import { Consumer } from '../../consumer/index.ts'
 
@@ -42,12 +46,25 @@ consumer.on('assignment', (e) => {
   line({ type: 'assignment', memberId: e.memberId, generation: e.generation, assignment: e.assignment.map((tp) => [tp.topic, tp.partition]), lost: e.lost })
 })
 consumer.on('error', (error) => line({ type: 'error', message: String((error as Error).message ?? error) }))
+/** Longest close() on SIGTERM, ms: a join under way may take 5 s, a handler up to the session timeout. */
+const closeWaitMs = args.sessionTimeoutMs + 10_000
 process.once('SIGTERM', () => {
+  const timer = setTimeout(() => {
+    line({ type: 'error', message: `close() did not finish within ${closeWaitMs} ms` })
+    process.exit(1)
+  }, closeWaitMs)
   void consumer.close().then(() => {
+    clearTimeout(timer)
     line({ type: 'closed' })
     process.exit(0)
   })
 })
+if (process.channel !== undefined) {
+  // The test process is gone (even SIGKILLed): nobody reads this member any more.
+  process.channel.unref()
+  process.once('disconnect', () => process.exit(1))
+  if (!process.connected) process.exit(1)
+}
 await consumer.subscribe(args.topic)
 await consumer.run({
   eachBatch: async (batch) => {

@@ -41,7 +41,7 @@ before(async () => {
   const sourcesMs = Math.max(newestMs(join(root, 'producer')), newestMs(join(root, 'client')), newestMs(join(root, 'src/wire')), newestMs(join(root, 'src/base')))
   if (builtMs < sourcesMs) {
     // Type errors elsewhere (consumer/ being edited) must not stop the emit of the producer files: tsc emits anyway.
-    await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root }).catch(() => undefined)
+    await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, timeout: 120_000, killSignal: 'SIGKILL' }).catch(() => undefined)
   }
 })
 
@@ -59,7 +59,7 @@ test('plain node imports rill/producer from dist/ and produces with it', { timeo
     await producer.close()
     console.log(JSON.stringify({ acks, code }))
   `
-  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: root, env: { ...process.env, BROKER: broker.url, NODE_OPTIONS: '' } })
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: root, env: { ...process.env, BROKER: broker.url, NODE_OPTIONS: '' }, timeout: 50_000, killSignal: 'SIGKILL' })
   const result = JSON.parse(stdout)
   assert.equal(result.code, 'INVALID_REQUEST')
   assert.equal(result.acks.length, 2)
