@@ -12,7 +12,7 @@
  * curl user can produce through any broker.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import { ErrorCode, RillError } from '../base/index.ts'
+import { ErrorCode, RillError, systemRuntime, timeoutSignal } from '../base/index.ts'
 import type { BrokerService } from './service.ts'
 import {
   RoundRobinPartitioner,
@@ -305,7 +305,7 @@ async function forwardProduce(leader: BrokerRef, call: ProduceCallFields): Promi
       method: 'POST',
       headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1' },
       body: packAnswer({ batch: call.batch, acks: call.acks }),
-      signal: AbortSignal.timeout(forwardTimeoutMs),
+      signal: timeoutSignal(systemRuntime, forwardTimeoutMs),
     })
   } catch (cause) {
     throw new RillError(ErrorCode.TIMEOUT, `forwarding to leader ${leader.id} at ${leader.url} failed: ${(cause as Error).message}`, { cause })

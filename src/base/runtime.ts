@@ -82,3 +82,10 @@ export const systemClock: Clock = systemRuntime
 
 /** A timer handle for "nothing armed", so fields need no null checks. */
 export const noTimer: TimerHandle = cancelled
+
+/** An AbortSignal that aborts (TimeoutError) after `ms` on `runtime`'s clock: `AbortSignal.timeout` through the seam. */
+export function timeoutSignal(runtime: Runtime, ms: number): AbortSignal {
+  const controller = new AbortController()
+  runtime.setTimer(() => controller.abort(new DOMException(`timed out after ${ms} ms`, 'TimeoutError')), ms, { background: true })
+  return controller.signal
+}

@@ -15,27 +15,29 @@
  * HTTP (its URL is in the replicated metadata). A broker registers itself on
  * start and again whenever the metadata does not show it, unfenced.
  */
-import { mkdir, readFile, rename, writeFile, open as openFile } from 'node:fs/promises'
 import { join, resolve, sep } from 'node:path'
 import type { Logger } from 'pino'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { ErrorCode, RillError, SeededRandom } from '../base/index.ts'
+import { ErrorCode, RillError, SeededRandom, noTimer, systemRuntime } from '../base/index.ts'
+import type { Runtime, TimerHandle } from '../base/index.ts'
 import type { Command, HostedReplica } from '../controller/index.ts'
 import { ControllerState, encodeCommand, planCreateTopic } from '../controller/index.ts'
 import { CommandType } from '../controller/types.ts'
 import type { LogStore, PartitionLog } from '../log/index.ts'
-import { MemoryLog, openLogStore } from '../log/index.ts'
+import { MemoryLog, nodeIo, openLogStore } from '../log/index.ts'
+import type { LogIo } from '../log/index.ts'
 import type { Entry, Message, NodeId, Snapshot } from '../raft/index.ts'
 import { ConfChangeType, EntryType, Role } from '../raft/index.ts'
 import { FileSnapshotStore, MemorySnapshotStore, Partition, RaftGroup } from '../partition/index.ts'
 import type { SnapshotStore } from '../partition/index.ts'
 import { forEachMessage, Transport } from '../transport/index.ts'
-import type { PeerAddress } from '../transport/index.ts'
+import type { PeerAddress, PeerNetwork } from '../transport/index.ts'
 import { GroupCoordinator, OffsetsReplica } from '../groups/index.ts'
 import type { CreateTopicRequest, MetadataResponse, TopicDescription } from '../wire/index.ts'
 import { murmur2, readBatchHeader, stampBaseOffset, toPositive } from '../wire/index.ts'
 import type { BrokerConfig } from './config.ts'
-import { internalHeaders } from './internal-auth.ts'
+import { ProducerIds } from './producer-ids.ts'
+import { httpPeerCalls, type BrokerRegistration, type ControllerCall, type PeerCalls } from './peer-calls.ts'
 import type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './calls.ts'
 
 /** The controller's Raft group id on the wire. */
@@ -65,8 +67,6 @@ const leaderPollEntriesMax = 200_000
 const replicaOpensConcurrent = 32
 /** Ticks between retention passes over hosted partitions. */
 const retentionTicks = 200
-/** Producer ids reserved per write of the id file. */
-const producerIdBlock = 1000
 /** How long a graceful stop waits for leadership to move away. */
 const shutdownTransferMsMax = 3000
 /** How long a request waits for a controller leader (and its address) before answering NO_QUORUM. */
@@ -97,14 +97,14 @@ const dataDirDepthMax = 64
  * some paths (measured: `/proc/anything` on Node 20), and a broker given a
  * bad --dir must say so and exit, not hang.
  */
-async function makeDataDirectory(dir: string): Promise<void> {
+function makeDataDirectory(io: LogIo, dir: string): void {
   const parts = resolve(dir).split(sep).filter((p) => p.length > 0)
   if (parts.length > dataDirDepthMax) throw new RillError(ErrorCode.STORAGE_UNUSABLE, `data directory ${dir} is nested too deep`)
   let path: string = sep
   for (const part of parts) {
     path = join(path, part)
     try {
-      await mkdir(path)
+      if (!io.existsSync(path)) io.mkdirSync(path)
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
       if (code === 'EEXIST') continue
@@ -124,6 +124,26 @@ interface HostedPartition {
   readonly logName: string
 }
 
+/**
+ * What a broker takes from the world: clock and timers, the links to other
+ * brokers, calls to their APIs, randomness. `Broker.start` fills in the real
+ * ones (systemRuntime, TCP Transport, HTTP); the simulator passes its own,
+ * so it runs this same code on a virtual clock and a faulty network.
+ */
+export interface BrokerEnv {
+  readonly runtime?: Runtime
+  /** Links to the other brokers; default: a TCP Transport on `config.peer`. */
+  readonly network?: PeerNetwork
+  /** Forwards to the controller leader and leadership polls; default: HTTP with the cluster MAC. */
+  readonly peerCalls?: PeerCalls
+  /** Seeds elections and jitter; default: seeded from the broker id and the wall clock. */
+  readonly random?: SeededRandom
+  /** Metrics registry; default: a new one. */
+  readonly registry?: Registry
+  /** The data directory's file system; default: node:fs. */
+  readonly io?: LogIo
+}
+
 interface ControllerWaiter {
   readonly term: number
   readonly resolve: () => void
@@ -136,8 +156,12 @@ export class Broker {
   readonly config: BrokerConfig
   readonly #logger: Logger
   readonly #store: LogStore
-  readonly #transport: Transport
+  readonly #transport: PeerNetwork
+  readonly #peerCalls: PeerCalls
+  readonly #runtime: Runtime
   readonly #random: SeededRandom
+  readonly #io: LogIo
+  readonly #producerIds: ProducerIds
   #controller!: RaftGroup
   /** The controller group is open (peer messages before that are dropped). */
   #controllerOpen = false
@@ -145,7 +169,7 @@ export class Broker {
   #ctlApplied = 0
   readonly #ctlWaiters = new Map<number, ControllerWaiter>()
   readonly #partitions = new Map<number, HostedPartition>()
-  #ticker: NodeJS.Timeout | null = null
+  #ticker: TimerHandle = noTimer
   #ticks = 0
   #flushScheduled = false
   #reconciling = false
@@ -159,52 +183,74 @@ export class Broker {
   #remoteLeaders = new Map<number, { leader: number; highWatermark: number }>()
   #pollingLeaders = false
   #metrics!: { elections: Counter; commitSeconds: Histogram<'acks'> }
-  #producerIdNext = 0
-  #producerIdLimit = 0
   readonly #httpUrl: string
   /** Consumer groups this broker coordinates (BrokerService.groups). */
   readonly groups: GroupCoordinator
   #creatingOffsetsTopic: Promise<void> | null = null
 
-  private constructor(config: BrokerConfig, logger: Logger, store: LogStore, transport: Transport, registry: Registry, httpUrl: string) {
+  private constructor(
+    config: BrokerConfig,
+    logger: Logger,
+    parts: { store: LogStore; transport: PeerNetwork; peerCalls: PeerCalls; runtime: Runtime; random: SeededRandom; io: LogIo; registry: Registry; httpUrl: string },
+  ) {
     this.brokerId = config.id
     this.config = config
     this.#logger = logger
-    this.#store = store
-    this.#transport = transport
-    this.registry = registry
-    this.#random = new SeededRandom(config.id * 7919 + Date.now())
-    this.#httpUrl = httpUrl
+    this.#store = parts.store
+    this.#transport = parts.transport
+    this.#peerCalls = parts.peerCalls
+    this.#runtime = parts.runtime
+    this.registry = parts.registry
+    this.#random = parts.random
+    this.#httpUrl = parts.httpUrl
+    this.#io = parts.io
+    this.#producerIds = new ProducerIds({ brokerId: config.id, path: join(config.dir, 'producer-ids'), io: parts.io })
     this.groups = new GroupCoordinator(
       { brokerId: config.id, offsetsReplicaFor: (group) => this.#offsetsReplicaFor(group), partitionCount: (t) => this.#ctl.topic(t)?.partitions.length ?? 0 },
-      { logger },
+      { logger, now: () => parts.runtime.nowMs() },
     )
   }
 
   /** Opens the data directory, connects to peers and joins the controller group. */
-  static async start(config: BrokerConfig, logger: Logger, options: { httpUrl: string }): Promise<Broker> {
-    const registry = new Registry()
-    await makeDataDirectory(config.dir)
-    const store = await openLogStore({ dir: join(config.dir, 'logs'), registry, logger })
+  static async start(config: BrokerConfig, logger: Logger, options: { httpUrl: string; env?: BrokerEnv }): Promise<Broker> {
+    const env = options.env ?? {}
+    const runtime = env.runtime ?? systemRuntime
+    const registry = env.registry ?? new Registry()
+    const io = env.io ?? nodeIo
+    makeDataDirectory(io, config.dir)
+    const store = await openLogStore({ dir: join(config.dir, 'logs'), registry, logger, io, runtime })
     const peers = new Map<number, PeerAddress>()
     for (const s of config.seeds) if (s.id !== config.id) peers.set(s.id, { host: s.host, port: s.port })
-    const transport = new Transport({
-      brokerId: config.id,
-      clusterId: config.clusterId,
-      secret: config.secret,
-      listen: config.peer,
-      peers,
-      localHost: config.peer.host,
-      logger,
+    const transport =
+      env.network ??
+      new Transport({
+        brokerId: config.id,
+        clusterId: config.clusterId,
+        secret: config.secret,
+        listen: config.peer,
+        peers,
+        localHost: config.peer.host,
+        logger,
+        registry,
+        runtime,
+      })
+    transport.setPeers(peers)
+    const broker = new Broker(config, logger, {
+      store,
+      transport,
+      peerCalls: env.peerCalls ?? httpPeerCalls(config.secret, runtime),
+      runtime,
+      random: env.random ?? new SeededRandom(config.id * 7919 + runtime.wallMs()),
+      io,
       registry,
+      httpUrl: options.httpUrl,
     })
-    const broker = new Broker(config, logger, store, transport, registry, options.httpUrl)
     transport.onBatch((fromId, batch) => broker.#onPeerBatch(fromId, batch))
     await transport.start()
     broker.#installMetrics()
     await broker.#openController()
     broker.#controllerOpen = true
-    broker.#ticker = setInterval(() => broker.#tick(), config.tickMs)
+    broker.#ticker = runtime.setRepeating(() => broker.#tick(), config.tickMs)
     logger.info({ event: 'broker_started', peer: config.peer, seeds: config.seeds.map((s) => s.id), persistence: config.defaultPersistence }, 'broker started')
     return broker
   }
@@ -214,7 +260,7 @@ export class Broker {
   async #openController(): Promise<void> {
     const isSeed = this.config.seeds.some((s) => s.id === this.brokerId)
     const log = await this.#store.openLog({ name: '__controller', mode: 'sync' })
-    const snapshots = new FileSnapshotStore(join(this.config.dir, 'snapshots', '__controller'))
+    const snapshots = new FileSnapshotStore(join(this.config.dir, 'snapshots', '__controller'), { io: this.#io })
     this.#controller = await RaftGroup.open({
       group: 'controller',
       replicaId: this.brokerId,
@@ -222,6 +268,7 @@ export class Broker {
       snapshots,
       ...(isSeed ? { bootstrap: { voters: this.config.seeds.map((s) => s.id), learners: [] } } : {}),
       random: this.#random.fork(),
+      runtime: this.#runtime,
       send: (msgs) => this.#send(controllerGroupId, msgs),
       recordMeta: () => ({ baseOffset: 0, recordCount: 0, timestampMinMs: 0, timestampMaxMs: 0 }),
       electionTicks: this.config.electionTicks,
@@ -277,18 +324,18 @@ export class Broker {
     const r = this.#controller.propose([encodeCommand(cmd)])
     if (!r.ok) return Promise.reject(new RillError(r.code, `controller: ${r.reason}`, { details: { leader: this.#brokerRef(r.leader) } }))
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.#runtime.setTimer(() => {
         this.#ctlWaiters.delete(r.index)
         reject(new RillError(ErrorCode.TIMEOUT, `controller command not applied within ${controllerWaitMsMax} ms`))
       }, controllerWaitMsMax)
       this.#ctlWaiters.set(r.index, {
         term: r.term,
         resolve: () => {
-          clearTimeout(timer)
+          timer.cancel()
           resolve()
         },
         reject: (e) => {
-          clearTimeout(timer)
+          timer.cancel()
           reject(e)
         },
       })
@@ -305,7 +352,7 @@ export class Broker {
       return
     }
     this.#reconciling = true
-    setImmediate(() => {
+    this.#runtime.defer(() => {
       this.#reconcile()
         .catch((error: unknown) => this.#logger.error({ event: 'reconcile_failed', err: error }, 'reconcile failed'))
         .finally(() => {
@@ -362,7 +409,7 @@ export class Broker {
         ...(h.config.retentionMs === undefined || h.config.retentionMs < 0 ? {} : { retentionMs: h.config.retentionMs }),
         ...(h.config.retentionBytes === undefined || h.config.retentionBytes < 0 ? {} : { retentionBytes: h.config.retentionBytes }),
       })
-      snapshots = new FileSnapshotStore(join(this.config.dir, 'snapshots', logName))
+      snapshots = new FileSnapshotStore(join(this.config.dir, 'snapshots', logName), { io: this.#io })
     }
     const replica = await Partition.open({
       group: `${h.topic}/${h.partition}`,
@@ -372,6 +419,7 @@ export class Broker {
       bootstrap: { voters: [...h.replicas], learners: [] },
       codec,
       random: this.#random.fork(),
+      runtime: this.#runtime,
       send: (msgs) => this.#send(gid, msgs),
       electionTicks: this.config.electionTicks,
       heartbeatTicks: this.config.heartbeatTicks,
@@ -394,9 +442,10 @@ export class Broker {
       group: `${h.topic}/${h.partition}`,
       replicaId: this.brokerId,
       log,
-      snapshots: new FileSnapshotStore(join(this.config.dir, 'snapshots', logName)),
+      snapshots: new FileSnapshotStore(join(this.config.dir, 'snapshots', logName), { io: this.#io }),
       bootstrap: { voters: [...h.replicas], learners: [] },
       random: this.#random.fork(),
+      runtime: this.#runtime,
       send: (msgs) => this.#send(gid, msgs),
       electionTicks: this.config.electionTicks,
       heartbeatTicks: this.config.heartbeatTicks,
@@ -419,7 +468,7 @@ export class Broker {
     for (const m of msgs) this.#transport.send(gid, m)
     if (!this.#flushScheduled) {
       this.#flushScheduled = true
-      setImmediate(() => {
+      this.#runtime.defer(() => {
         this.#flushScheduled = false
         this.#transport.flush()
       })
@@ -483,7 +532,7 @@ export class Broker {
     try {
       for (const h of [...this.#partitions.values()]) {
         if (this.#stopped) return
-        const deleted = await h.replica.applyRetention(Date.now()).catch((error: unknown) => {
+        const deleted = await h.replica.applyRetention(this.#runtime.wallMs()).catch((error: unknown) => {
           this.#logger.warn({ event: 'retention_failed', topic: h.topic, partition: h.partition, err: error }, 'retention failed')
           return 0
         })
@@ -532,7 +581,7 @@ export class Broker {
   /** Controller leader: fence brokers whose peer link has been down for a whole session. */
   #checkBrokerLiveness(): void {
     if (!this.#controller.isLeader()) return
-    const now = performance.now()
+    const now = this.#runtime.nowMs()
     for (const b of this.#ctl.brokers()) {
       if (b.id === this.brokerId || this.#transport.connected(b.id)) {
         this.#brokerSeenMs.set(b.id, now)
@@ -570,10 +619,10 @@ export class Broker {
   }
 
   /** RegisterBroker + UnfenceBroker on the controller leader (forwarded there if needed). */
-  async registerBroker(request: { id: number; httpUrl: string; peerUrl: string; rack?: string }): Promise<void> {
+  async registerBroker(request: BrokerRegistration): Promise<void> {
     if (!this.#controller.isLeader()) {
       try {
-        await this.#forward('POST', '/internal/v1/brokers', request)
+        await this.#forward({ kind: 'registerBroker', request })
       } catch (error) {
         // Not a voter and no metadata yet: go through a broker we were told to join.
         if (request.id !== this.brokerId || this.config.join.length === 0) throw error
@@ -588,20 +637,12 @@ export class Broker {
   }
 
   /** Registers through one of the --join brokers (they forward to the controller leader). */
-  async #joinThrough(request: { id: number; httpUrl: string; peerUrl: string; rack?: string }): Promise<void> {
+  async #joinThrough(request: BrokerRegistration): Promise<void> {
     let last: unknown = null
     for (const url of this.config.join) {
       try {
-        const body = JSON.stringify(request)
-        const res = await fetch(`${url}/internal/v1/brokers`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', ...internalHeaders(this.config.secret, 'POST', '/internal/v1/brokers', body) },
-          body,
-          signal: AbortSignal.timeout(forwardTimeoutMs),
-        })
-        await res.arrayBuffer()
-        if (res.ok) return
-        last = new Error(`${url} answered ${res.status}`)
+        await this.#peerCalls.controller(url, { kind: 'registerBroker', request }, forwardTimeoutMs)
+        return
       } catch (error) {
         last = error
       }
@@ -609,37 +650,20 @@ export class Broker {
     throw new RillError(ErrorCode.NO_QUORUM, `could not register through ${this.config.join.join(', ')}: ${String(last)}`)
   }
 
-  /** Sends a request to the controller leader's HTTP API and relays its error as a RillError. */
-  async #forward(method: 'POST' | 'DELETE', path: string, body: unknown): Promise<unknown> {
+  /** Runs a controller command on the controller leader (another broker) and relays its error. */
+  async #forward(call: ControllerCall): Promise<void> {
     // During an election, or before our metadata shows the leader's address, wait a little (bounded).
-    const deadline = Date.now() + forwardLeaderWaitMs
+    const deadline = this.#runtime.nowMs() + forwardLeaderWaitMs
     let leader = this.#controller.raft.lead
     let url = leader === 0 ? undefined : this.#ctl.broker(leader)?.httpUrl
-    while (url === undefined && Date.now() < deadline && !this.#stopped) {
-      await new Promise((r) => setTimeout(r, 20))
+    while (url === undefined && this.#runtime.nowMs() < deadline && !this.#stopped) {
+      await this.#runtime.sleep(20)
       leader = this.#controller.raft.lead
       url = leader === 0 ? undefined : this.#ctl.broker(leader)?.httpUrl
     }
     if (url === undefined) throw new RillError(ErrorCode.NO_QUORUM, 'no controller leader known yet')
     if (leader === this.brokerId) throw new RillError(ErrorCode.NO_QUORUM, 'this broker just became controller leader; retry')
-    let res: Response
-    try {
-      const text = body === undefined ? '' : JSON.stringify(body)
-      res = await fetch(`${url}${path}`, {
-        method,
-        headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...internalHeaders(this.config.secret, method, path, text) },
-        ...(body === undefined ? {} : { body: text }),
-        signal: AbortSignal.timeout(forwardTimeoutMs),
-      })
-    } catch (error) {
-      throw new RillError(ErrorCode.NO_QUORUM, `controller leader ${leader} at ${url} unreachable: ${(error as Error).message}`, { cause: error })
-    }
-    const text = await res.text()
-    const parsed: unknown = text.length === 0 ? null : JSON.parse(text)
-    if (res.ok) return parsed
-    const err = (parsed as { error?: { code?: string; message?: string } } | null)?.error
-    const code = (Object.values(ErrorCode) as string[]).includes(err?.code ?? '') ? (err!.code as ErrorCode) : ErrorCode.INTERNAL
-    throw new RillError(code, err?.message ?? `controller leader answered ${res.status}`)
+    await this.#peerCalls.controller(url, call, forwardTimeoutMs)
   }
 
   // ─────────────────────────── BrokerService ───────────────────────────
@@ -676,10 +700,9 @@ export class Broker {
 
   async #createTopic(request: CreateTopicRequest): Promise<{ name: string; partitions: number }> {
     if (!this.#controller.isLeader()) {
-      const path = isInternalTopic(request.name) ? '/internal/v1/offsets-topic' : '/v1/topics'
-      const r = (await this.#forward('POST', path, isInternalTopic(request.name) ? {} : request)) as { name: string; partitions: number }
+      await this.#forward(isInternalTopic(request.name) ? { kind: 'createOffsetsTopic' } : { kind: 'createTopic', request })
       await this.#waitForTopic(request.name, true)
-      return r
+      return { name: request.name, partitions: this.#ctl.topic(request.name)?.partitions.length ?? request.partitions }
     }
     const cmd = planCreateTopic(this.#ctl, {
       name: request.name,
@@ -693,8 +716,8 @@ export class Broker {
 
   /** After a forwarded change, waits (bounded) until our copy of the metadata shows it. */
   async #waitForTopic(name: string, exists: boolean): Promise<void> {
-    const end = Date.now() + controllerWaitMsMax
-    while ((this.#ctl.topic(name) !== undefined) !== exists && Date.now() < end) await new Promise((r) => setTimeout(r, 10))
+    const end = this.#runtime.nowMs() + controllerWaitMsMax
+    while ((this.#ctl.topic(name) !== undefined) !== exists && this.#runtime.nowMs() < end && !this.#stopped) await this.#runtime.sleep(10)
   }
 
   listTopics(): string[] {
@@ -711,7 +734,7 @@ export class Broker {
   async deleteTopic(name: string): Promise<void> {
     if (isInternalTopic(name)) throw new RillError(ErrorCode.FORBIDDEN, `${name} is the broker's own topic`)
     if (!this.#controller.isLeader()) {
-      await this.#forward('DELETE', `/v1/topics/${encodeURIComponent(name)}`, undefined)
+      await this.#forward({ kind: 'deleteTopic', name })
       await this.#waitForTopic(name, false)
       return
     }
@@ -725,31 +748,9 @@ export class Broker {
     return t.partitions.length
   }
 
-  /** Ids are brokerId · 2^32 + n, with n reserved in blocks in a file, so they never repeat across restarts. */
+  /** Ids are brokerId · 2^32 + n, never repeated (producer-ids.ts). */
   async newProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
-    if (this.#producerIdNext >= this.#producerIdLimit) await this.#reserveProducerIds()
-    const n = this.#producerIdNext++
-    return { producerId: this.brokerId * 2 ** 32 + n, producerEpoch: 0 }
-  }
-
-  async #reserveProducerIds(): Promise<void> {
-    const path = join(this.config.dir, 'producer-ids')
-    let next = 0
-    try {
-      next = Number((await readFile(path, 'utf8')).trim())
-      if (!Number.isSafeInteger(next) || next < 0) throw new RillError(ErrorCode.STORAGE_CORRUPT, `${path}: not a counter`)
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-    }
-    const limit = next + producerIdBlock
-    if (limit >= 2 ** 32) throw new RillError(ErrorCode.INTERNAL, 'producer ids of this broker exhausted')
-    await writeFile(`${path}.tmp`, `${limit}\n`)
-    const f = await openFile(`${path}.tmp`, 'r+')
-    await f.sync()
-    await f.close()
-    await rename(`${path}.tmp`, path)
-    this.#producerIdNext = next
-    this.#producerIdLimit = limit
+    return { producerId: await this.#producerIds.next(), producerEpoch: 0 }
   }
 
   /** A data partition hosted here, for produce and fetch. */
@@ -802,10 +803,10 @@ export class Broker {
 
   async produce(call: ProduceCall): Promise<ProduceOutcome> {
     const replica = this.#hostedData(call.topic, call.partition)
-    const startMs = performance.now()
+    const startMs = this.#runtime.nowMs()
     try {
       const r = await replica.produce(call.batch, call.acks)
-      this.#metrics.commitSeconds.observe({ acks: call.acks }, (performance.now() - startMs) / 1000)
+      this.#metrics.commitSeconds.observe({ acks: call.acks }, (this.#runtime.nowMs() - startMs) / 1000)
       return { partition: call.partition, baseOffset: r.baseOffset, lastOffset: r.lastOffset }
     } catch (error) {
       throw this.#withLeaderRef(error)
@@ -831,7 +832,7 @@ export class Broker {
    * NOT_LEADER with that broker's address.
    */
   async #offsetsReplicaFor(group: string): Promise<OffsetsReplica> {
-    const deadline = Date.now() + coordinatorWaitMs
+    const deadline = this.#runtime.nowMs() + coordinatorWaitMs
     for (;;) {
       await this.#ensureOffsetsTopic()
       const t = this.#ctl.topic(offsetsTopic)
@@ -845,12 +846,12 @@ export class Broker {
       if (leader !== 0 && leader !== this.brokerId && (h === undefined || local !== 0)) {
         throw new RillError(ErrorCode.NOT_LEADER, `group ${group} is coordinated by broker ${leader} (${offsetsTopic}/${partition})`, { details: { leader: this.#brokerRef(leader) } })
       }
-      if (Date.now() >= deadline || this.#stopped) {
+      if (this.#runtime.nowMs() >= deadline || this.#stopped) {
         const hint = leader === 0 ? (t.partitions[partition]?.replicas[0] ?? 0) : leader
         if (hint !== 0 && hint !== this.brokerId) throw new RillError(ErrorCode.NOT_LEADER, `group ${group}: coordinator not known here; try broker ${hint}`, { details: { leader: this.#brokerRef(hint) } })
         throw new RillError(ErrorCode.NO_QUORUM, `group ${group}: ${offsetsTopic}/${partition} has no leader yet; retry`)
       }
-      await new Promise((r) => setTimeout(r, 20))
+      await this.#runtime.sleep(20)
     }
   }
 
@@ -901,16 +902,9 @@ export class Broker {
       await Promise.all(
         peers.map(async (b) => {
           try {
-            const res = await fetch(`${b.httpUrl}/internal/v1/leaderships`, {
-              headers: internalHeaders(this.config.secret, 'GET', '/internal/v1/leaderships', ''),
-              signal: AbortSignal.timeout(leaderPollTimeoutMs),
-            })
-            if (!res.ok) return
-            const body = (await res.json()) as { leaderships?: { group?: unknown; highWatermark?: unknown }[] }
+            const leaderships = await this.#peerCalls.leaderships(b.httpUrl, leaderPollTimeoutMs, leaderPollEntriesMax)
             answered.add(b.id)
-            for (const l of (body.leaderships ?? []).slice(0, leaderPollEntriesMax)) {
-              if (Number.isSafeInteger(l.group) && Number.isSafeInteger(l.highWatermark)) next.set(l.group as number, { leader: b.id, highWatermark: l.highWatermark as number })
-            }
+            for (const l of leaderships) next.set(l.group, { leader: b.id, highWatermark: l.highWatermark })
           } catch {
             // Unreachable: its leaderships are simply unknown until the next poll.
           }
@@ -1023,7 +1017,7 @@ export class Broker {
   /** Graceful stop: hand leadership away, finish writes, close everything. */
   async stop(): Promise<void> {
     if (this.#stopped) return
-    const deadline = Date.now() + shutdownTransferMsMax
+    const deadline = this.#runtime.nowMs() + shutdownTransferMsMax
     for (const p of this.#partitions.values()) {
       const raft = p.replica.raft
       if (raft.role !== Role.Leader) continue
@@ -1035,11 +1029,11 @@ export class Broker {
       if (target !== undefined) this.#controller.transferLeader(target[0])
     }
     this.#transport.flush()
-    while (Date.now() < deadline && [...this.#partitions.values()].some((p) => p.replica.raft.role === Role.Leader)) {
-      await new Promise((r) => setTimeout(r, 20))
+    while (this.#runtime.nowMs() < deadline && [...this.#partitions.values()].some((p) => p.replica.raft.role === Role.Leader)) {
+      await this.#runtime.sleep(20)
     }
     this.#stopped = true
-    if (this.#ticker !== null) clearInterval(this.#ticker)
+    this.#ticker.cancel()
     for (const p of this.#partitions.values()) await p.replica.close()
     await this.#controller.close()
     this.#failControllerWaiters(0)

@@ -10,7 +10,7 @@
  * Every call has a deadline (`timeoutMs`); a broker that cannot be reached
  * is a NO_QUORUM RillError (retriable), a refusal carries the remote code.
  */
-import { ErrorCode, RillError } from '../base/index.ts'
+import { ErrorCode, RillError, systemRuntime, timeoutSignal, type Runtime } from '../base/index.ts'
 import type { CreateTopicRequest } from '../wire/index.ts'
 import { internalHeaders } from './internal-auth.ts'
 
@@ -59,7 +59,7 @@ function route(call: ControllerCall): { method: 'POST' | 'DELETE'; path: string;
 const errorCodes = new Set<string>(Object.values(ErrorCode))
 
 /** Peer calls over HTTP, authenticated with the cluster secret. */
-export function httpPeerCalls(secret: Uint8Array): PeerCalls {
+export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRuntime): PeerCalls {
   return {
     async controller(url, call, timeoutMs) {
       const { method, path, body } = route(call)
@@ -70,7 +70,7 @@ export function httpPeerCalls(secret: Uint8Array): PeerCalls {
           method,
           headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...internalHeaders(secret, method, path, text) },
           ...(body === undefined ? {} : { body: text }),
-          signal: AbortSignal.timeout(timeoutMs),
+          signal: timeoutSignal(runtime, timeoutMs),
         })
       } catch (error) {
         throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} unreachable: ${(error as Error).message}`, { cause: error })
@@ -88,7 +88,7 @@ export function httpPeerCalls(secret: Uint8Array): PeerCalls {
     },
     async leaderships(url, timeoutMs, entriesMax) {
       const path = '/internal/v1/leaderships'
-      const res = await fetch(`${url}${path}`, { headers: internalHeaders(secret, 'GET', path, ''), signal: AbortSignal.timeout(timeoutMs) })
+      const res = await fetch(`${url}${path}`, { headers: internalHeaders(secret, 'GET', path, ''), signal: timeoutSignal(runtime, timeoutMs) })
       if (!res.ok) {
         await res.arrayBuffer().catch(() => undefined)
         throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} answered ${res.status} to the leadership poll`)

@@ -5,6 +5,7 @@
  * Ends with "N passed, M failed"; exit code 1 if any failed. Every failure
  * prints its seed and the command that replays it.
  */
+import { systemRuntime } from '../base/index.ts'
 import { runSchedule } from './schedule.ts'
 
 interface Args {
@@ -61,7 +62,7 @@ function main(): number {
   }
   let passed = 0
   let failed = 0
-  const started = performance.now()
+  const started = systemRuntime.nowMs()
   const progressEvery = Math.max(1, Math.floor(args.seeds / 20))
   for (let k = 0; k < args.seeds; k++) {
     const seed = args.from + k
@@ -73,7 +74,7 @@ function main(): number {
       process.stdout.write(`seed ${seed} FAILED: ${r.error}\n  replay: npm run sim -- --seed ${seed} --trace\n`)
     }
     if ((k + 1) % progressEvery === 0) {
-      const s = ((performance.now() - started) / 1000).toFixed(1)
+      const s = ((systemRuntime.nowMs() - started) / 1000).toFixed(1)
       process.stderr.write(`sim: ${k + 1}/${args.seeds} schedules, ${failed} failed, ${s} s\n`)
     }
   }

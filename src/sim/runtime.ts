@@ -153,7 +153,13 @@ export class VirtualRuntime implements Runtime {
 export class RuntimeScope implements Runtime {
   readonly #root: VirtualRuntime
   #alive = true
-  readonly #isAlive = (): boolean => this.#alive
+  /** Events this process ran (the livelock detector samples it per virtual second). */
+  events = 0
+  readonly #isAlive = (): boolean => {
+    if (!this.#alive) return false
+    this.events++
+    return true
+  }
 
   constructor(root: VirtualRuntime) {
     this.#root = root
