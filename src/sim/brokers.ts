@@ -147,7 +147,7 @@ export class SimBrokerCluster {
           network: endpoint,
           peerCalls: endpoint.peerCalls(),
           random: new SeededRandom(this.options.seed * 1_000_003 + id * 7919 + b.incarnation),
-          io: b.disk,
+          io: b.disk.process(),
         },
       })
       if (!scope.alive) return
