@@ -122,6 +122,17 @@ export class Progress {
     }
   }
 
+  /**
+   * The follower lost entries it had acknowledged (its log ends below
+   * `match`): nothing of it is known to match any more; probe from `next`.
+   * The commit index never moves back, so what was committed stays committed.
+   */
+  forget(next: LogIndex): void {
+    this.match = 0
+    this.becomeProbe()
+    this.next = Math.max(1, next)
+  }
+
   becomeReplicate(): void {
     this.#resetState(ProgressState.Replicate)
     this.next = this.match + 1

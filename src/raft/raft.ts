@@ -819,6 +819,17 @@ export class Raft {
     if (m.reject) {
       let nextProbe = m.rejectHint
       if (m.logTerm > 0) nextProbe = this.log.findConflictByTerm(m.rejectHint, m.logTerm)[0]
+      // A follower's log always matches up to what it acknowledged, so a rejection at or
+      // past `match` hints at or past it too. One that hints below says the follower lost
+      // acknowledged entries (an `async` replica after a power loss, a `memory` replica
+      // after a restart): forget what it had, probe it from its hint. Treating the
+      // rejection as stale instead resent the same append for every rejection, forever
+      // (seed 1 of npm run sim:cluster: 28k messages per virtual second).
+      if (m.index >= pr.match && m.rejectHint < pr.match) {
+        pr.forget(nextProbe + 1)
+        this.#sendAppend(m.from, false)
+        return
+      }
       if (pr.maybeDecrTo(m.index, nextProbe)) {
         if (pr.state === ProgressState.Replicate) pr.becomeProbe()
         this.#sendAppend(m.from, false)
