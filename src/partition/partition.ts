@@ -145,7 +145,8 @@ export class Partition extends HostedGroup {
 
   /** True when this replica leads and has applied its no-op (it can take produce). */
   isReadyLeader(): boolean {
-    return this.raft.role === Role.Leader && this.state.appliedIndex >= this.#leaderReadyIndex && this.#pendingProducers !== null
+    // A replica stopped by a storage failure still says Leader (it stopped stepping) but leads nothing.
+    return this.raft.role === Role.Leader && this.rg.failure === null && this.state.appliedIndex >= this.#leaderReadyIndex && this.#pendingProducers !== null
   }
 
   /**
@@ -155,6 +156,7 @@ export class Partition extends HostedGroup {
    */
   produce(batch: Uint8Array, acks: Acks): Promise<ProduceResult> {
     if (this.#closed) return Promise.reject(notLeader(this.raft.lead, `${this.group}: replica closed`))
+    if (this.rg.failure !== null) return Promise.reject(notLeader(0, `${this.group}: replica stopped after a storage failure (${this.rg.failure.code})`))
     if (!this.isReadyLeader()) {
       return Promise.reject(notLeader(this.raft.lead, `${this.group}: not the leader${this.raft.role === Role.Leader ? ' yet' : ''}`))
     }

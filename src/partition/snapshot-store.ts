@@ -17,7 +17,7 @@
 import { join } from 'node:path'
 import { pack, unpack } from 'msgpackr'
 import { crc32c, ErrorCode, RillError } from '../base/index.ts'
-import { isErrorCode, mkdirDurable, nodeIo, readFile, writeFileAtomic, type LogIo } from '../log/index.ts'
+import { isErrorCode, mkdirDurable, nodeIo, readFile, storageError, writeFileAtomic, type LogIo } from '../log/index.ts'
 import type { Snapshot } from '../raft/index.ts'
 
 export interface SnapshotStore {
@@ -74,8 +74,13 @@ export class FileSnapshotStore implements SnapshotStore {
   }
 
   async save(snapshot: Snapshot): Promise<void> {
-    await mkdirDurable(this.#io, this.#dir)
-    await writeFileAtomic(this.#io, this.#path, encodeSnapshotFile(snapshot))
+    try {
+      await mkdirDurable(this.#io, this.#dir)
+      await writeFileAtomic(this.#io, this.#path, encodeSnapshotFile(snapshot))
+    } catch (error) {
+      // ENOSPC is STORAGE_FULL, anything else STORAGE_UNUSABLE: a coded error, never a raw errno.
+      throw storageError(error, `snapshot ${this.#path}`)
+    }
   }
 }
 

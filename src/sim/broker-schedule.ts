@@ -19,7 +19,7 @@
 import { ErrorCode, isRillError } from '../base/index.ts'
 import type { PersistenceMode } from '../log/index.ts'
 import { Role } from '../raft/index.ts'
-import { SimBrokerCluster } from './brokers.ts'
+import { diskTimings, SimBrokerCluster } from './brokers.ts'
 import { Ledger, SimViolation } from './ledger.ts'
 import { LivelockError, type RuntimeScope } from './runtime.ts'
 import { clientCallMsMax, decodeRecords, expectOperatingError, readOnce, SimProducer, simTopic, withDeadline } from './workload.ts'
@@ -48,6 +48,13 @@ export interface BrokerScheduleResult {
 
 /** Events one broker process may run per virtual second (ticks, deliveries, disk completions); beyond it, a livelock. */
 export const brokerEventsPerSecondMax = 50_000
+/**
+ * Disk reads one broker may issue per virtual second. Normal work reads
+ * little (a fetch, a read-ahead of 4 MiB for catch-up or apply); a loop
+ * that reads the same thing again and again is a livelock even when each
+ * read takes time (so events per second alone would not show it).
+ */
+export const brokerDiskReadsPerSecondMax = 3000
 /** How long the cluster has after healing to answer produces on every partition. */
 const settleMsMax = 30_000
 /** Virtual time a whole schedule may take before it fails as stuck. */
@@ -69,8 +76,10 @@ export async function runBrokerSchedule(options: BrokerScheduleOptions): Promise
   let stopping = false
 
   const checkStep = livelockAndLeaderChecks(c, ledger)
+  /** Brokers whose disk failed an fsync: their replicas stopped (by design) until a restart. */
+  const diskFailed = new Set<number>()
   const main = (async () => {
-    for (const id of c.ids()) c.start(id).catch(fail)
+    for (const id of c.ids()) startBroker(c, id, fail)
     await createTopic(c, client, partitions)
     c.trace(`topic ${simTopic} created with ${partitions} partitions (${persistence})`)
     const producers: SimProducer[] = []
@@ -78,18 +87,21 @@ export async function runBrokerSchedule(options: BrokerScheduleOptions): Promise
     for (let i = 0; i < 3; i++) {
       const p = new SimProducer(`prod${i}`)
       producers.push(p)
-      loops.push(produceLoop(c, client, ledger, p, partitions, () => stopping))
+      loops.push(produceLoop(c, client, ledger, p, partitions, () => stopping, fail).catch(fail))
     }
-    loops.push(readLoop(c, client, ledger, partitions, () => stopping))
+    loops.push(readLoop(c, client, ledger, partitions, () => stopping).catch(fail))
     const end = c.runtime.nowMs() + faultMs
     while (c.runtime.nowMs() < end) {
       await client.sleep(300 + c.random.int(1700))
       if (c.runtime.nowMs() >= end) break
-      faults += injectFault(c, persistence, fail)
+      faults += injectFault(c, persistence, fail, diskFailed)
     }
     c.trace('heal: every link back, every broker up')
     c.network.heal()
-    for (const id of c.ids()) if (!c.brokers.get(id)!.up && c.brokers.get(id)!.scope === null) c.start(id).catch(fail)
+    for (const b of c.brokers.values()) b.disk.setFaults({ ...diskTimings, readErrorRate: 0, fsyncErrorRate: 0, capacityBytes: Infinity })
+    // A replica whose disk failed a write stopped for good (group.ts): the operator restarts its broker.
+    for (const id of diskFailed) if (c.brokers.get(id)!.up) c.crash(id, 'process-crash')
+    for (const id of c.ids()) if (!c.brokers.get(id)!.up && c.brokers.get(id)!.scope === null) startBroker(c, id, fail)
     stopping = true
     for (const p of producers) p.close()
     await Promise.race([Promise.all(loops), client.sleep(clientCallMsMax * 2)])
@@ -124,11 +136,28 @@ export async function runBrokerSchedule(options: BrokerScheduleOptions): Promise
   }
 }
 
+/** Storage errors a broker may refuse to start with while its disk is failing: it is started again a second later (as systemd would). */
+const startRetryCodes = new Set<string>([ErrorCode.STORAGE_FULL, ErrorCode.STORAGE_UNUSABLE, ErrorCode.STORAGE_READ_ONLY])
+
+/** Starts broker `id`; a start refused with a coded storage error is retried, anything else fails the seed. */
+function startBroker(c: SimBrokerCluster, id: number, fail: (e: unknown) => void): void {
+  c.start(id).catch((error: unknown) => {
+    if (!isRillError(error) || !startRetryCodes.has(error.code)) {
+      fail(new SimViolation(`broker ${id} failed to start with an uncoded or unexpected error (${(error as { path?: string }).path ?? ""}): ${(error as Error)?.stack ?? String(error)}`))
+      return
+    }
+    c.brokers.get(id)!.scope?.kill()
+    c.brokers.get(id)!.scope = null
+    c.runtime.setTimer(() => startBroker(c, id, fail), 1000)
+  })
+}
+
 /** Checks run after every event: one leader per term (sampled every 10 virtual ms), work per virtual second bounded. */
 function livelockAndLeaderChecks(c: SimBrokerCluster, ledger: Ledger): () => void {
   let nextLeaderCheck = 0
   let windowStart = 0
   const eventsAtWindow = new Map<RuntimeScope, number>()
+  const readsAtWindow = new Map<number, number>()
   return () => {
     const now = c.runtime.nowMs()
     if (now >= nextLeaderCheck) {
@@ -147,6 +176,12 @@ function livelockAndLeaderChecks(c: SimBrokerCluster, ledger: Ledger): () => voi
           throw new LivelockError(`broker ${b.id} ran ${Math.round(perSecond)} events per virtual second (bound ${brokerEventsPerSecondMax}): work without progress`)
         }
         eventsAtWindow.set(s, s.events)
+        const reads = b.disk.counters().reads
+        const readsPerSecond = ((reads - (readsAtWindow.get(b.id) ?? reads)) * 1000) / Math.max(1, now - windowStart)
+        if (readsPerSecond > brokerDiskReadsPerSecondMax) {
+          throw new LivelockError(`broker ${b.id} read its disk ${Math.round(readsPerSecond)} times per virtual second (bound ${brokerDiskReadsPerSecondMax}): work without progress`)
+        }
+        readsAtWindow.set(b.id, reads)
       }
       windowStart = now
     }
@@ -172,14 +207,22 @@ async function createTopic(c: SimBrokerCluster, client: RuntimeScope, partitions
   throw new SimViolation('the topic could not be created within 60 virtual seconds of the start')
 }
 
-async function produceLoop(c: SimBrokerCluster, client: RuntimeScope, ledger: Ledger, p: SimProducer, partitions: number, stopping: () => boolean): Promise<void> {
+async function produceLoop(
+  c: SimBrokerCluster,
+  client: RuntimeScope,
+  ledger: Ledger,
+  p: SimProducer,
+  partitions: number,
+  stopping: () => boolean,
+  fail: (e: unknown) => void,
+): Promise<void> {
   await p.init(c, client, ledger)
   const inFlight: Promise<void>[] = []
   while (!stopping()) {
     await client.sleep(5 + c.random.int(60))
     const partition = c.random.int(partitions)
     if (p.busy(partition)) continue
-    inFlight.push(p.produce(c, client, ledger, partition, 1 + c.random.int(4)))
+    inFlight.push(p.produce(c, client, ledger, partition, 1 + c.random.int(4)).catch(fail))
     if (inFlight.length > 64) inFlight.splice(0, 32)
   }
 }
@@ -192,24 +235,24 @@ async function readLoop(c: SimBrokerCluster, client: RuntimeScope, ledger: Ledge
 }
 
 /** Injects one fault; returns 1 if it did. At most one broker is down at a time (a majority of three stays). */
-function injectFault(c: SimBrokerCluster, persistence: PersistenceMode, fail: (e: unknown) => void): number {
+function injectFault(c: SimBrokerCluster, persistence: PersistenceMode, fail: (e: unknown) => void, diskFailed: Set<number>): number {
   const ids = c.ids()
   const down = ids.filter((id) => !c.brokers.get(id)!.up)
   const pick = ids[c.random.int(ids.length)]!
   const forMs = 300 + c.random.int(4000)
   const later = (fn: () => void): void => void c.runtime.setTimer(fn, forMs)
-  switch (c.random.int(6)) {
+  switch (c.random.int(8)) {
     case 0:
     case 1: {
       if (down.length > 0) return 0
       // sync: a power loss (unsynced writes torn); async promises only to survive a process crash.
       c.crash(pick, persistence === 'sync' && c.random.next() < 0.7 ? 'power-loss' : 'process-crash')
-      later(() => c.start(pick).catch(fail))
+      later(() => startBroker(c, pick, fail))
       return 1
     }
     case 2: {
       if (down.length > 0 || !c.brokers.get(pick)!.up) return 0
-      c.stop(pick).then(() => later(() => c.start(pick).catch(fail)), fail)
+      c.stop(pick).then(() => later(() => startBroker(c, pick, fail)), fail)
       return 1
     }
     case 3: {
@@ -228,6 +271,24 @@ function injectFault(c: SimBrokerCluster, persistence: PersistenceMode, fail: (e
       c.trace(`cut ${pick} -> ${other} one way for ${forMs} ms`)
       c.network.block(pick, other)
       later(() => c.network.unblock(pick, other))
+      return 1
+    }
+    case 6: {
+      // A disk in trouble for a while: slow, or failing reads, or full, or failing an fsync.
+      const disk = c.brokers.get(pick)!.disk
+      const kind = c.random.int(4)
+      if (kind === 0) disk.setFaults({ latencyFactor: 10 + c.random.int(90) })
+      else if (kind === 1) disk.setFaults({ readErrorRate: 0.5 + c.random.next() * 0.5 })
+      else if (kind === 2) {
+        disk.setFaults({ capacityBytes: disk.usedBytes() + c.random.int(64 * 1024) })
+        diskFailed.add(pick)
+      }
+      else {
+        disk.setFaults({ fsyncErrorRate: 0.2 })
+        diskFailed.add(pick)
+      }
+      c.trace(`disk of broker ${pick} in trouble for ${forMs} ms: ${['slow', 'failing reads', 'full', 'failing fsyncs'][kind]}`)
+      later(() => disk.setFaults({ ...diskTimings, readErrorRate: 0, fsyncErrorRate: 0, capacityBytes: Infinity }))
       return 1
     }
     default: {

@@ -61,6 +61,9 @@ export class SimBroker {
   }
 }
 
+/** A healthy disk's timings (virtual ms): an SSD's fsync and read, order of magnitude. */
+export const diskTimings = { fsyncLatencyMs: [0.2, 2], readLatencyMs: [0.02, 0.3], latencyFactor: 1 } as const
+
 /** Where brokers keep their data on their simulated disk. */
 export const simDataDir = '/var/lib/rill'
 
@@ -78,7 +81,7 @@ export class SimBrokerCluster {
     this.#trace = options.trace
     this.network = new SimNetwork({ random: this.random.fork(), runtime: this.runtime, ...(options.trace === undefined ? {} : { trace: options.trace }) })
     for (let id = 1; id <= options.brokers; id++) {
-      const disk = new SimDisk({ random: this.random.fork(), runtime: this.runtime })
+      const disk = new SimDisk({ random: this.random.fork(), runtime: this.runtime, faults: diskTimings })
       this.brokers.set(id, new SimBroker(id, disk))
       this.network.setUrl(id, this.brokers.get(id)!.url)
     }
