@@ -33,7 +33,7 @@
  */
 import pino from 'pino'
 import type { Logger } from 'pino'
-import { isRillError, RillError, ErrorCode } from '../base/index.ts'
+import { isRillError, noTimer, RillError, ErrorCode, systemRuntime } from '../base/index.ts'
 import { buildApi, type BrokerService } from '../api/index.ts'
 import { Broker, internalRequestValid, offsetsTopic, offsetsTopicPartitions, parseBrokerConfig, type BrokerConfig } from '../broker/index.ts'
 import { startOrphanWatchdog } from './orphan-watchdog.ts'
@@ -208,9 +208,9 @@ class StopRequests {
 async function stopWithin(running: RunningBroker, options: { logger: Logger; reason: string; shutdownTimeoutMs: number; again: Promise<string> }): Promise<number> {
   const { logger, reason, shutdownTimeoutMs } = options
   logger.info({ event: 'stopping', reason, shutdownTimeoutMs }, `${reason}: stopping (at most ${shutdownTimeoutMs} ms; a second signal exits at once)`)
-  let timer: NodeJS.Timeout | undefined
+  let timer = noTimer
   const timedOut = new Promise<number>((resolve) => {
-    timer = setTimeout(() => {
+    timer = systemRuntime.setTimer(() => {
       logger.error(
         { event: 'shutdown_timeout', shutdownTimeoutMs },
         `graceful stop did not finish within ${shutdownTimeoutMs} ms (--shutdown-timeout): exiting anyway; acknowledged writes are already durable`,
@@ -232,6 +232,6 @@ async function stopWithin(running: RunningBroker, options: { logger: Logger; rea
   try {
     return await Promise.race([stopped, timedOut, forced])
   } finally {
-    clearTimeout(timer)
+    timer.cancel()
   }
 }

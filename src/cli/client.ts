@@ -4,7 +4,7 @@
  * OFFSET_OUT_OF_RANGE's range); a broker that cannot be reached is a
  * CliError naming the URL.
  */
-import type { ErrorCode } from '../base/index.ts'
+import { systemRuntime, timeoutSignal, type ErrorCode } from '../base/index.ts'
 import { CliError } from './args.ts'
 
 /** Longest a plain request may take (long-polls add their own wait). */
@@ -37,7 +37,7 @@ export interface RequestOptions {
 
 /** Sends one request to `url + path`; returns the parsed JSON answer or throws ApiError / UnreachableError. */
 export async function request<T>(url: string, method: string, path: string, options: RequestOptions = {}): Promise<T> {
-  const timeout = AbortSignal.timeout(requestTimeoutMs + (options.waitMs ?? 0))
+  const timeout = timeoutSignal(systemRuntime, requestTimeoutMs + (options.waitMs ?? 0))
   const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal])
   let response: Response
   try {
@@ -73,16 +73,5 @@ export function isRetriable(error: unknown): boolean {
 
 /** Resolves after `ms`, or at once when `signal` aborts (the listener is removed either way). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted === true) return Promise.resolve()
-  return new Promise((resolve) => {
-    const onAbort = (): void => {
-      clearTimeout(t)
-      resolve()
-    }
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
+  return systemRuntime.sleep(ms, signal)
 }

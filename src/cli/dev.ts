@@ -17,6 +17,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { systemRuntime, timeoutSignal } from '../base/index.ts'
 import { CliError, UsageError, expectPositionals, parseArgs, type FlagSpecs } from './args.ts'
 import { sleep } from './client.ts'
 
@@ -80,7 +81,7 @@ export function brokerArgs(options: { id: number; brokers: number; dir: string; 
 
 async function healthy(url: string): Promise<boolean> {
   try {
-    const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })
+    const r = await fetch(`${url}/health`, { signal: timeoutSignal(systemRuntime, 1000) })
     await r.arrayBuffer()
     return r.ok
   } catch {
@@ -168,8 +169,8 @@ function spawnBroker(id: number, options: { brokers: number; dir: string; port: 
 /** Resolves true once every broker answers /health (printing each), false if a signal came first; throws on a broker exit or the start bound. */
 async function waitHealthy(brokers: Broker[], io: DevIo, signal: AbortSignal): Promise<boolean> {
   const waiting = new Set(brokers)
-  const deadline = Date.now() + startWaitMsMax
-  let nextProgress = Date.now() + progressMs
+  const deadline = systemRuntime.nowMs() + startWaitMsMax
+  let nextProgress = systemRuntime.nowMs() + progressMs
   while (waiting.size > 0) {
     if (signal.aborted) return false
     for (const b of waiting) {
@@ -184,13 +185,13 @@ async function waitHealthy(brokers: Broker[], io: DevIo, signal: AbortSignal): P
       io.out(`broker ${b.id} ${b.url}`)
     }
     if (waiting.size === 0) break
-    if (Date.now() > deadline) {
+    if (systemRuntime.nowMs() > deadline) {
       const ids = [...waiting].map((b) => b.id).join(', ')
       throw new CliError(`broker${waiting.size > 1 ? 's' : ''} ${ids} did not answer /health within ${startWaitMsMax / 1000} s; see ${[...waiting].map((b) => b.log).join(', ')}`)
     }
-    if (Date.now() >= nextProgress) {
+    if (systemRuntime.nowMs() >= nextProgress) {
       io.err(`waiting for broker${waiting.size > 1 ? 's' : ''} ${[...waiting].map((b) => b.id).join(', ')}...`)
-      nextProgress = Date.now() + progressMs
+      nextProgress = systemRuntime.nowMs() + progressMs
     }
     await sleep(healthPollMs, signal)
   }

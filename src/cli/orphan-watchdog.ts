@@ -3,9 +3,9 @@
  * The broker's main thread stops gracefully when its IPC channel to the
  * parent closes; but a main thread that spins (the CI hang this exists for:
  * a broker at 100% CPU) or sits in a blocked write never sees that. This
- * watchdog runs on its own thread with its own event loop: it polls the
- * parent pid, and once the parent is gone it gives the main thread
- * `graceMs` to finish its own stop, then SIGKILLs the process.
+ * watchdog runs on its own thread: it polls the parent pid, and once the
+ * parent is gone it gives the main thread `graceMs` to finish its own stop,
+ * then SIGKILLs the process.
  *
  *   main thread:  IPC 'disconnect' ──▶ graceful stop (≤ --shutdown-timeout) ──▶ exit
  *   watchdog:     ppid changed ──▶ wait graceMs ──▶ SIGKILL self   (only if the main thread did not exit)
@@ -18,15 +18,19 @@ import { Worker } from 'node:worker_threads'
 /** Between two looks at the parent pid, ms. */
 export const orphanPollMs = 500
 
-/** The watchdog's code: plain CommonJS, so the thread loads no TypeScript hooks. */
+/**
+ * The watchdog's code: plain CommonJS, so the thread loads no TypeScript
+ * hooks. It arms no timer (the process's timers belong to src/base/runtime.ts,
+ * and this thread needs no event loop): it sleeps in Atomics.wait between
+ * looks. A thread blocked there does not hold the process at exit.
+ */
 const watchdogSource = `
 const { workerData } = require('node:worker_threads')
 const { parentPid, graceMs, pollMs } = workerData
-const poll = setInterval(() => {
-  if (process.ppid === parentPid) return
-  clearInterval(poll)
-  setTimeout(() => process.kill(process.pid, 'SIGKILL'), graceMs)
-}, pollMs)
+const sleeper = new Int32Array(new SharedArrayBuffer(4))
+while (process.ppid === parentPid) Atomics.wait(sleeper, 0, 0, pollMs)
+Atomics.wait(sleeper, 0, 0, graceMs)
+process.kill(process.pid, 'SIGKILL')
 `
 
 /**

@@ -5,6 +5,7 @@
  * replica's high watermark) against the leader's: `id:lag`, `id:?` when that
  * broker does not answer.
  */
+import { systemRuntime } from '../base/index.ts'
 import type { MetadataResponse } from '../wire/index.ts'
 import { baseUrl, expectPositionals, parseArgs } from './args.ts'
 import { fetchMetadata, table } from './topic.ts'
@@ -17,7 +18,7 @@ const brokerProbeMs = 2000
 type Out = (line: string) => void
 
 async function probe(url: string): Promise<MetadataResponse | null> {
-  const timer = new Promise<null>((resolve) => setTimeout(() => resolve(null), brokerProbeMs).unref())
+  const timer = new Promise<null>((resolve) => systemRuntime.setTimer(() => resolve(null), brokerProbeMs, { background: true }))
   return Promise.race([fetchMetadata(url).catch(() => null), timer])
 }
 
