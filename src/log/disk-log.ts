@@ -222,7 +222,7 @@ export class DiskLog implements PartitionLog, WalLog {
   lastFlushMs = 0
   /** Sync logs: entries not yet written to the active segment. */
   #pending: PendingWrite | undefined
-  /** After a pending write failed: appends past the rolled-back end fail with its error (not an assertion). */
+  /** After a write failed (a sync log's pending write, an async log's append): appends past the end fail with its error (not an assertion). */
   #lost: RillError | undefined
 
   private constructor(ctx: LogStoreContext, dir: string, options: OpenLogOptions) {
@@ -504,7 +504,14 @@ export class DiskLog implements PartitionLog, WalLog {
       assertAppend({ name: this.name, entries, firstIndex: this.firstIndex(), lastIndex: this.lastIndex(), termBefore: (i) => this.term(i) })
       this.#lost = undefined
       if (first <= this.lastIndex()) await this.#cutAfter(first - 1)
-      const pending = this.#writeEntries(entries, encoded, wal !== undefined)
+      let pending: PendingWrite | undefined
+      try {
+        pending = this.#writeEntries(entries, encoded, wal !== undefined)
+      } catch (error) {
+        // Appends already queued behind this one (a pipelining caller) fail with this error, not an assertion.
+        if (error instanceof RillError) this.#lost = error
+        throw error
+      }
       this.#ctx.metrics.appendBytes.inc({ mode: this.mode }, bytes)
       this.#ctx.metrics.appendEntries.inc({ mode: this.mode }, entries.length)
       if (wal === undefined) return { durable: undefined }

@@ -37,13 +37,17 @@ export interface DirLock {
   release(): void
 }
 
+/** The pid in a lock file; undefined if it is gone or holds none. An I/O error throws: it says nothing of the owner. */
 function readPid(io: LogIo, path: string): number | undefined {
+  let text: string
   try {
-    const pid = Number.parseInt(readFileSync(io, path).toString('utf8').trim(), 10)
-    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
-  } catch {
-    return undefined
+    text = readFileSync(io, path).toString('utf8')
+  } catch (error) {
+    if (isErrorCode(error, 'ENOENT')) return undefined
+    throw error
   }
+  const pid = Number.parseInt(text.trim(), 10)
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
 }
 
 /** Creates the lock file holding our pid; undefined if it exists. Returns its fd (to fsync, then close). */
@@ -107,7 +111,11 @@ export async function lockDir(io: LogIo, dir: string): Promise<DirLock> {
     release(): void {
       if (!held) return
       held = false
-      if (readPid(io, path) === io.pid()) io.rmSync(path)
+      try {
+        if (readPid(io, path) === io.pid()) io.rmSync(path)
+      } catch {
+        // Best effort: a lock file left behind holds a pid that will be dead, so it is stale.
+      }
     },
   }
   try {

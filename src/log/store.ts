@@ -37,6 +37,7 @@ import type { Registry } from 'prom-client'
 import { ErrorCode, RillError, assert, systemRuntime, type Runtime, type TimerHandle } from '../base/index.ts'
 import { DiskLog, flushIntervalMsDefault, markBefore, type FlushPlan, type LogStoreContext, type Mark } from './disk-log.ts'
 import { logNameBytesMax, type WalFlushed } from './format.ts'
+import { parseSegmentFileName } from './segment.ts'
 import { fsyncDir, isErrorCode, mkdirDurable, nodeIo, readFileSync, storageError, writeFileAtomic, type LogIo } from './io.ts'
 import { lockDir, type DirLock } from './lock.ts'
 import { MemoryLog } from './memory-log.ts'
@@ -79,7 +80,7 @@ export interface CrashImage {
 }
 
 const logNamePattern = /^[A-Za-z0-9._-]+$/
-/** Directory fsyncs in flight at once after an unclean stop (the thread pool runs 4; more only queue). */
+/** Directory and segment fsyncs in flight at once after an unclean stop (the thread pool runs 4; more only queue). */
 const dirSyncsInflightMax = 16
 
 /** A mark as the marks file holds it: with the WAL position when it was recorded. */
@@ -152,6 +153,7 @@ export class LogStore {
   async recover(): Promise<void> {
     if (this.#lock.tookOver) await this.#syncDirectories()
     this.#marks = this.#readMarks()
+    if (this.#lock.tookOver) await this.#syncUnmarkedSegments()
     this.#marksDurable = new Map(this.#marks)
     const walDir = join(this.dir, 'wal')
     const seqs = listWalFiles(this.#io, walDir)
@@ -211,11 +213,44 @@ export class LogStore {
   async #syncDirectories(): Promise<void> {
     const logsDir = join(this.dir, 'logs')
     const dirs = [this.dir, join(this.dir, 'wal'), logsDir, ...this.#io.readdirSync(logsDir).sort().map((n) => join(logsDir, n))]
-    const ctx = { metrics: this.#metrics, runtime: this.#runtime }
-    for (let i = 0; i < dirs.length; i += dirSyncsInflightMax) {
-      await Promise.all(dirs.slice(i, i + dirSyncsInflightMax).map((d) => timedSync(ctx, 'dir', () => fsyncDir(this.#io, d))))
-    }
+    await this.#syncAll(dirs, 'dir', (fd) => this.#io.fsync(fd))
     this.#logger.info({ dir: this.dir, directories: dirs.length }, 'previous process did not close the store: directories fsynced')
+  }
+
+  /**
+   * After an unclean stop, also the segment files at and past each log's
+   * mark: the dead process may have left writes and truncations there in the
+   * page cache only. A segment as long as its mark looks clean (the log
+   * does not fsync it at open), yet a write that failed half-way and was cut
+   * back (ENOSPC), both unsynced, can come back after the next power loss as
+   * entries this process never saw: the log would serve up to its mark now
+   * and hold more later.
+   */
+  async #syncUnmarkedSegments(): Promise<void> {
+    const logsDir = join(this.dir, 'logs')
+    const files: string[] = []
+    for (const name of this.#io.readdirSync(logsDir).sort()) {
+      const from = this.#marks.get(name)?.segmentBase ?? 0
+      for (const file of this.#io.readdirSync(join(logsDir, name)).sort()) {
+        const base = parseSegmentFileName(file)
+        if (base !== undefined && base >= from) files.push(join(logsDir, name, file))
+      }
+    }
+    await this.#syncAll(files, 'segment', (fd) => this.#io.fdatasync(fd))
+  }
+
+  /** Opens each of `paths` read-only and syncs it, `dirSyncsInflightMax` at a time. */
+  async #syncAll(paths: readonly string[], kind: string, sync: (fd: number) => Promise<void>): Promise<void> {
+    const ctx = { metrics: this.#metrics, runtime: this.#runtime }
+    const one = async (path: string): Promise<void> => {
+      const fd = this.#io.openSync(path, 'r')
+      try {
+        await timedSync(ctx, kind, () => sync(fd))
+      } finally {
+        this.#io.closeSync(fd)
+      }
+    }
+    for (let i = 0; i < paths.length; i += dirSyncsInflightMax) await Promise.all(paths.slice(i, i + dirSyncsInflightMax).map(one))
   }
 
   /**

@@ -27,13 +27,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Registry } from 'prom-client'
-import { SeededRandom } from '../../src/base/index.ts'
+import { ErrorCode, SeededRandom, isRillError } from '../../src/base/index.ts'
 import { openLogStore, readFileSync, type EntryToAppend, type LogStore, type PartitionLog } from '../../src/log/index.ts'
-import { SimDisk } from '../../src/sim/disk.ts'
+import { SimDisk, type SimDiskFaults } from '../../src/sim/disk.ts'
 import { VirtualRuntime, type RuntimeScope } from '../../src/sim/runtime.ts'
 import { entry, plain } from '../log/helpers.ts'
 
 const seeds = Number(process.env.LOG_SIM_SEEDS ?? 16)
+/** Seeds of the run with disk faults. */
+const faultSeeds = Number(process.env.LOG_SIM_SEEDS ?? 8)
 const trace = Number(process.env.LOG_SIM_TRACE ?? 0)
 /** Lives (power cycles) per seed, then one last life that only checks. */
 const livesPerSeed = 6
@@ -106,6 +108,7 @@ async function check(log: PartitionLog, m: LogModel, where: string): Promise<voi
   assert.equal(log.damage, undefined, `${where}: log ${m.name} damaged: ${JSON.stringify(log.damage)}`)
   const first = log.firstIndex()
   const last = log.lastIndex()
+  if (trace >= 1) console.error(`${where}: log ${m.name} opened ${first}..${last} (sent ${m.sent.length}, required ${m.required})`)
   assert.ok(last >= m.required, `${where}: log ${m.name} (${m.mode}) lost entries it had to keep: last ${last} < ${m.required}`)
   assert.ok(first >= m.firstMin && first <= Math.max(m.firstMax, m.firstMin), `${where}: log ${m.name} first index ${first} outside ${m.firstMin}..${m.firstMax}`)
   assert.ok(last <= m.sent.length, `${where}: log ${m.name} holds ${last} entries, ${m.sent.length} were sent`)
@@ -130,33 +133,76 @@ function nextBatch(m: LogModel, term: number, rng: SeededRandom): EntryToAppend[
   return out
 }
 
-/** Appends to one log with up to `depth` appends in flight (a leader pipelines), now and then compacting. */
-async function appender(o: { log: PartitionLog; m: LogModel; term: number; rng: SeededRandom; scope: RuntimeScope; depth: number }): Promise<void> {
+/** True for the errors an injected disk fault may cause (the run tolerates them only when it injects faults). */
+function isDiskFault(error: unknown): boolean {
+  if (isRillError(error)) return error.code === ErrorCode.STORAGE_FULL || error.code === ErrorCode.STORAGE_UNUSABLE || error.code === ErrorCode.STORAGE_READ_ONLY
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  return code === 'EIO' || code === 'ENOSPC'
+}
+
+/**
+ * Appends to one log with up to `depth` appends in flight (a leader
+ * pipelines), now and then compacting. With `faults`, an append or a
+ * compaction failing with a disk fault stops the appender (not acknowledged).
+ */
+async function appender(o: { log: PartitionLog; m: LogModel; term: number; rng: SeededRandom; scope: RuntimeScope; depth: number; faults: boolean }): Promise<void> {
   const { log, m, rng } = o
   const inflight = new Set<Promise<void>>()
-  for (let n = 0; n < appendsPerLifeMax; n++) {
+  let failed = false
+  const tolerate = (error: unknown): void => {
+    if (!o.faults || !isDiskFault(error)) throw error
+    failed = true
+  }
+  for (let n = 0; n < appendsPerLifeMax && !failed; n++) {
     while (inflight.size >= o.depth) await Promise.race(inflight)
     const batch = nextBatch(m, o.term, rng)
     const p = log.append(batch).then(() => {
       m.acked = Math.max(m.acked, batch.at(-1)!.index)
       if (m.mode === 'sync') m.durable = m.acked
-    })
+    }, tolerate)
     inflight.add(p)
     void p.then(() => inflight.delete(p))
     if (m.mode === 'sync' && rng.chance(0.04) && m.acked >= m.firstMin) {
       // Compact up to an acknowledged entry: durable once it resolves.
       const index = m.firstMin - 1 + 1 + rng.int(m.acked - m.firstMin + 1)
       m.firstMax = Math.max(m.firstMax, index + 1)
-      await log.compact({ index, term: log.term(index) })
-      m.firstMin = Math.max(m.firstMin, index + 1)
+      const compacted = await log.compact({ index, term: log.term(index) }).then(() => true, (e: unknown) => (tolerate(e), false))
+      if (compacted) m.firstMin = Math.max(m.firstMin, index + 1)
     }
     if (rng.chance(0.3)) await o.scope.sleep(rng.int(3))
   }
   await Promise.all(inflight)
 }
 
+/** The hard state of log `a`: the term last made durable (setHardState resolved) and the highest asked. */
+interface HardStateModel {
+  durable: number
+  asked: number
+}
+
 /** One life of the machine: open, check every log, append until the power goes (or close cleanly). */
-async function life(o: { disk: SimDisk; scope: RuntimeScope; models: LogModel[]; term: number; rng: SeededRandom; directBytesMin: number; where: string; status: { checked: boolean; closed: boolean } }): Promise<void> {
+async function life(o: {
+  disk: SimDisk
+  scope: RuntimeScope
+  models: LogModel[]
+  hard: HardStateModel
+  term: number
+  rng: SeededRandom
+  directBytesMin: number
+  faults: boolean
+  where: string
+  status: { checked: boolean; closed: boolean; failed?: string }
+}): Promise<void> {
+  try {
+    await lifeUnderFaults(o)
+  } catch (error) {
+    // With faults injected, a life may end early (a failed open, a read that failed in the check).
+    if (!o.faults || !isDiskFault(error)) throw error
+    o.status.failed = (error as Error).message
+  }
+}
+
+async function lifeUnderFaults(o: Parameters<typeof life>[0]): Promise<void> {
   const store: LogStore = await openLogStore({
     dir: storeDir,
     registry: new Registry(),
@@ -170,9 +216,16 @@ async function life(o: { disk: SimDisk; scope: RuntimeScope; models: LogModel[];
     logs.push(await store.openLog({ name: m.name, mode: m.mode, segmentBytesMax: 4096, indexIntervalBytes: 512, flushIntervalMs: 5 }))
   }
   for (const [i, log] of logs.entries()) await check(log, o.models[i]!, o.where)
+  const hard = logs[0]!.hardState().term
+  assert.ok(hard >= o.hard.durable && hard <= o.hard.asked, `${o.where}: hard state term ${hard} outside ${o.hard.durable}..${o.hard.asked}`)
+  o.hard.durable = hard
   o.status.checked = true
+  // The term goes up before this life appends in it (persist before you act).
+  o.hard.asked = o.term
+  await logs[0]!.setHardState({ term: o.term, vote: 1, commit: 0 })
+  o.hard.durable = o.term
   const clean = o.rng.chance(0.15)
-  await Promise.all(logs.map((log, i) => appender({ log, m: o.models[i]!, term: o.term, rng: o.rng.fork(), scope: o.scope, depth: 1 + o.rng.int(3) })))
+  await Promise.all(logs.map((log, i) => appender({ log, m: o.models[i]!, term: o.term, rng: o.rng.fork(), scope: o.scope, depth: 1 + o.rng.int(3), faults: o.faults })))
   if (clean) {
     await store.close()
     o.status.closed = true
@@ -194,18 +247,33 @@ async function runLife(runtime: VirtualRuntime, running: Promise<void>, untilMs:
   if (failure !== undefined) throw failure
 }
 
-async function runSeed(seed: number): Promise<{ acked: number; lives: number }> {
+/**
+ * Faults of a faulty life: fsyncs and reads failing with EIO now and then,
+ * and sometimes a disk that fills up soon (ENOSPC). The last life has none.
+ */
+function lifeFaults(disk: SimDisk, rng: SeededRandom): Partial<SimDiskFaults> {
+  return {
+    fsyncErrorRate: rng.chance(0.5) ? 0.02 : 0,
+    readErrorRate: rng.chance(0.3) ? 0.002 : 0,
+    capacityBytes: rng.chance(0.4) ? disk.usedBytes() + rng.int(16 * 1024) : Infinity,
+  }
+}
+
+async function runSeed(seed: number, options: { faults?: boolean } = {}): Promise<{ acked: number; lives: number }> {
   const runtime = new VirtualRuntime()
   const rng = new SeededRandom(seed)
   const disk = new SimDisk({ random: rng.fork(), runtime, faults: { fsyncLatencyMs: [0, 2], readLatencyMs: [0, 0.5] } })
   const models = [...syncNames.map((n) => newModel(n, 'sync')), newModel(asyncName, 'async')]
+  const hard: HardStateModel = { durable: 0, asked: 0 }
   const directBytesMin = directBytesMins[seed % directBytesMins.length]!
   for (let n = 0; n <= livesPerSeed; n++) {
     const last = n === livesPerSeed
+    const faults = options.faults === true && !last && rng.chance(0.7)
+    disk.setFaults(faults ? lifeFaults(disk, rng) : { fsyncErrorRate: 0, readErrorRate: 0, capacityBytes: Infinity })
     const scope = runtime.scope()
-    const where = `seed ${seed} life ${n}`
-    const status = { checked: false, closed: false }
-    const running = life({ disk, scope, models, term: n + 1, rng: rng.fork(), directBytesMin, where, status })
+    const where = `seed ${seed} life ${n}${faults ? ' (faults)' : ''}`
+    const status: { checked: boolean; closed: boolean; failed?: string } = { checked: false, closed: false }
+    const running = life({ disk, scope, models, hard, term: n + 1, rng: rng.fork(), directBytesMin, faults, where, status })
     if (last) {
       await runLife(runtime, running.catch((e: unknown) => Promise.reject(e)), runtime.nowMs() + checkMsMax)
       assert.ok(status.checked, `${where}: the last life did not open and check in ${checkMsMax} virtual ms`)
@@ -214,7 +282,7 @@ async function runSeed(seed: number): Promise<{ acked: number; lives: number }> 
     const lifeMs = rng.int(lifeMsMax + 1)
     await runLife(runtime, running, runtime.nowMs() + lifeMs)
     const kind = rng.chance(powerLossShare) ? 'power-loss' : 'process-crash'
-    if (trace) console.error(`${where}: ${status.closed ? 'closed' : kind} at ${runtime.nowMs()} ms (after ${lifeMs}), checked ${status.checked}, acked ${models.map((m) => `${m.name}=${m.firstMin}..${m.acked}`).join(' ')}`)
+    if (trace) console.error(`${where}: ${status.closed ? 'closed' : kind} at ${runtime.nowMs()} ms (after ${lifeMs}), checked ${status.checked}${status.failed === undefined ? '' : ` (failed: ${status.failed})`}, disk faults ${disk.counters().faults}, acked ${models.map((m) => `${m.name}=${m.firstMin}..${m.acked}/${m.sent.length}`).join(' ')}`)
     if (trace >= 2) console.error(`before:\n${listing(disk)}`)
     scope.kill()
     disk.crash(kind)
@@ -224,6 +292,7 @@ async function runSeed(seed: number): Promise<{ acked: number; lives: number }> 
       if (kind === 'power-loss') m.acked = m.durable
       m.required = m.acked
     }
+    if (kind === 'power-loss') hard.asked = Math.max(hard.asked, hard.durable)
   }
   return { acked: models.reduce((s, m) => s + (m.mode === 'sync' ? m.acked : 0), 0), lives: livesPerSeed }
 }
@@ -246,6 +315,23 @@ test('appends acknowledged on the simulated disk survive power losses and proces
   assert.deepEqual(failed, [], 'failed seeds')
   // The run did something: entries were acknowledged (and checked after crashes).
   assert.ok(acked > 0, 'nothing was acknowledged')
+})
+
+test('with disk faults (EIO on fsyncs and reads, a full disk), nothing acknowledged is lost and nothing is reported damaged', async () => {
+  const only = Number(process.env.LOG_SIM_SEED ?? 0)
+  const from = only || Number(process.env.LOG_SIM_FROM ?? 1)
+  const failed: number[] = []
+  for (let seed = from; seed <= (only || from + faultSeeds - 1); seed++) {
+    try {
+      await runSeed(seed, { faults: true })
+    } catch (error) {
+      console.error(`log-on-sim-disk with faults failed with seed ${seed} (replay: LOG_SIM_SEED=${seed})`)
+      if (process.env.LOG_SIM_KEEP_GOING !== '1') throw error
+      console.error(error)
+      failed.push(seed)
+    }
+  }
+  assert.deepEqual(failed, [], 'failed seeds')
 })
 
 test('one seed replays exactly: same disk and same acknowledgements', async () => {
