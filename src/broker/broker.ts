@@ -15,9 +15,9 @@
  * HTTP (its URL is in the replicated metadata). A broker registers itself on
  * start and again whenever the metadata does not show it, unfenced.
  */
-import { join, resolve, sep } from 'node:path'
+import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Registry } from 'prom-client'
 import { ErrorCode, RillError, SeededRandom, noTimer, systemRuntime } from '../base/index.ts'
 import type { Runtime, TimerHandle } from '../base/index.ts'
 import type { Command, HostedReplica } from '../controller/index.ts'
@@ -30,20 +30,20 @@ import type { Entry, Message, NodeId, Snapshot } from '../raft/index.ts'
 import { ConfChangeType, EntryType, Role } from '../raft/index.ts'
 import { FileSnapshotStore, MemorySnapshotStore, Partition, RaftGroup } from '../partition/index.ts'
 import type { SnapshotStore } from '../partition/index.ts'
-import { forEachMessage, Transport } from '../transport/index.ts'
-import type { PeerAddress, PeerNetwork } from '../transport/index.ts'
+import { Transport } from '../transport/index.ts'
+import type { PeerNetwork } from '../transport/index.ts'
 import { GroupCoordinator, OffsetsReplica } from '../groups/index.ts'
 import type { CreateTopicRequest, MetadataResponse, TopicDescription } from '../wire/index.ts'
 import { murmur2, readBatchHeader, stampBaseOffset, toPositive } from '../wire/index.ts'
 import type { BrokerConfig } from './config.ts'
+import { makeDataDirectory } from './data-dir.ts'
+import { BrokerMetrics } from './metrics.ts'
+import { controllerGroupId, groupIdOf, isInternalTopic, offsetsTopic } from './names.ts'
+import { metadataPeers, PeerRouter, seedPeers } from './peer-router.ts'
 import { ProducerIds } from './producer-ids.ts'
 import { httpPeerCalls, type BrokerRegistration, type ControllerCall, type PeerCalls } from './peer-calls.ts'
 import type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './calls.ts'
 
-/** The controller's Raft group id on the wire. */
-export const controllerGroupId = 0
-/** Partition group ids: topicId · 2^16 + partition (partitions per topic stay below 2^16). */
-export const partitionGroupStride = 65536
 /** How long a controller proposal may take to apply. */
 export const controllerWaitMsMax = 10_000
 /** Ticks between checks that this broker is registered and unfenced. */
@@ -75,43 +75,12 @@ const forwardLeaderWaitMs = 3000
 const forwardTimeoutMs = 10_000
 
 const codec = { readHeader: readBatchHeader, stampBaseOffset }
-/** The internal topic holding consumer groups (docs/groups.md). */
-export const offsetsTopic = '__consumer_offsets'
 /** Partitions of the offsets topic: groups are spread over them by murmur2 of their name. */
 export const offsetsTopicPartitions = 16
 /** Ticks between two checks for expired group members. */
 const sessionCheckTicks = 5
 /** How long a group request waits for the offsets topic to be created and led. */
 const coordinatorWaitMs = 5000
-
-/** Topics whose names start with `__` are the broker's own. */
-export function isInternalTopic(name: string): boolean {
-  return name.startsWith('__')
-}
-
-/** Path components created for a data directory (a bound on the walk). */
-const dataDirDepthMax = 64
-
-/**
- * mkdir -p, one component at a time: Node's recursive mkdir spins forever on
- * some paths (measured: `/proc/anything` on Node 20), and a broker given a
- * bad --dir must say so and exit, not hang.
- */
-function makeDataDirectory(io: LogIo, dir: string): void {
-  const parts = resolve(dir).split(sep).filter((p) => p.length > 0)
-  if (parts.length > dataDirDepthMax) throw new RillError(ErrorCode.STORAGE_UNUSABLE, `data directory ${dir} is nested too deep`)
-  let path: string = sep
-  for (const part of parts) {
-    path = join(path, part)
-    try {
-      if (!io.existsSync(path)) io.mkdirSync(path)
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      if (code === 'EEXIST') continue
-      throw new RillError(ErrorCode.STORAGE_UNUSABLE, `cannot create data directory ${path}: ${code ?? String(error)}`, { cause: error })
-    }
-  }
-}
 
 interface HostedPartition {
   readonly topic: string
@@ -163,15 +132,12 @@ export class Broker {
   readonly #io: LogIo
   readonly #producerIds: ProducerIds
   #controller!: RaftGroup
-  /** The controller group is open (peer messages before that are dropped). */
-  #controllerOpen = false
   #ctl = new ControllerState()
   #ctlApplied = 0
   readonly #ctlWaiters = new Map<number, ControllerWaiter>()
   readonly #partitions = new Map<number, HostedPartition>()
   #ticker: TimerHandle = noTimer
   #ticks = 0
-  #flushScheduled = false
   #reconciling = false
   #reconcileAgain = false
   #registering = false
@@ -182,7 +148,9 @@ export class Broker {
   /** Leaders of partitions not hosted here, as their leaders reported at the last poll. */
   #remoteLeaders = new Map<number, { leader: number; highWatermark: number }>()
   #pollingLeaders = false
-  #metrics!: { elections: Counter; commitSeconds: Histogram<'acks'> }
+  /** Registered once the transport is up (start), before any replica opens. */
+  #metrics!: BrokerMetrics
+  readonly #router: PeerRouter
   readonly #httpUrl: string
   /** Consumer groups this broker coordinates (BrokerService.groups). */
   readonly groups: GroupCoordinator
@@ -204,6 +172,7 @@ export class Broker {
     this.#random = parts.random
     this.#httpUrl = parts.httpUrl
     this.#io = parts.io
+    this.#router = new PeerRouter({ brokerId: config.id, network: parts.transport, runtime: parts.runtime })
     this.#producerIds = new ProducerIds({ brokerId: config.id, path: join(config.dir, 'producer-ids'), io: parts.io })
     this.groups = new GroupCoordinator(
       { brokerId: config.id, offsetsReplicaFor: (group) => this.#offsetsReplicaFor(group), partitionCount: (t) => this.#ctl.topic(t)?.partitions.length ?? 0 },
@@ -219,8 +188,7 @@ export class Broker {
     const io = env.io ?? nodeIo
     makeDataDirectory(io, config.dir)
     const store = await openLogStore({ dir: join(config.dir, 'logs'), registry, logger, io, runtime })
-    const peers = new Map<number, PeerAddress>()
-    for (const s of config.seeds) if (s.id !== config.id) peers.set(s.id, { host: s.host, port: s.port })
+    const peers = seedPeers(config)
     const transport =
       env.network ??
       new Transport({
@@ -245,11 +213,11 @@ export class Broker {
       registry,
       httpUrl: options.httpUrl,
     })
-    transport.onBatch((fromId, batch) => broker.#onPeerBatch(fromId, batch))
+    transport.onBatch((fromId, batch) => broker.#router.route(fromId, batch))
     await transport.start()
-    broker.#installMetrics()
+    broker.#metrics = new BrokerMetrics({ registry, hosted: broker.#partitions })
     await broker.#openController()
-    broker.#controllerOpen = true
+    broker.#router.open({ controller: (m) => broker.#controller.step(m), partition: (gid, m) => broker.#stepPartition(gid, m) })
     broker.#ticker = runtime.setRepeating(() => broker.#tick(), config.tickMs)
     logger.info({ event: 'broker_started', peer: config.peer, seeds: config.seeds.map((s) => s.id), persistence: config.defaultPersistence }, 'broker started')
     return broker
@@ -269,7 +237,7 @@ export class Broker {
       ...(isSeed ? { bootstrap: { voters: this.config.seeds.map((s) => s.id), learners: [] } } : {}),
       random: this.#random.fork(),
       runtime: this.#runtime,
-      send: (msgs) => this.#send(controllerGroupId, msgs),
+      send: (msgs) => this.#router.send(controllerGroupId, msgs),
       recordMeta: () => ({ baseOffset: 0, recordCount: 0, timestampMinMs: 0, timestampMaxMs: 0 }),
       electionTicks: this.config.electionTicks,
       heartbeatTicks: this.config.heartbeatTicks,
@@ -342,10 +310,6 @@ export class Broker {
     })
   }
 
-  #groupIdOf(topicId: number, partition: number): number {
-    return topicId * partitionGroupStride + partition
-  }
-
   #scheduleReconcile(): void {
     if (this.#reconciling) {
       this.#reconcileAgain = true
@@ -368,16 +332,9 @@ export class Broker {
   /** Makes the hosted replicas and the peer list match the metadata. */
   async #reconcile(): Promise<void> {
     if (this.#stopped) return
-    const peers = new Map<number, PeerAddress>()
-    for (const s of this.config.seeds) if (s.id !== this.brokerId) peers.set(s.id, { host: s.host, port: s.port })
-    for (const b of this.#ctl.brokers()) {
-      if (b.id === this.brokerId) continue
-      const m = /^(.*):(\d+)$/.exec(b.peerUrl)
-      if (m !== null) peers.set(b.id, { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) })
-    }
-    this.#transport.setPeers(peers)
+    this.#transport.setPeers(metadataPeers(this.config, this.#ctl.brokers()))
     const wanted = new Map<number, HostedReplica>()
-    for (const h of this.#ctl.hostedBy(this.brokerId)) wanted.set(this.#groupIdOf(h.topicId, h.partition), h)
+    for (const h of this.#ctl.hostedBy(this.brokerId)) wanted.set(groupIdOf(h.topicId, h.partition), h)
     for (const [gid, hosted] of this.#partitions) {
       if (wanted.has(gid)) continue
       this.#partitions.delete(gid)
@@ -420,13 +377,13 @@ export class Broker {
       codec,
       random: this.#random.fork(),
       runtime: this.#runtime,
-      send: (msgs) => this.#send(gid, msgs),
+      send: (msgs) => this.#router.send(gid, msgs),
       electionTicks: this.config.electionTicks,
       heartbeatTicks: this.config.heartbeatTicks,
       // Idle partitions go quiet: a broker with a thousand of them does not heartbeat each one.
       quiesce: true,
       onRoleChange: (role) => {
-        if (role === Role.Leader) this.#metrics.elections.inc()
+        if (role === Role.Leader) this.#metrics.leadershipWon()
       },
     })
     this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: null, logName })
@@ -446,13 +403,13 @@ export class Broker {
       bootstrap: { voters: [...h.replicas], learners: [] },
       random: this.#random.fork(),
       runtime: this.#runtime,
-      send: (msgs) => this.#send(gid, msgs),
+      send: (msgs) => this.#router.send(gid, msgs),
       electionTicks: this.config.electionTicks,
       heartbeatTicks: this.config.heartbeatTicks,
       quiesce: true,
       onRoleChange: (role) => {
         if (role === Role.Leader) {
-          this.#metrics.elections.inc()
+          this.#metrics.leadershipWon()
           this.groups.leadershipGained(replica)
         }
       },
@@ -464,36 +421,17 @@ export class Broker {
 
   // ───────────────────────────── network ─────────────────────────────
 
-  #send(gid: number, msgs: readonly Message[]): void {
-    for (const m of msgs) this.#transport.send(gid, m)
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true
-      this.#runtime.defer(() => {
-        this.#flushScheduled = false
-        this.#transport.flush()
-      })
+  /** A peer message for a partition group (dropped if the replica is not hosted here). */
+  #stepPartition(gid: number, m: Message): void {
+    const h = this.#partitions.get(gid)
+    if (h === undefined) return
+    try {
+      h.replica.step(m)
+    } catch (error) {
+      // A broken invariant in one partition stops that replica, not the broker and its other groups.
+      this.#logger.error({ event: 'replica_failed', topic: h.topic, partition: h.partition, err: error }, 'replica stopped on an error')
+      h.replica.fail(error)
     }
-  }
-
-  #onPeerBatch(fromId: number, batch: Parameters<typeof forEachMessage>[0]): void {
-    // Peers can reach us while the controller group is still opening: drop, Raft sends again.
-    if (this.#controllerOpen === false) return
-    forEachMessage(batch, { from: fromId, to: this.brokerId }, (gid, m) => {
-      if (m.from !== fromId || m.to !== this.brokerId) return
-      if (gid === controllerGroupId) {
-        this.#controller.step(m)
-        return
-      }
-      const h = this.#partitions.get(gid)
-      if (h === undefined) return
-      try {
-        h.replica.step(m)
-      } catch (error) {
-        // A broken invariant in one partition stops that replica, not the broker and its other groups.
-        this.#logger.error({ event: 'replica_failed', topic: h.topic, partition: h.partition, err: error }, 'replica stopped on an error')
-        h.replica.fail(error)
-      }
-    })
   }
 
   #tick(): void {
@@ -673,7 +611,7 @@ export class Broker {
     const view = this.#ctl.metadataView({
       controllerLeader: leader === 0 ? null : leader,
       partitionState: (t, p) => {
-        const gid = this.#groupIdOf(t.id, p)
+        const gid = groupIdOf(t.id, p)
         const h = this.#partitions.get(gid)
         if (h !== undefined && h.replica.raft.lead !== 0) return { leader: h.replica.raft.lead, highWatermark: h.replica.highWatermark }
         // Not hosted here (or no leader known locally): what the leaders said at the last poll.
@@ -765,7 +703,7 @@ export class Broker {
     if (t === undefined) throw this.#unknownTopic(topic)
     const p = t.partitions[partition]
     if (p === undefined) throw new RillError(ErrorCode.UNKNOWN_PARTITION, `topic ${topic} has no partition ${partition}`, { details: { topic, partition } })
-    const h = this.#partitions.get(this.#groupIdOf(t.id, partition))
+    const h = this.#partitions.get(groupIdOf(t.id, partition))
     if (h === undefined) {
       // Not a replica here: point at the preferred replica, which usually leads.
       throw new RillError(ErrorCode.NOT_LEADER, `broker ${this.brokerId} has no replica of ${topic}/${partition}`, {
@@ -806,7 +744,7 @@ export class Broker {
     const startMs = this.#runtime.nowMs()
     try {
       const r = await replica.produce(call.batch, call.acks)
-      this.#metrics.commitSeconds.observe({ acks: call.acks }, (this.#runtime.nowMs() - startMs) / 1000)
+      this.#metrics.commitObserved(call.acks, (this.#runtime.nowMs() - startMs) / 1000)
       return { partition: call.partition, baseOffset: r.baseOffset, lastOffset: r.lastOffset }
     } catch (error) {
       throw this.#withLeaderRef(error)
@@ -838,7 +776,7 @@ export class Broker {
       const t = this.#ctl.topic(offsetsTopic)
       if (t === undefined) throw new RillError(ErrorCode.NO_QUORUM, `${offsetsTopic} is being created; retry`)
       const partition = toPositive(murmur2(new TextEncoder().encode(group))) % t.partitions.length
-      const gid = this.#groupIdOf(t.id, partition)
+      const gid = groupIdOf(t.id, partition)
       const h = this.#partitions.get(gid)
       if (h?.offsets?.isReadyLeader() === true) return h.offsets
       const local = h === undefined ? 0 : h.replica.raft.lead
@@ -938,80 +876,6 @@ export class Broker {
 
   controllerLeader(): number {
     return this.#controller.raft.lead
-  }
-
-  #installMetrics(): void {
-    const self = this
-    this.#metrics = {
-      elections: new Counter({ name: 'rill_partition_leaderships_won_total', help: 'Times a partition replica on this broker became leader', registers: [this.registry] }),
-      commitSeconds: new Histogram({
-        name: 'rill_produce_commit_seconds',
-        help: 'Time from a produce reaching its leader to its acknowledgement (commit for acks=all, local durability for acks=leader)',
-        labelNames: ['acks'],
-        buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-        registers: [this.registry],
-      }),
-    }
-    new Gauge({
-      name: 'rill_replica_lag_entries_max',
-      help: 'Largest number of log entries a follower is behind, over the partitions led here',
-      registers: [this.registry],
-      collect() {
-        let lag = 0
-        for (const p of self.#partitions.values()) {
-          const raft = p.replica.raft
-          if (raft.role !== Role.Leader) continue
-          const last = raft.log.lastIndex()
-          for (const [id, pr] of raft.progress) if (id !== raft.id) lag = Math.max(lag, last - pr.match)
-        }
-        this.set(lag)
-      },
-    })
-    new Gauge({
-      name: 'rill_partitions_quiet',
-      help: 'Partition replicas whose Raft group is quiet (idle, no heartbeats)',
-      registers: [this.registry],
-      collect() {
-        let n = 0
-        for (const p of self.#partitions.values()) if (p.replica.raft.quiesced) n++
-        this.set(n)
-      },
-    })
-    new Gauge({
-      name: 'rill_groups_hosted',
-      help: 'Raft groups hosted by this broker (partition replicas and the controller)',
-      registers: [this.registry],
-      collect() {
-        this.set(self.#partitions.size + 1)
-      },
-    })
-    new Gauge({
-      name: 'rill_partitions_led',
-      help: 'Partition replicas this broker leads',
-      registers: [this.registry],
-      collect() {
-        let n = 0
-        for (const p of self.#partitions.values()) if (p.replica.raft.role === Role.Leader) n++
-        this.set(n)
-      },
-    })
-    new Gauge({
-      name: 'rill_under_replicated_partitions',
-      help: 'Partitions led here whose followers are not all caught up to the commit index',
-      registers: [this.registry],
-      collect() {
-        let n = 0
-        for (const p of self.#partitions.values()) {
-          const raft = p.replica.raft
-          if (raft.role !== Role.Leader) continue
-          for (const [id, pr] of raft.progress) if (id !== raft.id && pr.match < raft.log.committed) {
-            n++
-            break
-          }
-        }
-        this.set(n)
-      },
-    })
   }
 
   /** Graceful stop: hand leadership away, finish writes, close everything. */

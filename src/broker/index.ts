@@ -4,7 +4,8 @@
  * shutdown bound) is assembled in src/cli/broker.ts, and src/api declares the
  * BrokerService a Broker satisfies.
  */
-export { Broker, controllerGroupId, offsetsTopic, offsetsTopicPartitions, partitionGroupStride } from './broker.ts'
+export { Broker, offsetsTopicPartitions } from './broker.ts'
+export { controllerGroupId, offsetsTopic, partitionGroupStride } from './names.ts'
 export { parseBrokerConfig, hostPort, shutdownTimeoutMsMax, shutdownTimeoutMsMin } from './config.ts'
 export type { BrokerConfig, HostPort, Seed } from './config.ts'
 export type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './calls.ts'
