@@ -7,7 +7,8 @@
  *   <dir>/marks.json      per log: (segment, length) known fsynced, and the
  *                         WAL position when that was recorded
  *   <dir>/wal/<seq>.wal   shared WAL (wal.ts)
- *   <dir>/logs/<name>/    one directory per log (disk-log.ts)
+ *   <dir>/logs/<name>/    one directory per log (disk-log.ts); a `memory`
+ *                         log's holds only its hard state (memory-log.ts)
  *
  * A mark is recorded with the WAL position when it was planned (a flush) or
  * lowered (a cut): the log's records before that position are then in its
@@ -40,7 +41,7 @@ import { logNameBytesMax, type WalFlushed } from './format.ts'
 import { parseSegmentFileName } from './segment.ts'
 import { fsyncDir, isErrorCode, mkdirDurable, nodeIo, readFileSync, storageError, writeFileAtomic, type LogIo } from './io.ts'
 import { lockDir, type DirLock } from './lock.ts'
-import { MemoryLog } from './memory-log.ts'
+import { HardStateFile, hardStateFileName, MemoryLog } from './memory-log.ts'
 import { createLogMetrics, timedSync, type LogMetrics } from './metrics.ts'
 import type { OpenLogOptions, PartitionLog } from './types.ts'
 import { Wal, compareWalPositions, listWalFiles, readWalFile, walBytesMaxDefault, walDirectBytesMinDefault, walFileName, type WalPosition } from './wal.ts'
@@ -132,6 +133,8 @@ export class LogStore {
   #marksDurable = new Map<string, StoredMark>()
   #marksChain: Promise<void> = Promise.resolve()
   #logs = new Map<string, PartitionLog>()
+  /** Names whose openLog is under way (awaiting a directory fsync): a second open is refused. */
+  #opening = new Set<string>()
   #flushTimer: TimerHandle | undefined
   #flushPass: Promise<void> | undefined
   #closed = false
@@ -365,20 +368,58 @@ export class LogStore {
     }
   }
 
-  /** Opens a log of this store. Throws STORAGE_LOCKED if it is already open. */
+  /**
+   * Opens a log of this store. Throws STORAGE_LOCKED if it is already open,
+   * STORAGE_UNUSABLE if its directory holds a log of the other kind (memory
+   * vs disk: a topic's persistence never changes, so that is not ours to
+   * convert), STORAGE_CORRUPT if a memory log's hard-state file is damaged.
+   */
   async openLog(options: OpenLogOptions): Promise<PartitionLog> {
     if (this.#closed) throw new RillError(ErrorCode.STORAGE_READ_ONLY, 'log store is closed')
     const name = options.name
     if (!logNamePattern.test(name) || name === '.' || name === '..' || Buffer.byteLength(name) > logNameBytesMax) {
       throw new RillError(ErrorCode.INVALID_REQUEST, `bad log name ${JSON.stringify(name)}: use [A-Za-z0-9._-], at most ${logNameBytesMax} bytes`)
     }
-    if (this.#logs.has(name)) throw new RillError(ErrorCode.STORAGE_LOCKED, `log ${name} is already open`)
-    if (options.mode === 'memory') {
-      const log = new MemoryLog({ ...options, metrics: this.#metrics, logger: this.#logger })
-      this.#logs.set(name, log)
-      return log
-    }
+    if (this.#logs.has(name) || this.#opening.has(name)) throw new RillError(ErrorCode.STORAGE_LOCKED, `log ${name} is already open`)
     const dir = join(this.dir, 'logs', name)
+    this.#checkKind(dir, options.mode)
+    this.#opening.add(name)
+    try {
+      return options.mode === 'memory' ? await this.#openMemoryLog(dir, options) : await this.#openDiskLog(dir, options)
+    } finally {
+      this.#opening.delete(name)
+    }
+  }
+
+  /** Refuses a log directory that holds the other kind of log (a memory log's hard state vs a disk log's files). */
+  #checkKind(dir: string, mode: OpenLogOptions['mode']): void {
+    if (!this.#io.existsSync(dir)) return
+    const files = this.#io.readdirSync(dir)
+    const memoryFiles = new Set([hardStateFileName, `.${hardStateFileName}.tmp`])
+    const other = mode === 'memory' ? files.find((f) => !memoryFiles.has(f)) : files.find((f) => f === hardStateFileName)
+    if (other === undefined) return
+    const kind = mode === 'memory' ? 'a sync or async log' : 'a memory log'
+    throw new RillError(ErrorCode.STORAGE_UNUSABLE, `${dir}: holds ${kind} (${other}), cannot open it as a ${mode} log`, { details: { file: join(dir, other) } })
+  }
+
+  /** Entries in memory, the hard state in `<dir>/hardstate` (memory-log.ts). */
+  async #openMemoryLog(dir: string, options: OpenLogOptions): Promise<PartitionLog> {
+    const hardStateFile = await HardStateFile.open({ io: this.#io, dir, runtime: this.#runtime, metrics: this.#metrics })
+    const log = new MemoryLog({
+      ...options,
+      metrics: this.#metrics,
+      logger: this.#logger,
+      hardStateFile,
+      onClose: (l) => {
+        if (this.#logs.get(l.name) === l) this.#logs.delete(l.name)
+      },
+    })
+    this.#logs.set(options.name, log)
+    return log
+  }
+
+  async #openDiskLog(dir: string, options: OpenLogOptions): Promise<PartitionLog> {
+    const name = options.name
     const created = !this.#io.existsSync(dir)
     const log = DiskLog.open(this.#context(), dir, options)
     if (created) await fsyncDir(this.#io, join(this.dir, 'logs'))
@@ -397,7 +438,7 @@ export class LogStore {
     return log
   }
 
-  /** Deletes a closed log's files (a partition moved away). */
+  /** Deletes a closed log's files (a partition moved away), a memory log's hard state too. */
   async removeLog(name: string): Promise<void> {
     assert(!this.#logs.has(name), () => `removeLog(${name}) while it is open`)
     this.#io.rmSync(join(this.dir, 'logs', name), { recursive: true })
@@ -492,7 +533,8 @@ export class LogStore {
     const walState = this.#wal!.state()
     const logDirs = new Map<string, string>()
     const synced = new Map<string, Mark>()
-    for (const log of this.#logs.values()) {
+    for (const log of [...this.#logs.values()]) {
+      if (log instanceof MemoryLog) log.abandon()
       if (log instanceof DiskLog) {
         logDirs.set(log.name, log.dir)
         await log.abandon()

@@ -12,7 +12,9 @@ import type { EntryToAppend, HardState, LogEntry, SnapshotMeta } from './format.
  *   of every sync log of the store: one WAL, one fsync per cycle);
  * - `async`: resolves once written to the OS; fsync every `flushIntervalMs`
  *   and on close;
- * - `memory`: no files at all.
+ * - `memory`: entries in memory only (a restarted replica refetches them);
+ *   opened through a LogStore, the Raft hard state is still kept durable in
+ *   one small file, so a restarted replica never votes twice in a term.
  */
 export type PersistenceMode = 'sync' | 'async' | 'memory'
 
@@ -113,7 +115,11 @@ export interface PartitionLog {
   applyRetention(options: { indexAllowed: number; nowMs: number }): Promise<RetentionResult>
   /** The hard state last set (or read at open). */
   hardState(): HardState
-  /** Writes the hard state atomically and durably (memory mode: keeps it). */
+  /**
+   * Writes the hard state atomically and durably: it resolves once a power
+   * loss would keep it (memory mode too when opened through a LogStore; a
+   * bare `new MemoryLog` only keeps it in memory). Term never goes down.
+   */
   setHardState(state: HardState): Promise<void>
   /** Set if open found damage before the tail; the log is read-only up to it. */
   readonly damage: DamageReport | undefined
