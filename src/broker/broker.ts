@@ -20,15 +20,13 @@ import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { ErrorCode, RillError, SeededRandom, noTimer, systemRuntime } from '../base/index.ts'
 import type { Runtime, TimerHandle } from '../base/index.ts'
-import type { Command, HostedReplica } from '../controller/index.ts'
-import { ControllerState, encodeCommand, planCreateTopic } from '../controller/index.ts'
-import { CommandType } from '../controller/types.ts'
+import type { HostedReplica } from '../controller/index.ts'
 import type { LogStore, PartitionLog } from '../log/index.ts'
 import { MemoryLog, nodeIo, openLogStore } from '../log/index.ts'
 import type { LogIo } from '../log/index.ts'
-import type { Entry, Message, NodeId, Snapshot } from '../raft/index.ts'
-import { ConfChangeType, EntryType, Role } from '../raft/index.ts'
-import { FileSnapshotStore, MemorySnapshotStore, Partition, RaftGroup } from '../partition/index.ts'
+import type { Message } from '../raft/index.ts'
+import { Role } from '../raft/index.ts'
+import { FileSnapshotStore, MemorySnapshotStore, Partition } from '../partition/index.ts'
 import type { SnapshotStore } from '../partition/index.ts'
 import { Transport } from '../transport/index.ts'
 import type { PeerNetwork } from '../transport/index.ts'
@@ -36,27 +34,19 @@ import { GroupCoordinator, OffsetsReplica } from '../groups/index.ts'
 import type { CreateTopicRequest, MetadataResponse, TopicDescription } from '../wire/index.ts'
 import { murmur2, readBatchHeader, stampBaseOffset, toPositive } from '../wire/index.ts'
 import type { BrokerConfig } from './config.ts'
+import { ControllerClient, registrationCheckTicks } from './controller-client.ts'
 import { makeDataDirectory } from './data-dir.ts'
 import { BrokerMetrics } from './metrics.ts'
-import { controllerGroupId, groupIdOf, isInternalTopic, offsetsTopic } from './names.ts'
+import { groupIdOf, isInternalTopic, offsetsTopic } from './names.ts'
 import { metadataPeers, PeerRouter, seedPeers } from './peer-router.ts'
 import { ProducerIds } from './producer-ids.ts'
-import { httpPeerCalls, type BrokerRegistration, type ControllerCall, type PeerCalls } from './peer-calls.ts'
+import { httpPeerCalls, type BrokerRegistration, type PeerCalls } from './peer-calls.ts'
+import { Liveness } from './liveness.ts'
+import { Topics } from './topics.ts'
 import type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './calls.ts'
 
-/** How long a controller proposal may take to apply. */
-export const controllerWaitMsMax = 10_000
-/** Ticks between checks that this broker is registered and unfenced. */
-const registrationCheckTicks = 10
 /** Ticks between passes that hand leadership back to preferred replicas. */
 const leaderBalanceTicks = 40
-/**
- * The controller leader fences a broker it has had no peer connection with
- * for this long (the transport pings every second and drops a silent link
- * after ten), so placement stops choosing it; the broker unfences itself by
- * registering again when it is back.
- */
-export const brokerSessionMsMax = 6000
 /** Ticks between polls of the other brokers for the partitions they lead (5 s at the default tick). */
 const leaderPollTicks = 100
 /** A peer that does not answer the leadership poll within this is skipped for the round. */
@@ -69,10 +59,6 @@ const replicaOpensConcurrent = 32
 const retentionTicks = 200
 /** How long a graceful stop waits for leadership to move away. */
 const shutdownTransferMsMax = 3000
-/** How long a request waits for a controller leader (and its address) before answering NO_QUORUM. */
-const forwardLeaderWaitMs = 3000
-/** Forwarded requests to the controller leader time out after this. */
-const forwardTimeoutMs = 10_000
 
 const codec = { readHeader: readBatchHeader, stampBaseOffset }
 /** Partitions of the offsets topic: groups are spread over them by murmur2 of their name. */
@@ -113,12 +99,6 @@ export interface BrokerEnv {
   readonly io?: LogIo
 }
 
-interface ControllerWaiter {
-  readonly term: number
-  readonly resolve: () => void
-  readonly reject: (e: RillError) => void
-}
-
 export class Broker {
   readonly brokerId: number
   readonly registry: Registry
@@ -131,27 +111,21 @@ export class Broker {
   readonly #random: SeededRandom
   readonly #io: LogIo
   readonly #producerIds: ProducerIds
-  #controller!: RaftGroup
-  #ctl = new ControllerState()
-  #ctlApplied = 0
-  readonly #ctlWaiters = new Map<number, ControllerWaiter>()
+  readonly #controller: ControllerClient
+  readonly #liveness: Liveness
+  readonly #topics: Topics
   readonly #partitions = new Map<number, HostedPartition>()
   #ticker: TimerHandle = noTimer
   #ticks = 0
   #reconciling = false
   #reconcileAgain = false
-  #registering = false
   #stopped = false
-  /** Controller leader: when each broker's peer link was last seen up (ms, monotonic). */
-  readonly #brokerSeenMs = new Map<number, number>()
-  #fencing = new Set<number>()
   /** Leaders of partitions not hosted here, as their leaders reported at the last poll. */
   #remoteLeaders = new Map<number, { leader: number; highWatermark: number }>()
   #pollingLeaders = false
   /** Registered once the transport is up (start), before any replica opens. */
   #metrics!: BrokerMetrics
   readonly #router: PeerRouter
-  readonly #httpUrl: string
   /** Consumer groups this broker coordinates (BrokerService.groups). */
   readonly groups: GroupCoordinator
   #creatingOffsetsTopic: Promise<void> | null = null
@@ -170,12 +144,28 @@ export class Broker {
     this.#runtime = parts.runtime
     this.registry = parts.registry
     this.#random = parts.random
-    this.#httpUrl = parts.httpUrl
     this.#io = parts.io
     this.#router = new PeerRouter({ brokerId: config.id, network: parts.transport, runtime: parts.runtime })
     this.#producerIds = new ProducerIds({ brokerId: config.id, path: join(config.dir, 'producer-ids'), io: parts.io })
+    const isStopped = (): boolean => this.#stopped
+    this.#controller = new ControllerClient({
+      config,
+      logger,
+      store: parts.store,
+      io: parts.io,
+      random: parts.random,
+      runtime: parts.runtime,
+      peerCalls: parts.peerCalls,
+      httpUrl: parts.httpUrl,
+      send: (gid, msgs) => this.#router.send(gid, msgs),
+      isStopped,
+      onApplied: () => this.#scheduleReconcile(),
+      onLeaderChange: () => this.#liveness.reset(),
+    })
+    this.#liveness = new Liveness({ brokerId: config.id, logger, runtime: parts.runtime, network: parts.transport, controller: this.#controller })
+    this.#topics = new Topics({ defaultPersistence: config.defaultPersistence, runtime: parts.runtime, controller: this.#controller, metadata: () => this.metadata(), isStopped })
     this.groups = new GroupCoordinator(
-      { brokerId: config.id, offsetsReplicaFor: (group) => this.#offsetsReplicaFor(group), partitionCount: (t) => this.#ctl.topic(t)?.partitions.length ?? 0 },
+      { brokerId: config.id, offsetsReplicaFor: (group) => this.#offsetsReplicaFor(group), partitionCount: (t) => this.#controller.state.topic(t)?.partitions.length ?? 0 },
       { logger, now: () => parts.runtime.nowMs() },
     )
   }
@@ -216,7 +206,7 @@ export class Broker {
     transport.onBatch((fromId, batch) => broker.#router.route(fromId, batch))
     await transport.start()
     broker.#metrics = new BrokerMetrics({ registry, hosted: broker.#partitions })
-    await broker.#openController()
+    await broker.#controller.open()
     broker.#router.open({ controller: (m) => broker.#controller.step(m), partition: (gid, m) => broker.#stepPartition(gid, m) })
     broker.#ticker = runtime.setRepeating(() => broker.#tick(), config.tickMs)
     logger.info({ event: 'broker_started', peer: config.peer, seeds: config.seeds.map((s) => s.id), persistence: config.defaultPersistence }, 'broker started')
@@ -225,91 +215,7 @@ export class Broker {
 
   // ───────────────────────────── groups ─────────────────────────────
 
-  async #openController(): Promise<void> {
-    const isSeed = this.config.seeds.some((s) => s.id === this.brokerId)
-    const log = await this.#store.openLog({ name: '__controller', mode: 'sync' })
-    const snapshots = new FileSnapshotStore(join(this.config.dir, 'snapshots', '__controller'), { io: this.#io })
-    this.#controller = await RaftGroup.open({
-      group: 'controller',
-      replicaId: this.brokerId,
-      log,
-      snapshots,
-      ...(isSeed ? { bootstrap: { voters: this.config.seeds.map((s) => s.id), learners: [] } } : {}),
-      random: this.#random.fork(),
-      runtime: this.#runtime,
-      send: (msgs) => this.#router.send(controllerGroupId, msgs),
-      recordMeta: () => ({ baseOffset: 0, recordCount: 0, timestampMinMs: 0, timestampMaxMs: 0 }),
-      electionTicks: this.config.electionTicks,
-      heartbeatTicks: this.config.heartbeatTicks,
-      snapshotEntries: 1000,
-      machine: {
-        apply: (entries) => this.#applyController(entries),
-        restore: (snap) => this.#restoreController(snap),
-        snapshotData: () => this.#ctl.snapshot(),
-        appliedIndex: () => this.#ctlApplied,
-      },
-      onSoftState: (role, leader) => {
-        this.#logger.info({ event: 'controller_role', role, leader }, `controller ${role}, leader ${leader}`)
-        if (role !== Role.Leader) this.#failControllerWaiters(leader)
-        // A new controller leader gives every broker a full session before fencing it.
-        this.#brokerSeenMs.clear()
-      },
-      onFailure: (error) => this.#logger.fatal({ event: 'controller_failed', err: error }, 'controller storage failed'),
-    })
-  }
-
-  #restoreController(snap: Snapshot): void {
-    this.#ctl = snap.data.byteLength === 0 ? new ControllerState() : ControllerState.fromSnapshot(snap.data)
-    this.#ctlApplied = snap.meta.index
-    this.#scheduleReconcile()
-  }
-
-  #applyController(entries: readonly Entry[]): void {
-    for (const e of entries) {
-      this.#ctlApplied = e.index
-      let error: RillError | null = null
-      if (e.type === EntryType.Normal && e.data.byteLength > 0) {
-        const r = this.#ctl.applyEntry(e.data)
-        if (!r.ok) error = r.error
-      }
-      const w = this.#ctlWaiters.get(e.index)
-      if (w === undefined) continue
-      this.#ctlWaiters.delete(e.index)
-      if (w.term !== e.term) w.reject(new RillError(ErrorCode.NOT_LEADER, 'controller leadership changed before the command committed'))
-      else if (error !== null) w.reject(error)
-      else w.resolve()
-    }
-    this.#scheduleReconcile()
-  }
-
-  #failControllerWaiters(leader: NodeId): void {
-    for (const w of this.#ctlWaiters.values()) w.reject(new RillError(ErrorCode.NOT_LEADER, 'controller leadership lost', { details: { leader: this.#brokerRef(leader) } }))
-    this.#ctlWaiters.clear()
-  }
-
-  /** Proposes a controller command here (this broker must lead the controller) and waits until it is applied. */
-  #proposeController(cmd: Command): Promise<void> {
-    const r = this.#controller.propose([encodeCommand(cmd)])
-    if (!r.ok) return Promise.reject(new RillError(r.code, `controller: ${r.reason}`, { details: { leader: this.#brokerRef(r.leader) } }))
-    return new Promise((resolve, reject) => {
-      const timer = this.#runtime.setTimer(() => {
-        this.#ctlWaiters.delete(r.index)
-        reject(new RillError(ErrorCode.TIMEOUT, `controller command not applied within ${controllerWaitMsMax} ms`))
-      }, controllerWaitMsMax)
-      this.#ctlWaiters.set(r.index, {
-        term: r.term,
-        resolve: () => {
-          timer.cancel()
-          resolve()
-        },
-        reject: (e) => {
-          timer.cancel()
-          reject(e)
-        },
-      })
-    })
-  }
-
+  /** Reconciles soon; a change while a pass runs makes one more pass after it. */
   #scheduleReconcile(): void {
     if (this.#reconciling) {
       this.#reconcileAgain = true
@@ -332,9 +238,9 @@ export class Broker {
   /** Makes the hosted replicas and the peer list match the metadata. */
   async #reconcile(): Promise<void> {
     if (this.#stopped) return
-    this.#transport.setPeers(metadataPeers(this.config, this.#ctl.brokers()))
+    this.#transport.setPeers(metadataPeers(this.config, this.#controller.state.brokers()))
     const wanted = new Map<number, HostedReplica>()
-    for (const h of this.#ctl.hostedBy(this.brokerId)) wanted.set(groupIdOf(h.topicId, h.partition), h)
+    for (const h of this.#controller.state.hostedBy(this.brokerId)) wanted.set(groupIdOf(h.topicId, h.partition), h)
     for (const [gid, hosted] of this.#partitions) {
       if (wanted.has(gid)) continue
       this.#partitions.delete(gid)
@@ -447,9 +353,9 @@ export class Broker {
     }
     this.#transport.flush()
     if (this.#ticks % registrationCheckTicks === 0) {
-      void this.#ensureRegistered()
-      this.#checkBrokerLiveness()
-      this.#addControllerLearners()
+      void this.#controller.ensureRegistered()
+      this.#liveness.check()
+      this.#controller.addLearners()
     }
     if (this.#ticks % leaderBalanceTicks === 0) this.#balanceLeaders()
     if (this.#ticks % leaderPollTicks === 0) void this.#pollLeaders()
@@ -491,124 +397,23 @@ export class Broker {
     for (const h of this.#partitions.values()) {
       const raft = h.replica.raft
       if (raft.role !== Role.Leader || raft.leadTransferee !== 0) continue
-      const preferred = this.#ctl.topic(h.topic)?.partitions[h.partition]?.replicas[0]
-      if (preferred === undefined || preferred === this.brokerId || this.#ctl.broker(preferred)?.fenced !== false) continue
+      const preferred = this.#controller.state.topic(h.topic)?.partitions[h.partition]?.replicas[0]
+      if (preferred === undefined || preferred === this.brokerId || this.#controller.state.broker(preferred)?.fenced !== false) continue
       const pr = raft.progress.get(preferred)
       if (pr !== undefined && pr.match === raft.log.lastIndex() && pr.recentActive) h.replica.transferLeader(preferred)
     }
   }
 
-  // ─────────────────────────── registration ───────────────────────────
-
-  /**
-   * Controller leader: a registered broker outside the controller group
-   * follows the metadata log as a learner (one membership change at a time;
-   * a refusal while another is pending is retried on the next check).
-   */
-  #addControllerLearners(): void {
-    if (!this.#controller.isLeader()) return
-    const raft = this.#controller.raft
-    for (const b of this.#ctl.brokers()) {
-      if (raft.voters.has(b.id) || raft.learners.has(b.id)) continue
-      const r = this.#controller.proposeConfChange({ type: ConfChangeType.AddLearner, node: b.id })
-      this.#logger.info({ event: 'controller_learner', learner: b.id, ok: r.ok }, r.ok ? `broker ${b.id} follows the metadata log` : `adding learner ${b.id} later: ${r.reason}`)
-      return
-    }
-  }
-
-  /** Controller leader: fence brokers whose peer link has been down for a whole session. */
-  #checkBrokerLiveness(): void {
-    if (!this.#controller.isLeader()) return
-    const now = this.#runtime.nowMs()
-    for (const b of this.#ctl.brokers()) {
-      if (b.id === this.brokerId || this.#transport.connected(b.id)) {
-        this.#brokerSeenMs.set(b.id, now)
-        continue
-      }
-      const seen = this.#brokerSeenMs.get(b.id)
-      if (seen === undefined) {
-        this.#brokerSeenMs.set(b.id, now)
-        continue
-      }
-      if (b.fenced || this.#fencing.has(b.id) || now - seen < brokerSessionMsMax) continue
-      this.#fencing.add(b.id)
-      this.#logger.warn({ event: 'broker_fenced', fenced: b.id, silentMs: Math.round(now - seen) }, `fencing broker ${b.id}: no peer link for ${Math.round(now - seen)} ms`)
-      this.#proposeController({ type: CommandType.FenceBroker, id: b.id })
-        .catch((error: unknown) => this.#logger.debug({ event: 'fence_retry', err: error }, 'fencing will be retried'))
-        .finally(() => this.#fencing.delete(b.id))
-    }
-  }
-
-  /** Registers (and unfences) this broker through the controller leader unless the metadata already shows it. */
-  async #ensureRegistered(): Promise<void> {
-    if (this.#registering || this.#stopped) return
-    const me = this.#ctl.broker(this.brokerId)
-    const peerUrl = `${this.config.peer.host}:${this.config.peer.port}`
-    if (me !== undefined && !me.fenced && me.httpUrl === this.#httpUrl && me.peerUrl === peerUrl) return
-    this.#registering = true
-    try {
-      await this.registerBroker({ id: this.brokerId, httpUrl: this.#httpUrl, peerUrl, ...(this.config.rack === null ? {} : { rack: this.config.rack }) })
-      this.#logger.info({ event: 'registered' }, 'registered with the controller')
-    } catch (error) {
-      this.#logger.debug({ event: 'register_retry', err: error }, 'registration will be retried')
-    } finally {
-      this.#registering = false
-    }
-  }
-
   /** RegisterBroker + UnfenceBroker on the controller leader (forwarded there if needed). */
-  async registerBroker(request: BrokerRegistration): Promise<void> {
-    if (!this.#controller.isLeader()) {
-      try {
-        await this.#forward({ kind: 'registerBroker', request })
-      } catch (error) {
-        // Not a voter and no metadata yet: go through a broker we were told to join.
-        if (request.id !== this.brokerId || this.config.join.length === 0) throw error
-        await this.#joinThrough(request)
-      }
-      return
-    }
-    const cmd: Command = { type: CommandType.RegisterBroker, id: request.id, httpUrl: request.httpUrl, peerUrl: request.peerUrl, ...(request.rack === undefined ? {} : { rack: request.rack }) }
-    const known = this.#ctl.broker(request.id)
-    if (known === undefined || known.httpUrl !== request.httpUrl || known.peerUrl !== request.peerUrl) await this.#proposeController(cmd)
-    if (this.#ctl.broker(request.id)?.fenced !== false) await this.#proposeController({ type: CommandType.UnfenceBroker, id: request.id })
-  }
-
-  /** Registers through one of the --join brokers (they forward to the controller leader). */
-  async #joinThrough(request: BrokerRegistration): Promise<void> {
-    let last: unknown = null
-    for (const url of this.config.join) {
-      try {
-        await this.#peerCalls.controller(url, { kind: 'registerBroker', request }, forwardTimeoutMs)
-        return
-      } catch (error) {
-        last = error
-      }
-    }
-    throw new RillError(ErrorCode.NO_QUORUM, `could not register through ${this.config.join.join(', ')}: ${String(last)}`)
-  }
-
-  /** Runs a controller command on the controller leader (another broker) and relays its error. */
-  async #forward(call: ControllerCall): Promise<void> {
-    // During an election, or before our metadata shows the leader's address, wait a little (bounded).
-    const deadline = this.#runtime.nowMs() + forwardLeaderWaitMs
-    let leader = this.#controller.raft.lead
-    let url = leader === 0 ? undefined : this.#ctl.broker(leader)?.httpUrl
-    while (url === undefined && this.#runtime.nowMs() < deadline && !this.#stopped) {
-      await this.#runtime.sleep(20)
-      leader = this.#controller.raft.lead
-      url = leader === 0 ? undefined : this.#ctl.broker(leader)?.httpUrl
-    }
-    if (url === undefined) throw new RillError(ErrorCode.NO_QUORUM, 'no controller leader known yet')
-    if (leader === this.brokerId) throw new RillError(ErrorCode.NO_QUORUM, 'this broker just became controller leader; retry')
-    await this.#peerCalls.controller(url, call, forwardTimeoutMs)
+  registerBroker(request: BrokerRegistration): Promise<void> {
+    return this.#controller.registerBroker(request)
   }
 
   // ─────────────────────────── BrokerService ───────────────────────────
 
   metadata(): MetadataResponse {
-    const leader = this.#controller.raft.lead
-    const view = this.#ctl.metadataView({
+    const leader = this.#controller.leader()
+    const view = this.#controller.state.metadataView({
       controllerLeader: leader === 0 ? null : leader,
       partitionState: (t, p) => {
         const gid = groupIdOf(t.id, p)
@@ -631,59 +436,24 @@ export class Broker {
     }
   }
 
-  async createTopic(request: CreateTopicRequest): Promise<{ name: string; partitions: number }> {
-    if (isInternalTopic(request.name)) throw new RillError(ErrorCode.INVALID_REQUEST, `topic names starting with __ are the broker's own (${request.name})`)
-    return this.#createTopic(request)
-  }
-
-  async #createTopic(request: CreateTopicRequest): Promise<{ name: string; partitions: number }> {
-    if (!this.#controller.isLeader()) {
-      await this.#forward(isInternalTopic(request.name) ? { kind: 'createOffsetsTopic' } : { kind: 'createTopic', request })
-      await this.#waitForTopic(request.name, true)
-      return { name: request.name, partitions: this.#ctl.topic(request.name)?.partitions.length ?? request.partitions }
-    }
-    const cmd = planCreateTopic(this.#ctl, {
-      name: request.name,
-      partitions: request.partitions,
-      replicationFactor: request.replicationFactor,
-      config: { persistence: this.config.defaultPersistence, ...(request.config ?? {}) },
-    })
-    await this.#proposeController(cmd)
-    return { name: cmd.name, partitions: cmd.partitions }
-  }
-
-  /** After a forwarded change, waits (bounded) until our copy of the metadata shows it. */
-  async #waitForTopic(name: string, exists: boolean): Promise<void> {
-    const end = this.#runtime.nowMs() + controllerWaitMsMax
-    while ((this.#ctl.topic(name) !== undefined) !== exists && this.#runtime.nowMs() < end && !this.#stopped) await this.#runtime.sleep(10)
+  createTopic(request: CreateTopicRequest): Promise<{ name: string; partitions: number }> {
+    return this.#topics.create(request)
   }
 
   listTopics(): string[] {
-    return this.#ctl.topics().map((t) => t.name)
+    return this.#topics.list()
   }
 
   describeTopic(name: string): TopicDescription {
-    const t = this.#ctl.topic(name)
-    if (t === undefined) throw this.#unknownTopic(name)
-    const meta = this.metadata().topics.find((x) => x.name === name)!
-    return { ...meta, replicationFactor: t.replicationFactor, config: { ...t.config } as TopicDescription['config'] }
+    return this.#topics.describe(name)
   }
 
-  async deleteTopic(name: string): Promise<void> {
-    if (isInternalTopic(name)) throw new RillError(ErrorCode.FORBIDDEN, `${name} is the broker's own topic`)
-    if (!this.#controller.isLeader()) {
-      await this.#forward({ kind: 'deleteTopic', name })
-      await this.#waitForTopic(name, false)
-      return
-    }
-    if (this.#ctl.topic(name) === undefined) throw this.#unknownTopic(name)
-    await this.#proposeController({ type: CommandType.DeleteTopic, name })
+  deleteTopic(name: string): Promise<void> {
+    return this.#topics.delete(name)
   }
 
   partitionCount(topic: string): number {
-    const t = this.#ctl.topic(topic)
-    if (t === undefined) throw this.#unknownTopic(topic)
-    return t.partitions.length
+    return this.#topics.partitionCount(topic)
   }
 
   /** Ids are brokerId · 2^32 + n, never repeated (producer-ids.ts). */
@@ -699,44 +469,18 @@ export class Broker {
   }
 
   #hosted(topic: string, partition: number): HostedPartition {
-    const t = this.#ctl.topic(topic)
-    if (t === undefined) throw this.#unknownTopic(topic)
+    const t = this.#controller.state.topic(topic)
+    if (t === undefined) throw this.#controller.unknownTopic(topic)
     const p = t.partitions[partition]
     if (p === undefined) throw new RillError(ErrorCode.UNKNOWN_PARTITION, `topic ${topic} has no partition ${partition}`, { details: { topic, partition } })
     const h = this.#partitions.get(groupIdOf(t.id, partition))
     if (h === undefined) {
       // Not a replica here: point at the preferred replica, which usually leads.
       throw new RillError(ErrorCode.NOT_LEADER, `broker ${this.brokerId} has no replica of ${topic}/${partition}`, {
-        details: { leader: this.#brokerRef(p.replicas[0] ?? 0) },
+        details: { leader: this.#controller.brokerRef(p.replicas[0] ?? 0) },
       })
     }
     return h
-  }
-
-  /**
-   * UNKNOWN_TOPIC only once our copy of the metadata is current: a broker
-   * that just restarted and has not caught up with the controller log says
-   * so (retriable) instead of denying a topic that exists.
-   */
-  #unknownTopic(name: string): RillError {
-    const raft = this.#controller.raft
-    if (raft.lead === 0 || this.#ctlApplied < raft.log.committed) {
-      return new RillError(ErrorCode.NO_QUORUM, `metadata not loaded yet (controller leader ${raft.lead === 0 ? 'unknown' : raft.lead}); retry`)
-    }
-    return new RillError(ErrorCode.UNKNOWN_TOPIC, `unknown topic ${name}`, { details: { topic: name } })
-  }
-
-  #brokerRef(id: NodeId): { id: number; url: string } | null {
-    const b = id === 0 ? undefined : this.#ctl.broker(id)
-    return b === undefined ? null : { id: b.id, url: b.httpUrl }
-  }
-
-  /** Adds `{ id, url }` to a NOT_LEADER error coming from a replica (it knows only the id). */
-  #withLeaderRef(error: unknown): unknown {
-    if (!(error instanceof RillError) || error.code !== ErrorCode.NOT_LEADER) return error
-    const leader = error.details['leader']
-    if (typeof leader !== 'number') return error
-    return new RillError(ErrorCode.NOT_LEADER, error.message, { details: { ...error.details, leader: this.#brokerRef(leader) } })
   }
 
   async produce(call: ProduceCall): Promise<ProduceOutcome> {
@@ -747,7 +491,7 @@ export class Broker {
       this.#metrics.commitObserved(call.acks, (this.#runtime.nowMs() - startMs) / 1000)
       return { partition: call.partition, baseOffset: r.baseOffset, lastOffset: r.lastOffset }
     } catch (error) {
-      throw this.#withLeaderRef(error)
+      throw this.#controller.withLeaderRef(error)
     }
   }
 
@@ -773,7 +517,7 @@ export class Broker {
     const deadline = this.#runtime.nowMs() + coordinatorWaitMs
     for (;;) {
       await this.#ensureOffsetsTopic()
-      const t = this.#ctl.topic(offsetsTopic)
+      const t = this.#controller.state.topic(offsetsTopic)
       if (t === undefined) throw new RillError(ErrorCode.NO_QUORUM, `${offsetsTopic} is being created; retry`)
       const partition = toPositive(murmur2(new TextEncoder().encode(group))) % t.partitions.length
       const gid = groupIdOf(t.id, partition)
@@ -782,11 +526,11 @@ export class Broker {
       const local = h === undefined ? 0 : h.replica.raft.lead
       const leader = local !== 0 ? local : (this.#remoteLeaders.get(gid)?.leader ?? 0)
       if (leader !== 0 && leader !== this.brokerId && (h === undefined || local !== 0)) {
-        throw new RillError(ErrorCode.NOT_LEADER, `group ${group} is coordinated by broker ${leader} (${offsetsTopic}/${partition})`, { details: { leader: this.#brokerRef(leader) } })
+        throw new RillError(ErrorCode.NOT_LEADER, `group ${group} is coordinated by broker ${leader} (${offsetsTopic}/${partition})`, { details: { leader: this.#controller.brokerRef(leader) } })
       }
       if (this.#runtime.nowMs() >= deadline || this.#stopped) {
         const hint = leader === 0 ? (t.partitions[partition]?.replicas[0] ?? 0) : leader
-        if (hint !== 0 && hint !== this.brokerId) throw new RillError(ErrorCode.NOT_LEADER, `group ${group}: coordinator not known here; try broker ${hint}`, { details: { leader: this.#brokerRef(hint) } })
+        if (hint !== 0 && hint !== this.brokerId) throw new RillError(ErrorCode.NOT_LEADER, `group ${group}: coordinator not known here; try broker ${hint}`, { details: { leader: this.#controller.brokerRef(hint) } })
         throw new RillError(ErrorCode.NO_QUORUM, `group ${group}: ${offsetsTopic}/${partition} has no leader yet; retry`)
       }
       await this.#runtime.sleep(20)
@@ -795,7 +539,7 @@ export class Broker {
 
   /** Creates `__consumer_offsets` on first use (through the controller leader), once. */
   async #ensureOffsetsTopic(): Promise<void> {
-    if (this.#ctl.topic(offsetsTopic) !== undefined) return
+    if (this.#controller.state.topic(offsetsTopic) !== undefined) return
     this.#creatingOffsetsTopic ??= this.createOffsetsTopic()
       .catch((error: unknown) => {
         if (!(error instanceof RillError && error.code === ErrorCode.TOPIC_EXISTS)) throw error
@@ -808,9 +552,9 @@ export class Broker {
 
   /** Creates the offsets topic: replication min(3, brokers), `sync`. Also the internal route's handler. */
   async createOffsetsTopic(): Promise<void> {
-    if (this.#ctl.topic(offsetsTopic) !== undefined) return
-    const brokers = this.#ctl.brokers().filter((b) => !b.fenced).length
-    await this.#createTopic({ name: offsetsTopic, partitions: offsetsTopicPartitions, replicationFactor: Math.max(1, Math.min(3, brokers)), config: { persistence: 'sync' } })
+    if (this.#controller.state.topic(offsetsTopic) !== undefined) return
+    const brokers = this.#controller.state.brokers().filter((b) => !b.fenced).length
+    await this.#topics.createAny({ name: offsetsTopic, partitions: offsetsTopicPartitions, replicationFactor: Math.max(1, Math.min(3, brokers)), config: { persistence: 'sync' } })
   }
 
   // ───────────────────────────── status ─────────────────────────────
@@ -831,7 +575,7 @@ export class Broker {
    */
   async #pollLeaders(): Promise<void> {
     if (this.#pollingLeaders || this.#stopped) return
-    const peers = this.#ctl.brokers().filter((b) => b.id !== this.brokerId && !b.fenced)
+    const peers = this.#controller.state.brokers().filter((b) => b.id !== this.brokerId && !b.fenced)
     if (peers.length === 0) return
     this.#pollingLeaders = true
     try {
@@ -875,7 +619,7 @@ export class Broker {
   }
 
   controllerLeader(): number {
-    return this.#controller.raft.lead
+    return this.#controller.leader()
   }
 
   /** Graceful stop: hand leadership away, finish writes, close everything. */
@@ -888,10 +632,7 @@ export class Broker {
       const target = [...raft.progress].filter(([id]) => id !== raft.id).sort((a, b) => b[1].match - a[1].match)[0]
       if (target !== undefined) p.replica.transferLeader(target[0])
     }
-    if (this.#controller.isLeader()) {
-      const target = [...this.#controller.raft.progress].filter(([id]) => id !== this.brokerId).sort((a, b) => b[1].match - a[1].match)[0]
-      if (target !== undefined) this.#controller.transferLeader(target[0])
-    }
+    this.#controller.transferAway()
     this.#transport.flush()
     while (this.#runtime.nowMs() < deadline && [...this.#partitions.values()].some((p) => p.replica.raft.role === Role.Leader)) {
       await this.#runtime.sleep(20)
@@ -900,7 +641,6 @@ export class Broker {
     this.#ticker.cancel()
     for (const p of this.#partitions.values()) await p.replica.close()
     await this.#controller.close()
-    this.#failControllerWaiters(0)
     await this.#transport.close()
     await this.#store.close()
     this.#logger.info({ event: 'broker_stopped' }, 'broker stopped')
