@@ -19,7 +19,7 @@
 import { ErrorCode, isRillError } from '../base/index.ts'
 import type { PersistenceMode } from '../log/index.ts'
 import { Role } from '../raft/index.ts'
-import { diskTimings, SimBrokerCluster } from './brokers.ts'
+import { diskTimings, SimBrokerCluster, simDataDir } from './brokers.ts'
 import { Ledger, SimViolation } from './ledger.ts'
 import { LivelockError, type RuntimeScope } from './runtime.ts'
 import { clientCallMsMax, decodeRecords, expectOperatingError, readOnce, SimProducer, simTopic, withDeadline } from './workload.ts'
@@ -31,6 +31,8 @@ export interface BrokerScheduleOptions {
   readonly persistence?: PersistenceMode
   /** Virtual ms of the fault phase. */
   readonly faultMs?: number
+  /** Only these kinds of fault (names as in `faultKinds`); default all. */
+  readonly faults?: readonly FaultKind[]
   readonly trace?: (line: string) => void
 }
 
@@ -94,7 +96,7 @@ export async function runBrokerSchedule(options: BrokerScheduleOptions): Promise
     while (c.runtime.nowMs() < end) {
       await client.sleep(300 + c.random.int(1700))
       if (c.runtime.nowMs() >= end) break
-      faults += injectFault(c, persistence, fail, diskFailed)
+      faults += injectFault(c, persistence, fail, diskFailed, options.faults ?? faultKinds)
     }
     c.trace('heal: every link back, every broker up')
     c.network.heal()
@@ -159,6 +161,7 @@ function livelockAndLeaderChecks(c: SimBrokerCluster, ledger: Ledger): () => voi
   const eventsAtWindow = new Map<RuntimeScope, number>()
   const readsAtWindow = new Map<number, number>()
   return () => {
+    c.runAfterEvent()
     const now = c.runtime.nowMs()
     if (now >= nextLeaderCheck) {
       nextLeaderCheck = now + 10
@@ -234,28 +237,38 @@ async function readLoop(c: SimBrokerCluster, client: RuntimeScope, ledger: Ledge
   }
 }
 
+/** The faults a schedule draws from (each has its own branch in injectFault). */
+export const faultKinds = ['crash', 'crash2', 'stop', 'isolate', 'one-way', 'disk', 'bad-sectors', 'flaky'] as const
+export type FaultKind = (typeof faultKinds)[number]
+
 /** Injects one fault; returns 1 if it did. At most one broker is down at a time (a majority of three stays). */
-function injectFault(c: SimBrokerCluster, persistence: PersistenceMode, fail: (e: unknown) => void, diskFailed: Set<number>): number {
+function injectFault(c: SimBrokerCluster, persistence: PersistenceMode, fail: (e: unknown) => void, diskFailed: Set<number>, kinds: readonly FaultKind[]): number {
   const ids = c.ids()
   const down = ids.filter((id) => !c.brokers.get(id)!.up)
   const pick = ids[c.random.int(ids.length)]!
   const forMs = 300 + c.random.int(4000)
   const later = (fn: () => void): void => void c.runtime.setTimer(fn, forMs)
-  switch (c.random.int(8)) {
-    case 0:
-    case 1: {
+  switch (kinds[c.random.int(kinds.length)]!) {
+    case 'crash':
+    case 'crash2': {
       if (down.length > 0) return 0
       // sync: a power loss (unsynced writes torn); async promises only to survive a process crash.
       c.crash(pick, persistence === 'sync' && c.random.next() < 0.7 ? 'power-loss' : 'process-crash')
       later(() => startBroker(c, pick, fail))
       return 1
     }
-    case 2: {
+    case 'stop': {
       if (down.length > 0 || !c.brokers.get(pick)!.up) return 0
-      c.stop(pick).then(() => later(() => startBroker(c, pick, fail)), fail)
+      c.stop(pick)
+        .catch((error: unknown) => {
+          // A graceful stop on a failing disk may fail (its last flush): the process exits anyway.
+          if (!isRillError(error) || !startRetryCodes.has(error.code)) throw error
+          c.crash(pick, 'process-crash')
+        })
+        .then(() => later(() => startBroker(c, pick, fail)), fail)
       return 1
     }
-    case 3: {
+    case 'isolate': {
       c.trace(`isolate broker ${pick} for ${forMs} ms`)
       c.network.isolate(pick, ids)
       later(() => {
@@ -266,14 +279,14 @@ function injectFault(c: SimBrokerCluster, persistence: PersistenceMode, fail: (e
       })
       return 1
     }
-    case 4: {
+    case 'one-way': {
       const other = ids.filter((id) => id !== pick)[c.random.int(ids.length - 1)]!
       c.trace(`cut ${pick} -> ${other} one way for ${forMs} ms`)
       c.network.block(pick, other)
       later(() => c.network.unblock(pick, other))
       return 1
     }
-    case 6: {
+    case 'disk': {
       // A disk in trouble for a while: slow, or failing reads, or full, or failing an fsync.
       const disk = c.brokers.get(pick)!.disk
       const kind = c.random.int(4)
@@ -291,7 +304,32 @@ function injectFault(c: SimBrokerCluster, persistence: PersistenceMode, fail: (e
       later(() => disk.setFaults({ ...diskTimings, readErrorRate: 0, fsyncErrorRate: 0, capacityBytes: Infinity }))
       return 1
     }
-    default: {
+    case 'bad-sectors': {
+      // Bad sectors early in a partition's first segment, found when the broker restarts and
+      // its replicas apply their log from disk (a latent sector error; the rest of the disk works).
+      const b = c.brokers.get(pick)!
+      if (down.length > 0 || !b.up) return 0
+      const dir = `${simDataDir}/logs/logs`
+      const logs = b.disk.readdirSync(dir).filter((n) => /^t\d+-\d+$/.test(n))
+      if (logs.length === 0) return 0
+      const log = logs[c.random.int(logs.length)]!
+      const first = b.disk.readdirSync(`${dir}/${log}`).filter((n) => n.endsWith('.seg')).sort()[0]
+      if (first === undefined) return 0
+      c.trace(`restarting broker ${pick}; bad sectors in ${log}/${first} from when its replica opens, for ${forMs} ms`)
+      c.crash(pick, 'process-crash')
+      startBroker(c, pick, fail)
+      // The sectors go bad the moment the new process has opened the segment (its open scan read them
+      // fine), before the replica applies its log from disk.
+      const path = `${dir}/${log}/${first}`
+      c.afterEvent(() => {
+        if (!b.up || !b.disk.isOpen(path)) return false
+        b.disk.badSectors(path, 64, 64 + 4096)
+        later(() => b.disk.clearBadSectors())
+        return true
+      })
+      return 1
+    }
+    case 'flaky': {
       const f = c.network.faults
       f.dropRate = c.random.next() * 0.2
       f.duplicateRate = c.random.next() * 0.05

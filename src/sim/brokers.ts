@@ -87,6 +87,18 @@ export class SimBrokerCluster {
     }
   }
 
+  #afterEvent: (() => boolean)[] = []
+
+  /** Runs `check` after every event until it returns true (a fault that waits for a moment). */
+  afterEvent(check: () => boolean): void {
+    this.#afterEvent.push(check)
+  }
+
+  /** Called by the schedule after each event. */
+  runAfterEvent(): void {
+    if (this.#afterEvent.length > 0) this.#afterEvent = this.#afterEvent.filter((check) => !check())
+  }
+
   trace(line: string): void {
     this.#trace?.(`[${this.runtime.nowMs().toFixed(1)}] ${line}`)
   }

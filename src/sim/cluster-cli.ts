@@ -3,16 +3,89 @@
  * `npm run sim:cluster -- --seed S [--trace]`     replays one, event by event
  *
  * Options: `--persistence sync|async` (default: by seed, two sync to one
- * async), `--brokers N` (default 3), `--fault-ms MS` (virtual ms of faults).
+ * async), `--brokers N` (default 3), `--fault-ms MS` (virtual ms of faults),
+ * `--faults a,b` (only these kinds: crash, stop, isolate, one-way, disk,
+ * bad-sectors, flaky), `--seed-timeout-s S` (real seconds a seed may take before it counts as
+ * hung; default 120). Seeds run in a worker thread, so even a loop that
+ * never yields fails its seed instead of hanging the run.
  * Ends with "N passed, M failed"; exit code 1 if any failed. Every failure
  * prints its seed and the command that replays it.
  */
 import { parseArgs } from 'node:util'
+import { Worker } from 'node:worker_threads'
 import { systemRuntime } from '../base/index.ts'
 import type { PersistenceMode } from '../log/index.ts'
-import { runBrokerSchedule, type BrokerScheduleResult } from './broker-schedule.ts'
+import { faultKinds, type BrokerScheduleOptions, type BrokerScheduleResult, type FaultKind } from './broker-schedule.ts'
 
-const usage = 'usage: npm run sim:cluster -- --seeds N [--from S] | --seed S [--trace]  [--persistence sync|async] [--brokers N] [--fault-ms MS]'
+/** Real seconds one seed may take; past it the seed is a hang (a loop that never yields) and its worker is ended. */
+const seedSecondsMaxDefault = 120
+
+/**
+ * Runs schedules one at a time in a worker thread. A seed that does not
+ * answer within `seconds` real seconds is reported as hung and its worker
+ * terminated (V8 stops even a loop that never yields); the next seed gets a
+ * fresh worker.
+ */
+class SeedRunner {
+  #worker: Worker | null = null
+  #ready: Promise<void> | null = null
+  readonly #seconds: number
+
+  constructor(seconds: number) {
+    this.#seconds = seconds
+  }
+
+  #start(): Promise<void> {
+    const worker = new Worker(new URL('./seed-worker.mjs', import.meta.url))
+    this.#worker = worker
+    return new Promise((resolve, reject) => {
+      worker.once('message', (m) => (m === 'ready' ? resolve() : reject(new Error(`worker said ${String(m)}`))))
+      worker.once('error', reject)
+    })
+  }
+
+  async run(options: Omit<BrokerScheduleOptions, 'trace'> & { trace?: boolean }): Promise<BrokerScheduleResult> {
+    this.#ready ??= this.#start()
+    await this.#ready
+    const worker = this.#worker!
+    return new Promise((resolve, reject) => {
+      const timer = systemRuntime.setTimer(() => {
+        worker.removeAllListeners('message')
+        void worker.terminate()
+        this.#worker = null
+        this.#ready = null
+        resolve({
+          seed: options.seed,
+          ok: false,
+          error: `hung: no result within ${this.#seconds} real seconds (a loop that never yields to the event loop; replay it with --trace to see where it stops)`,
+          virtualMs: -1,
+          events: -1,
+          acked: -1,
+          reads: -1,
+          faults: -1,
+          persistence: options.persistence ?? 'sync',
+        })
+      }, this.#seconds * 1000)
+      worker.once('message', (r: BrokerScheduleResult) => {
+        timer.cancel()
+        resolve(r)
+      })
+      worker.once('error', (e) => {
+        timer.cancel()
+        this.#worker = null
+        this.#ready = null
+        reject(e)
+      })
+      worker.postMessage(options)
+    })
+  }
+
+  async close(): Promise<void> {
+    await this.#worker?.terminate()
+  }
+}
+
+const usage = 'usage: npm run sim:cluster -- --seeds N [--from S] | --seed S [--trace]  [--persistence sync|async] [--brokers N] [--fault-ms MS] [--faults crash,disk,...] [--seed-timeout-s S]'
 
 function fail(message: string): never {
   process.stderr.write(`sim:cluster: ${message}\n${usage}\n`)
@@ -41,6 +114,8 @@ async function main(): Promise<number> {
         persistence: { type: 'string' },
         brokers: { type: 'string' },
         'fault-ms': { type: 'string' },
+        'seed-timeout-s': { type: 'string' },
+        faults: { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -52,15 +127,30 @@ async function main(): Promise<number> {
   if (persistence !== undefined && persistence !== 'sync' && persistence !== 'async') fail(`--persistence is sync or async, got ${JSON.stringify(persistence)}`)
   const brokers = count('--brokers', values.brokers, 3, 7)
   const faultMs = count('--fault-ms', values['fault-ms'], 0, 600_000)
+  const faults = values.faults?.split(',').map((f) => f.trim())
+  for (const f of faults ?? []) if (!(faultKinds as readonly string[]).includes(f)) fail(`--faults takes a comma-separated list of ${faultKinds.join(', ')}; got ${JSON.stringify(f)}`)
   const common = {
+    ...(faults === undefined ? {} : { faults: faults as FaultKind[] }),
     ...(persistence === undefined ? {} : { persistence: persistence as PersistenceMode }),
     ...(brokers === undefined ? {} : { brokers }),
     ...(faultMs === undefined ? {} : { faultMs }),
   }
+  const runner = new SeedRunner(count('--seed-timeout-s', values['seed-timeout-s'], 1, 3600) ?? seedSecondsMaxDefault)
+  try {
+    return await runSeeds(runner, values, common)
+  } finally {
+    await runner.close()
+  }
+}
+
+async function runSeeds(
+  runner: SeedRunner,
+  values: { seed?: string | undefined; seeds?: string | undefined; from?: string | undefined; trace?: boolean | undefined },
+  common: Omit<Partial<BrokerScheduleOptions>, 'trace' | 'seed'>,
+): Promise<number> {
   const one = count('--seed', values.seed, 0, 2 ** 31)
   if (one !== undefined) {
-    const trace = values.trace === true ? (l: string): void => void process.stdout.write(`${l}\n`) : undefined
-    const r = await runBrokerSchedule({ seed: one, ...common, ...(trace === undefined ? {} : { trace }) })
+    const r = await runner.run({ seed: one, ...common, trace: values.trace === true })
     process.stdout.write(`${line(r)}\n${r.ok ? 1 : 0} passed, ${r.ok ? 0 : 1} failed\n`)
     return r.ok ? 0 : 1
   }
@@ -72,7 +162,7 @@ async function main(): Promise<number> {
   const progressEvery = Math.max(1, Math.floor(seeds / 20))
   for (let k = 0; k < seeds; k++) {
     const seed = from + k
-    const r = await runBrokerSchedule({ seed, ...common })
+    const r = await runner.run({ seed, ...common })
     if (r.ok) passed++
     else {
       failed++

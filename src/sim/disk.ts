@@ -251,6 +251,7 @@ export class SimDisk implements LogIo {
   #faults: SimDiskFaults
   #root: DirNode = newDir()
   #fds = new Map<number, Handle>()
+  #badSectors: { readonly path: string; readonly from: number; readonly to: number }[] = []
   #fdNext = 3
   #pid = pidFirst
   /** Bumped by a crash: operations started before it never complete. */
@@ -388,16 +389,47 @@ export class SimDisk implements LogIo {
 
   readSync(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): number {
     const file = this.#readable(fd, 'read')
-    if (this.#inject(this.#faults.readErrorRate)) throw fsError('EIO', 'read')
+    // Every read counts, failed ones too: the livelock detector looks for reads without progress.
+    this.#counters.reads++
+    if (this.#inject(this.#faults.readErrorRate) || this.#onBadSectors(fd, position, length)) throw fsError('EIO', 'read')
     return this.#read(file, buffer, offset, length, position)
   }
 
   read(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
     return this.#later(this.#faults.readLatencyMs, () => {
       const file = this.#readable(fd, 'read')
-      if (this.#inject(this.#faults.readErrorRate)) throw fsError('EIO', 'read')
+      this.#counters.reads++
+      if (this.#inject(this.#faults.readErrorRate) || this.#onBadSectors(fd, position, length)) throw fsError('EIO', 'read')
       return this.#read(file, buffer, offset, length, position)
     })
+  }
+
+  /**
+   * Bad sectors (a latent sector error): every read of `path` that touches
+   * bytes [from, to) fails with EIO, every time, until `clearBadSectors`.
+   * Writes still land (a real drive remaps on write).
+   */
+  badSectors(path: string, from: number, to: number): void {
+    this.#badSectors.push({ path: posix.resolve('/', path), from, to })
+  }
+
+  /** True while some descriptor has `path` open (the simulator times faults by it). */
+  isOpen(path: string): boolean {
+    const full = posix.resolve('/', path)
+    for (const h of this.#fds.values()) if (h.path === full) return true
+    return false
+  }
+
+  clearBadSectors(): void {
+    this.#badSectors = []
+  }
+
+  #onBadSectors(fd: number, position: number, length: number): boolean {
+    if (this.#badSectors.length === 0) return false
+    const path = this.#fds.get(fd)?.path
+    const bad = this.#badSectors.some((b) => b.path === path && position < b.to && position + length > b.from)
+    if (bad) this.#counters.faults++
+    return bad
   }
 
   writevSync(fd: number, buffers: readonly Uint8Array[], position: number): number {
@@ -556,7 +588,6 @@ export class SimDisk implements LogIo {
 
   #read(file: FileNode, buffer: Uint8Array, offset: number, length: number, position: number): number {
     const n = file.data.read(position, buffer, offset, length)
-    this.#counters.reads++
     this.#counters.bytesRead += n
     return n
   }
