@@ -16,11 +16,17 @@ export interface CliResult {
   stderr: string
 }
 
+/**
+ * Default bound of one `rill` run, ms. A run takes about a second, but
+ * args.test.ts starts twelve at once, and on a loaded 2-core CI machine
+ * (load 9-10) one of them took over 20 s just to start.
+ */
+const runWaitMsDefault = 60_000
 /** After SIGKILL, the longest wait for the child's exit and pipes to be reported, ms. */
 const closeWaitMs = 10_000
 
 /**
- * Runs `rill ...args` with `input` on stdin; SIGKILLs it after `timeoutMs`
+ * Runs `rill ...args` with `input` on stdin; SIGKILLs it after `timeoutMs` (default `runWaitMsDefault`)
  * (its code is then null) and gives up waiting `closeWaitMs` later.
  */
 export function runCli(args: readonly string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
@@ -42,7 +48,7 @@ export function runCli(args: readonly string[], options: { input?: string; env?:
         child.stderr.destroy()
         resolve({ code: null, stdout, stderr: `${stderr}\n(rill ${args.join(' ')}: no exit reported ${closeWaitMs} ms after SIGKILL)` })
       }, closeWaitMs)
-    }, options.timeoutMs ?? 20_000)
+    }, options.timeoutMs ?? runWaitMsDefault)
     child.on('error', reject)
     child.on('close', (code) => {
       clearTimeout(timer)
