@@ -139,6 +139,8 @@ export class RaftGroup {
       snapshot,
       recordMeta: options.recordMeta,
       onLoaded: () => group?.processOrFail(),
+      onFailed: (error) => group?.fail(error),
+      runtime: options.runtime ?? systemRuntime,
     })
     const raft = new Raft({
       id: options.replicaId,

@@ -9,13 +9,24 @@
  *                                        null: a read-ahead starts, `onLoaded`
  *                                        fires when it lands and the core asks again
  *
+ * A read-ahead that did not load `lo` must not hand straight back to the
+ * core, which would ask for `lo` again at once: that loop held a broker at
+ * 100% CPU in CI (a read that fails at once never even yields to the event
+ * loop), and `npm run sim:cluster -- --seed 1 --faults bad-sectors` shows it
+ * with a disk read failing every time. So a failed read is retried after a
+ * backoff on the runtime's clock (10 ms doubling to 1 s: bounded work while
+ * a disk recovers), and a read that cannot succeed by retrying — the log does
+ * not hold `lo` (OFFSET_OUT_OF_RANGE, or nothing there) or its bytes are
+ * damaged (STORAGE_CORRUPT) — stops the group with that error (`onFailed`).
+ *
  * Writes come from persisting a Ready, one at a time, in order (`persist`):
  * an installed snapshot first, then entries (the log truncates a conflicting
  * suffix itself), then the hard state — written only when term or vote
  * changed: the commit index is an optimisation a restarted node relearns
  * from its leader, and an fsync per Ready for it would halve throughput.
  */
-import { assert } from '../base/index.ts'
+import { assert, ErrorCode, isRillError, noTimer, RillError, systemRuntime } from '../base/index.ts'
+import type { Runtime, TimerHandle } from '../base/index.ts'
 import type { EntryToAppend, LogEntry, PartitionLog } from '../log/index.ts'
 import type { ConfState, Entry, HardState, LogIndex, Ready, Snapshot, Storage, Term } from '../raft/index.ts'
 import { entryBytes, termCompacted } from '../raft/index.ts'
@@ -38,11 +49,19 @@ export interface LogRaftStorageOptions {
   readonly recordMeta: (e: Entry) => EntryRecordMeta
   /** Called when a read-ahead finished: the owner should let the core try again. */
   readonly onLoaded: () => void
+  /** Called when the log cannot serve what the core needs (the owner stops the group). */
+  readonly onFailed: (error: RillError) => void
+  /** Clock and timers for read retries. Default: the process's. */
+  readonly runtime?: Runtime
   /** Bytes of recent entries kept in memory for replication and apply. Default 8 MiB. */
   readonly tailBytesMax?: number
   /** Bytes read from disk per read-ahead. Default 4 MiB. */
   readonly readAheadBytes?: number
 }
+
+/** First retry of a failed read-ahead, ms; it doubles per failure in a row, up to the max. */
+const readRetryMsMin = 10
+const readRetryMsMax = 1000
 
 export class LogRaftStorage implements Storage {
   readonly #log: PartitionLog
@@ -58,6 +77,11 @@ export class LogRaftStorage implements Storage {
   /** Last read-ahead result: contiguous entries from disk. */
   #ahead: Entry[] = []
   #loading = false
+  /** Read-aheads in a row that did not load what was asked, and the retry armed after the last. */
+  #readFailures = 0
+  #retryTimer: TimerHandle = noTimer
+  readonly #onFailed: (error: RillError) => void
+  readonly #runtime: Runtime
   /** Bumped by every truncation and snapshot install: a read-ahead that started before is stale. */
   #generation = 0
   #persistedHard: HardState
@@ -69,6 +93,8 @@ export class LogRaftStorage implements Storage {
     this.#snapshot = options.snapshot
     this.#recordMeta = options.recordMeta
     this.#onLoaded = options.onLoaded
+    this.#onFailed = options.onFailed
+    this.#runtime = options.runtime ?? systemRuntime
     this.#tailBytesMax = options.tailBytesMax ?? 8 << 20
     this.#readAheadBytes = options.readAheadBytes ?? 4 << 20
     this.#persistedHard = this.#log.hardState()
@@ -143,21 +169,49 @@ export class LogRaftStorage implements Storage {
     if (this.#loading || this.#closed) return
     this.#loading = true
     const generation = this.#generation
-    this.#log
-      .read({ indexStart: lo, bytesMax: this.#readAheadBytes })
-      .then(
-        (got) => {
-          if (generation === this.#generation) this.#ahead = got.map(fromLogEntry)
-        },
-        () => {
-          // Compacted or damaged meanwhile: the core will find out through term()/firstIndex().
-          this.#ahead = []
-        },
-      )
-      .finally(() => {
+    this.#log.read({ indexStart: lo, bytesMax: this.#readAheadBytes }).then(
+      (got) => {
         this.#loading = false
-        if (!this.#closed) this.#onLoaded()
-      })
+        if (this.#closed) return
+        if (generation !== this.#generation) {
+          // Truncated or replaced meanwhile: what the core asks for has changed; ask again soon (through a timer).
+          this.#retry(0)
+          return
+        }
+        if (got.length === 0 || got[0]!.index > lo) {
+          this.#onFailed(new RillError(ErrorCode.STORAGE_CORRUPT, `partition storage: the log holds no entry ${lo} (it holds ${this.#log.firstIndex()}..${this.#log.lastIndex()}, snapshot at ${this.#snapshot.meta.index})`))
+          return
+        }
+        this.#ahead = got.map(fromLogEntry)
+        this.#readFailures = 0
+        this.#onLoaded()
+      },
+      (error: unknown) => {
+        this.#loading = false
+        this.#ahead = []
+        if (this.#closed) return
+        if (isRillError(error) && (error.code === ErrorCode.OFFSET_OUT_OF_RANGE || error.code === ErrorCode.STORAGE_CORRUPT)) {
+          this.#onFailed(new RillError(error.code, `partition storage: cannot read entry ${lo}: ${error.message}`, { cause: error }))
+          return
+        }
+        this.#readFailures++
+        this.#retry(Math.min(readRetryMsMax, readRetryMsMin * 2 ** Math.min(this.#readFailures - 1, 16)))
+      },
+    )
+  }
+
+  /** Lets the core ask again after `ms` (0: at once, but from a timer, never from a promise callback). */
+  #retry(ms: number): void {
+    this.#retryTimer.cancel()
+    this.#retryTimer = this.#runtime.setTimer(() => {
+      this.#retryTimer = noTimer
+      if (!this.#closed) this.#onLoaded()
+    }, ms)
+  }
+
+  /** Read-aheads that failed in a row (a disk in trouble; metrics and tests). */
+  get readFailures(): number {
+    return this.#readFailures
   }
 
   /**
@@ -254,6 +308,7 @@ export class LogRaftStorage implements Storage {
 
   close(): void {
     this.#closed = true
+    this.#retryTimer.cancel()
   }
 }
 
