@@ -1042,6 +1042,15 @@ export class DiskLog implements PartitionLog, WalLog {
     return kept
   }
 
+  /** Reads a chunk of a segment; an I/O error is a coded storage error naming the file (never a raw EIO). */
+  async #readChunk(seg: Segment, position: number, length: number): Promise<Buffer> {
+    try {
+      return await seg.io(() => readAt(seg.fileIo, seg.fd, position, length))
+    } catch (error) {
+      throw storageError(error, `log ${this.name}: reading ${seg.path} at ${position}`)
+    }
+  }
+
   /**
    * Reads entries of `seg` from `from` (a position and the index of the
    * entry there) up to `end`, calling `visit` for each; with `bodies`, taken
@@ -1065,7 +1074,7 @@ export class DiskLog implements PartitionLog, WalLog {
     while (position < end) {
       if (position + entryHeaderBytes > chunkStart + chunk.length) {
         chunkStart = position
-        chunk = await seg.io(() => readAt(seg.fileIo, seg.fd, position, Math.min(chunkBytes, end - position)))
+        chunk = await this.#readChunk(seg, position, Math.min(chunkBytes, end - position))
         if (chunk.length < entryHeaderBytes) throw this.#corrupt(seg, position, 'short read')
       }
       let h = decodeEntryHeader(chunk, position - chunkStart)
@@ -1077,7 +1086,7 @@ export class DiskLog implements PartitionLog, WalLog {
       if (bodies) {
         if (entryEnd > chunkStart + chunk.length) {
           chunkStart = position
-          chunk = await seg.io(() => readAt(seg.fileIo, seg.fd, position, Math.min(Math.max(chunkBytes, entryEnd - position), end - position)))
+          chunk = await this.#readChunk(seg, position, Math.min(Math.max(chunkBytes, entryEnd - position), end - position))
           if (chunk.length < entryEnd - position) throw this.#corrupt(seg, position, 'short read')
           h = decodeEntryHeader(chunk, 0)
         }

@@ -100,17 +100,27 @@ interface FlushedSeen {
 /** Opens (creating if needed) a store; recovers from a crash. Throws STORAGE_LOCKED if another process holds it. */
 export async function openLogStore(options: LogStoreOptions): Promise<LogStore> {
   const io = options.io ?? nodeIo
-  // Durably: a WAL file fsynced into a directory a power loss then takes away is lost all the same.
-  await mkdirDurable(io, join(options.dir, 'logs'))
-  await mkdirDurable(io, join(options.dir, 'wal'))
-  const lock = await lockDir(io, options.dir)
+  try {
+    // Durably: a WAL file fsynced into a directory a power loss then takes away is lost all the same.
+    await mkdirDurable(io, join(options.dir, 'logs'))
+    await mkdirDurable(io, join(options.dir, 'wal'))
+  } catch (error) {
+    throw storageError(error, `log store ${options.dir}`)
+  }
+  let lock: DirLock
+  try {
+    lock = await lockDir(io, options.dir)
+  } catch (error) {
+    throw storageError(error, `log store ${options.dir}: lock`)
+  }
   try {
     const store = new LogStore(options, lock)
     await store.recover()
     return store
   } catch (error) {
     lock.release()
-    throw error
+    // A failing disk at open is a coded error (STORAGE_FULL / STORAGE_UNUSABLE), never a raw errno.
+    throw storageError(error, `log store ${options.dir}`)
   }
 }
 
