@@ -1,11 +1,14 @@
 /**
- * src/broker: one broker, composed of small services (broker.ts) — and no
- * HTTP: the process around it (config, logger, the HTTP API, signals, the
- * shutdown bound) is assembled in src/cli/broker.ts, and src/api declares the
- * BrokerService a Broker satisfies.
+ * src/broker: one broker, composed of small parts that broker.ts wires
+ * (controller client, hosted groups, peer router, liveness, leader balance,
+ * leader poll, retention, topics, the offsets topic, producer ids, metrics)
+ * — and no HTTP: the process around it (config, logger, the HTTP API,
+ * signals, the shutdown bound) is assembled in src/cli/broker.ts, and
+ * src/api declares the BrokerService a Broker satisfies.
  */
-export { Broker, offsetsTopicPartitions } from './broker.ts'
+export { Broker } from './broker.ts'
 export { controllerGroupId, offsetsTopic, partitionGroupStride } from './names.ts'
+export { offsetsTopicPartitions } from './offsets-topic.ts'
 export { parseBrokerConfig, hostPort, shutdownTimeoutMsMax, shutdownTimeoutMsMin } from './config.ts'
 export type { BrokerConfig, HostPort, Seed } from './config.ts'
 export type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './calls.ts'

@@ -1,0 +1,323 @@
+/**
+ * The partition replicas this broker hosts, as the controller assigned them
+ * (the group manager, in Redpanda's terms). After every metadata change it
+ * reconciles: replicas no longer assigned here are closed and their logs
+ * removed, new ones are opened (a few at a time), and the peer list follows
+ * the brokers in the metadata.
+ *
+ *   metadata applied ─▶ scheduleReconcile ─▶ reconcile (one at a time; again if more changed meanwhile)
+ *   tick ─▶ every replica that is not quiet      peer message ─▶ step(gid, m)
+ *
+ * A replica whose state machine throws stops alone; the broker and its
+ * other groups go on.
+ */
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { ErrorCode, RillError, type Runtime, type SeededRandom } from '../base/index.ts'
+import type { ControllerState, HostedReplica } from '../controller/index.ts'
+import { MemoryLog, type LogIo, type LogStore, type PartitionLog } from '../log/index.ts'
+import type { Message, NodeId } from '../raft/index.ts'
+import { Role } from '../raft/index.ts'
+import { FileSnapshotStore, MemorySnapshotStore, Partition } from '../partition/index.ts'
+import type { SnapshotStore } from '../partition/index.ts'
+import type { PeerNetwork } from '../transport/index.ts'
+import { OffsetsReplica } from '../groups/index.ts'
+import { readBatchHeader, stampBaseOffset } from '../wire/index.ts'
+import type { BrokerConfig } from './config.ts'
+import type { BrokerRef } from './controller-client.ts'
+import { groupIdOf, isInternalTopic, offsetsTopic } from './names.ts'
+import { metadataPeers } from './peer-router.ts'
+
+/** Replicas opened at once while reconciling. */
+const replicaOpensConcurrent = 32
+
+const codec = { readHeader: readBatchHeader, stampBaseOffset }
+
+export interface HostedPartition {
+  readonly topic: string
+  readonly topicId: number
+  readonly partition: number
+  /** The data partition, or the offsets partition's replica (`offsets` set). */
+  readonly replica: Partition | OffsetsReplica
+  /** Set for a replica of `__consumer_offsets`. */
+  readonly offsets: OffsetsReplica | null
+  readonly logName: string
+}
+
+/** A partition replica's status, for `rill status` and tests. */
+export interface ReplicaStatus {
+  topic: string
+  partition: number
+  role: Role
+  leader: number
+  term: number
+  highWatermark: number
+  quiet: boolean
+}
+
+/** What hosting needs of the controller client: the metadata and the answers built from it. */
+export interface HostingMetadata {
+  readonly state: ControllerState
+  unknownTopic(name: string): RillError
+  brokerRef(id: NodeId): BrokerRef
+}
+
+export interface HostedGroupsOptions {
+  readonly config: BrokerConfig
+  readonly logger: Logger
+  readonly store: LogStore
+  readonly io: LogIo
+  readonly random: SeededRandom
+  readonly runtime: Runtime
+  readonly network: Pick<PeerNetwork, 'setPeers' | 'connected'>
+  readonly send: (gid: number, msgs: readonly Message[]) => void
+  readonly metadata: HostingMetadata
+  readonly isStopped: () => boolean
+  /** A replica here became leader. */
+  readonly onLeadershipWon: () => void
+  /** A replica of the offsets topic here became leader (after `onLeadershipWon`). */
+  readonly onOffsetsLeadership: (replica: OffsetsReplica) => void
+}
+
+export class HostedGroups {
+  readonly #brokerId: number
+  readonly #config: BrokerConfig
+  readonly #logger: Logger
+  readonly #options: HostedGroupsOptions
+  readonly #metadata: HostingMetadata
+  readonly #partitions = new Map<number, HostedPartition>()
+  #reconciling = false
+  #reconcileAgain = false
+
+  constructor(options: HostedGroupsOptions) {
+    this.#brokerId = options.config.id
+    this.#config = options.config
+    this.#logger = options.logger
+    this.#metadata = options.metadata
+    this.#options = options
+  }
+
+  get size(): number {
+    return this.#partitions.size
+  }
+
+  get(gid: number): HostedPartition | undefined {
+    return this.#partitions.get(gid)
+  }
+
+  values(): IterableIterator<HostedPartition> {
+    return this.#partitions.values()
+  }
+
+  entries(): IterableIterator<[number, HostedPartition]> {
+    return this.#partitions.entries()
+  }
+
+  *offsetsReplicas(): Iterable<OffsetsReplica> {
+    for (const h of this.#partitions.values()) if (h.offsets !== null) yield h.offsets
+  }
+
+  // ───────────────────────────── reconcile ─────────────────────────────
+
+  /** Reconciles soon; a change while a pass runs makes one more pass after it. */
+  scheduleReconcile(): void {
+    if (this.#reconciling) {
+      this.#reconcileAgain = true
+      return
+    }
+    this.#reconciling = true
+    this.#options.runtime.defer(() => {
+      this.#reconcile()
+        .catch((error: unknown) => this.#logger.error({ event: 'reconcile_failed', err: error }, 'reconcile failed'))
+        .finally(() => {
+          this.#reconciling = false
+          if (this.#reconcileAgain) {
+            this.#reconcileAgain = false
+            this.scheduleReconcile()
+          }
+        })
+    })
+  }
+
+  /** Makes the hosted replicas and the peer list match the metadata. */
+  async #reconcile(): Promise<void> {
+    if (this.#options.isStopped()) return
+    const state = this.#metadata.state
+    this.#options.network.setPeers(metadataPeers(this.#config, state.brokers()))
+    const wanted = new Map<number, HostedReplica>()
+    for (const h of state.hostedBy(this.#brokerId)) wanted.set(groupIdOf(h.topicId, h.partition), h)
+    for (const [gid, hosted] of this.#partitions) {
+      if (wanted.has(gid)) continue
+      this.#partitions.delete(gid)
+      await hosted.replica.close()
+      await this.#options.store.removeLog(hosted.logName).catch(() => undefined)
+      this.#logger.info({ event: 'replica_removed', topic: hosted.topic, partition: hosted.partition }, 'replica removed')
+    }
+    // Opening a replica costs a few fsyncs (log, snapshot): open several at once so a topic of
+    // a thousand partitions does not wait for them one by one.
+    const toOpen = [...wanted].filter(([gid]) => !this.#partitions.has(gid))
+    for (let i = 0; i < toOpen.length && !this.#options.isStopped(); i += replicaOpensConcurrent) {
+      await Promise.all(toOpen.slice(i, i + replicaOpensConcurrent).map(([gid, h]) => this.#openReplica(gid, h)))
+    }
+  }
+
+  async #openReplica(gid: number, h: HostedReplica): Promise<void> {
+    const logName = `t${h.topicId}-${h.partition}`
+    if (h.topic === offsetsTopic) return this.#openOffsetsReplica(gid, h, logName)
+    const { config, store, io, random, runtime } = this.#options
+    const persistence = h.config.persistence ?? config.defaultPersistence
+    let log: PartitionLog
+    let snapshots: SnapshotStore
+    if (persistence === 'memory') {
+      log = new MemoryLog({ name: logName })
+      snapshots = new MemorySnapshotStore()
+    } else {
+      log = await store.openLog({
+        name: logName,
+        mode: persistence,
+        ...(h.config.retentionMs === undefined || h.config.retentionMs < 0 ? {} : { retentionMs: h.config.retentionMs }),
+        ...(h.config.retentionBytes === undefined || h.config.retentionBytes < 0 ? {} : { retentionBytes: h.config.retentionBytes }),
+      })
+      snapshots = new FileSnapshotStore(join(config.dir, 'snapshots', logName), { io })
+    }
+    const replica = await Partition.open({
+      group: `${h.topic}/${h.partition}`,
+      replicaId: this.#brokerId,
+      log,
+      snapshots,
+      bootstrap: { voters: [...h.replicas], learners: [] },
+      codec,
+      random: random.fork(),
+      runtime,
+      send: (msgs) => this.#options.send(gid, msgs),
+      electionTicks: config.electionTicks,
+      heartbeatTicks: config.heartbeatTicks,
+      // Idle partitions go quiet: a broker with a thousand of them does not heartbeat each one.
+      quiesce: true,
+      onRoleChange: (role) => {
+        if (role === Role.Leader) this.#options.onLeadershipWon()
+      },
+    })
+    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: null, logName })
+    // The preferred replica campaigns at once, so leadership starts out spread as placement intended.
+    if (h.replicas[0] === this.#brokerId && replica.raft.term <= 1) replica.campaign()
+    this.#logger.info({ event: 'replica_opened', topic: h.topic, partition: h.partition, persistence }, 'replica opened')
+  }
+
+  /** A replica of `__consumer_offsets`: always `sync`, whatever the broker's default. */
+  async #openOffsetsReplica(gid: number, h: HostedReplica, logName: string): Promise<void> {
+    const { config, store, io, random, runtime } = this.#options
+    const log = await store.openLog({ name: logName, mode: 'sync' })
+    const replica: OffsetsReplica = await OffsetsReplica.open({
+      group: `${h.topic}/${h.partition}`,
+      replicaId: this.#brokerId,
+      log,
+      snapshots: new FileSnapshotStore(join(config.dir, 'snapshots', logName), { io }),
+      bootstrap: { voters: [...h.replicas], learners: [] },
+      random: random.fork(),
+      runtime,
+      send: (msgs) => this.#options.send(gid, msgs),
+      electionTicks: config.electionTicks,
+      heartbeatTicks: config.heartbeatTicks,
+      quiesce: true,
+      onRoleChange: (role) => {
+        if (role === Role.Leader) {
+          this.#options.onLeadershipWon()
+          this.#options.onOffsetsLeadership(replica)
+        }
+      },
+    })
+    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: replica, logName })
+    if (h.replicas[0] === this.#brokerId && replica.raft.term <= 1) replica.campaign()
+    this.#logger.info({ event: 'replica_opened', topic: h.topic, partition: h.partition, persistence: 'sync' }, 'offsets replica opened')
+  }
+
+  // ───────────────────────────── driving ─────────────────────────────
+
+  /** A peer message for group `gid` (dropped if the replica is not hosted here). */
+  step(gid: number, m: Message): void {
+    const h = this.#partitions.get(gid)
+    if (h === undefined) return
+    try {
+      h.replica.step(m)
+    } catch (error) {
+      // A broken invariant in one partition stops that replica, not the broker and its other groups.
+      this.#logger.error({ event: 'replica_failed', topic: h.topic, partition: h.partition, err: error }, 'replica stopped on an error')
+      h.replica.fail(error)
+    }
+  }
+
+  /** One tick of every replica that is not quiet. */
+  tick(): void {
+    for (const p of this.#partitions.values()) {
+      const raft = p.replica.raft
+      // The failure detector quiet groups rely on: the leader's broker is not connected.
+      if (raft.quiesced && raft.role !== Role.Leader && raft.lead !== 0 && !this.#options.network.connected(raft.lead)) raft.unquiesce()
+      // A quiet group has nothing to do on a tick: skip it (a thousand of them cost real CPU otherwise).
+      if (!raft.quiesced) p.replica.tick()
+    }
+  }
+
+  // ───────────────────────────── lookups ─────────────────────────────
+
+  /** A data partition hosted here, for produce and fetch. */
+  data(topic: string, partition: number): Partition {
+    if (isInternalTopic(topic)) throw new RillError(ErrorCode.FORBIDDEN, `${topic} is the broker's own topic: no produce or fetch`)
+    const h = this.#hosted(topic, partition)
+    return h.replica as Partition
+  }
+
+  #hosted(topic: string, partition: number): HostedPartition {
+    const t = this.#metadata.state.topic(topic)
+    if (t === undefined) throw this.#metadata.unknownTopic(topic)
+    const p = t.partitions[partition]
+    if (p === undefined) throw new RillError(ErrorCode.UNKNOWN_PARTITION, `topic ${topic} has no partition ${partition}`, { details: { topic, partition } })
+    const h = this.#partitions.get(groupIdOf(t.id, partition))
+    if (h === undefined) {
+      // Not a replica here: point at the preferred replica, which usually leads.
+      throw new RillError(ErrorCode.NOT_LEADER, `broker ${this.#brokerId} has no replica of ${topic}/${partition}`, {
+        details: { leader: this.#metadata.brokerRef(p.replicas[0] ?? 0) },
+      })
+    }
+    return h
+  }
+
+  /** The partitions this broker leads (served to other brokers for their metadata answers). */
+  localLeaderships(): { group: number; highWatermark: number }[] {
+    const out: { group: number; highWatermark: number }[] = []
+    for (const [gid, h] of this.#partitions) {
+      if (h.replica.raft.role === Role.Leader && h.replica.failure === null) out.push({ group: gid, highWatermark: h.replica.highWatermark })
+    }
+    return out
+  }
+
+  /** Per-replica status for `rill status` and tests. */
+  status(): ReplicaStatus[] {
+    return [...this.#partitions.values()].map((h) => ({
+      topic: h.topic,
+      partition: h.partition,
+      role: h.replica.raft.role,
+      leader: h.replica.raft.lead,
+      term: h.replica.raft.term,
+      highWatermark: h.replica.highWatermark,
+      quiet: h.replica.raft.quiesced,
+    }))
+  }
+
+  // ───────────────────────────── stop ─────────────────────────────
+
+  /** Graceful stop: each replica led here hands leadership to its most caught-up peer. */
+  transferLeaderships(): void {
+    for (const p of this.#partitions.values()) {
+      const raft = p.replica.raft
+      if (raft.role !== Role.Leader) continue
+      const target = [...raft.progress].filter(([id]) => id !== raft.id).sort((a, b) => b[1].match - a[1].match)[0]
+      if (target !== undefined) p.replica.transferLeader(target[0])
+    }
+  }
+
+  /** True while any replica here still leads. */
+  leadsAny(): boolean {
+    return [...this.#partitions.values()].some((p) => p.replica.raft.role === Role.Leader)
+  }
+}
