@@ -341,7 +341,10 @@ export class LogStore {
       if (this.#abandoned) throw new RillError(ErrorCode.STORAGE_READ_ONLY, 'log store abandoned')
       const snapshot = new Map(this.#marks)
       const marks = Object.fromEntries([...snapshot].map(([n, m]) => [n, [m.segmentBase, m.bytes, m.since.seq, m.since.bytes]]))
-      await writeFileAtomic(this.#io, join(this.dir, 'marks.json'), Buffer.from(JSON.stringify({ version: 1, marks })))
+      const path = join(this.dir, 'marks.json')
+      await writeFileAtomic(this.#io, path, Buffer.from(JSON.stringify({ version: 1, marks }))).catch((error: unknown) => {
+        throw storageError(error, path)
+      })
       this.#metrics.fsyncs.inc({ kind: 'marks' }, 2)
       this.#marksDurable = snapshot
     })

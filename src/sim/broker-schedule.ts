@@ -148,8 +148,8 @@ function startBroker(c: SimBrokerCluster, id: number, fail: (e: unknown) => void
       fail(new SimViolation(`broker ${id} failed to start with an uncoded or unexpected error (${(error as { path?: string }).path ?? ""}): ${(error as Error)?.stack ?? String(error)}`))
       return
     }
-    c.brokers.get(id)!.scope?.kill()
-    c.brokers.get(id)!.scope = null
+    // The process exits (its lock goes with its pid) and a supervisor starts another a second later.
+    c.crash(id, 'process-crash')
     c.runtime.setTimer(() => startBroker(c, id, fail), 1000)
   })
 }

@@ -66,16 +66,20 @@ class SeedRunner {
           persistence: options.persistence ?? 'sync',
         })
       }, this.#seconds * 1000)
-      worker.once('message', (r: BrokerScheduleResult) => {
+      const onMessage = (r: BrokerScheduleResult): void => {
         timer.cancel()
+        worker.off('error', onError)
         resolve(r)
-      })
-      worker.once('error', (e) => {
+      }
+      const onError = (e: Error): void => {
         timer.cancel()
+        worker.off('message', onMessage)
         this.#worker = null
         this.#ready = null
         reject(e)
-      })
+      }
+      worker.once('message', onMessage)
+      worker.once('error', onError)
       worker.postMessage(options)
     })
   }
