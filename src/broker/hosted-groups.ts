@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { ErrorCode, RillError, type Runtime, type SeededRandom } from '../base/index.ts'
 import type { ControllerState, HostedReplica } from '../controller/index.ts'
-import { MemoryLog, type LogIo, type LogStore, type PartitionLog } from '../log/index.ts'
+import type { LogIo, LogStore, PartitionLog } from '../log/index.ts'
 import type { Message, NodeId } from '../raft/index.ts'
 import { Role } from '../raft/index.ts'
 import { FileSnapshotStore, MemorySnapshotStore, Partition } from '../partition/index.ts'
@@ -30,6 +30,9 @@ import { metadataPeers } from './peer-router.ts'
 
 /** Replicas opened at once while reconciling. */
 const replicaOpensConcurrent = 32
+/** A failed reconcile (a replica that could not open) is tried again after this, doubling up to the max. */
+const reconcileRetryMsMin = 1000
+const reconcileRetryMsMax = 30_000
 
 const codec = { readHeader: readBatchHeader, stampBaseOffset }
 
@@ -88,6 +91,8 @@ export class HostedGroups {
   readonly #partitions = new Map<number, HostedPartition>()
   #reconciling = false
   #reconcileAgain = false
+  /** Backoff of the next reconcile after one failed (0: the last one succeeded). */
+  #reconcileRetryMs = 0
 
   constructor(options: HostedGroupsOptions) {
     this.#brokerId = options.config.id
@@ -128,7 +133,20 @@ export class HostedGroups {
     this.#reconciling = true
     this.#options.runtime.defer(() => {
       this.#reconcile()
-        .catch((error: unknown) => this.#logger.error({ event: 'reconcile_failed', err: error }, 'reconcile failed'))
+        .then(
+          () => {
+            this.#reconcileRetryMs = 0
+          },
+          (error: unknown) => {
+            // A replica that failed to open (a disk error) is retried later, not left unopened until
+            // the metadata changes again (sim:cluster with bad sectors: replicas missing for good).
+            this.#reconcileRetryMs = Math.min(reconcileRetryMsMax, Math.max(reconcileRetryMsMin, this.#reconcileRetryMs * 2))
+            this.#logger.error({ event: 'reconcile_failed', err: error, retryMs: this.#reconcileRetryMs }, 'reconcile failed; retrying')
+            this.#options.runtime.setTimer(() => {
+              if (!this.#options.isStopped()) this.scheduleReconcile()
+            }, this.#reconcileRetryMs)
+          },
+        )
         .finally(() => {
           this.#reconciling = false
           if (this.#reconcileAgain) {
@@ -169,7 +187,8 @@ export class HostedGroups {
     let log: PartitionLog
     let snapshots: SnapshotStore
     if (persistence === 'memory') {
-      log = new MemoryLog({ name: logName })
+      // Entries in memory only; term and vote durable (a replica never votes twice in a term).
+      log = await store.openLog({ name: logName, mode: 'memory' })
       snapshots = new MemorySnapshotStore()
     } else {
       log = await store.openLog({

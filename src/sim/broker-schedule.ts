@@ -64,11 +64,14 @@ const scheduleMsMax = 240_000
 
 export async function runBrokerSchedule(options: BrokerScheduleOptions): Promise<BrokerScheduleResult> {
   const seed = options.seed
+  // Two sync to one async. `memory` runs only when asked (--persistence memory): a restarted memory
+  // replica comes back empty, and a follower holding committed entries its new leader lacks stops
+  // (seeds 1 and 12 with --persistence memory show it): that mode promises nothing across restarts.
   const persistence = options.persistence ?? (['sync', 'sync', 'async'] as const)[seed % 3]!
   const c = new SimBrokerCluster({ seed, brokers: options.brokers ?? 3, persistence, ...(options.trace === undefined ? {} : { trace: options.trace }) })
   const partitions = options.partitions ?? 1 + c.random.int(3)
   const faultMs = options.faultMs ?? 15_000
-  const ledger = new Ledger()
+  const ledger = new Ledger({ lossy: persistence === 'memory' })
   const client = c.runtime.scope()
   let failure: unknown = null
   const fail = (e: unknown): void => {

@@ -2,7 +2,7 @@
  * `npm run sim:cluster -- --seeds N [--from S]`   runs N schedules of whole brokers
  * `npm run sim:cluster -- --seed S [--trace]`     replays one, event by event
  *
- * Options: `--persistence sync|async` (default: by seed, two sync to one
+ * Options: `--persistence sync|async|memory` (default: by seed, two sync to one
  * async), `--brokers N` (default 3), `--fault-ms MS` (virtual ms of faults),
  * `--faults a,b` (only these kinds: crash, stop, isolate, one-way, disk,
  * bad-sectors, flaky), `--seed-timeout-s S` (real seconds a seed may take before it counts as
@@ -89,7 +89,7 @@ class SeedRunner {
   }
 }
 
-const usage = 'usage: npm run sim:cluster -- --seeds N [--from S] | --seed S [--trace]  [--persistence sync|async] [--brokers N] [--fault-ms MS] [--faults crash,disk,...] [--seed-timeout-s S]'
+const usage = 'usage: npm run sim:cluster -- --seeds N [--from S] | --seed S [--trace]  [--persistence sync|async|memory] [--brokers N] [--fault-ms MS] [--faults crash,disk,...] [--seed-timeout-s S]'
 
 function fail(message: string): never {
   process.stderr.write(`sim:cluster: ${message}\n${usage}\n`)
@@ -128,7 +128,7 @@ async function main(): Promise<number> {
     fail((error as Error).message)
   }
   const persistence = values.persistence
-  if (persistence !== undefined && persistence !== 'sync' && persistence !== 'async') fail(`--persistence is sync or async, got ${JSON.stringify(persistence)}`)
+  if (persistence !== undefined && persistence !== 'sync' && persistence !== 'async' && persistence !== 'memory') fail(`--persistence is sync, async or memory, got ${JSON.stringify(persistence)}`)
   const brokers = count('--brokers', values.brokers, 3, 7)
   const faultMs = count('--fault-ms', values['fault-ms'], 0, 600_000)
   const faults = values.faults?.split(',').map((f) => f.trim())
