@@ -199,6 +199,8 @@ export class SimBrokerCluster {
     b.scope = null
     b.broker = null
     this.network.detach(id)
+    // The process exits: its descriptors close and the next process has another pid (the page cache stays).
+    b.disk.crash('process-crash')
   }
 
   /** A broker that is up, chosen by the seed; throws when none is. */
