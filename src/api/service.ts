@@ -7,13 +7,11 @@
  * stored record batches only (DESIGN.md decision 3): JSON bodies are encoded
  * into a batch at the edge.
  *
- * ProduceCall, FetchCall and their outcomes are plain data; src/broker
- * declares the same shapes for its own methods (src/broker/calls.ts), and a
- * change to either side that breaks the other fails to compile in src/cli.
+ * ProduceCall, FetchCall and their outcomes are plain data both sides take
+ * from src/wire (api-types.ts).
  */
 import type { Registry } from 'prom-client'
 import type {
-  Acks,
   CommitOffsetsRequest,
   CreateTopicRequest,
   GroupDescription,
@@ -23,40 +21,13 @@ import type {
   MemberAssignmentResponse,
   MetadataResponse,
   TopicDescription,
+  ProduceCall,
+  ProduceOutcome,
+  FetchCall,
+  FetchOutcome,
 } from '../wire/index.ts'
 
-export interface ProduceCall {
-  readonly topic: string
-  readonly partition: number
-  /** One record batch in the stored format, already checked by `validateBatch` at the edge. */
-  readonly batch: Uint8Array
-  readonly acks: Acks
-}
-
-export interface ProduceOutcome {
-  readonly partition: number
-  readonly baseOffset: number
-  readonly lastOffset: number
-}
-
-export interface FetchCall {
-  readonly topic: string
-  readonly partition: number
-  readonly offset: number
-  readonly maxBytes: number
-  readonly maxWaitMs: number
-  /** Wait (bounded) until this replica's high watermark reaches it (read-your-writes on a follower). */
-  readonly minCommitted?: number
-}
-
-export interface FetchOutcome {
-  readonly partition: number
-  /** Stored record batches, back to back, all committed; the first may start before `offset`. */
-  readonly batches: readonly Uint8Array[]
-  readonly nextOffset: number
-  readonly highWatermark: number
-  readonly logStartOffset: number
-}
+export type { ProduceCall, ProduceOutcome, FetchCall, FetchOutcome } from '../wire/index.ts'
 
 /**
  * Errors are RillErrors: NOT_LEADER carries `details.leader = { id, url }`

@@ -11,5 +11,5 @@ export { controllerGroupId, offsetsTopic, partitionGroupStride } from './names.t
 export { offsetsTopicPartitions } from './offsets-topic.ts'
 export { parseBrokerConfig, hostPort, shutdownTimeoutMsMax, shutdownTimeoutMsMin } from './config.ts'
 export type { BrokerConfig, HostPort, Seed } from './config.ts'
-export type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from './calls.ts'
+export type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from '../wire/index.ts'
 export { internalHeaders, internalRequestValid } from './internal-auth.ts'

@@ -79,18 +79,7 @@ export class VirtualRuntime implements Runtime {
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted === true) return Promise.resolve()
-    return new Promise((resolve) => {
-      const t = this.setTimer(() => {
-        signal?.removeEventListener('abort', onAbort)
-        resolve()
-      }, ms)
-      const onAbort = (): void => {
-        t.cancel()
-        resolve()
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
+    return sleepOn(this, ms, signal)
   }
 
   /** A runtime for one simulated process: same clock, its own timers, killed with it. */
@@ -217,17 +206,22 @@ export class RuntimeScope implements Runtime {
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     // A dead process's waits never end (it is gone); an aborted wait ends at once.
     if (!this.#alive) return new Promise(() => {})
-    if (signal?.aborted === true) return Promise.resolve()
-    return new Promise((resolve) => {
-      const t = this.setTimer(() => {
-        signal?.removeEventListener('abort', onAbort)
-        resolve()
-      }, ms)
-      const onAbort = (): void => {
-        t.cancel()
-        resolve()
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
+    return sleepOn(this, ms, signal)
   }
+}
+
+/** `Runtime.sleep` on a runtime's own timers: resolves after `ms`, or at once when `signal` aborts. */
+function sleepOn(runtime: Runtime, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted === true) return Promise.resolve()
+  return new Promise((resolve) => {
+    const t = runtime.setTimer(() => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    const onAbort = (): void => {
+      t.cancel()
+      resolve()
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
 }

@@ -308,3 +308,39 @@ export interface GroupDescription {
   members: GroupMemberDescription[]
   offsets: TopicPartitionOffset[]
 }
+
+// ---- the broker service's produce and fetch calls (src/api calls them, src/broker answers) ----
+
+/** A produce as the broker takes it: one stored record batch for one partition. */
+export interface ProduceCall {
+  readonly topic: string
+  readonly partition: number
+  /** One record batch in the stored format, already checked by `validateBatch` at the edge. */
+  readonly batch: Uint8Array
+  readonly acks: Acks
+}
+
+export interface ProduceOutcome {
+  readonly partition: number
+  readonly baseOffset: number
+  readonly lastOffset: number
+}
+
+export interface FetchCall {
+  readonly topic: string
+  readonly partition: number
+  readonly offset: number
+  readonly maxBytes: number
+  readonly maxWaitMs: number
+  /** Wait (bounded) until this replica's high watermark reaches it (read-your-writes on a follower). */
+  readonly minCommitted?: number
+}
+
+export interface FetchOutcome {
+  readonly partition: number
+  /** Stored record batches, back to back, all committed; the first may start before `offset`. */
+  readonly batches: readonly Uint8Array[]
+  readonly nextOffset: number
+  readonly highWatermark: number
+  readonly logStartOffset: number
+}
