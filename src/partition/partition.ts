@@ -155,6 +155,18 @@ export class Partition extends HostedGroup {
    * of an idempotent producer gets its original offsets.
    */
   produce(batch: Uint8Array, acks: Acks): Promise<ProduceResult> {
+    return this.#produce(batch, acks, false)
+  }
+
+  /**
+   * `confirmed`: a quorum confirmed this replica still leads since the
+   * sequence check last failed. A sequence error is final for the producer,
+   * so it is answered only by a confirmed leader: a deposed one (cut off, not
+   * yet stepped down) knows nothing of batches its successor committed and
+   * would call the producer's next batch out of order (sim:cluster seed 261:
+   * 'sequence 176 skips ahead of 172' from an isolated old leader).
+   */
+  #produce(batch: Uint8Array, acks: Acks, confirmed: boolean): Promise<ProduceResult> {
     if (this.#closed) return Promise.reject(notLeader(this.raft.lead, `${this.group}: replica closed`))
     if (this.rg.failure !== null) return Promise.reject(notLeader(0, `${this.group}: replica stopped after a storage failure (${this.rg.failure.code})`))
     if (!this.isReadyLeader()) {
@@ -163,7 +175,13 @@ export class Partition extends HostedGroup {
     const pending = this.#pendingProducers!
     const header = this.#codec.readHeader(batch)
     const verdict = checkSequence(pending.get(header.producerId), header)
-    if (verdict.kind === 'error') return Promise.reject(verdict.error)
+    if (verdict.kind === 'error') {
+      if (confirmed) return Promise.reject(verdict.error)
+      return this.rg.confirmLeadership().then(
+        () => this.#produce(batch, acks, true),
+        () => Promise.reject(notLeader(this.raft.lead, `${this.group}: leadership not confirmed; retry`)),
+      )
+    }
     if (verdict.kind === 'duplicate') return this.#answerDuplicate(verdict.batch)
     if (this.#produceWaiters.size >= this.#produceWaitersMax) {
       return Promise.reject(new RillError(ErrorCode.TIMEOUT, `${this.group}: too many produce requests waiting`))

@@ -28,3 +28,11 @@ test('seed 1 with bad sectors: the read-ahead livelock (a replica rereading a fa
 test('seeds 12, 28, 40: a replica stopped by a full disk does not answer produces as leader (OUT_OF_ORDER_SEQUENCE before)', { timeout: 300_000 }, async () => {
   for (const seed of [12, 28, 40]) await passes({ seed, faults: ['disk', 'crash', 'flaky'] })
 })
+
+test('seed 261: a deposed leader cut off from the others answers a sequence gap with NOT_LEADER, not OUT_OF_ORDER_SEQUENCE', { timeout: 120_000 }, async () => {
+  await passes({ seed: 261 })
+})
+
+test('seeds 67, 114, 242: a broker restarted after a graceful stop on a failing disk starts (its lock is stale)', { timeout: 300_000 }, async () => {
+  for (const seed of [67, 114, 242]) await passes({ seed })
+})
