@@ -64,6 +64,26 @@ export function termOutOfRange(name: string, index: number, firstIndex: number, 
   })
 }
 
+/**
+ * A truncation (`truncateAfter`, or an `append` that replaces a conflicting
+ * suffix) must read the segment to find where its cut goes. When that read
+ * fails with an I/O error the log has not changed at all: unlike a failed
+ * write, nothing is lost or half-done, and the same call succeeds once the
+ * disk reads again. The error says so (`details.logUnchanged`), so that a
+ * caller can retry instead of giving up on the log.
+ */
+export function cutReadFailed(name: string, index: number, file: string, cause: RillError): RillError {
+  return new RillError(ErrorCode.STORAGE_UNUSABLE, `log ${name}: truncating after ${index}: ${cause.message} (nothing changed; retry when the disk reads again)`, {
+    cause,
+    details: { file, index, logUnchanged: true },
+  })
+}
+
+/** True if `error` is a truncation's read that failed before the log changed (see cutReadFailed): retrying is safe. */
+export function isCutReadFailure(error: unknown): boolean {
+  return error instanceof RillError && error.code === ErrorCode.STORAGE_UNUSABLE && error.details.logUnchanged === true
+}
+
 /** Bytes an entry counts for against a read's `bytesMax`. */
 export function entryBytes(entry: LogEntry): number {
   return entryHeaderBytes + entry.data.length

@@ -37,8 +37,8 @@
  */
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { ErrorCode, RillError, assert, type Runtime } from '../base/index.ts'
-import { appendEntriesMax, assertAppend, checkReadStart, termOutOfRange } from './checks.ts'
+import { ErrorCode, RillError, assert, isRillError, type Runtime } from '../base/index.ts'
+import { appendEntriesMax, assertAppend, checkReadStart, cutReadFailed, termOutOfRange } from './checks.ts'
 import {
   decodeEntryHeader,
   encodeEntryHeader,
@@ -224,6 +224,14 @@ export class DiskLog implements PartitionLog, WalLog {
   #pending: PendingWrite | undefined
   /** After a write failed (a sync log's pending write, an async log's append): appends past the end fail with its error (not an assertion). */
   #lost: RillError | undefined
+  /**
+   * After a cut failed to read where it goes (nothing changed): the entries
+   * it was for are not there, so an append after them (queued behind it by a
+   * pipelining caller) fails with its error too, even one whose own cut could
+   * read: it would leave the old entries before it, a log the leader never
+   * had. Cleared by a cut at or below `after` (the caller starting over).
+   */
+  #cutFailed: { after: number; error: RillError } | undefined
 
   private constructor(ctx: LogStoreContext, dir: string, options: OpenLogOptions) {
     assert(options.mode === 'sync' || options.mode === 'async', () => `DiskLog mode ${options.mode}`)
@@ -501,6 +509,7 @@ export class DiskLog implements PartitionLog, WalLog {
       // meanwhile (it rolls the log back) cannot slip between the checks and the write.
       const first = entries[0]!.index
       if (this.#lost !== undefined && first > this.lastIndex() + 1) throw this.#lost
+      if (this.#cutFailed !== undefined && first > this.#cutFailed.after + 1) throw this.#cutFailed.error
       assertAppend({ name: this.name, entries, firstIndex: this.firstIndex(), lastIndex: this.lastIndex(), termBefore: (i) => this.term(i) })
       this.#lost = undefined
       if (first <= this.lastIndex()) await this.#cutAfter(first - 1)
@@ -674,7 +683,19 @@ export class DiskLog implements PartitionLog, WalLog {
     this.#truncations++
     const keep = index < this.#segments[0]!.baseIndex ? this.#segments[0]! : this.#segmentOf(Math.max(index, this.#segments[0]!.baseIndex))
     assert(keep !== undefined, () => `log ${this.name}: no segment holds ${index}`)
-    const { position, offsetEnd } = await this.#positionAfter(keep, index)
+    let found: { position: number; offsetEnd: number }
+    try {
+      found = await this.#positionAfter(keep, index)
+    } catch (error) {
+      // The read that finds where the cut goes failed (EIO: a bad sector, a disk in trouble) before
+      // anything changed: the log is as it was, so the caller may try again once the disk reads
+      // (raft-storage.ts does). Appends queued behind this one fail with the same error, not an assertion.
+      if (!isRillError(error, ErrorCode.STORAGE_UNUSABLE)) throw error
+      const failed = cutReadFailed(this.name, index, keep.path, error)
+      if (this.#cutFailed === undefined || index < this.#cutFailed.after) this.#cutFailed = { after: index, error: failed }
+      throw failed
+    }
+    const { position, offsetEnd } = found
     await this.#lowerMarkTo({ segmentBase: keep.baseIndex, bytes: position })
     // A simulated crash while this cut waited: files stay as the crash left them.
     if (this.#abandoned) throw new RillError(ErrorCode.STORAGE_READ_ONLY, `log ${this.name} abandoned`)
@@ -699,6 +720,7 @@ export class DiskLog implements PartitionLog, WalLog {
     const lastIndex = Math.min(index, keep.lastIndex)
     const lastTerm = lastIndex >= keep.baseIndex ? keep.termAt(lastIndex) : 0
     keep.forgetAfter({ lastIndex, lastTerm, position, offsetEnd })
+    if (this.#cutFailed !== undefined && index <= this.#cutFailed.after) this.#cutFailed = undefined
   }
 
   /** Position just after entry `index` in `seg` (header end if index < base), and the log's next offset there. */
@@ -754,6 +776,7 @@ export class DiskLog implements PartitionLog, WalLog {
       let removed = 0
       if (reset) {
         this.#truncations++
+        this.#cutFailed = undefined
         const old = this.#segments
         const fresh = this.#newSegment(snapshot.index + 1)
         this.#segments = [fresh]

@@ -27,7 +27,7 @@
  */
 import { assert, ErrorCode, isRillError, noTimer, RillError, systemRuntime } from '../base/index.ts'
 import type { Runtime, TimerHandle } from '../base/index.ts'
-import type { EntryToAppend, LogEntry, PartitionLog } from '../log/index.ts'
+import { isCutReadFailure, type EntryToAppend, type LogEntry, type PartitionLog } from '../log/index.ts'
 import type { ConfState, Entry, HardState, LogIndex, Ready, Snapshot, Storage, Term } from '../raft/index.ts'
 import { entryBytes, termCompacted } from '../raft/index.ts'
 import type { SnapshotStore } from './snapshot-store.ts'
@@ -80,6 +80,9 @@ export class LogRaftStorage implements Storage {
   /** Read-aheads in a row that did not load what was asked, and the retry armed after the last. */
   #readFailures = 0
   #retryTimer: TimerHandle = noTimer
+  /** Batches persisted again in a row after a truncation's read failed (persistMany), and what ends their backoff at close. */
+  #persistFailures = 0
+  readonly #closing = new AbortController()
   readonly #onFailed: (error: RillError) => void
   readonly #runtime: Runtime
   /** Bumped by every truncation and snapshot install: a read-ahead that started before is stale. */
@@ -218,14 +221,41 @@ export class LogRaftStorage implements Storage {
    * Makes Readies durable (per the log's persistence mode), in order. Their
    * appends are issued back to back without waiting in between, so the log
    * can make them durable with one group commit.
+   *
+   * A follower's append that replaces a conflicting suffix must first read
+   * the segment to find where the cut goes. If that read fails (EIO: bad
+   * sectors, a disk in trouble) the log has not changed (isCutReadFailure),
+   * so the batch is persisted again after a backoff (10 ms doubling to 1 s,
+   * as a failed read-ahead is) until the disk reads again or the storage
+   * closes. Before, the failed read was taken for a failed write and the
+   * group stopped for good: `npm run sim:cluster -- --seed 11`, a restarted
+   * broker whose first segment had bad sectors for ~2 s never applied
+   * anything again (hw 0 to the end). Any other error still rejects (the
+   * group stops: a failed write cannot be taken back).
    */
   async persistMany(readies: readonly Ready[]): Promise<void> {
+    for (;;) {
+      try {
+        await this.#persistOnce(readies)
+        this.#persistFailures = 0
+        return
+      } catch (error) {
+        if (this.#closed || !isCutReadFailure(error)) throw error
+        this.#persistFailures++
+        await this.#runtime.sleep(Math.min(readRetryMsMax, readRetryMsMin * 2 ** Math.min(this.#persistFailures - 1, 16)), this.#closing.signal)
+        // Closed while waiting: the batch is not durable, say why.
+        if (this.#closed) throw error
+      }
+    }
+  }
+
+  async #persistOnce(readies: readonly Ready[]): Promise<void> {
     const appends: Promise<void>[] = []
     let hard: HardState | null = null
     for (const rd of readies) {
       if (rd.snapshot !== null) {
         // Rare: keep a snapshot install strictly ordered with the appends around it.
-        await Promise.all(appends)
+        await settleAll(appends)
         appends.length = 0
         await this.installSnapshot(rd.snapshot)
       }
@@ -236,11 +266,16 @@ export class LogRaftStorage implements Storage {
       }
       if (rd.hardState !== null) hard = rd.hardState
     }
-    await Promise.all(appends)
+    await settleAll(appends)
     if (hard !== null && (hard.term !== this.#persistedHard.term || hard.vote !== this.#persistedHard.vote)) {
       await this.#log.setHardState(hard)
       this.#persistedHard = hard
     }
+  }
+
+  /** Batches persisted again in a row because a truncation's read failed (a disk in trouble; metrics and tests). */
+  get persistFailures(): number {
+    return this.#persistFailures
   }
 
   /** A snapshot from the leader replaces the log (the log continues after it). */
@@ -309,6 +344,22 @@ export class LogRaftStorage implements Storage {
   close(): void {
     this.#closed = true
     this.#retryTimer.cancel()
+    this.#closing.abort()
+  }
+}
+
+/**
+ * Waits for appends issued back to back, rejecting with the first failure
+ * like Promise.all; when that failure may be retried (isCutReadFailure) it
+ * first lets the others settle (they fail after it: the log did not move),
+ * so that a retry never races an append of the failed attempt.
+ */
+async function settleAll(appends: readonly Promise<void>[]): Promise<void> {
+  try {
+    await Promise.all(appends)
+  } catch (error) {
+    if (isCutReadFailure(error)) await Promise.allSettled(appends)
+    throw error
   }
 }
 
