@@ -74,6 +74,8 @@ export interface BrokerEnv {
   readonly registry?: Registry
   /** The data directory's file system; default: node:fs. */
   readonly io?: LogIo
+  /** Ids of new consumer-group members; default: random UUIDs (unguessable). The simulator's come from its seed. */
+  readonly newMemberId?: () => string
 }
 
 /** What the constructor is handed once `start` has opened the store and chosen the environment. */
@@ -86,6 +88,7 @@ interface BrokerParts {
   readonly io: LogIo
   readonly registry: Registry
   readonly httpUrl: string
+  readonly newMemberId: (() => string) | undefined
 }
 
 export class Broker {
@@ -148,7 +151,7 @@ export class Broker {
     this.#offsets = new OffsetsTopic({ brokerId: config.id, runtime, metadata, hosted, remoteLeaders: this.#leaderPoll, createTopic: (r) => this.#topics.createAny(r), isStopped })
     this.groups = new GroupCoordinator(
       { brokerId: config.id, offsetsReplicaFor: (group) => this.#offsets.replicaFor(group), partitionCount: (t) => this.#controller.state.topic(t)?.partitions.length ?? 0 },
-      { logger, now: () => runtime.nowMs() },
+      { logger, now: () => runtime.nowMs(), ...(parts.newMemberId === undefined ? {} : { newMemberId: parts.newMemberId }) },
     )
   }
 
@@ -184,6 +187,7 @@ export class Broker {
       io,
       registry,
       httpUrl: options.httpUrl,
+      newMemberId: env.newMemberId,
     })
     network.onBatch((fromId, batch) => broker.#router.route(fromId, batch))
     await network.start()

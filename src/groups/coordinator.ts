@@ -58,12 +58,14 @@ export class GroupCoordinator {
   readonly #now: () => number
   /** Session deadlines: group → member → last heard of (ms, monotonic). */
   readonly #seen = new Map<string, Map<string, number>>()
+  readonly #newMemberId: () => string
   readonly #queues = new Map<string, { tail: Promise<unknown>; length: number }>()
 
-  constructor(host: CoordinatorHost, options: { logger: Logger; now?: () => number }) {
+  constructor(host: CoordinatorHost, options: { logger: Logger; now?: () => number; newMemberId?: () => string }) {
     this.#host = host
     this.#logger = options.logger
     this.#now = options.now ?? (() => systemRuntime.nowMs())
+    this.#newMemberId = options.newMemberId ?? randomUUID
   }
 
   async join(group: string, request: JoinGroupRequest): Promise<MemberAssignmentResponse> {
@@ -72,7 +74,7 @@ export class GroupCoordinator {
     if (!Number.isSafeInteger(sessionTimeoutMs) || sessionTimeoutMs < sessionTimeoutMsMin || sessionTimeoutMs > sessionTimeoutMsMax) {
       throw new RillError(ErrorCode.INVALID_REQUEST, `sessionTimeoutMs must be ${sessionTimeoutMsMin}..${sessionTimeoutMsMax}`)
     }
-    const memberId = randomUUID()
+    const memberId = this.#newMemberId()
     const member: MemberState = {
       memberId,
       clientId: request.clientId ?? '',

@@ -21,6 +21,7 @@ import type { PersistenceMode } from '../log/index.ts'
 import { Role } from '../raft/index.ts'
 import { diskTimings, SimBrokerCluster, simDataDir } from './brokers.ts'
 import { Ledger, SimViolation } from './ledger.ts'
+import { Holdings, SimMember } from './members.ts'
 import { LivelockError, type RuntimeScope } from './runtime.ts'
 import { clientCallMsMax, decodeRecords, expectOperatingError, readOnce, SimProducer, simTopic, withDeadline } from './workload.ts'
 
@@ -31,6 +32,12 @@ export interface BrokerScheduleOptions {
   readonly persistence?: PersistenceMode
   /** Virtual ms of the fault phase. */
   readonly faultMs?: number
+  /**
+   * One of the three producers uses acks=leader. Off by default for now: it
+   * finds two replicas applying different entries at one index after a
+   * power loss (seed 10), not fixed yet (see the closing note of issue 9).
+   */
+  readonly leaderAcks?: boolean
   /** Only these kinds of fault (names as in `faultKinds`); default all. */
   readonly faults?: readonly FaultKind[]
   readonly trace?: (line: string) => void
@@ -90,11 +97,15 @@ export async function runBrokerSchedule(options: BrokerScheduleOptions): Promise
     const producers: SimProducer[] = []
     const loops: Promise<void>[] = []
     for (let i = 0; i < 3; i++) {
-      const p = new SimProducer(`prod${i}`)
+      // acks=all; with `leaderAcks`, the third producer uses acks=leader.
+      const p = new SimProducer(`prod${i}`, i === 2 && options.leaderAcks === true ? 'leader' : 'all')
       producers.push(p)
       loops.push(produceLoop(c, client, ledger, p, partitions, () => stopping, fail).catch(fail))
     }
     loops.push(readLoop(c, client, ledger, partitions, () => stopping).catch(fail))
+    // Consumer-group members share the topic's partitions: never one partition held by two at once.
+    const holdings = new Holdings()
+    for (let i = 0; i < 3; i++) loops.push(new SimMember(`member${i}`).run(c, client, ledger, holdings, () => stopping).catch(fail))
     const end = c.runtime.nowMs() + faultMs
     while (c.runtime.nowMs() < end) {
       await client.sleep(300 + c.random.int(1700))

@@ -163,6 +163,7 @@ export class SimBrokerCluster {
           peerCalls: endpoint.peerCalls(),
           random: new SeededRandom(this.options.seed * 1_000_003 + id * 7919 + b.incarnation),
           io: b.disk.process(),
+          newMemberId: memberIds(id, b.incarnation),
         },
       })
       if (!scope.alive) return
@@ -229,4 +230,10 @@ function callTarget(broker: Broker): CallTarget {
     },
     leaderships: () => broker.localLeaderships(),
   }
+}
+
+/** Consumer-group member ids a simulated broker process hands out: unique and the same on every replay. */
+function memberIds(broker: number, incarnation: number): () => string {
+  let n = 0
+  return () => `m${broker}.${incarnation}.${++n}`
 }

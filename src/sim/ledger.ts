@@ -35,6 +35,8 @@ export class Ledger {
   /** Leader of each (group, term) ever seen: a second one breaks election safety. */
   readonly #leaders = new Map<string, number>()
   acks = 0
+  /** acks=leader acknowledgements: the leader's disk only, so not checked. */
+  leaderAcks = 0
   reads = 0
   recordsRead = 0
   /** Acknowledged records may be lost (`memory` topics across restarts). */

@@ -4,10 +4,13 @@
  * runtime scope (never crashed). Each call has a client-side deadline: a
  * broker that crashes mid-call never answers, exactly like a real one.
  *
- * - Producers are idempotent, `acks=all`, one batch in flight per
- *   partition, and retry the same batch (same sequence) until it is
- *   acknowledged, following NOT_LEADER to the named leader — so a batch is
- *   never written twice and every acknowledgement goes to the ledger.
+ * - Producers are idempotent, one batch in flight per partition, and retry
+ *   the same batch (same sequence) until it is acknowledged, following
+ *   NOT_LEADER to the named leader — so a batch is never written twice.
+ *   With `acks=all` every acknowledgement goes to the ledger; `acks=leader`
+ *   promises only the leader's disk (a new leader may not have it), so its
+ *   acknowledgements are counted, not checked, and a sequence gap it may
+ *   leave behind starts the producer over as a new one.
  * - Readers fetch from any replica (followers included), sometimes with
  *   `minCommitted` just past an acknowledged batch (read-your-writes), and
  *   hand every record to the ledger.
@@ -89,6 +92,7 @@ interface PendingBatch {
 
 export class SimProducer {
   readonly name: string
+  readonly acks: 'all' | 'leader'
   producerId = -1
   #next = new Map<number, number>()
   #inFlight = new Map<number, PendingBatch>()
@@ -96,8 +100,9 @@ export class SimProducer {
   #records = 0
   #closed = false
 
-  constructor(name: string) {
+  constructor(name: string, acks: 'all' | 'leader' = 'all') {
     this.name = name
+    this.acks = acks
   }
 
   close(): void {
@@ -134,7 +139,8 @@ export class SimProducer {
     if (this.producerId < 0 || this.#inFlight.has(partition)) return
     const seq = this.#next.get(partition) ?? 0
     const values: string[] = []
-    for (let i = 0; i < count; i++) values.push(`${this.name}/p${partition}/${seq + i}`)
+    // Unique across the run: a producer that starts over gets a new id and counts from 0 again.
+    for (let i = 0; i < count; i++) values.push(`${this.name}.${this.producerId}/p${partition}/${seq + i}`)
     const pending: PendingBatch = { partition, baseSequence: seq, values, attempts: 0 }
     this.#inFlight.set(partition, pending)
     this.#next.set(partition, seq + count)
@@ -150,16 +156,17 @@ export class SimProducer {
           timestampMs: client.wallMs(),
         })
         try {
-          const r = await withDeadline(client, clientCallMsMax, () => target.broker!.produce({ topic: simTopic, partition, batch, acks: 'all' }))
+          const r = await withDeadline(client, clientCallMsMax, () => target.broker!.produce({ topic: simTopic, partition, batch, acks: this.acks }))
           if (r.lastOffset - r.baseOffset + 1 !== values.length) throw new SimViolation(`${this.name}: ${values.length} records acknowledged as offsets ${r.baseOffset}..${r.lastOffset}`)
-          ledger.ack(partition, r.baseOffset, values, target.id)
+          if (this.acks === 'all') ledger.ack(partition, r.baseOffset, values, target.id)
+          else ledger.leaderAcks++
           this.#records += values.length
           this.#inFlight.delete(partition)
           return
         } catch (error) {
-          const e = expectOperatingError(error, `${this.name}: produce to broker ${target.id}`, ledger.lossy)
+          const e = expectOperatingError(error, `${this.name}: produce to broker ${target.id}`, ledger.lossy || this.acks === 'leader')
           if (e.code === ErrorCode.OUT_OF_ORDER_SEQUENCE) {
-            // Lossy mode: the partition forgot this producer; start over as a new one.
+            // A batch acknowledged by a leader only, then lost with it (or a memory replica's restart): start over as a new producer.
             this.producerId = -1
             this.#next.clear()
             this.#inFlight.clear()
