@@ -19,7 +19,7 @@ import type { LogIo, LogStore, PartitionLog } from '../log/index.ts'
 import type { Message, NodeId } from '../raft/index.ts'
 import { Role } from '../raft/index.ts'
 import { FileSnapshotStore, MemorySnapshotStore, Partition } from '../partition/index.ts'
-import type { SnapshotStore } from '../partition/index.ts'
+import type { ReplicaOptions, SnapshotStore } from '../partition/index.ts'
 import type { PeerNetwork } from '../transport/index.ts'
 import { OffsetsReplica } from '../groups/index.ts'
 import { readBatchHeader, stampBaseOffset } from '../wire/index.ts'
@@ -182,7 +182,7 @@ export class HostedGroups {
   async #openReplica(gid: number, h: HostedReplica): Promise<void> {
     const logName = `t${h.topicId}-${h.partition}`
     if (h.topic === offsetsTopic) return this.#openOffsetsReplica(gid, h, logName)
-    const { config, store, io, random, runtime } = this.#options
+    const { config, store, io } = this.#options
     const persistence = h.config.persistence ?? config.defaultPersistence
     let log: PartitionLog
     let snapshots: SnapshotStore
@@ -200,19 +200,8 @@ export class HostedGroups {
       snapshots = new FileSnapshotStore(join(config.dir, 'snapshots', logName), { io })
     }
     const replica = await Partition.open({
-      group: `${h.topic}/${h.partition}`,
-      replicaId: this.#brokerId,
-      log,
-      snapshots,
-      bootstrap: { voters: [...h.replicas], learners: [] },
+      ...this.#replicaOptions(gid, h, log, snapshots),
       codec,
-      random: random.fork(),
-      runtime,
-      send: (msgs) => this.#options.send(gid, msgs),
-      electionTicks: config.electionTicks,
-      heartbeatTicks: config.heartbeatTicks,
-      // Idle partitions go quiet: a broker with a thousand of them does not heartbeat each one.
-      quiesce: true,
       onRoleChange: (role) => {
         if (role === Role.Leader) this.#options.onLeadershipWon()
       },
@@ -223,22 +212,31 @@ export class HostedGroups {
     this.#logger.info({ event: 'replica_opened', topic: h.topic, partition: h.partition, persistence }, 'replica opened')
   }
 
-  /** A replica of `__consumer_offsets`: always `sync`, whatever the broker's default. */
-  async #openOffsetsReplica(gid: number, h: HostedReplica, logName: string): Promise<void> {
-    const { config, store, io, random, runtime } = this.#options
-    const log = await store.openLog({ name: logName, mode: 'sync' })
-    const replica: OffsetsReplica = await OffsetsReplica.open({
+  /** What every hosted replica is opened with, whatever its state machine. */
+  #replicaOptions(gid: number, h: HostedReplica, log: PartitionLog, snapshots: SnapshotStore): ReplicaOptions {
+    const { config, random, runtime } = this.#options
+    return {
       group: `${h.topic}/${h.partition}`,
       replicaId: this.#brokerId,
       log,
-      snapshots: new FileSnapshotStore(join(config.dir, 'snapshots', logName), { io }),
+      snapshots,
       bootstrap: { voters: [...h.replicas], learners: [] },
       random: random.fork(),
       runtime,
       send: (msgs) => this.#options.send(gid, msgs),
       electionTicks: config.electionTicks,
       heartbeatTicks: config.heartbeatTicks,
+      // Idle groups go quiet: a broker with a thousand of them does not heartbeat each one.
       quiesce: true,
+    }
+  }
+
+  /** A replica of `__consumer_offsets`: always `sync`, whatever the broker's default. */
+  async #openOffsetsReplica(gid: number, h: HostedReplica, logName: string): Promise<void> {
+    const { config, store, io } = this.#options
+    const log = await store.openLog({ name: logName, mode: 'sync' })
+    const replica: OffsetsReplica = await OffsetsReplica.open({
+      ...this.#replicaOptions(gid, h, log, new FileSnapshotStore(join(config.dir, 'snapshots', logName), { io })),
       onRoleChange: (role) => {
         if (role === Role.Leader) {
           this.#options.onLeadershipWon()
