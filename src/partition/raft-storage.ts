@@ -252,21 +252,36 @@ export class LogRaftStorage implements Storage {
   async #persistOnce(readies: readonly Ready[]): Promise<void> {
     const appends: Promise<void>[] = []
     let hard: HardState | null = null
-    for (const rd of readies) {
-      if (rd.snapshot !== null) {
-        // Rare: keep a snapshot install strictly ordered with the appends around it.
-        await settleAll(appends)
-        appends.length = 0
-        await this.installSnapshot(rd.snapshot)
+    // The last index issued so far: the log's own lastIndex lags the appends issued above it.
+    let issuedLast = this.#log.lastIndex()
+    // The lowest index an append of this batch replaces (Infinity: none).
+    let replacedFrom = Infinity
+    try {
+      for (const rd of readies) {
+        if (rd.snapshot !== null) {
+          // Rare: keep a snapshot install strictly ordered with the appends around it.
+          await settleAll(appends)
+          appends.length = 0
+          await this.installSnapshot(rd.snapshot)
+          issuedLast = this.#log.lastIndex()
+        }
+        if (rd.entries.length > 0) {
+          const first = rd.entries[0]!.index
+          if (first <= issuedLast) {
+            replacedFrom = Math.min(replacedFrom, first)
+            this.#generation++
+          }
+          issuedLast = rd.entries[rd.entries.length - 1]!.index
+          const toLog: EntryToAppend[] = rd.entries.map((e) => ({ ...this.#recordMeta(e), index: e.index, term: e.term, type: e.type, data: e.data }))
+          this.#remember(rd.entries)
+          appends.push(this.#log.append(toLog))
+        }
+        if (rd.hardState !== null) hard = rd.hardState
       }
-      if (rd.entries.length > 0) {
-        const toLog: EntryToAppend[] = rd.entries.map((e) => ({ ...this.#recordMeta(e), index: e.index, term: e.term, type: e.type, data: e.data }))
-        this.#remember(rd.entries)
-        appends.push(this.#log.append(toLog))
-      }
-      if (rd.hardState !== null) hard = rd.hardState
+      await settleAll(appends)
+    } finally {
+      if (replacedFrom !== Infinity) this.#replaced(replacedFrom)
     }
-    await settleAll(appends)
     if (hard !== null && (hard.term !== this.#persistedHard.term || hard.vote !== this.#persistedHard.vote)) {
       await this.#log.setHardState(hard)
       this.#persistedHard = hard
@@ -309,10 +324,31 @@ export class LogRaftStorage implements Storage {
     return snap
   }
 
+  /**
+   * Appends that replaced a suffix from `from` have settled (done or failed).
+   * A read-ahead issued while they were queued in the log read the log as it
+   * was before their cut: the log's own fence (DiskLog.read) cannot drop what
+   * it read before the cut began, and the generation bumped when they were
+   * issued does not tell a read that started after that bump. Such a read
+   * holds the replaced entries; once the core advances past the append it
+   * asks storage for them, and was served the old ones (sim:cluster seed 10
+   * --leader-acks: a restarted follower's read-ahead from 2 landed 0.2 ms
+   * into the 4 ms its cut of 139..190 waited in the log's queue, and it
+   * applied its old term-2 entry 138 where the others applied the term-3
+   * one). So what is cached from `from` on is dropped, and a read still in
+   * flight is refused when it lands (the generation moves again).
+   */
+  #replaced(from: LogIndex): void {
+    this.#generation++
+    const ahead = this.#ahead
+    if (ahead.length > 0 && ahead[ahead.length - 1]!.index >= from) {
+      this.#ahead = ahead[0]!.index >= from ? [] : ahead.slice(0, from - ahead[0]!.index)
+    }
+  }
+
   /** Keeps appended entries in the in-memory tail (truncating a replaced suffix). */
   #remember(ents: readonly Entry[]): void {
     const first = ents[0]!.index
-    if (first <= this.#log.lastIndex()) this.#generation++
     if (this.#tail.length > 0) {
       const tailFirst = this.#tail[0]!.index
       const keep = first - tailFirst
