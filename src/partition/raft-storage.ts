@@ -333,9 +333,9 @@ export class LogRaftStorage implements Storage {
    * holds the replaced entries; once the core advances past the append it
    * asks storage for them, and was served the old ones (sim:cluster seed 10
    * --leader-acks: a restarted follower's read-ahead from 2 landed 0.2 ms
-   * into the 4 ms its cut of 139..190 waited in the log's queue, and it
-   * applied its old term-2 entry 138 where the others applied the term-3
-   * one). So what is cached from `from` on is dropped, and a read still in
+   * into the 3.7 ms its append of 138 (a cut of 138..190) took in the log,
+   * and it applied its old term-2 entry 138 where the others applied the
+   * term-3 one). So what is cached from `from` on is dropped, and a read still in
    * flight is refused when it lands (the generation moves again).
    */
   #replaced(from: LogIndex): void {
