@@ -32,11 +32,7 @@ export interface BrokerScheduleOptions {
   readonly persistence?: PersistenceMode
   /** Virtual ms of the fault phase. */
   readonly faultMs?: number
-  /**
-   * One of the three producers uses acks=leader. Off by default for now: it
-   * finds two replicas applying different entries at one index after a
-   * power loss (seed 10), not fixed yet (see the closing note of issue 9).
-   */
+  /** One of the three producers uses acks=leader (default true; false replays schedules from before it was added). */
   readonly leaderAcks?: boolean
   /** Only these kinds of fault (names as in `faultKinds`); default all. */
   readonly faults?: readonly FaultKind[]
@@ -97,8 +93,8 @@ export async function runBrokerSchedule(options: BrokerScheduleOptions): Promise
     const producers: SimProducer[] = []
     const loops: Promise<void>[] = []
     for (let i = 0; i < 3; i++) {
-      // acks=all; with `leaderAcks`, the third producer uses acks=leader.
-      const p = new SimProducer(`prod${i}`, i === 2 && options.leaderAcks === true ? 'leader' : 'all')
+      // acks=all, and acks=leader for the third producer (unless `leaderAcks` is false).
+      const p = new SimProducer(`prod${i}`, i === 2 && options.leaderAcks !== false ? 'leader' : 'all')
       producers.push(p)
       loops.push(produceLoop(c, client, ledger, p, partitions, () => stopping, fail).catch(fail))
     }

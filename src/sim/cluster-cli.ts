@@ -5,7 +5,8 @@
  * Options: `--persistence sync|async|memory` (default: by seed, two sync to one
  * async), `--brokers N` (default 3), `--fault-ms MS` (virtual ms of faults),
  * `--faults a,b` (only these kinds: crash, stop, isolate, one-way, disk,
- * bad-sectors, flaky), `--leader-acks` (one producer uses acks=leader),
+ * bad-sectors, flaky), `--acks-all-only` (no acks=leader producer: the
+ * schedules from before it was added),
  * `--seed-timeout-s S` (real seconds a seed may take before it counts as
  * hung; default 120). Seeds run in a worker thread, so even a loop that
  * never yields fails its seed instead of hanging the run.
@@ -90,7 +91,7 @@ class SeedRunner {
   }
 }
 
-const usage = 'usage: npm run sim:cluster -- --seeds N [--from S] | --seed S [--trace]  [--persistence sync|async|memory] [--brokers N] [--fault-ms MS] [--faults crash,disk,...] [--leader-acks] [--seed-timeout-s S]'
+const usage = 'usage: npm run sim:cluster -- --seeds N [--from S] | --seed S [--trace]  [--persistence sync|async|memory] [--brokers N] [--fault-ms MS] [--faults crash,disk,...] [--acks-all-only] [--seed-timeout-s S]'
 
 function fail(message: string): never {
   process.stderr.write(`sim:cluster: ${message}\n${usage}\n`)
@@ -121,7 +122,7 @@ async function main(): Promise<number> {
         'fault-ms': { type: 'string' },
         'seed-timeout-s': { type: 'string' },
         faults: { type: 'string' },
-        'leader-acks': { type: 'boolean' },
+        'acks-all-only': { type: 'boolean' },
       },
       strict: true,
       allowPositionals: false,
@@ -137,7 +138,7 @@ async function main(): Promise<number> {
   for (const f of faults ?? []) if (!(faultKinds as readonly string[]).includes(f)) fail(`--faults takes a comma-separated list of ${faultKinds.join(', ')}; got ${JSON.stringify(f)}`)
   const common = {
     ...(faults === undefined ? {} : { faults: faults as FaultKind[] }),
-    ...(values['leader-acks'] === true ? { leaderAcks: true } : {}),
+    ...(values['acks-all-only'] === true ? { leaderAcks: false } : {}),
     ...(persistence === undefined ? {} : { persistence: persistence as PersistenceMode }),
     ...(brokers === undefined ? {} : { brokers }),
     ...(faultMs === undefined ? {} : { faultMs }),
