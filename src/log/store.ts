@@ -434,7 +434,13 @@ export class LogStore {
   async #openDiskLog(dir: string, options: OpenLogOptions): Promise<PartitionLog> {
     const name = options.name
     const created = !this.#io.existsSync(dir)
-    const log = DiskLog.open(this.#context(), dir, options)
+    let log: DiskLog
+    try {
+      log = DiskLog.open(this.#context(), dir, options)
+    } catch (error) {
+      // A failing disk while scanning the log at open: a coded error, never a raw errno.
+      throw storageError(error, `log ${name}: open`)
+    }
     if (created) await fsyncDir(this.#io, join(this.dir, 'logs'))
     this.#logs.set(name, log)
     // What recovery kept beyond the durable mark is made durable before anyone reads it:

@@ -17,6 +17,7 @@
  * itself without progress fails the seed like a lost write does.
  */
 import { ErrorCode, isRillError } from '../base/index.ts'
+import type { Broker } from '../broker/broker.ts'
 import type { PersistenceMode } from '../log/index.ts'
 import { Role } from '../raft/index.ts'
 import { diskTimings, SimBrokerCluster, simDataDir } from './brokers.ts'
@@ -32,6 +33,8 @@ export interface BrokerScheduleOptions {
   readonly persistence?: PersistenceMode
   /** Virtual ms of the fault phase. */
   readonly faultMs?: number
+  /** A client creates, writes to and deletes short-lived topics all along (default true). */
+  readonly topicChurn?: boolean
   /** One of the three producers uses acks=leader (default true; false replays schedules from before it was added). */
   readonly leaderAcks?: boolean
   /** Only these kinds of fault (names as in `faultKinds`); default all. */
@@ -99,6 +102,7 @@ export async function runBrokerSchedule(options: BrokerScheduleOptions): Promise
       loops.push(produceLoop(c, client, ledger, p, partitions, () => stopping, fail).catch(fail))
     }
     loops.push(readLoop(c, client, ledger, partitions, () => stopping).catch(fail))
+    if (options.topicChurn !== false) loops.push(topicChurnLoop(c, client, () => stopping).catch(fail))
     // Consumer-group members share the topic's partitions: never one partition held by two at once.
     const holdings = new Holdings()
     for (let i = 0; i < 3; i++) loops.push(new SimMember(`member${i}`).run(c, client, ledger, holdings, () => stopping).catch(fail))
@@ -209,7 +213,7 @@ async function createTopic(c: SimBrokerCluster, client: RuntimeScope, partitions
     if (b?.broker == null) continue
     const broker = b.broker
     try {
-      await withDeadline(client, clientCallMsMax, () => broker.createTopic({ name: simTopic, partitions, replicationFactor: Math.min(3, c.brokers.size) }))
+      await withDeadline(client, clientCallMsMax, () => broker.createTopic({ name: simTopic, partitions, replicationFactor: Math.min(3, c.brokers.size) }), b.scope)
       return
     } catch (error) {
       if (isRillError(error, ErrorCode.TOPIC_EXISTS)) return
@@ -248,7 +252,9 @@ async function readLoop(c: SimBrokerCluster, client: RuntimeScope, ledger: Ledge
 }
 
 /** The faults a schedule draws from (each has its own branch in injectFault). */
-export const faultKinds = ['crash', 'crash2', 'stop', 'isolate', 'one-way', 'disk', 'bad-sectors', 'flaky'] as const
+export const faultKinds = ['crash', 'crash2', 'stop', 'isolate', 'one-way', 'disk', 'bad-sectors', 'flaky', 'pause'] as const
+/** The faults before 'pause' was added: regression seeds found then replay with these. */
+export const faultKindsBeforePause: readonly FaultKind[] = faultKinds.filter((k) => k !== 'pause')
 export type FaultKind = (typeof faultKinds)[number]
 
 /** Injects one fault; returns 1 if it did. At most one broker is down at a time (a majority of three stays). */
@@ -339,6 +345,14 @@ function injectFault(c: SimBrokerCluster, persistence: PersistenceMode, fail: (e
       })
       return 1
     }
+    case 'pause': {
+      // The broker's process stops running for a while (SIGSTOP, a long GC, a stalled VM) and then carries on.
+      const scope = c.brokers.get(pick)!.scope
+      if (scope === null || !scope.alive) return 0
+      c.trace(`pause broker ${pick} for ${forMs} ms`)
+      scope.pause(forMs)
+      return 1
+    }
     case 'flaky': {
       const f = c.network.faults
       f.dropRate = c.random.next() * 0.2
@@ -383,7 +397,55 @@ function describeReplicas(c: SimBrokerCluster, partition: number): string {
 }
 
 /** Every replica converges to one log holding every acknowledged record once. */
+/**
+ * Creates a short-lived topic, writes a record to it, deletes it, again and
+ * again through random brokers (retrying as a client would): topic changes
+ * while replicas crash and move. Deleted topics must leave no replica behind
+ * (checked at the end).
+ */
+async function topicChurnLoop(c: SimBrokerCluster, client: RuntimeScope, stopping: () => boolean): Promise<void> {
+  for (let n = 1; !stopping(); n++) {
+    const name = `churn-${n}`
+    await retryTopicCall(c, client, stopping, `create ${name}`, (b) => b.createTopic({ name, partitions: 1, replicationFactor: Math.min(3, c.brokers.size) }), ErrorCode.TOPIC_EXISTS)
+    await retryTopicCall(c, client, stopping, `delete ${name}`, (b) => b.deleteTopic(name), ErrorCode.UNKNOWN_TOPIC)
+    await client.sleep(500 + c.random.int(2000))
+  }
+}
+
+/** Runs a topic call on random brokers until it succeeds, or fails with `done` (it took effect before), or the run stops. */
+async function retryTopicCall(
+  c: SimBrokerCluster,
+  client: RuntimeScope,
+  stopping: () => boolean,
+  what: string,
+  call: (b: Broker) => Promise<unknown>,
+  done: ErrorCode,
+): Promise<void> {
+  while (!stopping()) {
+    const b = c.up()[c.random.int(Math.max(1, c.up().length))]
+    if (b?.broker != null) {
+      const broker = b.broker
+      try {
+        await withDeadline(client, clientCallMsMax, () => call(broker), b.scope)
+        return
+      } catch (error) {
+        if (isRillError(error, done)) return
+        if (!(isRillError(error, ErrorCode.INVALID_REQUEST) && /live brokers/.test(error.message))) expectOperatingError(error, what)
+      }
+    }
+    await client.sleep(100 + c.random.int(400))
+  }
+}
+
 async function checkReplicas(c: SimBrokerCluster, client: RuntimeScope, ledger: Ledger, partitions: number): Promise<void> {
+  // Deleted topics leave no replica behind (once every broker has the metadata).
+  const deadline = c.runtime.nowMs() + settleMsMax
+  for (;;) {
+    const stale = c.up().flatMap((b) => b.broker!.replicas().filter((r) => b.broker!.listTopics().indexOf(r.topic) < 0 && !r.topic.startsWith('__')).map((r) => `b${b.id} ${r.topic}/${r.partition}`))
+    if (stale.length === 0) break
+    if (c.runtime.nowMs() > deadline) throw new SimViolation(`replicas of deleted topics still hosted ${settleMsMax} virtual ms after healing: ${stale.join(', ')}`)
+    await client.sleep(100)
+  }
   for (let partition = 0; partition < partitions; partition++) {
     const deadline = c.runtime.nowMs() + settleMsMax
     let hws: number[] = []
@@ -400,7 +462,7 @@ async function checkReplicas(c: SimBrokerCluster, client: RuntimeScope, ledger: 
       const records = []
       let offset = 0
       for (let i = 0; i < 100_000 && offset < hws[0]!; i++) {
-        const r = await withDeadline(client, clientCallMsMax, () => broker.fetch({ topic: simTopic, partition, offset, maxBytes: 1 << 20, maxWaitMs: 0 }))
+        const r = await withDeadline(client, clientCallMsMax, () => broker.fetch({ topic: simTopic, partition, offset, maxBytes: 1 << 20, maxWaitMs: 0 }), b.scope)
         records.push(...decodeRecords(r.batches))
         if (r.nextOffset <= offset) throw new SimViolation(`partition ${partition} on broker ${b.id}: fetch at ${offset} made no progress (hw ${r.highWatermark})`)
         offset = r.nextOffset

@@ -5,8 +5,9 @@
  * Options: `--persistence sync|async|memory` (default: by seed, two sync to one
  * async), `--brokers N` (default 3), `--fault-ms MS` (virtual ms of faults),
  * `--faults a,b` (only these kinds: crash, stop, isolate, one-way, disk,
- * bad-sectors, flaky), `--acks-all-only` (no acks=leader producer: the
- * schedules from before it was added),
+ * bad-sectors, flaky, pause), `--acks-all-only` (no acks=leader producer: the
+ * schedules from before it was added), `--no-churn` (no topic create/delete
+ * loop), `--faults` without `pause` for the schedules from before pauses,
  * `--seed-timeout-s S` (real seconds a seed may take before it counts as
  * hung; default 120). Seeds run in a worker thread, so even a loop that
  * never yields fails its seed instead of hanging the run.
@@ -91,7 +92,7 @@ class SeedRunner {
   }
 }
 
-const usage = 'usage: npm run sim:cluster -- --seeds N [--from S] | --seed S [--trace]  [--persistence sync|async|memory] [--brokers N] [--fault-ms MS] [--faults crash,disk,...] [--acks-all-only] [--seed-timeout-s S]'
+const usage = 'usage: npm run sim:cluster -- --seeds N [--from S] | --seed S [--trace]  [--persistence sync|async|memory] [--brokers N] [--fault-ms MS] [--faults crash,disk,...] [--acks-all-only] [--no-churn] [--seed-timeout-s S]'
 
 function fail(message: string): never {
   process.stderr.write(`sim:cluster: ${message}\n${usage}\n`)
@@ -123,6 +124,7 @@ async function main(): Promise<number> {
         'seed-timeout-s': { type: 'string' },
         faults: { type: 'string' },
         'acks-all-only': { type: 'boolean' },
+        'no-churn': { type: 'boolean' },
       },
       strict: true,
       allowPositionals: false,
@@ -139,6 +141,7 @@ async function main(): Promise<number> {
   const common = {
     ...(faults === undefined ? {} : { faults: faults as FaultKind[] }),
     ...(values['acks-all-only'] === true ? { leaderAcks: false } : {}),
+    ...(values['no-churn'] === true ? { topicChurn: false } : {}),
     ...(persistence === undefined ? {} : { persistence: persistence as PersistenceMode }),
     ...(brokers === undefined ? {} : { brokers }),
     ...(faultMs === undefined ? {} : { faultMs }),

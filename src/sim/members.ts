@@ -6,7 +6,8 @@
  * - a member holds the partitions of its latest assignment; one missing
  *   from an answer is given up at once (before the next heartbeat says so);
  * - a member that has had no answer for most of its session gives up
- *   everything it holds (its partitions are about to go to others), and one
+ *   everything it holds (its partitions are about to go to others) — on a
+ *   timer, also while a call to a paused coordinator still waits — and one
  *   told UNKNOWN_MEMBER / FENCED_MEMBER joins again;
  * - holders commit the partitions they hold, and some members leave and
  *   join again.
@@ -16,7 +17,7 @@
  * gave it up, or after the holder's session expired — which the holder,
  * having heard nothing for most of that session, has given up by then.
  */
-import { ErrorCode, isRillError } from '../base/index.ts'
+import { ErrorCode, isRillError, noTimer, type TimerHandle } from '../base/index.ts'
 import type { Broker } from '../broker/broker.ts'
 import type { MemberAssignmentResponse } from '../wire/index.ts'
 import type { SimBrokerCluster } from './brokers.ts'
@@ -54,6 +55,8 @@ export class SimMember {
   #memberEpoch = -1
   #held = new Set<number>()
   #lastAnswerMs = 0
+  /** Gives everything up when no answer came for most of the session, even while a call is still waiting. */
+  #giveUpTimer: TimerHandle = noTimer
 
   constructor(name: string) {
     this.name = name
@@ -98,7 +101,7 @@ export class SimMember {
     const t = this.#target(c)
     if (t === null) return null
     try {
-      return await withDeadline(client, clientCallMsMax, () => fn(t.broker))
+      return await withDeadline(client, clientCallMsMax, () => fn(t.broker), c.brokers.get(t.id)!.scope)
     } catch (error) {
       if (isRillError(error, ErrorCode.UNKNOWN_MEMBER) || isRillError(error, ErrorCode.FENCED_MEMBER)) throw error
       const e = expectOperatingError(error, `${this.name}: ${what} at broker ${t.id}`)
@@ -137,6 +140,8 @@ export class SimMember {
     if (r.memberEpoch < this.#memberEpoch) return
     this.#memberEpoch = r.memberEpoch
     this.#lastAnswerMs = client.nowMs()
+    this.#giveUpTimer.cancel()
+    this.#giveUpTimer = client.setTimer(() => this.#giveUpAll(holdings), sessionTimeoutMs * giveUpShare)
     const assigned = new Set(r.assignment.filter((tp) => tp.topic === simTopic).flatMap((tp) => tp.partitions))
     for (const p of [...this.#held]) {
       if (assigned.has(p)) continue

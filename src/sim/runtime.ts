@@ -34,6 +34,9 @@ interface Slot {
   cancelled: boolean
 }
 
+/** What a process scope says of an event that came due: run it, drop it, or run it at this virtual time. */
+type Gate = () => 'run' | 'drop' | number
+
 /** Lets every promise callback queued so far (and those they queue) run: one real macrotask hop. */
 export function settle(): Promise<void> {
   return new Promise((resolve) => systemRuntime.defer(resolve))
@@ -119,17 +122,24 @@ export class VirtualRuntime implements Runtime {
     if (untilMs > this.#nowMs) this.#nowMs = untilMs
   }
 
-  /** Used by scopes: schedules `fn` unless `slot` is cancelled first. */
-  schedule(fn: () => void, ms: number, alive: (() => boolean) | null): TimerHandle {
-    return this.#schedule(fn, ms, alive)
+  /** Used by scopes: schedules `fn`; when it comes due, `gate` says run it, drop it (a dead process) or run it later (a paused one). */
+  schedule(fn: () => void, ms: number, gate: Gate | null): TimerHandle {
+    return this.#schedule(fn, ms, gate)
   }
 
-  #schedule(fn: () => void, ms: number, alive: (() => boolean) | null): TimerHandle {
+  #schedule(fn: () => void, ms: number, gate: Gate | null): TimerHandle {
     const slot: Slot = { cancelled: false }
-    this.#push(this.#nowMs + Math.max(0, ms), () => {
-      if (slot.cancelled || (alive !== null && !alive())) return
+    const run = (): void => {
+      if (slot.cancelled) return
+      const verdict = gate === null ? 'run' : gate()
+      if (verdict === 'drop') return
+      if (verdict !== 'run') {
+        this.#push(verdict, run)
+        return
+      }
       fn()
-    })
+    }
+    this.#push(this.#nowMs + Math.max(0, ms), run)
     return { cancel: () => void (slot.cancelled = true) }
   }
 
@@ -142,12 +152,14 @@ export class VirtualRuntime implements Runtime {
 export class RuntimeScope implements Runtime {
   readonly #root: VirtualRuntime
   #alive = true
+  #pausedUntilMs = 0
   /** Events this process ran (the livelock detector samples it per virtual second). */
   events = 0
-  readonly #isAlive = (): boolean => {
-    if (!this.#alive) return false
+  readonly #gate: Gate = () => {
+    if (!this.#alive) return 'drop'
+    if (this.#pausedUntilMs > this.#root.nowMs()) return this.#pausedUntilMs
     this.events++
-    return true
+    return 'run'
   }
 
   constructor(root: VirtualRuntime) {
@@ -163,6 +175,21 @@ export class RuntimeScope implements Runtime {
     this.#alive = false
   }
 
+  /**
+   * The process stops running for `ms` (SIGSTOP, a long GC pause, a VM
+   * stall): its timers and the messages delivered to it wait until then.
+   * (Promise callbacks of work already under way still run: a process
+   * scope cannot hold those back.)
+   */
+  /** True while the process is paused. */
+  get paused(): boolean {
+    return this.#pausedUntilMs > this.#root.nowMs()
+  }
+
+  pause(ms: number): void {
+    this.#pausedUntilMs = Math.max(this.#pausedUntilMs, this.#root.nowMs() + ms)
+  }
+
   nowMs(): number {
     return this.#root.nowMs()
   }
@@ -172,7 +199,7 @@ export class RuntimeScope implements Runtime {
   }
 
   setTimer(fn: () => void, ms: number, _options?: TimerOptions): TimerHandle {
-    return this.#root.schedule(fn, ms, this.#isAlive)
+    return this.#root.schedule(fn, ms, this.#gate)
   }
 
   setRepeating(fn: () => void, ms: number, _options?: TimerOptions): TimerHandle {
@@ -187,7 +214,7 @@ export class RuntimeScope implements Runtime {
           fn()
         },
         period,
-        this.#isAlive,
+        this.#gate,
       )
     }
     arm()
@@ -200,7 +227,7 @@ export class RuntimeScope implements Runtime {
   }
 
   defer(fn: () => void): TimerHandle {
-    return this.#root.schedule(fn, 0, this.#isAlive)
+    return this.#root.schedule(fn, 0, this.#gate)
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {

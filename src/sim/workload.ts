@@ -17,6 +17,7 @@
  */
 import { ErrorCode, RillError, isRillError } from '../base/index.ts'
 import type { Runtime } from '../base/index.ts'
+import type { RuntimeScope } from './runtime.ts'
 import type { Broker } from '../broker/broker.ts'
 import { decodeBatch, encodeBatch } from '../wire/index.ts'
 import type { SimBrokerCluster } from './brokers.ts'
@@ -43,11 +44,16 @@ const expectedCodes = new Set<string>([
   ErrorCode.STORAGE_READ_ONLY,
 ])
 
-/** Runs `fn` against a broker with a deadline on the client's clock. */
-export function withDeadline<T>(runtime: Runtime, ms: number, fn: () => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` against a broker with a deadline on the client's clock. With
+ * `via`, the broker's process scope: a paused process takes the call only
+ * when it runs again (through its own timers), a dead one never.
+ */
+export function withDeadline<T>(runtime: Runtime, ms: number, fn: () => Promise<T>, via?: RuntimeScope | null): Promise<T> {
+  const call = via?.paused === true ? (): Promise<T> => new Promise<T>((res, rej) => via.setTimer(() => void fn().then(res, rej), 0)) : fn
   return new Promise<T>((resolve, reject) => {
     const timer = runtime.setTimer(() => reject(new RillError(ErrorCode.TIMEOUT, `client gave up after ${ms} ms`)), ms)
-    fn().then(
+    call().then(
       (v) => {
         timer.cancel()
         resolve(v)
@@ -116,7 +122,7 @@ export class SimProducer {
       if (b?.broker != null) {
         const broker: Broker = b.broker
         try {
-          const r = await withDeadline(client, clientCallMsMax, () => broker.newProducerId())
+          const r = await withDeadline(client, clientCallMsMax, () => broker.newProducerId(), b.scope)
           ledger.producerId(r.producerId, b.id)
           this.producerId = r.producerId
           c.trace(`${this.name}: producer id ${r.producerId} from broker ${b.id}`)
@@ -144,19 +150,22 @@ export class SimProducer {
     const pending: PendingBatch = { partition, baseSequence: seq, values, attempts: 0 }
     this.#inFlight.set(partition, pending)
     this.#next.set(partition, seq + count)
+    const producerId = this.producerId
     while (!this.#closed) {
+      // Another partition's batch made this producer start over as a new one: this batch goes with the old identity.
+      if (this.producerId !== producerId) return
       pending.attempts++
       const target = this.#target(c, partition)
       if (target !== null) {
         const batch = encodeBatch({
           records: values.map((v) => ({ value: encoder.encode(v) })),
-          producerId: this.producerId,
+          producerId,
           producerEpoch: 0,
           baseSequence: seq,
           timestampMs: client.wallMs(),
         })
         try {
-          const r = await withDeadline(client, clientCallMsMax, () => target.broker!.produce({ topic: simTopic, partition, batch, acks: this.acks }))
+          const r = await withDeadline(client, clientCallMsMax, () => target.broker!.produce({ topic: simTopic, partition, batch, acks: this.acks }), c.brokers.get(target.id)!.scope)
           if (r.lastOffset - r.baseOffset + 1 !== values.length) throw new SimViolation(`${this.name}: ${values.length} records acknowledged as offsets ${r.baseOffset}..${r.lastOffset}`)
           if (this.acks === 'all') ledger.ack(partition, r.baseOffset, values, target.id)
           else ledger.leaderAcks++
@@ -210,6 +219,7 @@ export async function readOnce(c: SimBrokerCluster, client: Runtime, ledger: Led
   try {
     const r = await withDeadline(client, clientCallMsMax, () =>
       broker.fetch({ topic: simTopic, partition, offset, maxBytes: 16 * 1024, maxWaitMs: c.random.int(200), ...(ryw ? { minCommitted: end + 1 } : {}) }),
+      b.scope,
     )
     const records = decodeRecords(r.batches)
     ledger.read(partition, records, b.id)
