@@ -296,7 +296,9 @@ export class ControllerClient {
    */
   unknownTopic(name: string): RillError {
     const raft = this.#group.raft
-    if (raft.lead === 0 || this.#applied < raft.log.committed) {
+    // Behind until it has applied all a leader said is committed (a restarted broker learns the commit index
+    // piecemeal: a probe's answer commits only up to the probe; CI once saw UNKNOWN_TOPIC from a broker restarted a moment before).
+    if (raft.lead === 0 || this.#applied < Math.max(raft.log.committed, raft.commitSeen)) {
       return new RillError(ErrorCode.NO_QUORUM, `metadata not loaded yet (controller leader ${raft.lead === 0 ? 'unknown' : raft.lead}); retry`)
     }
     return new RillError(ErrorCode.UNKNOWN_TOPIC, `unknown topic ${name}`, { details: { topic: name } })

@@ -152,6 +152,14 @@ export class Raft {
   term: Term = 0
   vote: NodeId = noNode
   lead: NodeId = noNode
+  /**
+   * The highest commit index a leader has announced to this node (App and
+   * Heartbeat), which can be ahead of `log.committed`: a follower commits
+   * only what it holds and knows matches. Until `applied` reaches it, what
+   * this node's state machine says is behind the cluster's (a restarted
+   * broker's metadata must not call a topic unknown then).
+   */
+  commitSeen: LogIndex = 0
   role: Role = Role.Follower
 
   readonly voters = new Set<NodeId>()
@@ -1099,6 +1107,7 @@ export class Raft {
   }
 
   #handleAppend(m: Message): void {
+    if (m.commit > this.commitSeen) this.commitSeen = m.commit
     if (m.index < this.log.committed) {
       this.#send(this.#msg(MessageType.AppResp, m.from, { index: this.log.committed }))
       return
@@ -1113,6 +1122,7 @@ export class Raft {
   }
 
   #handleHeartbeat(m: Message): void {
+    if (m.commit > this.commitSeen) this.commitSeen = m.commit
     this.log.commitTo(Math.min(m.commit, this.log.lastIndex()))
     this.#send(this.#msg(MessageType.HeartbeatResp, m.from, { context: m.context }))
     // The leader goes quiet: so do we, if we hold exactly what it committed.
