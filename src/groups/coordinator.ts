@@ -38,6 +38,8 @@ const heartbeatIntervalMsMax = 3000
 const groupQueueMax = 2000
 /** Times a change is recomputed when it raced another (generation moved). */
 const changeAttempts = 3
+/** A gap between two session checks longer than this (and than 4 usual gaps) means this coordinator was paused. */
+const expiryPauseMsMin = 1000
 
 /** What the coordinator needs of its broker. */
 export interface CoordinatorHost {
@@ -58,6 +60,9 @@ export class GroupCoordinator {
   readonly #now: () => number
   /** Session deadlines: group → member → last heard of (ms, monotonic). */
   readonly #seen = new Map<string, Map<string, number>>()
+  /** When expireSessions last ran (0: never), and the usual gap between two runs. */
+  #lastExpiryCheckMs = 0
+  #expiryIntervalMs = 0
   readonly #newMemberId: () => string
   readonly #queues = new Map<string, { tail: Promise<unknown>; length: number }>()
 
@@ -185,10 +190,25 @@ export class GroupCoordinator {
     }
   }
 
-  /** Expires members whose session ran out, in the groups of the replicas led here. */
+  /**
+   * Expires members whose session ran out, in the groups of the replicas led
+   * here. A coordinator that has not run this check for a while (its process
+   * was paused) cannot tell silent members from ones it could not hear: like
+   * a new coordinator, it gives every member a full session first.
+   */
   expireSessions(replicas: Iterable<OffsetsReplica>): void {
     const now = this.#now()
+    const gapMs = this.#lastExpiryCheckMs === 0 ? 0 : now - this.#lastExpiryCheckMs
+    // A pause is a gap far longer than the usual one between checks (a few ticks).
+    const paused = this.#expiryIntervalMs > 0 && gapMs > Math.max(expiryPauseMsMin, 4 * this.#expiryIntervalMs)
+    if (!paused && gapMs > 0) this.#expiryIntervalMs = gapMs
+    this.#lastExpiryCheckMs = now
+    if (paused) this.#logger.warn({ event: 'group_sessions_renewed', gapMs: Math.round(gapMs) }, 'coordinator did not run for a while: every member gets a full session')
     for (const replica of replicas) {
+      if (paused) {
+        if (replica.isReadyLeader()) this.leadershipGained(replica)
+        continue
+      }
       if (!replica.isReadyLeader()) continue
       for (const name of replica.state.groupNames()) {
         const g = replica.state.group(name)
@@ -202,11 +222,17 @@ export class GroupCoordinator {
           else if (now - last > m.sessionTimeoutMs) expired.push(m.memberId)
         }
         if (expired.length === 0) continue
-        const gone = new Set(expired)
-        this.#change(name, (current) => [...current.members.values()].filter((m) => !gone.has(m.memberId)))
+        // Checked again when the change runs: a heartbeat answered meanwhile renewed its member's session
+        // (sim:cluster seed 187 expired a member 2 ms after answering its heartbeat with its partitions).
+        const stillSilent = (m: MemberState): boolean => {
+          const last = seen.get(m.memberId)
+          return last !== undefined && this.#now() - last > m.sessionTimeoutMs
+        }
+        this.#change(name, (current) => [...current.members.values()].filter((m) => !(expired.includes(m.memberId) && stillSilent(m))))
           .then((after) => {
-            for (const id of expired) seen.delete(id)
-            this.#logger.info({ event: 'group_expire', group: name, members: expired, generation: after.generation }, `members of group ${name} expired`)
+            const gone = expired.filter((id) => !after.members.has(id))
+            for (const id of gone) seen.delete(id)
+            if (gone.length > 0) this.#logger.info({ event: 'group_expire', group: name, members: gone, generation: after.generation }, `members of group ${name} expired`)
           })
           .catch((error: unknown) => this.#logger.debug({ event: 'group_expire_retry', group: name, err: error }, 'expiry will be retried'))
       }

@@ -48,3 +48,7 @@ test('seed 261: a deposed leader cut off from the others answers a sequence gap 
 test('seeds 67, 114, 242: a broker restarted after a graceful stop on a failing disk starts (its lock is stale)', { timeout: 300_000 }, async () => {
   for (const seed of [67, 114, 242]) await passes({ seed, ...then })
 })
+
+test('seed 187: a coordinator that answered a member\'s heartbeat does not expire it a moment later (a paused coordinator gives members a full session)', { timeout: 120_000 }, async () => {
+  await passes({ seed: 187 })
+})
