@@ -9,7 +9,7 @@
  * temp file, fsync, rename, directory fsync.
  */
 import { ErrorCode, RillError } from '../base/index.ts'
-import { isErrorCode, readFile, writeFileAtomic, type LogIo } from '../log/index.ts'
+import { isErrorCode, readFile, storageError, writeFileAtomic, type LogIo } from '../log/index.ts'
 
 /** Ids reserved per write of the file. */
 export const producerIdBlock = 1000
@@ -49,13 +49,17 @@ export class ProducerIds {
       next = Number(text)
       if (!/^\d+$/.test(text) || !Number.isSafeInteger(next)) throw new RillError(ErrorCode.STORAGE_CORRUPT, `${this.#path}: not a counter`)
     } catch (error) {
-      if (!isErrorCode(error, 'ENOENT')) throw error
+      if (!isErrorCode(error, 'ENOENT')) throw storageError(error, `${this.#path}: reading the producer id counter`)
     }
     // Never below what this process already handed out (the file may be older than memory after a failed write).
     const from = Math.max(next, this.#limit)
     const limit = from + producerIdBlock
     if (limit >= producerIdsPerBroker) throw new RillError(ErrorCode.INTERNAL, 'producer ids of this broker exhausted')
-    await writeFileAtomic(this.#io, this.#path, Buffer.from(`${limit}\n`))
+    try {
+      await writeFileAtomic(this.#io, this.#path, Buffer.from(`${limit}\n`))
+    } catch (error) {
+      throw storageError(error, `${this.#path}: writing the producer id counter`)
+    }
     this.#next = from
     this.#limit = limit
   }

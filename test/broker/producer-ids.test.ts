@@ -67,3 +67,31 @@ test('a counter file that is not a number is refused with STORAGE_CORRUPT, and n
     fs.rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('a disk that fails or is full is a coded storage error, not a raw errno, and the next call retries', async () => {
+  const dir = tempDir()
+  try {
+    const path = join(dir, 'producer-ids')
+    let fail: string | null = 'EIO'
+    const failing: LogIo = {
+      ...nodeIo,
+      read: async (fd, buffer, offset, length, position) => {
+        if (fail === 'EIO') throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' })
+        return nodeIo.read(fd, buffer, offset, length, position)
+      },
+      fsync: async (fd) => {
+        if (fail === 'ENOSPC') throw Object.assign(new Error('ENOSPC: no space left on device, fsync'), { code: 'ENOSPC' })
+        return nodeIo.fsync(fd)
+      },
+    }
+    fs.writeFileSync(path, '5000\n')
+    const ids = new ProducerIds({ brokerId: 2, path, io: failing })
+    await assert.rejects(ids.next(), { code: 'STORAGE_UNUSABLE' })
+    fail = 'ENOSPC'
+    await assert.rejects(ids.next(), { code: 'STORAGE_FULL' })
+    fail = null
+    assert.equal(await ids.next(), 2 * 2 ** 32 + 5000, 'nothing was handed out while the disk failed')
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
