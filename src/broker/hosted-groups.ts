@@ -56,6 +56,8 @@ export interface ReplicaStatus {
   term: number
   highWatermark: number
   quiet: boolean
+  /** Why the replica stopped (a storage failure), or null while it runs. */
+  failure: string | null
 }
 
 /** What hosting needs of the controller client: the metadata and the answers built from it. */
@@ -228,6 +230,8 @@ export class HostedGroups {
       heartbeatTicks: config.heartbeatTicks,
       // Idle groups go quiet: a broker with a thousand of them does not heartbeat each one.
       quiesce: true,
+      // Said loudly: the replica takes no part until the broker restarts (its peers carry on without it).
+      onStopped: (error) => this.#logger.error({ event: 'replica_stopped', topic: h.topic, partition: h.partition, err: error }, 'replica stopped on an error; it rejoins when the broker restarts'),
     }
   }
 
@@ -258,8 +262,7 @@ export class HostedGroups {
     try {
       h.replica.step(m)
     } catch (error) {
-      // A broken invariant in one partition stops that replica, not the broker and its other groups.
-      this.#logger.error({ event: 'replica_failed', topic: h.topic, partition: h.partition, err: error }, 'replica stopped on an error')
+      // A broken invariant in one partition stops that replica, not the broker and its other groups (onStopped says so).
       h.replica.fail(error)
     }
   }
@@ -318,6 +321,7 @@ export class HostedGroups {
       term: h.replica.raft.term,
       highWatermark: h.replica.highWatermark,
       quiet: h.replica.raft.quiesced,
+      failure: h.replica.failure === null ? null : `${h.replica.failure.code}: ${h.replica.failure.message}`,
     }))
   }
 

@@ -54,6 +54,8 @@ export interface ReplicaOptions {
   readonly quiesce?: boolean
   /** Applied entries between two snapshots of the state machine. Default 10,000. */
   readonly snapshotEntries?: number
+  /** Called when the group stopped for good (a storage failure, a broken invariant): it stays stopped until reopened. */
+  readonly onStopped?: (error: RillError) => void
 }
 
 export interface GroupOptions extends ReplicaOptions {
@@ -375,6 +377,7 @@ export class RaftGroup {
       }
     }
     this.#options.onFailure?.(this.failure)
+    this.#options.onStopped?.(this.failure)
     this.close().catch(() => undefined)
   }
 

@@ -27,7 +27,7 @@
  */
 import { assert, ErrorCode, isRillError, noTimer, RillError, systemRuntime } from '../base/index.ts'
 import type { Runtime, TimerHandle } from '../base/index.ts'
-import { isCutReadFailure, type EntryToAppend, type LogEntry, type PartitionLog } from '../log/index.ts'
+import { appendBytesMax, appendEntriesMax, entryHeaderBytes, isCutReadFailure, type EntryToAppend, type LogEntry, type PartitionLog } from '../log/index.ts'
 import type { ConfState, Entry, HardState, LogIndex, Ready, Snapshot, Storage, Term } from '../raft/index.ts'
 import { entryBytes, termCompacted } from '../raft/index.ts'
 import type { SnapshotStore } from './snapshot-store.ts'
@@ -232,16 +232,25 @@ export class LogRaftStorage implements Storage {
    * broker whose first segment had bad sectors for ~2 s never applied
    * anything again (hw 0 to the end). Any other error still rejects (the
    * group stops: a failed write cannot be taken back).
+   *
+   * The retry writes what the whole batch leaves behind (collapse), not the
+   * batch as it was: the appends before the failed cut went through, and
+   * replaying them on top of what they wrote broke the log (seed 828: 171 and
+   * 172 of term 3 were written, then 170 of term 4 could not cut; the retry
+   * that finally cut also wrote 171 of term 5, and the next one appended
+   * 171 of term 3 after 170 of term 4: an assertion, the replica stopped).
    */
   async persistMany(readies: readonly Ready[]): Promise<void> {
+    let batch: readonly Persist[] = readies
     for (;;) {
       try {
-        await this.#persistOnce(readies)
+        await this.#persistOnce(batch)
         this.#persistFailures = 0
         return
       } catch (error) {
         if (this.#closed || !isCutReadFailure(error)) throw error
         this.#persistFailures++
+        batch = collapse(readies)
         await this.#runtime.sleep(Math.min(readRetryMsMax, readRetryMsMin * 2 ** Math.min(this.#persistFailures - 1, 16)), this.#closing.signal)
         // Closed while waiting: the batch is not durable, say why.
         if (this.#closed) throw error
@@ -249,7 +258,7 @@ export class LogRaftStorage implements Storage {
     }
   }
 
-  async #persistOnce(readies: readonly Ready[]): Promise<void> {
+  async #persistOnce(readies: readonly Persist[]): Promise<void> {
     const appends: Promise<void>[] = []
     let hard: HardState | null = null
     // The last index issued so far: the log's own lastIndex lags the appends issued above it.
@@ -382,6 +391,49 @@ export class LogRaftStorage implements Storage {
     this.#retryTimer.cancel()
     this.#closing.abort()
   }
+}
+
+/** What persisting a Ready writes. */
+export type Persist = Pick<Ready, 'snapshot' | 'entries' | 'hardState'>
+
+/**
+ * What persisting `readies` in order leaves behind, as writes that are
+ * correct whatever part of them is already in the log: the last snapshot,
+ * then the entries from the lowest index any append (after that snapshot)
+ * starts at, each index as the last append wrote it — its first write cuts
+ * whatever is there from that index on — then the last hard state.
+ */
+export function collapse(readies: readonly Persist[]): Persist[] {
+  let snapshot: Snapshot | null = null
+  let entries: Entry[] = []
+  let hardState: HardState | null = null
+  for (const rd of readies) {
+    if (rd.snapshot !== null) {
+      snapshot = rd.snapshot
+      entries = []
+    }
+    if (rd.entries.length > 0) {
+      const keep = entries.length === 0 ? 0 : Math.max(0, rd.entries[0]!.index - entries[0]!.index)
+      entries = entries.slice(0, keep).concat(rd.entries)
+    }
+    if (rd.hardState !== null) hardState = rd.hardState
+  }
+  // Split as the log takes appends (bounded entries and bytes per call).
+  const out: Persist[] = []
+  let chunk: Entry[] = []
+  let bytes = 0
+  for (const e of entries) {
+    const size = entryHeaderBytes + e.data.byteLength
+    if (chunk.length > 0 && (chunk.length === appendEntriesMax || bytes + size > appendBytesMax)) {
+      out.push({ snapshot: out.length === 0 ? snapshot : null, entries: chunk, hardState: null })
+      chunk = []
+      bytes = 0
+    }
+    chunk.push(e)
+    bytes += size
+  }
+  out.push({ snapshot: out.length === 0 ? snapshot : null, entries: chunk, hardState })
+  return out
 }
 
 /**

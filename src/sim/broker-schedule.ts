@@ -391,7 +391,7 @@ function describeReplicas(c: SimBrokerCluster, partition: number): string {
       continue
     }
     const r = b.broker!.replicas().find((x) => x.topic === simTopic && x.partition === partition)
-    out.push(r === undefined ? `b${b.id} no replica` : `b${b.id} ${r.role} t${r.term} lead ${r.leader} hw ${r.highWatermark}`)
+    out.push(r === undefined ? `b${b.id} no replica` : `b${b.id} ${r.role} t${r.term} lead ${r.leader} hw ${r.highWatermark}${r.quiet ? ' quiet' : ''}${r.failure === null ? '' : ` failed (${r.failure})`}`)
   }
   return out.join('; ')
 }

@@ -26,6 +26,7 @@ import { Registry } from 'prom-client'
 import { ErrorCode, SeededRandom, isRillError } from '../../src/base/index.ts'
 import { isCutReadFailure, openLogStore, type PartitionLog } from '../../src/log/index.ts'
 import { LogRaftStorage, MemorySnapshotStore } from '../../src/partition/index.ts'
+import { collapse } from '../../src/partition/raft-storage.ts'
 import type { Entry, Ready, Snapshot } from '../../src/raft/index.ts'
 import { SimDisk } from '../../src/sim/disk.ts'
 import { VirtualRuntime, type RuntimeScope } from '../../src/sim/runtime.ts'
@@ -218,4 +219,41 @@ test('LogRaftStorage.persistMany: other storage errors still reject (a failed wr
   await runFor(r.runtime, 50)
   assert.equal(s.state, 'rejected')
   assert.ok(isRillError(s.error) && !isCutReadFailure(s.error), String(s.error))
+})
+
+test('LogRaftStorage.persistMany: the retry writes what the batch leaves behind, not the batch again on top of the part that went through (sim:cluster seed 828)', async () => {
+  // Seed 828: 171 and 172 of term 3 were written, 170 of term 4 could not cut (failing reads), 171 of
+  // term 5 was refused behind it. A later retry cut and wrote 170/4 and 171/5, and the one after it
+  // appended 171 of term 3 after 170 of term 4: an assertion, and the replica stopped for good.
+  const r = await rig()
+  const storage = storageOver(r)
+  r.disk.badSectors(r.segment, 64, 64 + 4096)
+  const batch = [
+    ready([{ index: 41, term: 2 }, { index: 42, term: 2 }]),
+    ready(Array.from({ length: 6 }, (_, i) => ({ index: 30 + i, term: 3 }))),
+    ready([{ index: 36, term: 4 }], { term: 4, vote: 2, commit: 0 }),
+  ]
+  const persisting = storage.persistMany(batch)
+  const s = watch(persisting)
+  await runFor(r.runtime, 200)
+  assert.equal(s.state, 'pending', String(s.error))
+  assert.equal(r.log.lastIndex(), 42, '41 and 42 went through before the cut failed')
+  r.disk.clearBadSectors()
+  await until(r.runtime, persisting, 3000)
+  assert.equal(r.log.lastIndex(), 36)
+  assert.deepEqual(termsOf(r.log, 28, 36), [2, 2, 3, 3, 3, 3, 3, 3, 4])
+  assert.deepEqual(r.log.hardState(), { term: 4, vote: 2, commit: 0 })
+})
+
+test('collapse: the last snapshot, then each index as the last append wrote it, then the last hard state', () => {
+  const snap: Snapshot = { meta: { index: 50, term: 5, conf }, data: new Uint8Array(0) }
+  const at = (rd: readonly { entries: readonly { index: number; term: number }[] }[]) => rd.map((p) => p.entries.map((e) => `${e.index}/${e.term}`).join(' '))
+  assert.deepEqual(at(collapse([ready([{ index: 5, term: 1 }, { index: 6, term: 1 }]), ready([{ index: 6, term: 2 }, { index: 7, term: 2 }]), ready([{ index: 8, term: 2 }])])), ['5/1 6/2 7/2 8/2'])
+  assert.deepEqual(at(collapse([ready([{ index: 5, term: 1 }, { index: 6, term: 1 }]), ready([{ index: 3, term: 2 }])])), ['3/2'])
+  const withSnap = collapse([ready([{ index: 5, term: 1 }]), { ...ready([]), snapshot: snap }, ready([{ index: 51, term: 5 }], { term: 5, vote: 1, commit: 50 })])
+  assert.equal(withSnap.length, 1)
+  assert.equal(withSnap[0]!.snapshot, snap)
+  assert.deepEqual(at(withSnap), ['51/5'])
+  assert.deepEqual(withSnap[0]!.hardState, { term: 5, vote: 1, commit: 50 })
+  assert.deepEqual(collapse([{ ...ready([]), hardState: { term: 2, vote: 0, commit: 0 } }]), [{ snapshot: null, entries: [], hardState: { term: 2, vote: 0, commit: 0 } }])
 })

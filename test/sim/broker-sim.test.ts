@@ -52,3 +52,11 @@ test('seeds 67, 114, 242: a broker restarted after a graceful stop on a failing 
 test('seed 187: a coordinator that answered a member\'s heartbeat does not expire it a moment later (a paused coordinator gives members a full session)', { timeout: 120_000 }, async () => {
   await passes({ seed: 187 })
 })
+
+test('seeds 722 and 869: a producer id asked of a broker whose disk fails or is full is a coded storage error, not a raw errno', { timeout: 240_000 }, async () => {
+  for (const seed of [722, 869]) await passes({ seed })
+})
+
+test('seed 828: a follower whose conflicting append could not cut (failing reads) retries what the batch leaves behind, and is not stopped by its own retry', { timeout: 120_000 }, async () => {
+  await passes({ seed: 828 })
+})
