@@ -44,5 +44,5 @@ export function apiLimits(overrides: Partial<Omit<ApiLimits, 'batch'>> & { batch
 export const topicPartitionsMax = 10_000
 /** Replication factor a create may ask for. */
 export const replicationFactorMax = 15
-/** Longest topic or group name (Kafka's bound for topics). */
-export const nameLengthMax = 249
+/** Longest topic or group name (Kafka's bound for topics; the one rule is in wire). */
+export { nameCharsMax as nameLengthMax } from '../wire/index.ts'

@@ -27,7 +27,7 @@ import {
   type TopicDescription,
 } from '../wire/index.ts'
 import { invalidRequest, toErrorAnswer } from './errors.ts'
-import { defaultApiLimits, type ApiLimits } from './limits.ts'
+import { defaultApiLimits, nameLengthMax, type ApiLimits } from './limits.ts'
 import { ApiMetrics } from './metrics.ts'
 import { packAnswer, unpackBody, wantsMsgpack } from './msgpack.ts'
 import {
@@ -55,6 +55,12 @@ export interface ApiOptions {
    */
   readonly forwardProduce?: boolean
 }
+
+/**
+ * Longest path parameter the router takes: a name (at most nameLengthMax) percent-encoded
+ * three characters a byte, with room for member ids. Beyond it: 400 INVALID_REQUEST.
+ */
+const pathParamCharsMax = 3 * nameLengthMax
 
 /** Header marking a produce forwarded by another broker (it is not forwarded again). */
 export const forwardedHeader = 'x-rill-forwarded'
@@ -104,6 +110,14 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const app = Fastify({
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: limits.bodyBytesMax,
+    // A path parameter may be as long as the longest name (find-my-way's default, 100, made topics of
+    // 101..249 characters creatable but unusable: 414 from the router). Longer ones are refused in our shape.
+    routerOptions: { maxParamLength: pathParamCharsMax },
+    // The router's own refusals (a bad %-escape, a parameter too long) answer in our error shape too.
+    frameworkErrors: (error, request, reply) => {
+      const { status, body } = toErrorAnswer(error, () => null)
+      return answer(request, reply, status, body)
+    },
     // One info line per request would flood a broker's log at produce rates: requests are logged at debug in onResponse, faults at error.
     logController: new LogController({ disableRequestLogging: true }),
     ajv: {

@@ -38,8 +38,8 @@ export interface TopicConfig {
 
 // ---------------------------------------------------------------- bounds
 
-/** Kafka's limit on topic name length. */
-export const topicNameCharsMax = 249
+/** Kafka's limit on topic name length (wire's, the one rule the API checks too). */
+export { nameCharsMax as topicNameCharsMax } from '../wire/index.ts'
 /** Partitions of one topic. */
 export const partitionsPerTopicMax = 10_000
 /** Partitions in the whole cluster: each is a Raft group somebody must host. */

@@ -94,6 +94,35 @@ describe('topics', () => {
     assert.equal((await json('DELETE', '/v1/topics/tmp')).body.error.code, 'UNKNOWN_TOPIC')
   })
 
+  test('a name of any legal length (1..249) is usable on every route: create, produce, fetch, describe, delete', async () => {
+    // find-my-way's default parameter limit (100) made names of 101..249 creatable but unusable (414, not our error shape).
+    for (const name of ['x'.repeat(101), 'y'.repeat(249)]) {
+      assert.equal((await json('POST', '/v1/topics', { name, partitions: 1, replicationFactor: 1 })).status, 201)
+      const p = await json('POST', `/v1/topics/${name}/partitions/0/records`, { records: [{ value: 'v' }] })
+      assert.equal(p.status, 200, JSON.stringify(p.body))
+      const f = await json('GET', `/v1/topics/${name}/partitions/0/records?offset=0&maxWaitMs=0`)
+      assert.equal(f.status, 200, JSON.stringify(f.body))
+      assert.equal((await json('GET', `/v1/topics/${name}`)).body.name, name)
+      assert.equal((await json('DELETE', `/v1/topics/${name}`)).status, 200)
+    }
+    for (const name of ['z'.repeat(250), '.', '..']) {
+      const refused = await json('POST', '/v1/topics', { name, partitions: 1, replicationFactor: 1 })
+      assert.equal(refused.status, 400, name)
+      assert.equal(refused.body.error.code, 'INVALID_REQUEST')
+    }
+    assert.equal((await json('POST', '/v1/topics', { name: '...', partitions: 1, replicationFactor: 1 })).status, 201, '"..." is a legal name')
+    assert.equal((await json('DELETE', '/v1/topics/...')).status, 200)
+  })
+
+  test('the router\'s own refusals answer in our error shape (a bad escape, a parameter far too long)', async () => {
+    for (const url of ['/v1/topics/%ZZ', `/v1/topics/${'a'.repeat(250)}`, `/v1/topics/${'a'.repeat(5000)}`, `/v1/topics/${'a'.repeat(5000)}/partitions/0/records?offset=0`, '/v1/groups/%E0%A4%A']) {
+      const r = await json('GET', url)
+      assert.equal(r.status, 400, `${url.slice(0, 40)}: ${r.status}`)
+      assert.equal(r.body.error.code, 'INVALID_REQUEST', JSON.stringify(r.body).slice(0, 200))
+      assert.equal(typeof r.body.error.message, 'string')
+    }
+  })
+
   test('bad create bodies are 400 and create nothing', async () => {
     const bad: unknown[] = [
       { name: 'x', partitions: 0, replicationFactor: 1 },
