@@ -5,6 +5,10 @@
  * decision 12: brokers authenticate each other with the cluster secret).
  *
  *   x-rill-time: ms since the epoch     x-rill-mac: hex HMAC-SHA256(secret, time \n method \n path \n body)
+ *
+ * `path` is the route's path as registered (the receiver checks against the
+ * route the router matched, never the request target), `body` the bytes
+ * sent (the receiver checks the bytes it received, before parsing them).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { systemRuntime } from '../base/index.ts'
@@ -12,8 +16,8 @@ import { systemRuntime } from '../base/index.ts'
 /** How far a request's time may be from ours (clock skew plus transit), ms. */
 export const internalSkewMsMax = 30_000
 
-function mac(secret: Uint8Array, time: string, method: string, path: string, body: string): Buffer {
-  return createHmac('sha256', secret).update(`${time}\n${method}\n${path}\n${body}`).digest()
+function mac(secret: Uint8Array, time: string, method: string, path: string, body: string | Uint8Array): Buffer {
+  return createHmac('sha256', secret).update(`${time}\n${method}\n${path}\n`).update(body).digest()
 }
 
 /** Headers that authenticate an internal request. */
@@ -22,11 +26,18 @@ export function internalHeaders(secret: Uint8Array, method: string, path: string
   return { 'x-rill-time': time, 'x-rill-mac': mac(secret, time, method, path, body).toString('hex') }
 }
 
-/** True if the headers authenticate this request. */
-export function internalRequestValid(secret: Uint8Array, headers: Record<string, unknown>, method: string, path: string, body: string): boolean {
+/** True if the MAC headers are present, well formed and recent (checked before the body is read). */
+export function internalHeadersWellFormed(headers: Record<string, unknown>): boolean {
   const time = headers['x-rill-time']
   const given = headers['x-rill-mac']
   if (typeof time !== 'string' || typeof given !== 'string' || !/^\d{1,16}$/.test(time) || !/^[0-9a-f]{64}$/.test(given)) return false
-  if (Math.abs(systemRuntime.wallMs() - Number(time)) > internalSkewMsMax) return false
+  return Math.abs(systemRuntime.wallMs() - Number(time)) <= internalSkewMsMax
+}
+
+/** True if the headers authenticate this request: `path` is the matched route's, `body` the bytes received. */
+export function internalRequestValid(secret: Uint8Array, headers: Record<string, unknown>, method: string, path: string, body: string | Uint8Array): boolean {
+  if (!internalHeadersWellFormed(headers)) return false
+  const time = headers['x-rill-time'] as string
+  const given = headers['x-rill-mac'] as string
   return timingSafeEqual(mac(secret, time, method, path, body), Buffer.from(given, 'hex'))
 }
