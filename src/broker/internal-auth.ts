@@ -41,3 +41,41 @@ export function internalRequestValid(secret: Uint8Array, headers: Record<string,
   const given = headers['x-rill-mac'] as string
   return timingSafeEqual(mac(secret, time, method, path, body), Buffer.from(given, 'hex'))
 }
+
+// ─────────────────────────── identity challenge ───────────────────────────
+
+/**
+ * Who a broker process says it is: its id, its incarnation (random, new on
+ * every process start, as KRaft's incarnation id) and where it listens.
+ */
+export interface BrokerIdentity {
+  readonly id: number
+  readonly incarnation: string
+  readonly httpUrl: string
+  readonly peerUrl: string
+}
+
+/** A broker's answer to an identity challenge: its identity and a MAC over it and the challenge's nonce. */
+export interface IdentityAnswer extends BrokerIdentity {
+  /** hex HMAC-SHA256(secret, "rill/identity/1" \n nonce \n id \n incarnation \n httpUrl \n peerUrl) */
+  readonly proof: string
+}
+
+/** Incarnation ids and challenge nonces: 16 random bytes as hex (unguessable, fixed length). */
+export const incarnationPattern = /^[0-9a-f]{32}$/
+
+function identityMac(secret: Uint8Array, nonce: string, who: BrokerIdentity): Buffer {
+  // A label of its own: an identity proof is never a valid request MAC, nor one a request MAC.
+  return createHmac('sha256', secret).update(`rill/identity/1\n${nonce}\n${who.id}\n${who.incarnation}\n${who.httpUrl}\n${who.peerUrl}`).digest()
+}
+
+/** This broker's answer to the challenge `nonce`. */
+export function proveIdentity(secret: Uint8Array, nonce: string, who: BrokerIdentity): IdentityAnswer {
+  return { ...who, proof: identityMac(secret, nonce, who).toString('hex') }
+}
+
+/** True if `answer` proves, with the cluster secret, the identity it states, over our challenge `nonce`. */
+export function identityValid(secret: Uint8Array, nonce: string, answer: IdentityAnswer): boolean {
+  if (!/^[0-9a-f]{64}$/.test(answer.proof)) return false
+  return timingSafeEqual(identityMac(secret, nonce, answer), Buffer.from(answer.proof, 'hex'))
+}

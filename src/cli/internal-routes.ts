@@ -26,14 +26,16 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { ErrorCode, RillError } from '../base/index.ts'
-import { internalHeadersWellFormed, internalRequestValid } from '../broker/index.ts'
-import type { BrokerRegistration, Leadership } from '../broker/index.ts'
+import { incarnationPattern, internalHeadersWellFormed, internalRequestValid } from '../broker/index.ts'
+import type { BrokerRegistration, IdentityAnswer, Leadership } from '../broker/index.ts'
 
 /** What the internal routes call on the broker. */
 export interface InternalService {
   registerBroker(request: BrokerRegistration): Promise<void>
   localLeaderships(): Leadership[]
   createOffsetsTopic(): Promise<void>
+  /** This broker's answer to an identity challenge (the controller leader asks before moving a registration). */
+  identity(nonce: string): IdentityAnswer
 }
 
 export interface InternalRoutesOptions {
@@ -97,6 +99,13 @@ function internalRoutes(internal: FastifyInstance, options: InternalRoutesOption
     checked(request)
     return { leaderships: service.localLeaderships() }
   })
+  // The controller leader asks a broker to prove who it is before moving its registration.
+  internal.post('/internal/v1/identity', async (request) => {
+    checked(request)
+    const nonce = (request.body as { nonce?: unknown } | null)?.nonce
+    if (typeof nonce !== 'string' || !incarnationPattern.test(nonce)) throw new RillError(ErrorCode.INVALID_REQUEST, 'identity challenge needs { nonce: 32 hex digits }')
+    return service.identity(nonce)
+  })
   // Another broker's group request found no offsets topic: create it here (we lead the controller).
   internal.post('/internal/v1/offsets-topic', async (request) => {
     checked(request)
@@ -106,16 +115,24 @@ function internalRoutes(internal: FastifyInstance, options: InternalRoutesOption
 }
 
 function parseRegistration(value: unknown): BrokerRegistration {
-  const body = value as { id?: unknown; httpUrl?: unknown; peerUrl?: unknown; rack?: unknown } | null
+  const body = value as { id?: unknown; httpUrl?: unknown; peerUrl?: unknown; rack?: unknown; incarnation?: unknown } | null
   if (
     body === null ||
     typeof body !== 'object' ||
     !Number.isSafeInteger(body.id) ||
     typeof body.httpUrl !== 'string' ||
     typeof body.peerUrl !== 'string' ||
+    typeof body.incarnation !== 'string' ||
+    !incarnationPattern.test(body.incarnation) ||
     (body.rack !== undefined && typeof body.rack !== 'string')
   ) {
-    throw new RillError(ErrorCode.INVALID_REQUEST, 'registration needs { id, httpUrl, peerUrl, rack? }')
+    throw new RillError(ErrorCode.INVALID_REQUEST, 'registration needs { id, httpUrl, peerUrl, incarnation (32 hex digits), rack? }')
   }
-  return { id: body.id as number, httpUrl: body.httpUrl, peerUrl: body.peerUrl, ...(body.rack === undefined ? {} : { rack: body.rack as string }) }
+  return {
+    id: body.id as number,
+    httpUrl: body.httpUrl,
+    peerUrl: body.peerUrl,
+    incarnation: body.incarnation,
+    ...(body.rack === undefined ? {} : { rack: body.rack as string }),
+  }
 }

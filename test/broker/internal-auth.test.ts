@@ -22,7 +22,8 @@ import { internalHeaders } from '../../src/broker/internal-auth.ts'
 import { TestService } from '../api/helpers.ts'
 import { freePort } from './helpers.ts'
 
-const attack = JSON.stringify({ id: 1, httpUrl: 'http://127.0.0.99:9', peerUrl: '127.0.0.99:9' })
+const attack = JSON.stringify({ id: 1, httpUrl: 'http://127.0.0.99:9', peerUrl: '127.0.0.99:9', incarnation: 'ab'.repeat(16) })
+const identity = (nonce: string) => ({ id: 1, incarnation: 'cd'.repeat(16), httpUrl: 'http://127.0.0.1:1', peerUrl: '127.0.0.1:2', proof: nonce })
 
 /** One raw HTTP request: the request target is sent exactly as given (fetch would normalize it). */
 function rawRequest(url: string, options: { method: string; target: string; headers?: Record<string, string>; body?: string }): Promise<{ status: number; body: any }> {
@@ -95,6 +96,7 @@ test('every spelling the router maps to an internal route is refused without the
       },
       localLeaderships: () => [],
       async createOffsetsTopic() {},
+      identity,
     },
     offsetsTopic: { name: '__consumer_offsets', partitions: 16 },
   })
@@ -131,7 +133,12 @@ test('every spelling the router maps to an internal route is refused without the
     }
     assert.ok(routed >= 8, `the router maps several spellings to the route (${routed})`)
     // The GET route and the offsets-topic route, through a spelling the old prefix check missed.
-    for (const [method, target] of [['GET', '/%69nternal/v1/leaderships'], ['POST', 'http://x/internal/v1/offsets-topic'], ['HEAD', '/internal/v1/leaderships']] as const) {
+    for (const [method, target] of [
+      ['GET', '/%69nternal/v1/leaderships'],
+      ['POST', 'http://x/internal/v1/offsets-topic'],
+      ['HEAD', '/internal/v1/leaderships'],
+      ['POST', '/internal/v1/%69dentity'],
+    ] as const) {
       const answer = await rawRequest(url, { method, target })
       assert.equal(answer.status, 401, `${method} ${target}`)
     }
@@ -148,15 +155,15 @@ test('the MAC covers the bytes received, not a re-encoding of their parse', asyn
   const app = buildApi({ service })
   await registerInternalRoutes(app, {
     secret,
-    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {} },
+    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {}, identity },
     offsetsTopic: { name: '__consumer_offsets', partitions: 16 },
   })
   try {
     // Spacing and key order a JSON.stringify of the parse would not reproduce.
-    const body = '{ "peerUrl": "127.0.0.1:2",\n  "httpUrl": "http://127.0.0.1:1", "id": 3 }'
+    const body = `{ "peerUrl": "127.0.0.1:2",\n  "httpUrl": "http://127.0.0.1:1", "id": 3, "incarnation":"${'ef'.repeat(16)}" }`
     const ok = await app.inject({ method: 'POST', url: '/internal/v1/brokers', headers: { 'content-type': 'application/json', ...internalHeaders(secret, 'POST', '/internal/v1/brokers', body) }, body })
     assert.equal(ok.statusCode, 204, ok.body)
-    assert.deepEqual(registered, [{ id: 3, httpUrl: 'http://127.0.0.1:1', peerUrl: '127.0.0.1:2' }])
+    assert.deepEqual(registered, [{ id: 3, httpUrl: 'http://127.0.0.1:1', peerUrl: '127.0.0.1:2', incarnation: 'ef'.repeat(16) }])
     // The same parse, signed as its re-encoding: not the bytes sent.
     const reencoded = JSON.stringify(JSON.parse(body))
     const bad = await app.inject({ method: 'POST', url: '/internal/v1/brokers', headers: { 'content-type': 'application/json', ...internalHeaders(secret, 'POST', '/internal/v1/brokers', reencoded) }, body })
