@@ -92,7 +92,9 @@ export async function runBroker(argv: readonly string[]): Promise<number> {
   try {
     config = parseBrokerConfig(argv, process.env)
   } catch (error) {
-    process.stderr.write(`rill broker: ${(error as Error).message}\n`)
+    // One coded line: `rill broker: INVALID_REQUEST: secret: required when ...`.
+    const code = isRillError(error) ? `${error.code}: ` : ''
+    process.stderr.write(`rill broker: ${code}${(error as Error).message}\n`)
     return 2
   }
   const logger = pino({ level: config.logLevel, base: { broker: config.id } }, pino.destination({ dest: 1, sync: true }))
