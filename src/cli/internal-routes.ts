@@ -9,7 +9,8 @@
  *              (/%69nternal/..., http://x/internal/..., ?query, ...)
  *           ─▶ onRequest: MAC headers present and well formed
  *           ─▶ body kept as the raw bytes received (no parse yet)
- *           ─▶ preValidation: MAC over (method, the ROUTE's path, raw bytes);
+ *           ─▶ preValidation: MAC over (time, nonce, method, the ROUTE's path,
+ *              raw bytes); a (time, nonce) seen before is refused (replay);
  *              only then is the body parsed as JSON
  *           ─▶ handler (refuses to run for a request the hook did not pass)
  *
@@ -26,7 +27,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { ErrorCode, RillError } from '../base/index.ts'
-import { incarnationPattern, internalHeadersWellFormed, internalRequestValid } from '../broker/index.ts'
+import { ReplayCache, checkInternalRequest, incarnationPattern, internalHeadersWellFormed } from '../broker/index.ts'
 import type { BrokerRegistration, IdentityAnswer, Leadership } from '../broker/index.ts'
 
 /** What the internal routes call on the broker. */
@@ -44,6 +45,8 @@ export interface InternalRoutesOptions {
   readonly service: InternalService
   /** The offsets topic's name and partition count (the answer of its route). */
   readonly offsetsTopic: { readonly name: string; readonly partitions: number }
+  /** Requests already accepted (default: a new cache of `replayEntriesMax`). */
+  readonly replay?: ReplayCache
 }
 
 function unauthorized(why: string): RillError {
@@ -57,6 +60,7 @@ export async function registerInternalRoutes(app: FastifyInstance, options: Inte
 
 function internalRoutes(internal: FastifyInstance, options: InternalRoutesOptions): void {
   const { secret, service } = options
+  const replay = options.replay ?? new ReplayCache()
   /** Requests whose MAC was checked: a handler runs only for these. */
   const authenticated = new WeakSet<FastifyRequest>()
 
@@ -72,7 +76,8 @@ function internalRoutes(internal: FastifyInstance, options: InternalRoutesOption
     const path = request.routeOptions.url
     if (path === undefined) throw unauthorized('no route')
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
-    if (!internalRequestValid(secret, request.headers, request.method, path, raw)) throw unauthorized('bad or missing cluster MAC')
+    const refusal = checkInternalRequest({ secret, replay, headers: request.headers, method: request.method, path, body: raw })
+    if (refusal !== null) throw unauthorized(refusal)
     authenticated.add(request)
     if (raw.byteLength === 0) {
       request.body = null

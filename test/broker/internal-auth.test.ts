@@ -18,7 +18,7 @@ import { buildApi } from '../../src/api/index.ts'
 import { parseBrokerConfig, type BrokerRegistration } from '../../src/broker/index.ts'
 import { startBroker } from '../../src/cli/broker.ts'
 import { registerInternalRoutes } from '../../src/cli/internal-routes.ts'
-import { internalHeaders } from '../../src/broker/internal-auth.ts'
+import { ReplayCache, internalHeaders, internalSkewMsMax } from '../../src/broker/internal-auth.ts'
 import { TestService } from '../api/helpers.ts'
 import { freePort } from './helpers.ts'
 
@@ -178,6 +178,73 @@ test('the MAC covers the bytes received, not a re-encoding of their parse', asyn
     await app.close()
     await service.close()
   }
+})
+
+test('a recorded internal request cannot be replayed: its (time, nonce) is accepted once, and the nonce is under the MAC', async () => {
+  const secret = Uint8Array.from(Buffer.alloc(32, 5))
+  const registered: BrokerRegistration[] = []
+  const service = new TestService()
+  const app = buildApi({ service })
+  await registerInternalRoutes(app, {
+    secret,
+    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {}, identity },
+    offsetsTopic: { name: '__consumer_offsets', partitions: 16 },
+  })
+  try {
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...internalHeaders(secret, 'POST', '/internal/v1/brokers', attack) }
+    const first = await app.inject({ method: 'POST', url: '/internal/v1/brokers', headers, body: attack })
+    assert.equal(first.statusCode, 204, first.body)
+    const replayed = await app.inject({ method: 'POST', url: '/internal/v1/brokers', headers, body: attack })
+    assert.equal(replayed.statusCode, 401, replayed.body)
+    assert.equal(replayed.json().error.code, 'UNAUTHORIZED')
+    assert.match(replayed.json().error.message, /replayed/)
+    // Another nonce under the same MAC is not the request signed.
+    const otherNonce = await app.inject({ method: 'POST', url: '/internal/v1/brokers', headers: { ...headers, 'x-rill-nonce': 'ff'.repeat(16) }, body: attack })
+    assert.equal(otherNonce.statusCode, 401)
+    // No nonce at all.
+    const { 'x-rill-nonce': _, ...noNonce } = headers
+    assert.equal((await app.inject({ method: 'POST', url: '/internal/v1/brokers', headers: noNonce, body: attack })).statusCode, 401)
+    // The GET route too.
+    const get = internalHeaders(secret, 'GET', '/internal/v1/leaderships', '')
+    assert.equal((await app.inject({ method: 'GET', url: '/internal/v1/leaderships', headers: get })).statusCode, 200)
+    assert.equal((await app.inject({ method: 'GET', url: '/internal/v1/leaderships', headers: get })).statusCode, 401)
+    // A fresh request (new nonce) goes through.
+    const fresh = await app.inject({ method: 'POST', url: '/internal/v1/brokers', headers: { 'content-type': 'application/json', ...internalHeaders(secret, 'POST', '/internal/v1/brokers', attack) }, body: attack })
+    assert.equal(fresh.statusCode, 204)
+    assert.equal(registered.length, 2)
+  } finally {
+    await app.close()
+    await service.close()
+  }
+})
+
+test('the replay cache is bounded: when full it drops the oldest entry and refuses requests that old, instead of growing', () => {
+  const now = 1_000_000
+  const cache = new ReplayCache({ entriesMax: 4 })
+  for (let i = 0; i < 4; i++) assert.equal(cache.admit({ timeMs: now - 100 + i, nonce: `n${i}`, nowMs: now }), true)
+  assert.equal(cache.admit({ timeMs: now - 100, nonce: 'n0', nowMs: now }), false, 'a replay')
+  assert.equal(cache.size, 4)
+  // Full: n0 (time now-100) is dropped and becomes the floor.
+  assert.equal(cache.admit({ timeMs: now, nonce: 'n4', nowMs: now }), true)
+  assert.equal(cache.size, 4)
+  assert.equal(cache.floorMs, now - 100)
+  assert.equal(cache.admit({ timeMs: now - 100, nonce: 'n0', nowMs: now }), false, 'the dropped request, replayed, is refused by the floor')
+  assert.equal(cache.admit({ timeMs: now - 150, nonce: 'never-seen', nowMs: now }), false, 'older than the floor: cannot tell, refused')
+  // Many more: the size never passes the bound, and every accepted nonce is refused a second time.
+  for (let i = 5; i < 1000; i++) {
+    assert.equal(cache.admit({ timeMs: now + i, nonce: `n${i}`, nowMs: now + i }), true)
+    assert.ok(cache.size <= 4)
+    assert.equal(cache.admit({ timeMs: now + i, nonce: `n${i}`, nowMs: now + i }), false)
+  }
+  // Outside the window either way.
+  assert.equal(cache.admit({ timeMs: now + 2000 - internalSkewMsMax - 1, nonce: 'late', nowMs: now + 2000 }), false)
+  assert.equal(cache.admit({ timeMs: now + 2000 + internalSkewMsMax + 1, nonce: 'early', nowMs: now + 2000 }), false)
+  // Entries past the window are dropped as time moves on (without raising the floor).
+  const roomy = new ReplayCache({ entriesMax: 1000 })
+  for (let i = 0; i < 100; i++) roomy.admit({ timeMs: now, nonce: `a${i}`, nowMs: now })
+  roomy.admit({ timeMs: now + internalSkewMsMax + 1, nonce: 'later', nowMs: now + internalSkewMsMax + 1 })
+  assert.ok(roomy.size < 100, `expired entries dropped (${roomy.size} left)`)
+  assert.equal(roomy.floorMs, -Infinity)
 })
 
 for (const withSecret of [false, true]) {
