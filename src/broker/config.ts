@@ -93,7 +93,7 @@ export const seedsMax = 7
 export const shutdownTimeoutMsMin = 100
 export const shutdownTimeoutMsMax = 3_600_000
 
-const flagToKey: Record<string, string> = {
+const flagToKey = {
   '--id': 'id',
   '--dir': 'dir',
   '--http': 'http',
@@ -110,6 +110,55 @@ const flagToKey: Record<string, string> = {
   '--log-level': 'logLevel',
   '--join': 'join',
   '--shutdown-timeout': 'shutdownTimeoutMs',
+} as const satisfies Record<string, string>
+type BrokerFlag = keyof typeof flagToKey
+
+/** `rill broker --help`: every flag's value and meaning (the compiler checks none is missing). */
+const flagHelp: Record<BrokerFlag, readonly [value: string, about: string]> = {
+  '--id': ['N', 'this broker\'s id (1 and up); required'],
+  '--dir': ['DIR', 'data directory (logs, snapshots, lock); required'],
+  '--http': ['HOST:PORT', 'where the HTTP API listens; required'],
+  '--peer': ['HOST:PORT', 'where other brokers connect (outgoing peer links start from this host); required'],
+  '--seeds': ['ID@HOST:PORT,...', `the controller voters by id and peer address, the same on every broker (at most ${seedsMax}); required`],
+  '--join': ['URL,...', 'HTTP URLs of brokers already in the cluster (a broker outside --seeds registers through them)'],
+  '--cluster-id': ['ID', `brokers of another cluster are refused (default ${defaults.clusterId})`],
+  '--secret': ['HEX', 'the cluster secret, 64 hex digits, the same on every broker (required off loopback)'],
+  '--secret-file': ['PATH', 'the cluster secret from a file only its owner may read (mode 600 or 400)'],
+  '--persistence': ['sync|async|memory', `persistence of topics created without one (default ${defaults.defaultPersistence})`],
+  '--rack': ['NAME', 'failure domain: replicas of a partition go to distinct racks'],
+  '--tick-ms': ['MS', `length of one Raft tick (default ${defaults.tickMs}, ${tickMsMin}-${tickMsMax})`],
+  '--election-ticks': ['N', `ticks without a leader before a replica campaigns (default ${defaults.electionTicks})`],
+  '--heartbeat-ticks': ['N', `ticks between leader heartbeats, below --election-ticks (default ${defaults.heartbeatTicks})`],
+  '--log-level': ['LEVEL', `fatal|error|warn|info|debug|trace|silent (default ${defaults.logLevel})`],
+  '--shutdown-timeout': ['DURATION', `bound of a graceful stop: 10s, 500ms or ms (default ${defaults.shutdownTimeoutMs / 1000}s)`],
+}
+
+/** The text of `rill broker --help`. */
+export function brokerUsage(): string {
+  const envOf = new Map(Object.entries(envToKey).map(([name, key]) => [key, name]))
+  const rows = (Object.keys(flagHelp) as BrokerFlag[]).map((flag) => {
+    const [value, about] = flagHelp[flag]
+    return { left: `${flag} ${value}`, right: `${about} [${envOf.get(flagToKey[flag])}]` }
+  })
+  rows.push({ left: '--config FILE', right: 'the same settings as a JSON object (keys: id, dir, http, peer, seeds, secretFile, ...)' })
+  rows.push({ left: '--help, -h', right: 'this text' })
+  const width = Math.max(...rows.map((r) => r.left.length))
+  return [
+    'usage: rill broker --id N --dir DIR --http HOST:PORT --peer HOST:PORT --seeds ID@HOST:PORT,... [flags]',
+    '       rill broker --config FILE [flags]',
+    '  runs one broker in this process; SIGTERM or SIGINT stops it gracefully',
+    '',
+    'flags (each also from the environment variable in brackets; a flag beats the environment, which beats --config):',
+    ...rows.map((r) => `  ${r.left.padEnd(width)}  ${r.right}`),
+    '',
+    'without --secret or --secret-file a public development secret is used, allowed only with --http and --peer on loopback',
+    'exit codes: 0 stopped cleanly, 1 failed or stop unfinished, 2 bad flag or value',
+  ].join('\n')
+}
+
+/** True if `argv` asks for the usage text (`--help` or `-h` anywhere). */
+export function wantsBrokerHelp(argv: readonly string[]): boolean {
+  return argv.includes('--help') || argv.includes('-h')
 }
 
 const envToKey: Record<string, string> = {
@@ -148,7 +197,7 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       i++
       continue
     }
-    const key = flagToKey[flag]
+    const key = (flagToKey as Record<string, string>)[flag]
     if (key === undefined) throw bad(flag, 'unknown flag')
     if (value === undefined || value.startsWith('--')) throw bad(flag, 'needs a value')
     fromFlags[key] = value
@@ -237,7 +286,7 @@ function readConfigFile(path: string): Record<string, unknown> {
     throw bad('--config', `${path} is not JSON: ${(error as Error).message}`)
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw bad('--config', `${path} must hold a JSON object`)
-  const known = new Set(Object.values(flagToKey))
+  const known = new Set<string>(Object.values(flagToKey))
   for (const key of Object.keys(parsed)) if (!known.has(key)) throw bad('--config', `unknown key "${key}" in ${path}`)
   return parsed as Record<string, unknown>
 }

@@ -35,7 +35,7 @@ import pino from 'pino'
 import type { Logger } from 'pino'
 import { isRillError, noTimer, RillError, ErrorCode, systemRuntime } from '../base/index.ts'
 import { buildApi, type BrokerService } from '../api/index.ts'
-import { Broker, offsetsTopic, offsetsTopicPartitions, parseBrokerConfig, type BrokerConfig } from '../broker/index.ts'
+import { Broker, brokerUsage, wantsBrokerHelp, offsetsTopic, offsetsTopicPartitions, parseBrokerConfig, type BrokerConfig } from '../broker/index.ts'
 import { registerInternalRoutes } from './internal-routes.ts'
 import { startOrphanWatchdog } from './orphan-watchdog.ts'
 
@@ -88,6 +88,10 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
  * that timed out, the stuck work still holds the event loop.
  */
 export async function runBroker(argv: readonly string[]): Promise<number> {
+  if (wantsBrokerHelp(argv)) {
+    process.stdout.write(`${brokerUsage()}\n`)
+    return 0
+  }
   let config: BrokerConfig
   try {
     config = parseBrokerConfig(argv, process.env)
