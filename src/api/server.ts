@@ -94,6 +94,27 @@ function answer(request: Req, reply: Rep, status: number, payload: unknown): Rep
   return reply.type(contentType.json).send(payload)
 }
 
+/**
+ * How loud a failed request is. A client decides how often it meets an
+ * expected error (every 503 TIMEOUT was an error line with a stack, so a
+ * client could flood the log): coded errors that are retriable (NOT_LEADER,
+ * NO_QUORUM, TIMEOUT, ...) or the client's own (4xx) are debug lines with
+ * code and message, no stack; a coded broker fault (STORAGE_*) is a warning
+ * without a stack (its cause was logged where it happened); only the
+ * unexpected — INTERNAL, or anything that is not a RillError — is an error
+ * with its stack.
+ */
+function logRequestError(request: Req, error: unknown, status: number): void {
+  const where = { method: request.method, route: request.routeOptions.url ?? null, status }
+  if (error instanceof RillError && error.code !== ErrorCode.INTERNAL) {
+    const line = { ...where, code: error.code, reason: error.message }
+    if (error.retriable || status < 500) request.log.debug(line, 'request refused')
+    else request.log.warn(line, 'request failed')
+    return
+  }
+  if (status >= 500) request.log.error({ ...where, err: error }, 'request failed')
+}
+
 /** AJV keyword for byte fields of msgpack bodies: `{ binary: true }`. */
 const binaryKeyword = {
   keyword: 'binary',
@@ -143,7 +164,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const resolveLeader = (leader: unknown): BrokerRef | null => resolveLeaderRef(service, leader)
   app.setErrorHandler((error, request, reply) => {
     const { status, body } = toErrorAnswer(error, resolveLeader)
-    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    logRequestError(request, error, status)
     if (status === 503) reply.header('retry-after', '1')
     return answer(request, reply, status, body)
   })

@@ -23,6 +23,7 @@
  * those the other brokers reported. Producer ids: producer-ids.ts; metrics:
  * metrics.ts. src/broker knows no HTTP: src/cli puts a broker behind one.
  */
+import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
@@ -48,10 +49,16 @@ import { BrokerMetrics } from './metrics.ts'
 import { groupIdOf, isInternalTopic } from './names.ts'
 import { OffsetsTopic, sessionCheckTicks } from './offsets-topic.ts'
 import { httpPeerCalls, type BrokerRegistration, type PeerCalls } from './peer-calls.ts'
+import { proveIdentity, type IdentityAnswer } from './internal-auth.ts'
 import { PeerRouter, seedPeers } from './peer-router.ts'
 import { ProducerIds } from './producer-ids.ts'
 import { Retention, retentionTicks } from './retention.ts'
 import { Topics } from './topics.ts'
+
+/** 16 random bytes as hex: incarnation ids and challenge nonces. */
+function randomHex16(): string {
+  return randomBytes(16).toString('hex')
+}
 
 /** How long a graceful stop waits for leadership to move away. */
 const shutdownTransferMsMax = 3000
@@ -76,6 +83,12 @@ export interface BrokerEnv {
   readonly io?: LogIo
   /** Ids of new consumer-group members; default: random UUIDs (unguessable). The simulator's come from its seed. */
   readonly newMemberId?: () => string
+  /**
+   * This process's incarnation id and the controller's challenge nonces:
+   * 16 bytes as hex; default: random (unguessable). The simulator's come
+   * from its seed.
+   */
+  readonly newNonce?: () => string
 }
 
 /** What the constructor is handed once `start` has opened the store and chosen the environment. */
@@ -89,6 +102,7 @@ interface BrokerParts {
   readonly registry: Registry
   readonly httpUrl: string
   readonly newMemberId: (() => string) | undefined
+  readonly newNonce: () => string
 }
 
 export class Broker {
@@ -96,6 +110,8 @@ export class Broker {
   /** Metrics of this broker (the edge adds its own and serves /metrics). */
   readonly registry: Registry
   readonly config: BrokerConfig
+  /** This process's incarnation: random per start, so a registration tells a restarted broker from the one before (KRaft's incarnation id). */
+  readonly incarnation: string
   /** Consumer groups this broker coordinates (BrokerService.groups). */
   readonly groups: GroupCoordinator
   readonly #logger: Logger
@@ -117,6 +133,7 @@ export class Broker {
   #ticker: TimerHandle = noTimer
   #ticks = 0
   #stopped = false
+  readonly #httpUrl: string
 
   private constructor(config: BrokerConfig, logger: Logger, parts: BrokerParts) {
     const { store, network, peerCalls, runtime, random, io } = parts
@@ -124,6 +141,8 @@ export class Broker {
     this.brokerId = config.id
     this.config = config
     this.registry = parts.registry
+    this.incarnation = parts.newNonce()
+    this.#httpUrl = parts.httpUrl
     this.#logger = logger
     this.#store = store
     this.#network = network
@@ -133,6 +152,7 @@ export class Broker {
     const send = (gid: number, msgs: readonly Message[]): void => this.#router.send(gid, msgs)
     this.#controller = new ControllerClient({
       config, logger, store, io, random, runtime, peerCalls, httpUrl: parts.httpUrl, send, isStopped,
+      incarnation: this.incarnation, newNonce: parts.newNonce,
       onApplied: () => this.#hosted.scheduleReconcile(),
       onLeaderChange: () => this.#liveness.reset(),
     })
@@ -188,6 +208,7 @@ export class Broker {
       registry,
       httpUrl: options.httpUrl,
       newMemberId: env.newMemberId,
+      newNonce: env.newNonce ?? randomHex16,
     })
     network.onBatch((fromId, batch) => broker.#router.route(fromId, batch))
     await network.start()
@@ -300,6 +321,12 @@ export class Broker {
   /** RegisterBroker + UnfenceBroker on the controller leader (forwarded there if needed). */
   registerBroker(request: BrokerRegistration): Promise<void> {
     return this.#controller.registerBroker(request)
+  }
+
+  /** This process's answer to an identity challenge (internal-auth.ts): the controller leader asks it before moving a registration. */
+  identity(nonce: string): IdentityAnswer {
+    const peerUrl = `${this.config.peer.host}:${this.config.peer.port}`
+    return proveIdentity(this.config.secret, nonce, { id: this.brokerId, incarnation: this.incarnation, httpUrl: this.#httpUrl, peerUrl })
   }
 
   /** Creates the offsets topic: replication min(3, brokers), `sync`. Also the internal route's handler. */

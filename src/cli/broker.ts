@@ -35,7 +35,8 @@ import pino from 'pino'
 import type { Logger } from 'pino'
 import { isRillError, noTimer, RillError, ErrorCode, systemRuntime } from '../base/index.ts'
 import { buildApi, type BrokerService } from '../api/index.ts'
-import { Broker, internalRequestValid, offsetsTopic, offsetsTopicPartitions, parseBrokerConfig, type BrokerConfig } from '../broker/index.ts'
+import { Broker, brokerUsage, wantsBrokerHelp, offsetsTopic, offsetsTopicPartitions, parseBrokerConfig, type BrokerConfig } from '../broker/index.ts'
+import { registerInternalRoutes } from './internal-routes.ts'
 import { startOrphanWatchdog } from './orphan-watchdog.ts'
 
 /** Exit code of a stop that did not finish (timed out, forced by a second signal, or failed). */
@@ -58,45 +59,8 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
   // A Broker is the service the API calls: checked structurally here (src/broker does not import src/api).
   const service: BrokerService = broker
   const app = buildApi({ service, logger })
-  // Internal routes answer only requests MACed with the cluster secret.
-  app.addHook('onRequest', async (request) => {
-    if (!request.url.startsWith('/internal/')) return
-    const path = request.url.split('?')[0]!
-    // The body is checked in preHandler (once parsed); here only the GET route, which has none.
-    if (request.method === 'GET' && !internalRequestValid(config.secret, request.headers, 'GET', path, '')) {
-      throw new RillError(ErrorCode.UNAUTHORIZED, 'internal route: bad or missing cluster MAC')
-    }
-  })
-  app.addHook('preHandler', async (request) => {
-    if (!request.url.startsWith('/internal/') || request.method === 'GET') return
-    const path = request.url.split('?')[0]!
-    const body = request.body === undefined || request.body === null ? '' : JSON.stringify(request.body)
-    if (!internalRequestValid(config.secret, request.headers, request.method, path, body)) {
-      throw new RillError(ErrorCode.UNAUTHORIZED, 'internal route: bad or missing cluster MAC')
-    }
-  })
-  app.post('/internal/v1/brokers', async (request, reply) => {
-    const body = request.body as { id?: unknown; httpUrl?: unknown; peerUrl?: unknown; rack?: unknown } | null
-    if (
-      body === null ||
-      typeof body !== 'object' ||
-      !Number.isSafeInteger(body.id) ||
-      typeof body.httpUrl !== 'string' ||
-      typeof body.peerUrl !== 'string' ||
-      (body.rack !== undefined && typeof body.rack !== 'string')
-    ) {
-      throw new RillError(ErrorCode.INVALID_REQUEST, 'registration needs { id, httpUrl, peerUrl, rack? }')
-    }
-    await broker.registerBroker({ id: body.id as number, httpUrl: body.httpUrl, peerUrl: body.peerUrl, ...(body.rack === undefined ? {} : { rack: body.rack as string }) })
-    reply.code(204)
-    return null
-  })
-  app.get('/internal/v1/leaderships', async () => ({ leaderships: broker.localLeaderships() }))
-  // Another broker's group request found no offsets topic: create it here (we lead the controller).
-  app.post('/internal/v1/offsets-topic', async () => {
-    await broker.createOffsetsTopic()
-    return { name: offsetsTopic, partitions: offsetsTopicPartitions }
-  })
+  // Broker-to-broker routes: authenticated by route, in their own plugin (internal-routes.ts).
+  await registerInternalRoutes(app, { secret: config.secret, service: broker, offsetsTopic: { name: offsetsTopic, partitions: offsetsTopicPartitions } })
   try {
     await app.listen({ host: config.http.host, port: config.http.port })
   } catch (error) {
@@ -124,11 +88,17 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
  * that timed out, the stuck work still holds the event loop.
  */
 export async function runBroker(argv: readonly string[]): Promise<number> {
+  if (wantsBrokerHelp(argv)) {
+    process.stdout.write(`${brokerUsage()}\n`)
+    return 0
+  }
   let config: BrokerConfig
   try {
     config = parseBrokerConfig(argv, process.env)
   } catch (error) {
-    process.stderr.write(`rill broker: ${(error as Error).message}\n`)
+    // One coded line: `rill broker: INVALID_REQUEST: secret: required when ...`.
+    const code = isRillError(error) ? `${error.code}: ` : ''
+    process.stderr.write(`rill broker: ${code}${(error as Error).message}\n`)
     return 2
   }
   const logger = pino({ level: config.logLevel, base: { broker: config.id } }, pino.destination({ dest: 1, sync: true }))

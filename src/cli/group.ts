@@ -18,12 +18,16 @@ const redirectsMax = 3
 
 export async function groupCommand(argv: readonly string[], out: Out): Promise<number> {
   const [sub, ...rest] = argv
-  if (sub === undefined || sub === 'help' || sub === '--help') {
+  if (sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') {
     out(groupUsage.trimEnd())
     return 0
   }
   if (sub !== 'describe') throw new UsageError(`unknown group command "${sub}"`)
   const parsed = parseArgs(rest, {})
+  if (parsed.flags.help === true) {
+    out(groupUsage.trimEnd())
+    return 0
+  }
   const [name] = expectPositionals(parsed, ['NAME'])
   const url = baseUrl(parsed.flags)
   const g = await describe(url, name!)

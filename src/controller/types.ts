@@ -27,12 +27,15 @@ export const Persistence = {
 } as const
 export type Persistence = (typeof Persistence)[keyof typeof Persistence]
 
-/** Per-topic settings. Absent retention means "keep forever" on that axis. */
+/** A retention setting that keeps everything on its axis (Kafka's retention.ms / retention.bytes = -1). */
+export const keepForever = -1
+
+/** Per-topic settings. Absent retention, or `keepForever` (-1), means "keep forever" on that axis. */
 export interface TopicConfig {
   readonly persistence: Persistence
-  /** Delete segments older than this many milliseconds. */
+  /** Delete segments older than this many milliseconds; -1 keeps them forever. */
   readonly retentionMs?: number
-  /** Delete the oldest segments once a partition holds more than this many bytes. */
+  /** Delete the oldest segments once a partition holds more than this many bytes; -1 for no bound. */
   readonly retentionBytes?: number
 }
 

@@ -5,6 +5,9 @@
  *   dialer:   connecting ─▶ challenge ─▶ welcome ─▶ ready ─▶ closed
  *   acceptor: hello ─▶ auth ─▶ ready ─▶ closed
  *
+ * An acceptor does not know who dialed until the dialer's proof checked
+ * (handshake.ts): `peerId` is 0 until then.
+ *
  * The connection knows nothing about queues or Raft; it calls its host (the
  * Transport) to admit a peer, to announce readiness, to hand over batch
  * payloads and to report the close, exactly once.
@@ -29,7 +32,6 @@ import {
   refuseValue,
   verify,
   welcomeValue,
-  type Hello,
   type Role,
   type Transcript,
 } from './handshake.ts'
@@ -47,8 +49,8 @@ export interface ConnectionHost {
   readonly handshakeMs: number
   readonly pingIntervalMs: number
   readonly idleTimeoutMs: number
-  /** Acceptor: may `hello.from` connect now? A refusal reason, or null to go on. */
-  admit(hello: Hello): string | null
+  /** Acceptor: may broker `from` (its proof checked) connect now? A refusal reason, or null to go on. */
+  admit(from: number): string | null
   /** The handshake succeeded; a refusal reason (a duplicate won the race), or null. */
   ready(conn: Connection): string | null
   /** A Batch frame's value (already msgpack-decoded, still untrusted) arrived on a ready connection. */
@@ -75,7 +77,7 @@ type State = 'connecting' | 'hello' | 'challenge' | 'auth' | 'welcome' | 'ready'
 export class Connection {
   readonly role: Role
   readonly socket: Socket
-  /** The peer's broker id: the dial target, or (acceptor) known once Hello is read. */
+  /** The peer's broker id: the dial target, or (acceptor) known once the dialer's proof checked; 0 before. */
   peerId: number
   #state: State
   readonly #host: ConnectionHost
@@ -173,36 +175,39 @@ export class Connection {
     const nonce = newNonce()
     this.#transcript = { clusterId: host.clusterId, dialerId: host.brokerId, acceptorId: this.peerId, dialerNonce: nonce, acceptorNonce: new Uint8Array(0) }
     this.#state = 'challenge'
-    this.send(helloValue({ version: protocolVersion, clusterId: host.clusterId, from: host.brokerId, to: this.peerId, nonce }))
+    // A bare nonce: whoever listens here has proven nothing yet.
+    this.send(helloValue({ version: protocolVersion, nonce }))
   }
 
   #onHello(value: unknown): void {
     const host = this.#host
     const hello = parseHello(value)
-    this.peerId = hello.from
-    if (hello.clusterId !== host.clusterId) return this.#refuse(`cluster id ${JSON.stringify(hello.clusterId)} is not ${JSON.stringify(host.clusterId)}`)
-    if (hello.to !== host.brokerId) return this.#refuse(`broker ${host.brokerId} is not broker ${hello.to}`)
-    const refusal = host.admit(hello)
-    if (refusal !== null) return this.#refuse(refusal)
     const acceptorNonce = newNonce()
-    this.#transcript = { clusterId: host.clusterId, dialerId: hello.from, acceptorId: host.brokerId, dialerNonce: hello.nonce, acceptorNonce }
+    this.#transcript = { clusterId: host.clusterId, dialerId: 0, acceptorId: host.brokerId, dialerNonce: hello.nonce, acceptorNonce }
     this.#state = 'auth'
-    this.send(challengeValue({ version: protocolVersion, from: host.brokerId, nonce: acceptorNonce, mac: prove('acceptor', this.#transcript, host.secret) }))
+    this.send(challengeValue({ version: protocolVersion, nonce: acceptorNonce, mac: prove('acceptor', this.#transcript, host.secret) }))
   }
 
   #onChallenge(value: unknown): void {
     const challenge = parseChallenge(value)
-    if (challenge.from !== this.peerId) return this.#refuse(`expected broker ${this.peerId}, reached broker ${challenge.from}`)
     const t: Transcript = { ...this.#transcript!, acceptorNonce: challenge.nonce }
     this.#transcript = t
-    if (!verify('acceptor', t, challenge.mac, this.#host.secret)) return this.#refuse('bad proof (wrong cluster secret?)')
+    if (!verify('acceptor', t, challenge.mac, this.#host.secret)) {
+      return this.#refuse('bad proof', `bad proof: wrong cluster secret or cluster id, or not broker ${this.peerId} at this address`)
+    }
     this.#state = 'welcome'
-    this.send(authValue(prove('dialer', t, this.#host.secret)))
+    this.send(authValue({ from: this.#host.brokerId, mac: prove('dialer', t, this.#host.secret) }))
   }
 
   #onAuth(value: unknown): void {
-    const mac = parseAuth(value)
-    if (!verify('dialer', this.#transcript!, mac, this.#host.secret)) return this.#refuse('bad proof (wrong cluster secret?)')
+    const auth = parseAuth(value)
+    const t: Transcript = { ...this.#transcript!, dialerId: auth.from }
+    if (!verify('dialer', t, auth.mac, this.#host.secret)) return this.#refuse('bad proof', 'bad proof: wrong cluster secret or cluster id')
+    // Proven: from here on the dialer may hear why it is refused.
+    this.#transcript = t
+    this.peerId = auth.from
+    const refusal = this.#host.admit(auth.from)
+    if (refusal !== null) return this.#refuse(refusal)
     if (!this.#becomeReady()) return
     this.send(welcomeValue())
   }
@@ -227,8 +232,9 @@ export class Connection {
     return true
   }
 
-  #refuse(reason: string): void {
-    this.close('unauthorized', `refused broker ${this.peerId}: ${reason}`, reason)
+  /** Refuses the handshake: `reason` goes to the other side, `detail` (default: the reason) to our log. */
+  #refuse(reason: string, detail = reason): void {
+    this.close('unauthorized', `refused ${this.peerId === 0 ? 'a peer not yet identified' : `broker ${this.peerId}`}: ${detail}`, reason)
   }
 
   // ---- frames ----------------------------------------------------------------

@@ -41,7 +41,7 @@ import { assert, ErrorCode, RillError, SeededRandom, isRillError, systemRuntime,
 import type { Message } from '../raft/types.ts'
 import { Connection, type CloseCause, type ConnectionHost } from './connection.ts'
 import { FrameKind, frameBytesMaxDefault, frameHeaderBytes } from './frame.ts'
-import { checkSecret, type Hello } from './handshake.ts'
+import { checkSecret } from './handshake.ts'
 import { createTransportMetrics, type DropReason, type TransportMetrics } from './metrics.ts'
 import {
   batchSize,
@@ -461,7 +461,7 @@ export class Transport implements PeerNetwork {
       handshakeMs: l.handshakeMs,
       pingIntervalMs: l.pingIntervalMs,
       idleTimeoutMs: l.idleTimeoutMs,
-      admit: (hello) => this.#admit(hello),
+      admit: (from) => this.#admit(from),
       ready: (conn) => this.#ready(conn),
       batch: (conn, value, frameBytes) => this.#onBatchFrame(conn, value, frameBytes),
       drained: (conn) => this.#onDrained(conn),
@@ -469,11 +469,12 @@ export class Transport implements PeerNetwork {
     }
   }
 
-  #admit(hello: Hello): string | null {
-    const peer = this.#peers.get(hello.from)
-    if (peer === undefined) return `broker ${hello.from} is not a known peer`
-    if (!(hello.from < this.brokerId)) return `broker ${hello.from} must be dialed by broker ${this.brokerId} (the lower id dials)`
-    if (peer.conn !== null) return `broker ${hello.from} is already connected`
+  /** Acceptor, once broker `from` proved it holds the secret: may it connect now? */
+  #admit(from: number): string | null {
+    const peer = this.#peers.get(from)
+    if (peer === undefined) return `broker ${from} is not a known peer`
+    if (!(from < this.brokerId)) return `broker ${from} must be dialed by broker ${this.brokerId} (the lower id dials)`
+    if (peer.conn !== null) return `broker ${from} is already connected`
     return null
   }
 

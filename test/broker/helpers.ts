@@ -87,8 +87,9 @@ export function processAlive(pid: number): boolean {
 
 export interface BrokerProcess {
   readonly id: number
-  readonly url: string
-  readonly peer: string
+  /** HTTP base URL and peer address: new ones after `move`. */
+  url: string
+  peer: string
   readonly dir: string
   child: ChildProcess | null
   output: string[]
@@ -104,6 +105,8 @@ export interface TestCluster {
   kill(id: number, signal?: NodeJS.Signals): Promise<void>
   /** Stops every broker (SIGTERM, then SIGKILL) and removes the data directories. */
   stopAll(): Promise<void>
+  /** Gives broker `id` (stopped, outside the seeds) new HTTP and peer ports: its next `start` listens there, same data directory. */
+  move(id: number): Promise<void>
 }
 
 /** A port free on `host` now (bound and released; fine for loopback tests and benches). */
@@ -169,6 +172,14 @@ export async function startCluster(options: { brokers?: number; seeds?: number; 
       const exit = await stopProcess(child, { signal, what: `broker ${id}` })
       if (exit.killed) process.stderr.write(`broker ${id} ignored ${signal} for ${stopGraceMs} ms: SIGKILLed\n${b.output.join('').slice(-2000)}\n`)
       b.child = null
+    },
+    async move(id) {
+      const b = brokers[id - 1]!
+      if (b.child !== null) throw new Error(`broker ${id} must be stopped before it moves`)
+      if (id <= seedCount) throw new Error(`broker ${id} is a seed: its peer address is in every broker's --seeds`)
+      const peerHost = b.peer.slice(0, b.peer.lastIndexOf(':'))
+      b.url = `http://127.0.0.1:${await freePort('127.0.0.1')}`
+      b.peer = `${peerHost}:${await freePort(peerHost)}`
     },
     async stopAll() {
       const stops = await Promise.allSettled(brokers.map((b) => cluster.kill(b.id, 'SIGTERM')))

@@ -16,6 +16,7 @@ import {
   parseAuth,
   parseChallenge,
   parseHello,
+  parseWelcome,
   protocolVersion,
   prove,
   welcomeValue,
@@ -117,17 +118,17 @@ export class RawPeer {
   }
 }
 
-/** Dials `to` at `address` as broker `from` and completes the handshake by hand. */
+/** Dials `to` at `address` as broker `from` and completes the handshake by hand (throws on a refusal). */
 export async function rawDial(options: { from: number; to: number; port: number; host: string; localAddress?: string; secret?: Uint8Array }): Promise<RawPeer> {
   const socket = net.connect({ host: options.host, port: options.port, localAddress: options.localAddress })
   await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
   const peer = new RawPeer(socket)
   const dialerNonce = newNonce()
-  peer.send(helloValue({ version: protocolVersion, clusterId, from: options.from, to: options.to, nonce: dialerNonce }))
+  peer.send(helloValue({ version: protocolVersion, nonce: dialerNonce }))
   const challenge = parseChallenge(await peer.next())
   const t: Transcript = { clusterId, dialerId: options.from, acceptorId: options.to, dialerNonce, acceptorNonce: challenge.nonce }
-  peer.send(authValue(prove('dialer', t, options.secret ?? secret)))
-  await peer.next() // Welcome
+  peer.send(authValue({ from: options.from, mac: prove('dialer', t, options.secret ?? secret) }))
+  parseWelcome(await peer.next())
   return peer
 }
 
@@ -141,8 +142,8 @@ export async function rawAcceptor(options: { id: number; host: string }): Promis
       void (async () => {
         const hello = parseHello(await peer.next())
         const acceptorNonce = newNonce()
-        const t: Transcript = { clusterId, dialerId: hello.from, acceptorId: options.id, dialerNonce: hello.nonce, acceptorNonce }
-        peer.send(challengeValue({ version: protocolVersion, from: options.id, nonce: acceptorNonce, mac: prove('acceptor', t, secret) }))
+        const t: Transcript = { clusterId, dialerId: 0, acceptorId: options.id, dialerNonce: hello.nonce, acceptorNonce }
+        peer.send(challengeValue({ version: protocolVersion, nonce: acceptorNonce, mac: prove('acceptor', t, secret) }))
         parseAuth(await peer.next())
         peer.send(welcomeValue())
         resolve(peer)
