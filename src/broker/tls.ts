@@ -157,7 +157,20 @@ export function loadTlsMaterial(config: TlsConfig, options: { nowMs: number; hos
   }
 }
 
-/** How node:tls / node:https serve with `material` for clients under `clientAuth` (a certificate is always asked for: brokers' internal calls show theirs). */
-export function serverTlsOptions(material: TlsMaterial, clientAuth: ClientAuth): { cert: Buffer; key: Buffer; ca: Buffer; requestCert: true; rejectUnauthorized: boolean; minVersion: 'TLSv1.2' } {
-  return { cert: material.cert, key: material.key, ca: material.ca, requestCert: true, rejectUnauthorized: clientAuth === 'required', minVersion: 'TLSv1.2' }
+/** Longest a client may take for the TLS handshake of the HTTP API, ms (node's default is 120 s: a socket held that long by a client that never speaks). */
+export const httpTlsHandshakeMsMax = 10_000
+
+/** The certificate, key and CA of a secure context (what `setSecureContext` takes on a reload). */
+export function secureContextOptions(material: TlsMaterial): { cert: Buffer; key: Buffer; ca: Buffer; minVersion: 'TLSv1.2' } {
+  return { cert: material.cert, key: material.key, ca: material.ca, minVersion: 'TLSv1.2' }
+}
+
+/**
+ * How node:https serves the API with `material` for clients under
+ * `clientAuth`. A certificate is always asked for (brokers' internal calls
+ * show theirs); only `required` refuses a client without one in the
+ * handshake (`optional` refuses a bad one after it: src/cli/broker.ts).
+ */
+export function serverTlsOptions(material: TlsMaterial, clientAuth: ClientAuth): ReturnType<typeof secureContextOptions> & { requestCert: true; rejectUnauthorized: boolean; handshakeTimeout: number } {
+  return { ...secureContextOptions(material), requestCert: true, rejectUnauthorized: clientAuth === 'required', handshakeTimeout: httpTlsHandshakeMsMax }
 }

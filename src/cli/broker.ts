@@ -30,34 +30,87 @@
  *
  * A bad flag exits 2 and an unusable data directory exits 1, each with a
  * one-line reason on stderr.
+ *
+ * TLS (--tls-cert, --tls-key, --tls-ca): the API is served over https and
+ * advertised as https://; peers connect over TLS. Internal routes then also
+ * need a client certificate of the cluster CA (a broker's own), on top of
+ * the cluster MAC. SIGHUP reads the three files again:
+ *
+ *   SIGHUP ──▶ load + check (tls.ts) ──ok──▶ HTTP server, peer transport, peer HTTP: new
+ *                                  │          context for new connections; "tls_reloaded"
+ *                                  └─bad──▶ keep the old context; "tls_reload_failed" (error)
  */
+import type { TLSSocket, Server as TlsServer } from 'node:tls'
+import { createSecureContext } from 'node:tls'
 import pino from 'pino'
+import type { FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { isRillError, noTimer, RillError, ErrorCode, systemRuntime } from '../base/index.ts'
 import { buildApi, type BrokerService } from '../api/index.ts'
-import { Broker, internalRequestValid, offsetsTopic, offsetsTopicPartitions, parseBrokerConfig, type BrokerConfig } from '../broker/index.ts'
+import {
+  Broker,
+  internalRequestValid,
+  loadTlsMaterial,
+  offsetsTopic,
+  offsetsTopicPartitions,
+  parseBrokerConfig,
+  secureContextOptions,
+  serverTlsOptions,
+  type BrokerConfig,
+  type TlsMaterial,
+} from '../broker/index.ts'
 import { startOrphanWatchdog } from './orphan-watchdog.ts'
 
 /** Exit code of a stop that did not finish (timed out, forced by a second signal, or failed). */
 export const exitStopUnfinished = 1
 /** After the parent is gone: the shutdown bound plus this, then the watchdog SIGKILLs a broker still there, ms. */
 export const orphanKillSlackMs = 3000
+/** A certificate expiring sooner than this is logged as a warning at start and on reload, ms. */
+export const tlsExpiryWarningMs = 14 * 86_400_000
 
 export interface RunningBroker {
   readonly broker: Broker
   readonly url: string
   /** Graceful stop: the broker, then the HTTP server. Not bounded here: `runBroker` bounds it. */
   stop(): Promise<void>
+  /**
+   * Reads the TLS files again and, if they pass the checks, uses them for
+   * new connections (HTTP, peer transport, peer HTTP); otherwise keeps the
+   * ones in use. Logs either way; true if reloaded. (SIGHUP.)
+   */
+  reloadTls(): boolean
+}
+
+/** Loads config.tls's files for this broker's hosts, checked now (null: TLS is off). */
+function loadTls(config: BrokerConfig): TlsMaterial | null {
+  if (config.tls === null) return null
+  return loadTlsMaterial(config.tls, { nowMs: systemRuntime.wallMs(), hosts: [config.http.host, config.peer.host] })
+}
+
+function logTls(logger: Logger, event: 'tls' | 'tls_reloaded', material: TlsMaterial): void {
+  const fields = { event, subject: material.subject, serial: material.serial, fingerprint256: material.fingerprint256, validTo: new Date(material.validToMs).toISOString() }
+  logger.info(fields, `${event === 'tls' ? 'TLS on' : 'TLS reloaded'}: certificate ${material.subject}, serial ${material.serial}`)
+  const leftMs = material.validToMs - systemRuntime.wallMs()
+  if (leftMs < tlsExpiryWarningMs) logger.warn({ event: 'tls_expiring', validTo: fields.validTo }, `the TLS certificate expires in ${Math.floor(leftMs / 86_400_000)} days (${fields.validTo}): replace the files and send SIGHUP`)
+}
+
+/** The route fastify matched is an internal one (decided on the route, not on the URL string). */
+function isInternalRoute(request: FastifyRequest): boolean {
+  return request.routeOptions.url?.startsWith('/internal/') === true
 }
 
 /** Starts a broker and its HTTP server (used by `rill broker` and by tests in one process). */
 export async function startBroker(config: BrokerConfig, logger: Logger): Promise<RunningBroker> {
-  const url = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`
+  let tls = loadTls(config)
+  const scheme = tls === null ? 'http' : 'https'
+  const url = `${scheme}://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`
   if (config.secretIsDevelopment) logger.warn({ event: 'development_secret' }, 'no --secret given: using the development secret (loopback only)')
-  const broker = await Broker.start(config, logger, { httpUrl: url })
+  if (tls !== null) logTls(logger, 'tls', tls)
+  const broker = await Broker.start(config, logger, { httpUrl: url, tls })
   // A Broker is the service the API calls: checked structurally here (src/broker does not import src/api).
   const service: BrokerService = broker
-  const app = buildApi({ service, logger })
+  const app = buildApi({ service, logger, forwardFetch: broker.peerFetch, ...(tls === null ? {} : { https: serverTlsOptions(tls, config.tls!.clientAuth) }) })
+  if (tls !== null) requireClientCertificates(app.server as unknown as TlsServer, app, config.tls!.clientAuth)
   // Internal routes answer only requests MACed with the cluster secret.
   app.addHook('onRequest', async (request) => {
     if (!request.url.startsWith('/internal/')) return
@@ -105,9 +158,32 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
   }
   logger.info({ event: 'http_listening', url }, `HTTP on ${url}`)
   let stopping: Promise<void> | null = null
+  const reloadTls = (): boolean => {
+    const current = tls
+    if (current === null || config.tls === null) {
+      logger.warn({ event: 'tls_reload_skipped' }, 'nothing to reload: TLS is off')
+      return false
+    }
+    let next: TlsMaterial
+    try {
+      next = loadTls(config)!
+      // Everything that could refuse the material is tried before anything uses it: all three switch, or none.
+      createSecureContext(secureContextOptions(next))
+      ;(app.server as unknown as TlsServer).setSecureContext(secureContextOptions(next))
+      broker.setTls(next)
+    } catch (error) {
+      const reason = (error as Error).message
+      logger.error({ event: 'tls_reload_failed', reason, kept: current.fingerprint256 }, `TLS reload failed, keeping certificate serial ${current.serial}: ${reason}`)
+      return false
+    }
+    tls = next
+    logTls(logger, 'tls_reloaded', next)
+    return true
+  }
   return {
     broker,
     url,
+    reloadTls,
     stop: () => {
       stopping ??= (async () => {
         await broker.stop()
@@ -116,6 +192,27 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
       return stopping
     },
   }
+}
+
+/**
+ * The client-certificate rules of the HTTPS API beyond what node:https
+ * enforces (`required` refuses in the handshake): under `optional` a client
+ * that shows a certificate not signed by the CA is disconnected; under any
+ * mode the internal routes answer only a caller with a certificate of the
+ * CA (other brokers), on top of the cluster MAC.
+ */
+function requireClientCertificates(server: TlsServer, app: ReturnType<typeof buildApi>, clientAuth: NonNullable<BrokerConfig['tls']>['clientAuth']): void {
+  if (clientAuth === 'optional') {
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (!socket.authorized && Object.keys(socket.getPeerCertificate()).length > 0) socket.destroy()
+    })
+  }
+  app.addHook('onRequest', async (request) => {
+    if (!isInternalRoute(request)) return
+    if ((request.raw.socket as TLSSocket).authorized !== true) {
+      throw new RillError(ErrorCode.UNAUTHORIZED, 'internal route: needs a client certificate of the cluster CA (brokers show theirs)')
+    }
+  })
 }
 
 /**
@@ -134,6 +231,13 @@ export async function runBroker(argv: readonly string[]): Promise<number> {
   const logger = pino({ level: config.logLevel, base: { broker: config.id } }, pino.destination({ dest: 1, sync: true }))
   // Watched from the start: a signal or a parent gone while the broker is starting ends it too.
   const stopRequests = new StopRequests({ orphanKillMs: config.shutdownTimeoutMs + orphanKillSlackMs })
+  // Taken from the start when TLS is on (SIGHUP's default ends the process): while starting, the files are being read anyway.
+  let running: RunningBroker | null = null
+  const onSighup = (): void => {
+    if (running === null) logger.warn({ event: 'tls_reload_skipped' }, 'SIGHUP while starting: the TLS files are read at start')
+    else running.reloadTls()
+  }
+  if (config.tls !== null) process.on('SIGHUP', onSighup)
   try {
     const firstStop = stopRequests.next()
     const started = await Promise.race([
@@ -153,10 +257,12 @@ export async function runBroker(argv: readonly string[]): Promise<number> {
       process.stderr.write(`rill broker: ${code}: ${(started.error as Error).message}\n`)
       return 1
     }
+    running = started.running
     const reason = await firstStop
     return await stopWithin(started.running, { logger, reason, shutdownTimeoutMs: config.shutdownTimeoutMs, again: stopRequests.next() })
   } finally {
     stopRequests.dispose()
+    process.removeListener('SIGHUP', onSighup)
   }
 }
 
