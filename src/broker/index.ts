@@ -13,7 +13,7 @@ export { parseBrokerConfig, hostPort, shutdownTimeoutMsMax, shutdownTimeoutMsMin
 export type { BrokerConfig, HostPort, Seed } from './config.ts'
 export type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from '../wire/index.ts'
 export { internalHeaders, internalRequestValid } from './internal-auth.ts'
-export { loadTlsMaterial, serverTlsOptions, secureContextOptions, clientAuthModes, tlsFileBytesMax, httpTlsHandshakeMsMax } from './tls.ts'
+export { loadTlsMaterial, serverTlsOptions, clientCertificateRefusal, secureContextOptions, clientAuthModes, tlsFileBytesMax, httpTlsHandshakeMsMax } from './tls.ts'
 export type { TlsConfig, TlsMaterial, ClientAuth } from './tls.ts'
 export { PeerHttp, peerConnectionsPerBrokerMax } from './peer-http.ts'
 export type { PeerFetch, PeerResponse, PeerRequestInit } from './peer-http.ts'

@@ -166,11 +166,27 @@ export function secureContextOptions(material: TlsMaterial): { cert: Buffer; key
 }
 
 /**
- * How node:https serves the API with `material` for clients under
- * `clientAuth`. A certificate is always asked for (brokers' internal calls
- * show theirs); only `required` refuses a client without one in the
- * handshake (`optional` refuses a bad one after it: src/cli/broker.ts).
+ * How node:https serves the API with `material`. A client certificate is
+ * always asked for (brokers' internal calls show theirs) and never refused
+ * in the handshake: the API answers a request that lacks the certificate
+ * `clientAuth` demands with 401 UNAUTHORIZED in its error shape
+ * (src/cli/broker.ts). A TLS 1.3 client refused in the handshake only sees
+ * its connection closed after it, which says nothing about why.
  */
-export function serverTlsOptions(material: TlsMaterial, clientAuth: ClientAuth): ReturnType<typeof secureContextOptions> & { requestCert: true; rejectUnauthorized: boolean; handshakeTimeout: number } {
-  return { ...secureContextOptions(material), requestCert: true, rejectUnauthorized: clientAuth === 'required', handshakeTimeout: httpTlsHandshakeMsMax }
+export function serverTlsOptions(material: TlsMaterial): ReturnType<typeof secureContextOptions> & { requestCert: true; rejectUnauthorized: false; handshakeTimeout: number } {
+  return { ...secureContextOptions(material), requestCert: true, rejectUnauthorized: false, handshakeTimeout: httpTlsHandshakeMsMax }
+}
+
+/**
+ * Why a request on a connection whose client certificate is `peer` may not
+ * go on under `clientAuth`, or null if it may. `internal`: an internal
+ * route, which always needs a certificate of the CA (brokers show theirs).
+ */
+export function clientCertificateRefusal(peer: { authorized: boolean; presented: boolean; error: string | null }, clientAuth: ClientAuth, internal: boolean): string | null {
+  if (peer.authorized) return null
+  const why = peer.presented ? `its client certificate is not accepted (${peer.error ?? 'not signed by the cluster CA'})` : 'it shows no client certificate'
+  if (internal) return `internal route: needs a client certificate of the cluster CA (brokers show theirs); ${why}`
+  if (clientAuth === 'required') return `this broker requires a client certificate signed by the cluster CA (--tls-client-auth required); ${why}`
+  if (clientAuth === 'optional' && peer.presented) return `${why}: show one signed by the cluster CA, or none (--tls-client-auth optional)`
+  return null
 }

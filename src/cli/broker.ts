@@ -57,6 +57,7 @@ import {
   secureContextOptions,
   serverTlsOptions,
   type BrokerConfig,
+  clientCertificateRefusal,
   type TlsMaterial,
 } from '../broker/index.ts'
 import { startOrphanWatchdog } from './orphan-watchdog.ts'
@@ -109,8 +110,8 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
   const broker = await Broker.start(config, logger, { httpUrl: url, tls })
   // A Broker is the service the API calls: checked structurally here (src/broker does not import src/api).
   const service: BrokerService = broker
-  const app = buildApi({ service, logger, forwardFetch: broker.peerFetch, ...(tls === null ? {} : { https: serverTlsOptions(tls, config.tls!.clientAuth) }) })
-  if (tls !== null) requireClientCertificates(app.server as unknown as TlsServer, app, config.tls!.clientAuth)
+  const app = buildApi({ service, logger, forwardFetch: broker.peerFetch, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
+  if (tls !== null) requireClientCertificates(app, config.tls!.clientAuth)
   // Internal routes answer only requests MACed with the cluster secret.
   app.addHook('onRequest', async (request) => {
     if (!request.url.startsWith('/internal/')) return
@@ -195,23 +196,27 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
 }
 
 /**
- * The client-certificate rules of the HTTPS API beyond what node:https
- * enforces (`required` refuses in the handshake): under `optional` a client
- * that shows a certificate not signed by the CA is disconnected; under any
- * mode the internal routes answer only a caller with a certificate of the
- * CA (other brokers), on top of the cluster MAC.
+ * The client-certificate rules of the HTTPS API (tls.ts
+ * clientCertificateRefusal), checked on every request before anything
+ * else: `required` answers a client without a certificate of the CA 401,
+ * `optional` one that shows a certificate not of the CA; internal routes
+ * answer only a caller with a certificate of the CA (other brokers), on top
+ * of the cluster MAC. A 401 in the error shape tells a client why, where a
+ * refusal in the TLS handshake would only close its connection.
  */
-function requireClientCertificates(server: TlsServer, app: ReturnType<typeof buildApi>, clientAuth: NonNullable<BrokerConfig['tls']>['clientAuth']): void {
-  if (clientAuth === 'optional') {
-    server.on('secureConnection', (socket: TLSSocket) => {
-      if (!socket.authorized && Object.keys(socket.getPeerCertificate()).length > 0) socket.destroy()
-    })
-  }
+function requireClientCertificates(app: ReturnType<typeof buildApi>, clientAuth: NonNullable<BrokerConfig['tls']>['clientAuth']): void {
+  // What a connection's handshake said about its client certificate, once per connection (kept-alive ones carry many requests).
+  const peers = new WeakMap<TLSSocket, { authorized: boolean; presented: boolean; error: string | null }>()
   app.addHook('onRequest', async (request) => {
-    if (!isInternalRoute(request)) return
-    if ((request.raw.socket as TLSSocket).authorized !== true) {
-      throw new RillError(ErrorCode.UNAUTHORIZED, 'internal route: needs a client certificate of the cluster CA (brokers show theirs)')
+    const socket = request.raw.socket as TLSSocket
+    let peer = peers.get(socket)
+    if (peer === undefined) {
+      const error = socket.authorizationError === undefined || socket.authorizationError === null ? null : String(socket.authorizationError)
+      peer = { authorized: socket.authorized === true, presented: Object.keys(socket.getPeerCertificate()).length > 0, error }
+      peers.set(socket, peer)
     }
+    const refusal = clientCertificateRefusal(peer, clientAuth, isInternalRoute(request))
+    if (refusal !== null) throw new RillError(ErrorCode.UNAUTHORIZED, refusal)
   })
 }
 

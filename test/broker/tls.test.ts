@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { X509Certificate } from 'node:crypto'
 import { ErrorCode, RillError } from '../../src/base/index.ts'
-import { loadTlsMaterial, type TlsConfig } from '../../src/broker/tls.ts'
+import { clientCertificateRefusal, loadTlsMaterial, type TlsConfig } from '../../src/broker/tls.ts'
 import { createDevCa } from '../../src/cli/certs.ts'
 
 const hosts = ['127.0.0.1', '127.0.0.11']
@@ -89,4 +89,22 @@ test('createDevCa: each certificate has its own serial; reissuing a name replace
   } finally {
     rmSync(root, { recursive: true, force: true })
   }
+})
+
+test('clientCertificateRefusal: what each --tls-client-auth mode lets through; internal routes always need a certificate of the CA', () => {
+  const good = { authorized: true, presented: true, error: null }
+  const none = { authorized: false, presented: false, error: null }
+  const foreign = { authorized: false, presented: true, error: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }
+  for (const mode of ['none', 'optional', 'required'] as const) {
+    assert.equal(clientCertificateRefusal(good, mode, false), null)
+    assert.equal(clientCertificateRefusal(good, mode, true), null)
+    assert.match(clientCertificateRefusal(none, mode, true)!, /^internal route: needs a client certificate of the cluster CA .*shows no client certificate/)
+    assert.match(clientCertificateRefusal(foreign, mode, true)!, /not accepted \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/)
+  }
+  assert.equal(clientCertificateRefusal(none, 'none', false), null)
+  assert.equal(clientCertificateRefusal(foreign, 'none', false), null)
+  assert.equal(clientCertificateRefusal(none, 'optional', false), null)
+  assert.match(clientCertificateRefusal(foreign, 'optional', false)!, /not accepted .*show one signed by the cluster CA, or none/)
+  assert.match(clientCertificateRefusal(none, 'required', false)!, /requires a client certificate signed by the cluster CA \(--tls-client-auth required\); it shows no client certificate/)
+  assert.match(clientCertificateRefusal(foreign, 'required', false)!, /requires a client certificate/)
 })
