@@ -249,6 +249,12 @@ export class Transport implements PeerNetwork {
   /** TLS material of new connections, and the client context built from it (null: plaintext). */
   #tls: { readonly material: TransportTls; readonly clientContext: tls.SecureContext } | null
   #tlsRefusals = { windowStartMs: 0, lines: 0, suppressed: 0 }
+  /**
+   * TCP sockets the TLS listener accepted, until they close: on close those
+   * still in their TLS handshake (no Connection yet) are destroyed too, else
+   * server.close would wait for a silent stranger's handshake timeout.
+   */
+  readonly #tlsSockets = new Set<net.Socket>()
   #handler: BatchHandler = () => {}
   #started = false
   #closed = false
@@ -328,6 +334,7 @@ export class Transport implements PeerNetwork {
     this.#closed = true
     for (const peer of this.#peers.values()) this.#forget(peer)
     for (const conn of [...this.#accepting]) conn.close('local', 'transport closing')
+    for (const socket of this.#tlsSockets) socket.destroy()
     const server = this.#server
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()))
     this.#logger.info('transport closed')
@@ -488,6 +495,10 @@ export class Transport implements PeerNetwork {
   /** The TLS listener: a handshake bounded by handshakeMs, a client certificate of the CA required. */
   #tlsServer(material: TransportTls): tls.Server {
     const server = tls.createServer({ ...tlsServerContextOptions(material), requestCert: true, rejectUnauthorized: true, handshakeTimeout: this.#limits.handshakeMs, minVersion: tlsMinVersion })
+    server.on('connection', (raw: net.Socket) => {
+      this.#tlsSockets.add(raw)
+      raw.once('close', () => this.#tlsSockets.delete(raw))
+    })
     server.on('secureConnection', (socket) => this.#onAccept(socket))
     server.on('tlsClientError', (error: NodeJS.ErrnoException, socket) => this.#onTlsRefused(error, socket))
     return server

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import net from 'node:net'
 import tls from 'node:tls'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
@@ -161,5 +162,24 @@ test('setTls: new connections get the new certificate, open ones stay up; unusab
     assert.throws(() => plain.transport.setTls(material(second)), /started without TLS/)
   } finally {
     await closeAll([a, b, plain])
+  }
+})
+
+test('close does not wait for a silent TCP connection still in its TLS handshake', async () => {
+  const b = await node({ id: 2, host: '127.0.0.45', tls: material(await ca.issue({ name: 't15', hosts: ['127.0.0.45'] })), limits: { handshakeMs: 60_000 } })
+  const { host, port } = b.transport.address()
+  const silent = net.connect({ host, port })
+  silent.on('error', () => {})
+  try {
+    await new Promise<void>((resolve, reject) => {
+      silent.once('connect', resolve)
+      silent.once('error', reject)
+    })
+    // Without the fix this waits for the 60 s handshake timeout; the bound here is far below it.
+    const closed = await Promise.race([b.transport.close().then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10_000).unref())])
+    assert.equal(closed, true, 'transport closed while a TLS handshake was pending')
+  } finally {
+    silent.destroy()
+    await b.transport.close()
   }
 })
