@@ -40,6 +40,7 @@
  *                                  │          context for new connections; "tls_reloaded"
  *                                  └─bad──▶ keep the old context; "tls_reload_failed" (error)
  */
+import type { Socket } from 'node:net'
 import type { TLSSocket, Server as TlsServer } from 'node:tls'
 import { createSecureContext } from 'node:tls'
 import pino from 'pino'
@@ -95,6 +96,34 @@ function logTls(logger: Logger, event: 'tls' | 'tls_reloaded', material: TlsMate
   if (leftMs < tlsExpiryWarningMs) logger.warn({ event: 'tls_expiring', validTo: fields.validTo }, `the TLS certificate expires in ${Math.floor(leftMs / 86_400_000)} days (${fields.validTo}): replace the files and send SIGHUP`)
 }
 
+/**
+ * The TCP connections of the HTTPS server still in their TLS handshake (a
+ * stranger can hold one open for the handshake bound): a connection joins
+ * when accepted and leaves once its handshake is done (matched by its
+ * addresses and ports) or it closes.
+ */
+function trackHandshakes(server: TlsServer): ReadonlySet<Socket> {
+  const byAddress = new Map<string, Socket>()
+  const key = (s: { remoteAddress?: string | undefined; remotePort?: number | undefined; localPort?: number | undefined }): string => `${s.remoteAddress}|${s.remotePort}|${s.localPort}`
+  const pending = new Set<Socket>()
+  server.on('connection', (raw: Socket) => {
+    const k = key(raw)
+    pending.add(raw)
+    byAddress.set(k, raw)
+    raw.once('close', () => {
+      pending.delete(raw)
+      if (byAddress.get(k) === raw) byAddress.delete(k)
+    })
+  })
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const raw = byAddress.get(key(socket))
+    if (raw === undefined) return
+    pending.delete(raw)
+    byAddress.delete(key(socket))
+  })
+  return pending
+}
+
 /** The route fastify matched is an internal one (decided on the route, not on the URL string). */
 function isInternalRoute(request: FastifyRequest): boolean {
   return request.routeOptions.url?.startsWith('/internal/') === true
@@ -112,6 +141,7 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
   const service: BrokerService = broker
   const app = buildApi({ service, logger, forwardFetch: broker.peerFetch, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
   if (tls !== null) requireClientCertificates(app, config.tls!.clientAuth)
+  const handshaking = tls === null ? null : trackHandshakes(app.server as unknown as TlsServer)
   // Internal routes answer only requests MACed with the cluster secret.
   app.addHook('onRequest', async (request) => {
     if (!request.url.startsWith('/internal/')) return
@@ -188,6 +218,8 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
     stop: () => {
       stopping ??= (async () => {
         await broker.stop()
+        // The server's close waits for every connection, a TLS handshake in progress too (up to its 10 s bound).
+        for (const socket of handshaking ?? []) socket.destroy()
         await app.close()
       })()
       return stopping

@@ -6,13 +6,15 @@
  * TLS_ERROR saying what to change; a client certificate of another CA is
  * answered 401; a broker whose certificate comes from another CA cannot
  * join even with the cluster secret; SIGHUP swaps a broker's certificate
- * for new connections, and a bad file keeps the old one.
+ * for new connections, and a bad file keeps the old one; a client holding
+ * a TLS handshake open does not hold up a graceful stop.
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import net from 'node:net'
 import tls from 'node:tls'
 import { Agent, request } from 'undici'
 import { Consumer } from '../../consumer/index.ts'
@@ -30,7 +32,8 @@ let cluster: TestCluster
 let caPem: Buffer
 
 before(async () => {
-  cluster = await startCluster({ tls: true, extraFlags: ['--tls-client-auth', 'optional'] })
+  // --shutdown-timeout 8s: below the API's 10 s TLS handshake bound (the last test).
+  cluster = await startCluster({ tls: true, extraFlags: ['--tls-client-auth', 'optional', '--shutdown-timeout', '8s'] })
   caPem = readFileSync(cluster.tls!.ca.certFile)
   // Placement needs every broker registered and unfenced; their registration crosses brokers over https.
   await waitFor(async () => {
@@ -236,5 +239,24 @@ test('SIGHUP: a new certificate is served to new connections (HTTP and peer), th
     assert.equal(hasExited(b2.child!), false)
   } finally {
     writeFileSync(second.certFile, good)
+  }
+})
+
+test('a graceful stop does not wait for a TLS handshake a client holds open (the HTTPS server would, up to 10 s)', async () => {
+  const b3 = cluster.brokers[2]!
+  const { host, port } = hostPort(b3.url)
+  const silent = net.connect({ host, port })
+  silent.on('error', () => {})
+  try {
+    await new Promise<void>((resolve, reject) => {
+      silent.once('connect', resolve)
+      silent.once('error', reject)
+    })
+    const exit = await stopProcess(b3.child!, { what: 'broker 3' })
+    b3.child = null
+    assert.deepEqual(exit, { code: 0, signal: null, killed: false }, b3.output.join('').slice(-2000))
+    assert.doesNotMatch(b3.output.join(''), /shutdown_timeout/)
+  } finally {
+    silent.destroy()
   }
 })
