@@ -332,7 +332,7 @@ function transportError(cause: unknown, context: { where: string; timeoutMs: num
     return new RillClientError(ClientErrorCode.CLOSED, `${context.where}: aborted`, { cause, retriable: false })
   }
   const e = cause as { code?: string; name?: string; message?: string }
-  const hint = e.code === undefined ? null : tlsHint(e.code)
+  const hint = typeof e.code === 'string' ? tlsHint(e.code) : null
   if (hint !== null) {
     return new RillClientError(ClientErrorCode.TLS_ERROR, `${context.where}: TLS: ${hint} (${e.code}: ${e.message ?? ''})`, { cause, retriable: false })
   }

@@ -68,7 +68,7 @@ export async function request<T>(target: Target, method: string, path: string, o
     response = target.tls === undefined ? await fetch(`${url}${path}`, init) : await undiciFetch(`${url}${path}`, { ...init, dispatcher: agentFor(target.tls) })
   } catch (cause) {
     const code = (cause as { cause?: { code?: string; message?: string } }).cause?.code
-    const hint = code === undefined ? null : tlsHint(code)
+    const hint = typeof code === 'string' ? tlsHint(code) : null
     if (hint !== null) throw new CliError(`TLS_ERROR: ${url}: ${hint} (${code}: ${(cause as { cause: { message?: string } }).cause.message ?? ''})`)
     const reason = code ?? (cause as Error).message
     throw new UnreachableError(`cannot reach ${url}: ${reason}`)
