@@ -50,6 +50,7 @@ import { isRillError, noTimer, RillError, ErrorCode, systemRuntime } from '../ba
 import { buildApi, type BrokerService } from '../api/index.ts'
 import {
   Broker,
+  clientCertificateRefusal,
   internalRequestValid,
   loadTlsMaterial,
   offsetsTopic,
@@ -58,7 +59,6 @@ import {
   secureContextOptions,
   serverTlsOptions,
   type BrokerConfig,
-  clientCertificateRefusal,
   type TlsMaterial,
 } from '../broker/index.ts'
 import { startOrphanWatchdog } from './orphan-watchdog.ts'
