@@ -11,6 +11,7 @@
  * partitions another broker leads, forwards the checked batch to it, so a
  * curl user can produce through any broker.
  */
+import type { ServerOptions as HttpsServerOptions } from 'node:https'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ErrorCode, RillError, systemRuntime, timeoutSignal } from '../base/index.ts'
 import type { BrokerService } from './service.ts'
@@ -54,6 +55,14 @@ export interface ApiOptions {
    * (one hop, never re-forwarded). Default true.
    */
   readonly forwardProduce?: boolean
+  /**
+   * Serve HTTPS with these node:https options (certificate, key, CA, client
+   * certificate policy); plain HTTP without. `app.server` is then a
+   * tls.Server whose context `setSecureContext` replaces (SIGHUP).
+   */
+  readonly https?: HttpsServerOptions
+  /** How forwarded produces reach the leader (https with the cluster CA under TLS); the global fetch by default. */
+  readonly forwardFetch?: ForwardFetch
 }
 
 /**
@@ -61,6 +70,12 @@ export interface ApiOptions {
  * three characters a byte, with room for member ids. Beyond it: 400 INVALID_REQUEST.
  */
 const pathParamCharsMax = 3 * nameLengthMax
+
+/** The part of fetch a forwarded produce needs. */
+export type ForwardFetch = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body: Uint8Array; signal: AbortSignal },
+) => Promise<{ ok: boolean; status: number; json(): Promise<unknown> }>
 
 /** Header marking a produce forwarded by another broker (it is not forwarded again). */
 export const forwardedHeader = 'x-rill-forwarded'
@@ -129,6 +144,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const service = options.service
   const metrics = new ApiMetrics()
   const app = Fastify({
+    ...(options.https === undefined ? {} : { https: options.https }),
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: limits.bodyBytesMax,
     // A path parameter may be as long as the longest name (find-my-way's default, 100, made topics of
@@ -181,7 +197,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   registerInfoRoutes(app, service, metrics)
   registerTopicRoutes(app, service)
-  registerProduceRoutes(app, { service, limits, metrics, forward: options.forwardProduce ?? true })
+  registerProduceRoutes(app, { service, limits, metrics, forward: options.forwardProduce ?? true, forwardFetch: options.forwardFetch ?? fetch })
   registerFetchRoute(app, service, limits, metrics)
   registerGroupRoutes(app, service, limits)
   return app
@@ -253,6 +269,7 @@ interface ProduceContext {
   readonly limits: ApiLimits
   readonly metrics: ApiMetrics
   readonly forward: boolean
+  readonly forwardFetch: ForwardFetch
 }
 
 function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void {
@@ -328,15 +345,15 @@ async function produceOrForward(ctx: ProduceContext, call: ProduceCallFields, fo
     if (!forward || !(error instanceof RillError) || error.code !== ErrorCode.NOT_LEADER) throw error
     const leader = resolveLeaderRef(ctx.service, error.details.leader)
     if (leader === null || leader.id === ctx.service.brokerId) throw error
-    return forwardProduce(leader, call)
+    return forwardProduce(ctx.forwardFetch, leader, call)
   }
 }
 
-async function forwardProduce(leader: BrokerRef, call: ProduceCallFields): Promise<ProduceResponse> {
+async function forwardProduce(forwardFetch: ForwardFetch, leader: BrokerRef, call: ProduceCallFields): Promise<ProduceResponse> {
   const url = `${leader.url}/v1/topics/${encodeURIComponent(call.topic)}/partitions/${call.partition}/records`
-  let response: Response
+  let response: Awaited<ReturnType<ForwardFetch>>
   try {
-    response = await fetch(url, {
+    response = await forwardFetch(url, {
       method: 'POST',
       headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1' },
       body: packAnswer({ batch: call.batch, acks: call.acks }),

@@ -22,12 +22,15 @@
  * which joins the controller's metadata with the leaders known here and
  * those the other brokers reported. Producer ids: producer-ids.ts; metrics:
  * metrics.ts. src/broker knows no HTTP: src/cli puts a broker behind one.
+ *
+ * TLS (config.tls): the material src/cli loaded goes to the transport and to
+ * the peer HTTP client (peer-http.ts); `setTls` hands both a reloaded one.
  */
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
-import { SeededRandom, noTimer, systemRuntime } from '../base/index.ts'
+import { ErrorCode, RillError, SeededRandom, noTimer, systemRuntime } from '../base/index.ts'
 import type { Runtime, TimerHandle } from '../base/index.ts'
 import type { LogStore } from '../log/index.ts'
 import { nodeIo, openLogStore } from '../log/index.ts'
@@ -50,10 +53,12 @@ import { groupIdOf, isInternalTopic } from './names.ts'
 import { OffsetsTopic, sessionCheckTicks } from './offsets-topic.ts'
 import { httpPeerCalls, type BrokerRegistration, type PeerCalls } from './peer-calls.ts'
 import { proveIdentity, type IdentityAnswer } from './internal-auth.ts'
+import { PeerHttp, type PeerFetch } from './peer-http.ts'
 import { PeerRouter, seedPeers } from './peer-router.ts'
 import { ProducerIds } from './producer-ids.ts'
 import { Retention, retentionTicks } from './retention.ts'
 import { Topics } from './topics.ts'
+import type { TlsMaterial } from './tls.ts'
 
 /** 16 random bytes as hex: incarnation ids and challenge nonces. */
 function randomHex16(): string {
@@ -103,6 +108,9 @@ interface BrokerParts {
   readonly httpUrl: string
   readonly newMemberId: (() => string) | undefined
   readonly newNonce: () => string
+  /** The TCP transport when this broker made one (not the simulator's network): TLS reloads go to it. */
+  readonly transport: Transport | null
+  readonly peerHttp: PeerHttp
 }
 
 export class Broker {
@@ -114,9 +122,13 @@ export class Broker {
   readonly incarnation: string
   /** Consumer groups this broker coordinates (BrokerService.groups). */
   readonly groups: GroupCoordinator
+  /** How this broker's edge sends HTTP to other brokers (forwarded produces): https with the cluster CA under TLS. */
+  readonly peerFetch: PeerFetch
   readonly #logger: Logger
   readonly #store: LogStore
   readonly #network: PeerNetwork
+  readonly #transport: Transport | null
+  readonly #peerHttp: PeerHttp
   readonly #runtime: Runtime
   readonly #producerIds: ProducerIds
   readonly #router: PeerRouter
@@ -146,6 +158,9 @@ export class Broker {
     this.#logger = logger
     this.#store = store
     this.#network = network
+    this.#transport = parts.transport
+    this.#peerHttp = parts.peerHttp
+    this.peerFetch = parts.peerHttp.fetch
     this.#runtime = runtime
     this.#producerIds = new ProducerIds({ brokerId: config.id, path: join(config.dir, 'producer-ids'), io })
     this.#router = new PeerRouter({ brokerId: config.id, network, runtime })
@@ -176,7 +191,12 @@ export class Broker {
   }
 
   /** Opens the data directory, connects to peers and joins the controller group. */
-  static async start(config: BrokerConfig, logger: Logger, options: { httpUrl: string; env?: BrokerEnv }): Promise<Broker> {
+  /**
+   * `options.tls`: the material of `config.tls`, loaded and checked by the
+   * caller (null or absent: plaintext). `httpUrl` is what this broker
+   * registers; https:// under TLS.
+   */
+  static async start(config: BrokerConfig, logger: Logger, options: { httpUrl: string; tls?: TlsMaterial | null; env?: BrokerEnv }): Promise<Broker> {
     const env = options.env ?? {}
     const runtime = env.runtime ?? systemRuntime
     const registry = env.registry ?? new Registry()
@@ -184,24 +204,31 @@ export class Broker {
     makeDataDirectory(io, config.dir)
     const store = await openLogStore({ dir: join(config.dir, 'logs'), registry, logger, io, runtime })
     const peers = seedPeers(config)
-    const network =
-      env.network ??
-      new Transport({
-        brokerId: config.id,
-        clusterId: config.clusterId,
-        secret: config.secret,
-        listen: config.peer,
-        peers,
-        localHost: config.peer.host,
-        logger,
-        registry,
-        runtime,
-      })
+    const tls = options.tls ?? null
+    const transport =
+      env.network !== undefined
+        ? null
+        : new Transport({
+            brokerId: config.id,
+            clusterId: config.clusterId,
+            secret: config.secret,
+            listen: config.peer,
+            peers,
+            localHost: config.peer.host,
+            logger,
+            registry,
+            runtime,
+            ...(tls === null ? {} : { tls }),
+          })
+    const network = env.network ?? transport!
     network.setPeers(peers)
+    const peerHttp = new PeerHttp(tls)
     const broker = new Broker(config, logger, {
       store,
       network,
-      peerCalls: env.peerCalls ?? httpPeerCalls(config.secret, runtime),
+      transport,
+      peerHttp,
+      peerCalls: env.peerCalls ?? httpPeerCalls(config.secret, runtime, peerHttp.fetch),
       runtime,
       random: env.random ?? new SeededRandom(config.id * 7919 + runtime.wallMs()),
       io,
@@ -349,6 +376,20 @@ export class Broker {
   }
 
   /** Graceful stop: hand leadership away, finish writes, close everything. */
+  /**
+   * Reloaded TLS material (SIGHUP) for the peer transport and peer HTTP:
+   * connections made from now on use it, open ones keep theirs. Throws
+   * INVALID_REQUEST (nothing changed) on a broker started without TLS or
+   * material node:tls cannot use.
+   */
+  setTls(material: TlsMaterial): void {
+    if (this.#transport === null || !this.#transport.tlsEnabled || !this.#peerHttp.secure) {
+      throw new RillError(ErrorCode.INVALID_REQUEST, 'this broker was started without TLS')
+    }
+    this.#transport.setTls(material)
+    this.#peerHttp.setTls(material)
+  }
+
   async stop(): Promise<void> {
     if (this.#stopped) return
     const deadline = this.#runtime.nowMs() + shutdownTransferMsMax
@@ -365,6 +406,7 @@ export class Broker {
     for (const p of this.#hosted.values()) await p.replica.close()
     await this.#controller.close()
     await this.#network.close()
+    await this.#peerHttp.close()
     await this.#store.close()
     this.#logger.info({ event: 'broker_stopped' }, 'broker stopped')
   }

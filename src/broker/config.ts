@@ -15,8 +15,9 @@
 import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
 import { BlockList, isIPv6 } from 'node:net'
 import { createHash } from 'node:crypto'
-import { ErrorCode, RillError } from '../base/index.ts'
+import { ErrorCode, RillError, systemRuntime } from '../base/index.ts'
 import type { PersistenceMode } from '../log/index.ts'
+import { clientAuthModes, loadTlsMaterial, type ClientAuth, type TlsConfig } from './tls.ts'
 
 export interface HostPort {
   readonly host: string
@@ -72,6 +73,13 @@ export interface BrokerConfig {
    * process forever. `--shutdown-timeout 10s` or `10000` (ms).
    */
   readonly shutdownTimeoutMs: number
+  /**
+   * TLS on the HTTP API and the peer transport (`--tls-cert`, `--tls-key`,
+   * `--tls-ca`, `--tls-client-auth`), or null for plaintext. The files are
+   * read and checked while parsing (tls.ts), and again at start and on
+   * SIGHUP.
+   */
+  readonly tls: TlsConfig | null
 }
 
 const defaults = {
@@ -110,6 +118,10 @@ const flagToKey = {
   '--log-level': 'logLevel',
   '--join': 'join',
   '--shutdown-timeout': 'shutdownTimeoutMs',
+  '--tls-cert': 'tlsCert',
+  '--tls-key': 'tlsKey',
+  '--tls-ca': 'tlsCa',
+  '--tls-client-auth': 'tlsClientAuth',
 } as const satisfies Record<string, string>
 type BrokerFlag = keyof typeof flagToKey
 
@@ -130,6 +142,10 @@ const flagHelp: Record<BrokerFlag, readonly [value: string, about: string]> = {
   '--election-ticks': ['N', `ticks without a leader before a replica campaigns (default ${defaults.electionTicks})`],
   '--heartbeat-ticks': ['N', `ticks between leader heartbeats, below --election-ticks (default ${defaults.heartbeatTicks})`],
   '--log-level': ['LEVEL', `fatal|error|warn|info|debug|trace|silent (default ${defaults.logLevel})`],
+  '--tls-cert': ['FILE', 'PEM certificate of this broker (names its --http and --peer hosts): the API is https and peer links TLS'],
+  '--tls-key': ['FILE', 'PEM private key of --tls-cert'],
+  '--tls-ca': ['FILE', 'PEM CA that signed every broker\'s certificate (and client certificates); required with --tls-cert'],
+  '--tls-client-auth': ['none|optional|required', 'client certificates: none asks nothing, optional refuses one not of the CA, required refuses clients without one (default none)'],
   '--shutdown-timeout': ['DURATION', `bound of a graceful stop: 10s, 500ms or ms (default ${defaults.shutdownTimeoutMs / 1000}s)`],
 }
 
@@ -178,6 +194,10 @@ const envToKey: Record<string, string> = {
   RILL_LOG_LEVEL: 'logLevel',
   RILL_JOIN: 'join',
   RILL_SHUTDOWN_TIMEOUT: 'shutdownTimeoutMs',
+  RILL_TLS_CERT: 'tlsCert',
+  RILL_TLS_KEY: 'tlsKey',
+  RILL_TLS_CA: 'tlsCa',
+  RILL_TLS_CLIENT_AUTH: 'tlsClientAuth',
 }
 
 function bad(what: string, message: string): RillError {
@@ -242,6 +262,7 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     throw bad('join', `broker ${id} is not in --seeds: give --join http://HOST:PORT of a broker already in the cluster`)
   }
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw bad('log-level', 'a pino level')
+  const tls = parseTls(pick, [http.host, peer.host])
   return {
     id,
     dir,
@@ -259,7 +280,33 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     logLevel,
     join,
     shutdownTimeoutMs,
+    tls,
   }
+}
+
+/**
+ * `--tls-cert` and `--tls-key` turn TLS on and need `--tls-ca` (brokers
+ * verify each other against it); `--tls-ca` and `--tls-client-auth` alone
+ * are a mistake, not a plaintext broker. The files are checked now, so a
+ * bad one exits 2 before anything starts.
+ */
+function parseTls(pick: (key: string) => unknown, hosts: readonly string[]): TlsConfig | null {
+  const certFile = optionalString('tls-cert', pick('tlsCert'))
+  const keyFile = optionalString('tls-key', pick('tlsKey'))
+  const caFile = optionalString('tls-ca', pick('tlsCa'))
+  const clientAuth = optionalString('tls-client-auth', pick('tlsClientAuth'))
+  if (clientAuth !== null && !clientAuthModes.includes(clientAuth as ClientAuth)) throw bad('tls-client-auth', `one of ${clientAuthModes.join(', ')}`)
+  if (certFile === null && keyFile === null) {
+    if (caFile !== null) throw bad('tls-ca', 'needs --tls-cert and --tls-key (TLS is on only with a certificate)')
+    if (clientAuth !== null) throw bad('tls-client-auth', 'needs --tls-cert, --tls-key and --tls-ca')
+    return null
+  }
+  if (certFile === null) throw bad('tls-cert', 'is required with --tls-key')
+  if (keyFile === null) throw bad('tls-key', 'is required with --tls-cert')
+  if (caFile === null) throw bad('tls-ca', 'is required with --tls-cert: brokers verify each other against this CA')
+  const tls: TlsConfig = { certFile, keyFile, caFile, clientAuth: (clientAuth as ClientAuth | null) ?? 'none' }
+  loadTlsMaterial(tls, { nowMs: systemRuntime.wallMs(), hosts })
+  return tls
 }
 
 function parseJoin(v: unknown): string[] {

@@ -15,3 +15,7 @@ export type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from '../wi
 export { ReplayCache, checkInternalRequest, incarnationPattern, internalHeaders, internalHeadersWellFormed } from './internal-auth.ts'
 export type { BrokerIdentity, IdentityAnswer } from './internal-auth.ts'
 export type { BrokerRegistration, Leadership } from './peer-calls.ts'
+export { loadTlsMaterial, serverTlsOptions, clientCertificateRefusal, secureContextOptions, clientAuthModes, tlsFileBytesMax, httpTlsHandshakeMsMax } from './tls.ts'
+export type { TlsConfig, TlsMaterial, ClientAuth } from './tls.ts'
+export { PeerHttp, peerConnectionsPerBrokerMax } from './peer-http.ts'
+export type { PeerFetch, PeerResponse, PeerRequestInit } from './peer-http.ts'

@@ -3,7 +3,8 @@
  * command to the controller leader (registration, topic create/delete, the
  * offsets topic) and polling which partitions a broker leads. On a real
  * machine they are HTTP requests MACed with the cluster secret
- * (`httpPeerCalls`); the simulator routes them to the target broker's
+ * (`httpPeerCalls`), over https with the cluster CA when TLS is on
+ * (peer-http.ts); the simulator routes them to the target broker's
  * methods through its faulty network (src/sim), so the code that decides
  * when and where to forward is the same in both.
  *
@@ -13,6 +14,7 @@
 import { ErrorCode, RillError, systemRuntime, timeoutSignal, type Runtime } from '../base/index.ts'
 import type { CreateTopicRequest } from '../wire/index.ts'
 import { internalHeaders, type IdentityAnswer } from './internal-auth.ts'
+import type { PeerFetch, PeerResponse } from './peer-http.ts'
 
 /** A broker's registration: who it is and where it listens. */
 export interface BrokerRegistration {
@@ -65,15 +67,15 @@ function route(call: ControllerCall): { method: 'POST' | 'DELETE'; path: string;
 
 const errorCodes = new Set<string>(Object.values(ErrorCode))
 
-/** Peer calls over HTTP, authenticated with the cluster secret. */
-export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRuntime): PeerCalls {
+/** Peer calls over HTTP, authenticated with the cluster secret; `peerFetch` is how requests go out (https with the CA under TLS). */
+export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRuntime, peerFetch: PeerFetch = fetch): PeerCalls {
   return {
     async controller(url, call, timeoutMs) {
       const { method, path, body } = route(call)
       const text = body === undefined ? '' : JSON.stringify(body)
-      let res: Response
+      let res: PeerResponse
       try {
-        res = await fetch(`${url}${path}`, {
+        res = await peerFetch(`${url}${path}`, {
           method,
           headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...internalHeaders(secret, method, path, text) },
           ...(body === undefined ? {} : { body: text }),
@@ -95,7 +97,7 @@ export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRunti
     },
     async leaderships(url, timeoutMs, entriesMax) {
       const path = '/internal/v1/leaderships'
-      const res = await fetch(`${url}${path}`, { headers: internalHeaders(secret, 'GET', path, ''), signal: timeoutSignal(runtime, timeoutMs) })
+      const res = await peerFetch(`${url}${path}`, { headers: internalHeaders(secret, 'GET', path, ''), signal: timeoutSignal(runtime, timeoutMs) })
       if (!res.ok) {
         await res.arrayBuffer().catch(() => undefined)
         throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} answered ${res.status} to the leadership poll`)
@@ -110,9 +112,9 @@ export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRunti
     async identity(url, nonce, timeoutMs) {
       const path = '/internal/v1/identity'
       const text = JSON.stringify({ nonce })
-      let res: Response
+      let res: PeerResponse
       try {
-        res = await fetch(`${url}${path}`, {
+        res = await peerFetch(`${url}${path}`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', ...internalHeaders(secret, 'POST', path, text) },
           body: text,
@@ -150,7 +152,7 @@ export function parseIdentityAnswer(text: string, url: string): IdentityAnswer {
 const identityAnswerCharsMax = 8192
 
 /** The first `bytesMax` bytes of a response body as UTF-8; the rest is not read. */
-async function readTextMax(res: Response, bytesMax: number): Promise<string> {
+async function readTextMax(res: PeerResponse, bytesMax: number): Promise<string> {
   if (res.body === null) return ''
   const reader = res.body.getReader()
   const chunks: Uint8Array[] = []

@@ -130,6 +130,8 @@ export class SimBrokerCluster {
       logLevel: this.#trace === undefined ? 'silent' : 'info',
       join: [],
       shutdownTimeoutMs: 10_000,
+      // The simulated network carries no TLS: it stands in for the transport's authenticated stream.
+      tls: null,
     }
   }
 

@@ -11,6 +11,11 @@
  * The connection knows nothing about queues or Raft; it calls its host (the
  * Transport) to admit a peer, to announce readiness, to hand over batch
  * payloads and to report the close, exactly once.
+ *
+ * Over TLS the socket is a TLSSocket: the dialer says Hello once the TLS
+ * handshake is done ('secureConnect', certificates checked both ways), the
+ * acceptor is handed sockets whose handshake is done; the cluster-secret
+ * handshake then runs inside TLS, unchanged.
  */
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
@@ -92,7 +97,8 @@ export class Connection {
   #writtenAtMs: number
   #needDrain = false
 
-  constructor(options: { socket: Socket; role: Role; host: ConnectionHost; peerId: number }) {
+  /** `secure`: the socket is a TLSSocket being dialed; Hello waits for its 'secureConnect'. */
+  constructor(options: { socket: Socket; role: Role; host: ConnectionHost; peerId: number; secure?: boolean }) {
     this.socket = options.socket
     this.role = options.role
     this.#host = options.host
@@ -102,7 +108,7 @@ export class Connection {
     this.#state = this.role === 'dialer' ? 'connecting' : 'hello'
     this.socket.setNoDelay(true)
     this.#timer = this.#host.runtime.setTimer(() => this.close('timeout', 'handshake timed out'), this.#host.handshakeMs, { background: true })
-    this.socket.on('connect', () => this.#onConnect())
+    this.socket.on(options.secure === true ? 'secureConnect' : 'connect', () => this.#onConnect())
     this.socket.on('data', (chunk: Buffer) => this.#onData(chunk))
     this.socket.on('drain', () => {
       this.#needDrain = false
@@ -110,7 +116,8 @@ export class Connection {
     })
     this.socket.on('error', (error: NodeJS.ErrnoException) => {
       const cause: CloseCause = this.#state === 'connecting' ? 'connect' : 'remote'
-      this.close(cause, `socket error: ${error.code ?? error.message}`)
+      // TLS failures carry a code (UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_TLS_CERT_ALTNAME_INVALID) and a message that says more.
+      this.close(cause, `socket error: ${error.code === undefined ? error.message : `${error.code}: ${error.message}`}`)
     })
     this.socket.on('close', () => this.close('remote', 'closed by peer'))
   }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ErrorCode, RillError } from '../../src/base/index.ts'
 import { parseBrokerConfig } from '../../src/broker/config.ts'
+import { createDevCa } from '../../src/cli/certs.ts'
 
 const bin = new URL('../../bin/rill.mjs', import.meta.url).pathname
 const base = ['--id', '1', '--dir', '/tmp/x', '--http', '127.0.0.1:9090', '--peer', '127.0.0.11:9190', '--seeds', '1@127.0.0.11:9190,2@127.0.0.12:9191']
@@ -154,6 +155,43 @@ test('rill broker off loopback without a secret exits 2 with one coded line, bef
     assert.match(r.stderr, /^rill broker: INVALID_REQUEST: secret: required when a listener is not on loopback \(--http 0\.0\.0\.0\)/)
     assert.equal(r.stderr.trim().split('\n').length, 1)
     assert.equal(existsSync(data), false)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('TLS: --tls-cert, --tls-key and --tls-ca turn it on (flags, RILL_TLS_*, or the config file); half a setup or a bad file is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rill-config-'))
+  try {
+    const ca = await createDevCa({ dir })
+    const b1 = await ca.issue({ name: 'broker-1', hosts: ['127.0.0.1', '127.0.0.11'] })
+    const wrongHost = await ca.issue({ name: 'broker-2', hosts: ['127.0.0.12'] })
+    const tlsFlags = ['--tls-cert', b1.certFile, '--tls-key', b1.keyFile, '--tls-ca', ca.certFile]
+    assert.equal(parseBrokerConfig(base, {}).tls, null)
+    assert.deepEqual(parseBrokerConfig(base.concat(tlsFlags), {}).tls, { certFile: b1.certFile, keyFile: b1.keyFile, caFile: ca.certFile, clientAuth: 'none' })
+    const fromEnv = parseBrokerConfig(base, { RILL_TLS_CERT: b1.certFile, RILL_TLS_KEY: b1.keyFile, RILL_TLS_CA: ca.certFile, RILL_TLS_CLIENT_AUTH: 'required' })
+    assert.equal(fromEnv.tls?.clientAuth, 'required')
+    const file = join(dir, 'broker.json')
+    writeFileSync(file, JSON.stringify({ id: 1, dir: '/d', http: '127.0.0.1:1', peer: '127.0.0.11:2', seeds: '1@127.0.0.11:2', tlsCert: b1.certFile, tlsKey: b1.keyFile, tlsCa: ca.certFile, tlsClientAuth: 'optional' }))
+    assert.equal(parseBrokerConfig(['--config', file], {}).tls?.clientAuth, 'optional')
+
+    const cases: [string[], RegExp][] = [
+      [base.concat('--tls-cert', b1.certFile, '--tls-ca', ca.certFile), /^tls-key: is required with --tls-cert/],
+      [base.concat('--tls-key', b1.keyFile, '--tls-ca', ca.certFile), /^tls-cert: is required with --tls-key/],
+      [base.concat('--tls-cert', b1.certFile, '--tls-key', b1.keyFile), /^tls-ca: is required with --tls-cert: brokers verify each other/],
+      [base.concat('--tls-ca', ca.certFile), /^tls-ca: needs --tls-cert and --tls-key/],
+      [base.concat('--tls-client-auth', 'required'), /^tls-client-auth: needs --tls-cert/],
+      [base.concat(tlsFlags, '--tls-client-auth', 'always'), /^tls-client-auth: one of none, optional, required/],
+      [base.concat('--tls-cert', join(dir, 'missing.crt'), '--tls-key', b1.keyFile, '--tls-ca', ca.certFile), /^tls-cert: cannot read .*missing\.crt/],
+      [base.concat('--tls-cert', wrongHost.certFile, '--tls-key', wrongHost.keyFile, '--tls-ca', ca.certFile), /^tls-cert: .*broker-2\.crt does not name 127\.0\.0\.1 /],
+    ]
+    for (const [argv, message] of cases) {
+      assert.throws(
+        () => parseBrokerConfig(argv, {}),
+        (e: unknown) => e instanceof RillError && e.code === ErrorCode.INVALID_REQUEST && message.test(e.message),
+        argv.slice(base.length).join(' '),
+      )
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

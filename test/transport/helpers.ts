@@ -4,9 +4,10 @@
  * peer that speaks the handshake itself so tests can misbehave after it.
  */
 import net from 'node:net'
+import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { SeededRandom } from '../../src/base/index.ts'
-import { Transport, type PeerBatch, type TransportLimits } from '../../src/transport/index.ts'
+import { Transport, type PeerBatch, type TransportLimits, type TransportTls } from '../../src/transport/index.ts'
 import { FrameReader, encodeFrame, handshakeFrameBytesMax } from '../../src/transport/frame.ts'
 import {
   authValue,
@@ -43,7 +44,7 @@ export interface Node {
 }
 
 /** A started transport listening on `host`:0 with its own registry; records every batch. */
-export async function node(options: { id: number; host: string; secret?: Uint8Array; clusterId?: string; port?: number; limits?: Partial<TransportLimits> }): Promise<Node> {
+export async function node(options: { id: number; host: string; secret?: Uint8Array; clusterId?: string; port?: number; limits?: Partial<TransportLimits>; tls?: TransportTls; logger?: Logger }): Promise<Node> {
   const registry = new Registry()
   const transport = new Transport({
     brokerId: options.id,
@@ -53,6 +54,8 @@ export async function node(options: { id: number; host: string; secret?: Uint8Ar
     registry,
     random: new SeededRandom(options.id),
     limits: { ...fastLimits, ...options.limits },
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
   })
   const batches: Node['batches'] = []
   transport.onBatch((from, batch) => batches.push({ from, batch }))
@@ -67,9 +70,9 @@ export function mesh(nodes: readonly Node[]): void {
 }
 
 /** Resolves once `condition()` holds; fails after `timeoutMs`. */
-export async function waitFor(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
   const deadline = performance.now() + timeoutMs
-  while (!condition()) {
+  while (!(await condition())) {
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
