@@ -17,6 +17,12 @@
  * | 507 | STORAGE_FULL |
  * | 500 | INTERNAL, other STORAGE_* |
  *
+ * Requests node's HTTP parser refuses before any route sees them (a bad
+ * request line, header bytes, length or chunking; a header block above the
+ * bound; a request not received in time) are answered by
+ * `clientErrorAnswer` in the same shape: 413 TOO_LARGE for the header
+ * overflow, 400 INVALID_REQUEST for the rest.
+ *
  * OUT_OF_ORDER_SEQUENCE is 409, not 400: the body is well formed; it
  * conflicts with the partition's producer state (a gap after a lost batch),
  * and the producer must not retry it unchanged.
@@ -101,6 +107,22 @@ export function toErrorAnswer(error: unknown, resolveLeader: (leader: unknown) =
     return { status: 400, body: { error: { code: ErrorCode.INVALID_REQUEST, message } } }
   }
   return { status: 500, body: { error: { code: ErrorCode.INTERNAL, message: 'internal error' } } }
+}
+
+/**
+ * The answer to a request node's HTTP parser refused (`clientError`; its
+ * error code, e.g. HPE_INVALID_METHOD). fastify's default answered these in
+ * its own shape (`{"error":"Bad Request","message":"Client Error"}`), so a
+ * client could not tell them apart by code.
+ */
+export function clientErrorAnswer(parserCode: string | undefined): ErrorAnswer {
+  if (parserCode === 'HPE_HEADER_OVERFLOW') {
+    return { status: 413, body: { error: { code: ErrorCode.TOO_LARGE, message: 'request line and headers are above the bound', field: 'headers' } } }
+  }
+  if (parserCode === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return { status: 400, body: { error: { code: ErrorCode.INVALID_REQUEST, message: 'the request was not received in time' } } }
+  }
+  return { status: 400, body: { error: { code: ErrorCode.INVALID_REQUEST, message: `malformed HTTP request (${String(parserCode ?? 'unparsable')})` } } }
 }
 
 /** Shorthand for an INVALID_REQUEST naming a field. */

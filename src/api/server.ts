@@ -11,7 +11,9 @@
  * partitions another broker leads, forwards the checked batch to it, so a
  * curl user can produce through any broker.
  */
+import { STATUS_CODES } from 'node:http'
 import type { ServerOptions as HttpsServerOptions } from 'node:https'
+import type { Duplex } from 'node:stream'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ErrorCode, RillError, systemRuntime, timeoutSignal } from '../base/index.ts'
 import type { BrokerService } from './service.ts'
@@ -27,7 +29,7 @@ import {
   type RecordEncoding,
   type TopicDescription,
 } from '../wire/index.ts'
-import { invalidRequest, toErrorAnswer } from './errors.ts'
+import { clientErrorAnswer, invalidRequest, toErrorAnswer } from './errors.ts'
 import { defaultApiLimits, nameLengthMax, type ApiLimits } from './limits.ts'
 import { ApiMetrics } from './metrics.ts'
 import { packAnswer, unpackBody, wantsMsgpack } from './msgpack.ts'
@@ -130,6 +132,27 @@ function logRequestError(request: Req, error: unknown, status: number): void {
   if (status >= 500) request.log.error({ ...where, err: error }, 'request failed')
 }
 
+/**
+ * A request node's HTTP parser refused (it never reaches a route): answered
+ * in our error shape, then the connection closes, as node's own handler
+ * does (the stream cannot be trusted past a parse error). A reset socket
+ * gets nothing.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  if (socket.writable) {
+    const { status, body } = clientErrorAnswer(error.code)
+    const text = JSON.stringify(body)
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`)
+  }
+  socket.destroy()
+}
+
+/** An HTTP/1.1 request must name its Host (RFC 9112 3.2); node's own refusal had an empty body. */
+async function refuseWithoutHost(request: Req): Promise<void> {
+  if (request.headers.host === undefined && request.raw.httpVersion === '1.1') throw invalidRequest('an HTTP/1.1 request needs a Host header', 'host')
+}
+
 /** AJV keyword for byte fields of msgpack bodies: `{ binary: true }`. */
 const binaryKeyword = {
   keyword: 'binary',
@@ -144,7 +167,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const service = options.service
   const metrics = new ApiMetrics()
   const app = Fastify({
-    ...(options.https === undefined ? {} : { https: options.https }),
+    // node answers a Host-less HTTP/1.1 request itself (an empty 400): refused by `refuseWithoutHost` in our shape instead.
+    ...(options.https === undefined ? { http: { requireHostHeader: false } } : { https: { requireHostHeader: false, ...options.https } }),
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: limits.bodyBytesMax,
     // A path parameter may be as long as the longest name (find-my-way's default, 100, made topics of
@@ -155,6 +179,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       const { status, body } = toErrorAnswer(error, () => null)
       return answer(request, reply, status, body)
     },
+    // Requests node's parser refuses answer in our error shape too (fastify's default has its own).
+    clientErrorHandler: answerClientError,
     // One info line per request would flood a broker's log at produce rates: requests are logged at debug in onResponse, faults at error.
     logController: new LogController({ disableRequestLogging: true }),
     ajv: {
@@ -184,6 +210,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     if (status === 503) reply.header('retry-after', '1')
     return answer(request, reply, status, body)
   })
+  app.addHook('onRequest', refuseWithoutHost)
+  // node answers an Expect other than 100-continue itself (an empty 417); HTTP lets a server ignore it instead.
+  app.server.on('checkExpectation', (request, response) => app.server.emit('request', request, response))
   app.setNotFoundHandler((request, reply) => {
     const body = { error: { code: ErrorCode.INVALID_REQUEST, message: `no route ${request.method} ${request.url.split('?')[0]}` } }
     return answer(request, reply, 404, body)
@@ -272,10 +301,20 @@ interface ProduceContext {
   readonly forwardFetch: ForwardFetch
 }
 
+/**
+ * The produce body schema is per content type, and fastify skips it for a
+ * request with no body (hence no content type): such a POST reached the
+ * handler as `undefined` and answered 500 INTERNAL. Refused here instead.
+ */
+async function requireBody(request: Req): Promise<void> {
+  if (request.body === undefined) throw invalidRequest('a produce needs a body: application/json or application/msgpack', 'body')
+}
+
 function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void {
   const { service, limits, metrics } = ctx
   app.post('/v1/topics/:topic/partitions/:p/records', {
     schema: { params: schemas.partitionParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
+    preValidation: requireBody,
   }, async (request, reply) => {
     const params = request.params as { topic: string; p: string }
     const partition = intParam(params.p, 'p')
@@ -291,6 +330,7 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
   const roundRobin = new RoundRobinPartitioner()
   app.post('/v1/topics/:topic/records', {
     schema: { params: schemas.topicParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
+    preValidation: requireBody,
   }, async (request, reply) => {
     const { topic } = request.params as { topic: string }
     const body = request.body as ProduceBody
