@@ -435,8 +435,9 @@ export const publicRequest: fc.Arbitrary<FuzzRequest> = fc
   .map((r) => {
     const has = (f: Fault): boolean => r.faults.includes(f)
     const seg = ([s, how]: readonly [string, number]): string => spell(s, how)
-    const deletesTopic = r.route.deletes === true && r.route.path.startsWith('/v1/topics')
-    // A valid delete names a topic that is not there (never the real ones).
+    const method = has('method') ? r.method : r.route.method
+    // Any DELETE (a method fault makes one of a GET) names a topic that is not there, never the real ones.
+    const deletesTopic = method.toUpperCase() === 'DELETE' && r.route.path.startsWith('/v1/topics')
     const topic = has('topic') ? seg(deletesTopic ? r.deletableTopic : r.topic) : deletesTopic ? 'fz-none' : r.validTopic
     // A valid leave names a member that is not there: the live ones keep the heartbeat route reachable.
     const member = has('member') ? seg(r.member) : r.route.deletes === true ? 'm0' : (live.members[r.liveIndex % Math.max(1, live.members.length)] ?? 'm')
@@ -479,7 +480,7 @@ export const publicRequest: fc.Arbitrary<FuzzRequest> = fc
     const contentLength = !has('length') ? undefined : r.length === 'none' ? null : r.length === 'short' ? Math.max(0, size - 1) : size + 10
     const request: FuzzRequest = {
       route: `${r.route.method} ${r.route.path}`,
-      method: has('method') ? r.method : r.route.method,
+      method,
       target: path + (has('slash') ? r.trailingSlash : '') + queryText,
       headers,
       ...(body === undefined ? {} : { body }),

@@ -167,6 +167,44 @@ describe('public routes', () => {
     await assertResponsive('public')
   })
 
+  test('racing creates, deletes, produces, fetches and group calls on the same names get coded answers', { timeout: 120_000 }, async () => {
+    const names = ['fzr-0', 'fzr-1']
+    const op = fc.record({ kind: fc.constantFrom('create', 'delete', 'produce', 'produce-p', 'fetch', 'describe', 'list', 'metadata', 'join', 'commit'), name: fc.constantFrom(...names), p: fc.constantFrom(0, 1, 2) })
+    const racing = (o: { kind: string; name: string; p: number }): RawRequest => {
+      switch (o.kind) {
+        case 'create':
+          return json('POST', '/v1/topics', { name: o.name, partitions: 2, replicationFactor: 1, config: { persistence: 'memory' } })
+        case 'delete':
+          return json('DELETE', `/v1/topics/${o.name}`)
+        case 'produce':
+          return json('POST', `/v1/topics/${o.name}/records`, { records: [{ value: 'a' }, { key: 'k', value: 'b' }] })
+        case 'produce-p':
+          return json('POST', `/v1/topics/${o.name}/partitions/${o.p}/records`, { records: [{ value: 'c' }] })
+        case 'fetch':
+          return json('GET', `/v1/topics/${o.name}/partitions/${o.p}/records?offset=0&maxWaitMs=100`)
+        case 'describe':
+          return json('GET', `/v1/topics/${o.name}`)
+        case 'list':
+          return json('GET', '/v1/topics')
+        case 'join':
+          return json('POST', `/v1/groups/${o.name}/members`, { topics: [o.name], sessionTimeoutMs: 6000 })
+        case 'commit':
+          return json('POST', `/v1/groups/${o.name}/offsets`, { offsets: [{ topic: o.name, partition: o.p, offset: 1 }] })
+        default:
+          return json('GET', '/v1/metadata')
+      }
+    }
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 2, maxLength: 8 }), async (ops) => {
+        const requests = ops.map(racing)
+        const answers = await Promise.all(requests.map((r) => rawHttp(broker.port, r, { timeoutMs: answerMsMax })))
+        answers.forEach((a, i) => checkAnswer(requests[i]!, a))
+      }),
+      fuzzParams(60),
+    )
+    await assertResponsive('races')
+  })
+
   test('requests that break HTTP itself are answered in our error shape or closed, and the broker lives on', { timeout: 60_000 }, async () => {
     await fc.assert(
       fc.asyncProperty(malformedHttp, async ({ bytes, note }) => {
