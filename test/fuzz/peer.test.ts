@@ -10,8 +10,10 @@
  *   handshake      a stranger's bytes (random, mutated Hellos, a Hello then a bad Auth, lying
  *                  lengths, truncation): answered only by Challenge or Refuse, closed within the
  *                  handshake bound, never an exception
- *   after it       an authenticated peer's mutated batch frames: delivered whole or the connection
- *                  closed, never an exception
+ *   after it       an authenticated peer's mutated batch frames: exactly the valid batches delivered,
+ *                  anything else closes the connection, never an exception
+ *   other way      a stranger listening where a broker dials answers with bent Challenges: the
+ *                  dialer closes, names nothing, never sends an Auth
  *   each batch     a real broker pair still connects and exchanges a batch in time
  *
  * Seed and runs: RILL_FUZZ_SEED, RILL_FUZZ_RUNS (helpers.ts).
@@ -23,7 +25,7 @@ import fc from 'fast-check'
 import { ErrorCode, RillError, isRillError } from '../../src/base/index.ts'
 import { EntryType, MessageType, message, type Message } from '../../src/raft/index.ts'
 import { FrameKind, FrameReader, encodeFrame, frameHeaderBytes } from '../../src/transport/frame.ts'
-import { helloValue, newNonce, protocolVersion, prove, type Transcript } from '../../src/transport/handshake.ts'
+import { challengeValue, helloValue, newNonce, protocolVersion, prove, type Transcript } from '../../src/transport/handshake.ts'
 import { createPackr, peerBatchFromValue, peerBatchValue, unpackValue, type GroupMessage } from '../../src/transport/raft-codec.ts'
 import { RawPeer, clusterId, mesh, node, rawDial, secret, waitFor, type Node } from '../transport/helpers.ts'
 import { fuzzParams } from './helpers.ts'
@@ -395,5 +397,81 @@ describe('frames after the handshake', () => {
     )
     await waitFor(() => !acceptor.transport.connected(2), 'the last broker-2 connection gone', closeMsMax)
     await assertPeersWork('frames')
+  })
+})
+
+describe('handshake, the other way', () => {
+  /** A Challenge to the Hello `hello`, bent: a wrong proof, wrong sizes, another kind, random bytes, a lying length. */
+  const hostileChallenge = fc.oneof(
+    fc.constantFrom('zero-mac', 'wrong-key', 'short-nonce', 'long-mac', 'old-version', 'welcome-first', 'refuse-long', 'ping').map((how) => (hello: unknown[]): Buffer => {
+      const dialerNonce = hello[2] instanceof Uint8Array ? hello[2] : new Uint8Array(32)
+      const acceptorNonce = newNonce()
+      const t: Transcript = { clusterId, dialerId: 0, acceptorId: 6, dialerNonce, acceptorNonce }
+      switch (how) {
+        case 'zero-mac':
+          return encodeFrame(packr, challengeValue({ version: protocolVersion, nonce: acceptorNonce, mac: new Uint8Array(32) }))
+        case 'wrong-key':
+          return encodeFrame(packr, challengeValue({ version: protocolVersion, nonce: acceptorNonce, mac: prove('acceptor', t, Buffer.alloc(32, 9)) }))
+        case 'short-nonce':
+          return encodeFrame(packr, [FrameKind.Challenge, protocolVersion, new Uint8Array(31), prove('acceptor', t, secret)])
+        case 'long-mac':
+          return encodeFrame(packr, [FrameKind.Challenge, protocolVersion, acceptorNonce, new Uint8Array(64)])
+        case 'old-version':
+          return encodeFrame(packr, [FrameKind.Challenge, 1, acceptorNonce, prove('acceptor', t, secret)])
+        case 'welcome-first':
+          return encodeFrame(packr, [FrameKind.Welcome])
+        case 'refuse-long':
+          return encodeFrame(packr, [FrameKind.Refuse, 'x'.repeat(900)])
+        default:
+          return encodeFrame(packr, [FrameKind.Ping])
+      }
+    }),
+    fc.uint8Array({ minLength: 1, maxLength: 64 }).map((b) => (): Buffer => Buffer.from(b)),
+    fc.array(byteMutation, { minLength: 1, maxLength: 3 }).map((ms) => (hello: unknown[]): Buffer => {
+      const dialerNonce = hello[2] instanceof Uint8Array ? hello[2] : new Uint8Array(32)
+      const acceptorNonce = newNonce()
+      const t: Transcript = { clusterId, dialerId: 0, acceptorId: 6, dialerNonce, acceptorNonce }
+      return mutateBytes(encodeFrame(packr, challengeValue({ version: protocolVersion, nonce: acceptorNonce, mac: prove('acceptor', t, secret) })), ms)
+    }),
+    fc.constantFrom(1025, 2 ** 31).map((n) => (): Buffer => frameWithLength(Buffer.alloc(4), n)),
+  )
+
+  test('a hostile acceptor\'s answers make the dialing broker close, name nothing and never admit it', { timeout: 120_000 }, async () => {
+    const server = net.createServer()
+    await new Promise<void>((resolve) => server.listen({ host: '127.0.0.16', port: 0 }, resolve))
+    const dialer = await node({ id: 1, host: '127.0.0.11', port: 0, limits: { handshakeMs } })
+    /** Connections the dialer opened, in order, each with what it sent and whether it closed. */
+    const conns: RawPeer[] = []
+    server.on('connection', (socket) => conns.push(new RawPeer(socket)))
+    try {
+      dialer.transport.setPeers(new Map([[6, { host: '127.0.0.16', port: (server.address() as net.AddressInfo).port }]]))
+      await fc.assert(
+        fc.asyncProperty(hostileChallenge, async (answer) => {
+          const seen = conns.length
+          await waitFor(() => conns.length > seen, 'the dialer dials again', closeMsMax)
+          const peer = conns[seen]!
+          const hello = (await peer.next()) as unknown[]
+          assert.deepEqual(hello.slice(0, 2), [FrameKind.Hello, protocolVersion])
+          assert.equal(hello.length, 3, 'a Hello names nothing')
+          peer.socket.write(answer(hello))
+          try {
+            await waitFor(() => peer.closed, 'the dialer closes', closeMsMax)
+          } finally {
+            peer.socket.destroy()
+          }
+          // The dialer may answer only with a Refuse that names neither side; never an Auth.
+          for (const f of peer.frames) {
+            assert.ok(Array.isArray(f) && f[0] === FrameKind.Refuse, `the dialer sent ${JSON.stringify(f)}`)
+            assert.doesNotMatch(String(f[1]), new RegExp(`${clusterId}|\\b1\\b|\\b6\\b`))
+          }
+          assert.equal(dialer.transport.connected(6), false)
+        }),
+        fuzzParams(30),
+      )
+    } finally {
+      await dialer.transport.close()
+      for (const c of conns) c.socket.destroy()
+      await new Promise((resolve) => server.close(resolve))
+    }
   })
 })
