@@ -11,9 +11,7 @@
  * partitions another broker leads, forwards the checked batch to it, so a
  * curl user can produce through any broker.
  */
-import { STATUS_CODES } from 'node:http'
 import type { ServerOptions as HttpsServerOptions } from 'node:https'
-import type { Duplex } from 'node:stream'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ErrorCode, RillError, systemRuntime, timeoutSignal } from '../base/index.ts'
 import type { BrokerService } from './service.ts'
@@ -29,7 +27,8 @@ import {
   type RecordEncoding,
   type TopicDescription,
 } from '../wire/index.ts'
-import { clientErrorAnswer, invalidRequest, toErrorAnswer } from './errors.ts'
+import { invalidRequest, toErrorAnswer } from './errors.ts'
+import { answerClientError, answerNodeRefusalsInOurShape } from './http-edge.ts'
 import { defaultApiLimits, nameLengthMax, type ApiLimits } from './limits.ts'
 import { ApiMetrics } from './metrics.ts'
 import { packAnswer, unpackBody, wantsMsgpack } from './msgpack.ts'
@@ -132,27 +131,6 @@ function logRequestError(request: Req, error: unknown, status: number): void {
   if (status >= 500) request.log.error({ ...where, err: error }, 'request failed')
 }
 
-/**
- * A request node's HTTP parser refused (it never reaches a route): answered
- * in our error shape, then the connection closes, as node's own handler
- * does (the stream cannot be trusted past a parse error). A reset socket
- * gets nothing.
- */
-function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return
-  if (socket.writable) {
-    const { status, body } = clientErrorAnswer(error.code)
-    const text = JSON.stringify(body)
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`)
-  }
-  socket.destroy()
-}
-
-/** An HTTP/1.1 request must name its Host (RFC 9112 3.2); node's own refusal had an empty body. */
-async function refuseWithoutHost(request: Req): Promise<void> {
-  if (request.headers.host === undefined && request.raw.httpVersion === '1.1') throw invalidRequest('an HTTP/1.1 request needs a Host header', 'host')
-}
-
 /** AJV keyword for byte fields of msgpack bodies: `{ binary: true }`. */
 const binaryKeyword = {
   keyword: 'binary',
@@ -167,8 +145,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const service = options.service
   const metrics = new ApiMetrics()
   const app = Fastify({
-    // node answers a Host-less HTTP/1.1 request itself (an empty 400): refused by `refuseWithoutHost` in our shape instead.
-    ...(options.https === undefined ? { http: { requireHostHeader: false } } : { https: { requireHostHeader: false, ...options.https } }),
+    ...(options.https === undefined ? {} : { https: options.https }),
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: limits.bodyBytesMax,
     // A path parameter may be as long as the longest name (find-my-way's default, 100, made topics of
@@ -179,7 +156,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       const { status, body } = toErrorAnswer(error, () => null)
       return answer(request, reply, status, body)
     },
-    // Requests node's parser refuses answer in our error shape too (fastify's default has its own).
+    // Requests node's parser refuses answer in our error shape too (http-edge.ts; fastify's default has its own).
     clientErrorHandler: answerClientError,
     // One info line per request would flood a broker's log at produce rates: requests are logged at debug in onResponse, faults at error.
     logController: new LogController({ disableRequestLogging: true }),
@@ -210,9 +187,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     if (status === 503) reply.header('retry-after', '1')
     return answer(request, reply, status, body)
   })
-  app.addHook('onRequest', refuseWithoutHost)
-  // node answers an Expect other than 100-continue itself (an empty 417); HTTP lets a server ignore it instead.
-  app.server.on('checkExpectation', (request, response) => app.server.emit('request', request, response))
+  answerNodeRefusalsInOurShape(app)
   app.setNotFoundHandler((request, reply) => {
     const body = { error: { code: ErrorCode.INVALID_REQUEST, message: `no route ${request.method} ${request.url.split('?')[0]}` } }
     return answer(request, reply, 404, body)
