@@ -28,9 +28,9 @@ import {
   type TopicDescription,
 } from '../wire/index.ts'
 import { invalidRequest, toErrorAnswer } from './errors.ts'
-import { answerClientError, answerNodeRefusalsInOurShape } from './http-edge.ts'
 import { defaultApiLimits, nameLengthMax, type ApiLimits } from './limits.ts'
 import { ApiMetrics } from './metrics.ts'
+import { answerClientError, answerNodeRefusalsInOurShape } from './http-edge.ts'
 import { packAnswer, unpackBody, wantsMsgpack } from './msgpack.ts'
 import {
   batchFromRecords,
@@ -288,8 +288,8 @@ async function requireBody(request: Req): Promise<void> {
 function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void {
   const { service, limits, metrics } = ctx
   app.post('/v1/topics/:topic/partitions/:p/records', {
-    schema: { params: schemas.partitionParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
     preValidation: requireBody,
+    schema: { params: schemas.partitionParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
   }, async (request, reply) => {
     const params = request.params as { topic: string; p: string }
     const partition = intParam(params.p, 'p')
@@ -304,8 +304,8 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
 
   const roundRobin = new RoundRobinPartitioner()
   app.post('/v1/topics/:topic/records', {
-    schema: { params: schemas.topicParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
     preValidation: requireBody,
+    schema: { params: schemas.topicParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
   }, async (request, reply) => {
     const { topic } = request.params as { topic: string }
     const body = request.body as ProduceBody
