@@ -7,6 +7,7 @@
  *   before:   start a broker; produce records to `fz-keep` and keep what they read back as
  *   each run: one hostile request ──▶ an answer within a deadline: never 5xx; a refusal is
  *             `{ error: { code, message } }` with a known code and its status
+ *   races:    creates, deletes, produces, fetches and group calls on the same names, sent at once
  *   each test (a batch of runs): /health, and a produce + fetch that reads back, answer in time;
  *             every partition of the scratch topic reads from 0 (no bad batch got stored)
  *   at the end: `fz-keep` reads back byte-identical; no request was logged as an internal error
