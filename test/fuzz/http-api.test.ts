@@ -146,9 +146,48 @@ function printSeen(): void {
   process.stdout.write(`# answers by route (status×count):\n${lines.join('\n')}\n`)
 }
 
-/** Sends one generated request and checks its answer; an accepted stored batch must read back. */
+/** High watermarks of the two fuzzed topics' partitions, from /v1/metadata: topic → per partition. */
+async function highWatermarkMap(): Promise<Map<string, number[]>> {
+  const r = await call(json('GET', '/v1/metadata'))
+  assert.equal(r.status, 200)
+  const topics = (r.body.topics as Array<{ name: string; partitions: Array<{ partition: number; highWatermark: number }> }>).filter((t) => t.name === scratchTopic || t.name === protectedTopic)
+  return new Map(topics.map((t) => [t.name, t.partitions.map((p) => p.highWatermark)]))
+}
+
+async function highWatermarks(): Promise<string> {
+  return JSON.stringify([...(await highWatermarkMap())].sort())
+}
+
+/**
+ * After a produce answered 200 (acks=leader answers before the commit), waits until its records are
+ * committed, so the high watermarks are still when the next request is checked against them.
+ */
+async function settleProduce(request: FuzzRequest, answer: RawAnswer): Promise<void> {
+  let topic: string
+  try {
+    topic = decodeURIComponent(request.target.split('/')[3] ?? '')
+  } catch {
+    return
+  }
+  if (topic !== scratchTopic && topic !== protectedTopic) return
+  const body = answerBody(answer) as { partition?: number; lastOffset?: number; offsets?: Array<{ partition: number; lastOffset: number }> }
+  const produced = body.offsets ?? (body.partition === undefined ? [] : [{ partition: body.partition, lastOffset: body.lastOffset! }])
+  await waitFor(async () => {
+    const hw = (await highWatermarkMap()).get(topic) ?? []
+    return produced.every((o) => (hw[o.partition] ?? 0) > o.lastOffset)
+  }, responsiveMsMax, `the produce ${describeRequest(request)} committed`)
+}
+
+/** Sends one generated request and checks its answer; a refused produce wrote nothing; an accepted stored batch must read back. */
 async function sendAndCheck(request: FuzzRequest): Promise<void> {
+  const produce = request.route.startsWith('POST /v1/topics/:topic/')
+  const before = produce ? await highWatermarks() : null
   const answer = await rawHttp(broker.port, request, { timeoutMs: answerMsMax, end: request.truncated === true })
+  if (produce && answer.status === 200 && request.method === 'POST') await settleProduce(request, answer)
+  if (before !== null && answer.status >= 400) {
+    // A refused request changes nothing (a commit under way when it was refused would show here too: none is, the runs are sequential).
+    assert.equal(await highWatermarks(), before, `a refused produce moved a high watermark: ${describeRequest(request)} → ${answer.status} ${answer.body.toString().slice(0, 300)}`)
+  }
   const statuses = seen.get(request.route) ?? new Map<number, number>()
   seen.set(request.route, statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1))
   checkAnswer(request, answer, { allowClose: request.truncated === true })
