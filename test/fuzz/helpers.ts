@@ -136,7 +136,8 @@ export function requestBytes(request: RawRequest): Buffer {
   const length = request.contentLength === undefined ? (body.byteLength > 0 || request.method !== 'GET' ? body.byteLength : null) : request.contentLength
   if (length !== null && !has('content-length') && !has('transfer-encoding')) headers.push(['content-length', String(length)])
   const head = `${request.method} ${request.target} HTTP/1.1\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`
-  return Buffer.concat([Buffer.from(head, 'latin1'), body])
+  // UTF-8, as a client would send a unicode target or header value (node's parser then judges the bytes).
+  return Buffer.concat([Buffer.from(head, 'utf8'), body])
 }
 
 /** Parses one HTTP answer from `data`; null while incomplete. */
