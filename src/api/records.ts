@@ -109,11 +109,17 @@ export function batchFromClient(batch: Uint8Array, producer: Producer, limits: B
 /** The checked batch of a partition produce. */
 export function produceBatch(body: ProduceBody, msgpack: boolean, limits: BatchLimits): { batch: Uint8Array; info: BatchInfo } {
   const producer = producerOf(body)
-  if (body.batch !== undefined) {
-    if (!msgpack) throw invalidRequest('batch is only accepted in msgpack bodies', 'batch')
-    return batchFromClient(body.batch, producer, limits)
+  const built = body.batch === undefined ? batchFromRecords(recordInputs(body, msgpack, limits), producer, limits) : clientBatch(body.batch, msgpack, producer, limits)
+  // The token is checked by the broker (it holds the secret); a token for a batch without a producer id is a mistake, said here.
+  if (body.producerToken !== undefined && built.info.producerId < 0) {
+    throw invalidRequest('producerToken goes with a producer id (producerId, producerEpoch, sequence, or a batch header that has them)', 'producerToken')
   }
-  return batchFromRecords(recordInputs(body, msgpack, limits), producer, limits)
+  return built
+}
+
+function clientBatch(batch: Uint8Array, msgpack: boolean, producer: Producer, limits: BatchLimits): { batch: Uint8Array; info: BatchInfo } {
+  if (!msgpack) throw invalidRequest('batch is only accepted in msgpack bodies', 'batch')
+  return batchFromClient(batch, producer, limits)
 }
 
 /**

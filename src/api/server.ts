@@ -281,7 +281,8 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
     const partition = intParam(params.p, 'p')
     const body = request.body as ProduceBody
     const { batch, info } = produceBatch(body, isMsgpackRequest(request), limits.batch)
-    const outcome = await service.produce({ topic: params.topic, partition, batch, acks: body.acks ?? 'all' })
+    const token = body.producerToken === undefined ? {} : { producerToken: body.producerToken }
+    const outcome = await service.produce({ topic: params.topic, partition, batch, acks: body.acks ?? 'all', ...token })
     metrics.produceRecords.inc({ topic: params.topic }, info.recordCount)
     metrics.produceBytes.inc({ topic: params.topic }, batch.length)
     const result: ProduceResponse = { partition: outcome.partition, baseOffset: outcome.baseOffset, lastOffset: outcome.lastOffset }
@@ -295,7 +296,7 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
     const { topic } = request.params as { topic: string }
     const body = request.body as ProduceBody
     if (body.batch !== undefined) throw invalidRequest('a stored-format batch names its partition: POST it to /v1/topics/:topic/partitions/:p/records', 'batch')
-    if (Object.keys(producerOf(body)).length > 0) {
+    if (Object.keys(producerOf(body)).length > 0 || body.producerToken !== undefined) {
       throw invalidRequest('sequences are per partition: idempotent produce goes to /v1/topics/:topic/partitions/:p/records', 'producerId')
     }
     const records = recordInputs(body, isMsgpackRequest(request), limits.batch)
@@ -335,6 +336,8 @@ interface ProduceCallFields {
   readonly partition: number
   readonly batch: Uint8Array
   readonly acks: 'all' | 'leader'
+  /** Goes along when forwarded: the leader checks it as it would a client's. */
+  readonly producerToken?: string
 }
 
 /** Produces here, or, when another broker leads the partition and forwarding is on, there (msgpack, the batch as is). */
@@ -356,7 +359,7 @@ async function forwardProduce(forwardFetch: ForwardFetch, leader: BrokerRef, cal
     response = await forwardFetch(url, {
       method: 'POST',
       headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1' },
-      body: packAnswer({ batch: call.batch, acks: call.acks }),
+      body: packAnswer({ batch: call.batch, acks: call.acks, ...(call.producerToken === undefined ? {} : { producerToken: call.producerToken }) }),
       signal: timeoutSignal(systemRuntime, forwardTimeoutMs),
     })
   } catch (cause) {

@@ -119,16 +119,29 @@ export interface TopicListResponse {
 
 /** `POST /v1/producers` → a fresh idempotent-producer identity. */
 export interface InitProducerResponse {
+  /** Unique in the cluster, not guessable (a keyed permutation of a counter). */
   producerId: number
   producerEpoch: number
+  /**
+   * Proof of having obtained this id and epoch (64 hex digits, a MAC with
+   * the cluster secret): every produce with the id must carry it, or it is
+   * refused with 403 INVALID_PRODUCER_TOKEN.
+   */
+  producerToken: string
 }
 
-/** Idempotence fields of a produce (DESIGN.md decision 9): all three or none. */
+/**
+ * Idempotence fields of a produce (DESIGN.md decision 9): producerId,
+ * producerEpoch and sequence all three or none; producerToken whenever the
+ * batch has a producer id (from these fields or a stored-format batch's header).
+ */
 export interface ProducerIdentity {
   producerId?: number
   producerEpoch?: number
   /** Sequence of the batch's first record, per producer and partition, from 0; the next batch's is this plus its record count. */
   sequence?: number
+  /** The token `POST /v1/producers` answered with the producer id. */
+  producerToken?: string
 }
 
 /** `POST /v1/topics/:topic[/partitions/:p]/records` in JSON. */
@@ -325,6 +338,8 @@ export interface ProduceCall {
   /** One record batch in the stored format, already checked by `validateBatch` at the edge. */
   readonly batch: Uint8Array
   readonly acks: Acks
+  /** Needed when the batch has a producer id: the token issued with it (refused with INVALID_PRODUCER_TOKEN otherwise). */
+  readonly producerToken?: string
 }
 
 export interface ProduceOutcome {
