@@ -3,10 +3,10 @@
  * one result per partition as Kafka's ProduceResponse (issue 10, hole 7).
  *
  *   records ──routeRecords──▶ parts (one per partition) ──produce or forward each──▶ settled
- *   settled ──topicProduceAnswer──▶ every part written   200 { offsets }
- *                                   some written, some not 207 { offsets, failed }
- *                                   none written          error status of the first failure,
- *                                                         { error: { code, message, offsets: [], failed } }
+ *   settled ──topicProduceAnswer──▶ every part written      200 { offsets }
+ *                                   some written, some not  207 { offsets, failed }
+ *                                   none written            an error status (noPartWritten),
+ *                                                           { error: { code, message, offsets: [], failed } }
  *
  * Partitions are independent logs: a part that was written stays written
  * whatever happened to the others. The old answer to a mixed outcome was the
@@ -24,7 +24,7 @@
  * route has no producer sequences, so only an idempotent producer on the
  * partition route (the SDK's default) retries that without a duplicate.
  */
-import { ErrorCode, RillError } from '../base/index.ts'
+import { ErrorCode, RillError, isRillError } from '../base/index.ts'
 import type { BrokerRef, ProduceResponse, TopicProduceFailure, TopicProduceResponse } from '../wire/index.ts'
 import { toErrorAnswer } from './errors.ts'
 import type { PartitionPart } from './records.ts'
@@ -41,9 +41,9 @@ export interface TopicProduceAnswer {
 
 /**
  * The per-partition answer to a topic produce whose parts settled as
- * `settled` (same order as `parts`). Throws, when no part was written, the
- * first failure's error (in partition order) carrying every part's result, so
- * the status says the request failed as a whole.
+ * `settled` (same order as `parts`). Throws, when no part was written, an
+ * error carrying every part's result (see `noPartWritten`), so the status
+ * says the request failed as a whole.
  */
 export function topicProduceAnswer(
   parts: readonly PartitionPart[],
@@ -53,20 +53,20 @@ export function topicProduceAnswer(
   const offsets: ProduceResponse[] = []
   const failed: TopicProduceFailure[] = []
   const unexpected: unknown[] = []
-  let firstError: unknown = null
+  const reasons: unknown[] = []
   settled.forEach((s, i) => {
     const part = parts[i]!
     if (s.status === 'fulfilled') {
       offsets.push({ partition: s.value.partition, baseOffset: s.value.baseOffset, lastOffset: s.value.lastOffset })
       return
     }
-    firstError ??= s.reason
+    reasons.push(s.reason)
     if (!(s.reason instanceof RillError)) unexpected.push(s.reason)
     failed.push(failureOf(part, s.reason, resolveLeader))
   })
   if (failed.length === 0) return { status: 200, body: { offsets }, unexpected }
   if (offsets.length > 0) return { status: partialProduceStatus, body: { offsets, failed }, unexpected }
-  throw noPartWritten(firstError, failed)
+  throw noPartWritten(reasons, failed)
 }
 
 function failureOf(part: PartitionPart, reason: unknown, resolveLeader: (leader: unknown) => BrokerRef | null): TopicProduceFailure {
@@ -83,9 +83,16 @@ function failureOf(part: PartitionPart, reason: unknown, resolveLeader: (leader:
   return failure
 }
 
-/** The error that answers a topic produce of which no part was written: the first failure's code, with every part's result. */
-function noPartWritten(firstError: unknown, failed: TopicProduceFailure[]): RillError {
+/**
+ * The error that answers a topic produce of which no part was written, with
+ * every part's result: the first failure in partition order that is not
+ * NOT_LEADER, else NOT_LEADER. So a 421 means every part was refused before
+ * being written, and the one resend undici makes of a 421 by itself (see
+ * docs/api.md) cannot duplicate a part whose outcome is unknown (a TIMEOUT).
+ */
+function noPartWritten(reasons: readonly unknown[], failed: TopicProduceFailure[]): RillError {
   const details = { offsets: [], failed }
+  const firstError = reasons.find((r) => !isRillError(r, ErrorCode.NOT_LEADER)) ?? reasons[0]
   if (firstError instanceof RillError) {
     return new RillError(firstError.code, firstError.message, { cause: firstError, details: { ...firstError.details, ...details } })
   }

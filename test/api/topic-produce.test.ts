@@ -150,6 +150,20 @@ describe('topic route, some partitions fail (issue 10, hole 7)', () => {
     assert.deepEqual(sorted(await valuesInTopic()), ['x0', 'x1', 'x2', 'x3'])
   })
 
+  test('none written and one part timed out (maybe written): not a 421, which undici would resend by itself', async () => {
+    service.failures.set(0, leaderGone())
+    service.failures.set(1, new RillError(ErrorCode.TIMEOUT, 'no commit in time'))
+    service.failures.set(2, leaderGone())
+    const r = await produce([{ value: 'a' }, { value: 'b' }, { value: 'c' }])
+    assert.equal(r.status, 503, JSON.stringify(r.body))
+    assert.equal(r.body.error.code, 'TIMEOUT')
+    assert.deepEqual(r.body.error.failed.map((f: any) => [f.partition, f.code, f.retriable]), [
+      [0, 'NOT_LEADER', true],
+      [1, 'TIMEOUT', true],
+      [2, 'NOT_LEADER', true],
+    ])
+  })
+
   test('every part written is a plain 200 { offsets }', async () => {
     const r = await produce([{ value: 'a' }, { value: 'b' }, { value: 'c' }])
     assert.equal(r.status, 200)
