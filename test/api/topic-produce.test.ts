@@ -164,6 +164,25 @@ describe('topic route, some partitions fail (issue 10, hole 7)', () => {
     ])
   })
 
+  test('through fetch, which resends a 421 once by itself (the Fetch standard), a partial failure writes nothing twice', async () => {
+    const address = await app.listen({ host: '127.0.0.1', port: 0 })
+    service.failures.set(1, leaderGone())
+    const callsBefore = service.produceCalls
+    const values = ['a', 'b', 'c']
+    const r = await fetch(`${address}/v1/topics/${topic}/records`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ records: values.map((value) => ({ value })) }),
+      signal: AbortSignal.timeout(10_000),
+    })
+    const text = await r.text()
+    assert.equal(r.status, 207, text)
+    // One request reached the broker: three parts produced once (a 421 would have been sent again, two parts written twice).
+    assert.equal(service.produceCalls - callsBefore, 3)
+    const failed: number[] = JSON.parse(text).failed[0].records
+    assert.deepEqual(sorted(await valuesInTopic()), values.filter((_, i) => !failed.includes(i)))
+  })
+
   test('every part written is a plain 200 { offsets }', async () => {
     const r = await produce([{ value: 'a' }, { value: 'b' }, { value: 'c' }])
     assert.equal(r.status, 200)
