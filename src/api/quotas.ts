@@ -25,8 +25,8 @@
  * Bounds: at most `keysMax` keys are tracked (least recently used first out;
  * an idle key — buckets full again, nothing held — is forgotten first, which
  * changes nothing since a new key starts full); at most `heldAnswersMax`
- * answers are held at once in the process and `heldAnswersPerKeyMax` per
- * key. A request from a key that is in debt while those are full is refused
+ * answers (`heldBytesMax` bytes) are held at once in the process and
+ * `heldAnswersPerKeyMax` per key. A request from a key that is in debt while those are full is refused
  * before it is served: 429 THROTTLED (retriable; `Retry-After`, details
  * `throttleMs`) — it changes nothing. A held answer is released at once when
  * its client goes away or the server closes (the bound of a stop).
@@ -57,6 +57,8 @@ export interface QuotaConfig {
   readonly heldAnswersMax?: number
   /** Answers held at once for one key. */
   readonly heldAnswersPerKeyMax?: number
+  /** Bytes of answers held at once in this process (a held fetch answer keeps its records). */
+  readonly heldBytesMax?: number
 }
 
 /** Default longest hold: well inside the SDKs' 30 s request timeout and the CLI's 10 s. */
@@ -69,6 +71,8 @@ export const quotaKeysMaxDefault = 10_000
 export const heldAnswersMaxDefault = 1_024
 /** Answers held at once per key, by default (an SDK producer keeps a few requests in flight per partition). */
 export const heldAnswersPerKeyMaxDefault = 256
+/** Bytes of answers held at once in the process, by default. */
+export const heldBytesMaxDefault = 256 * 1024 * 1024
 /** A bucket holds one second of its rate (Kafka measures rates over windows of about a second). */
 const burstSeconds = 1
 /** Idle keys looked at (and forgotten) per new key: the sweep's work per request is bounded. */
@@ -333,6 +337,9 @@ export function installQuotas(app: FastifyInstance, options: InstallQuotasOption
   if (!table.enabled) return null
   const heldMax = options.config.heldAnswersMax ?? heldAnswersMaxDefault
   const heldPerKeyMax = options.config.heldAnswersPerKeyMax ?? heldAnswersPerKeyMaxDefault
+  const heldBytesMax = options.config.heldBytesMax ?? heldBytesMaxDefault
+  /** Bytes of the answers held now. */
+  const heldBytes = { now: 0 }
   const states = new WeakMap<FastifyRequest, RequestQuota>()
   /** Held answers' wake-ups: all run when the server closes. */
   const holds = new Set<() => void>()
@@ -363,7 +370,7 @@ export function installQuotas(app: FastifyInstance, options: InstallQuotasOption
     if (state === undefined) return
     const throttleMs = table.throttleMs(state.key, state.kind)
     if (throttleMs === 0) return
-    if (table.entry(state.key).held < heldPerKeyMax && holds.size < heldMax) return
+    if (table.entry(state.key).held < heldPerKeyMax && holds.size < heldMax && heldBytes.now < heldBytesMax) return
     state.refused = true
     metrics.refused.inc({ kind: state.kind, key: keyKindOf(state.key) })
     throw new RillError(ErrorCode.THROTTLED, `over quota with ${heldPerKeyMax} answers held for this client (or ${heldMax} in all): retry in ${throttleMs} ms`, {
@@ -380,7 +387,7 @@ export function installQuotas(app: FastifyInstance, options: InstallQuotasOption
     const bytes = state.kind === 'produce' ? requestBytes(request, state, options.bodyBytesMax) : payloadBytes(payload)
     const holdMs = table.charge(state.key, { kind: state.kind, bytes, requests: 1 })
     reply.header(throttleHeader, String(holdMs))
-    if (holdMs > 0) await hold({ table, state, reply, holdMs, holds, runtime: options.runtime, metrics })
+    if (holdMs > 0) await hold({ table, state, request, reply, holdMs, holds, heldBytes, bytes: payloadBytes(payload), runtime: options.runtime, metrics })
     return payload
   })
   // Held answers go out at once when the server stops: a stop is not held up by quotas.
@@ -394,24 +401,32 @@ export function installQuotas(app: FastifyInstance, options: InstallQuotasOption
 async function hold(h: {
   table: QuotaTable
   state: RequestQuota
+  request: FastifyRequest
   reply: FastifyReply
   holdMs: number
   holds: Set<() => void>
+  heldBytes: { now: number }
+  /** The answer's bytes (held in memory meanwhile). */
+  bytes: number
   runtime: Runtime
   metrics: QuotaMetrics
 }): Promise<void> {
+  // A client already gone has nobody to slow down (and would hold nothing but memory).
+  if (h.reply.raw.destroyed || h.request.raw.socket?.destroyed === true) return
   const entry = h.table.entry(h.state.key)
   const labels = { kind: h.state.kind, key: keyKindOf(h.state.key) }
   const abort = new AbortController()
   const wake = (): void => abort.abort()
   const startMs = h.runtime.nowMs()
   entry.held++
+  h.heldBytes.now += h.bytes
   h.holds.add(wake)
   h.reply.raw.once('close', wake)
   try {
     await h.runtime.sleep(h.holdMs, abort.signal)
   } finally {
     entry.held--
+    h.heldBytes.now -= h.bytes
     h.holds.delete(wake)
     h.reply.raw.off('close', wake)
     h.metrics.throttled.inc(labels)

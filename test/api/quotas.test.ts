@@ -8,6 +8,7 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { request as httpRequest } from 'node:http'
 import { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { QuotaTable, TokenBucket, buildApi, quotaKeyOf, throttleHeader, type QuotaConfig } from '../../src/api/index.ts'
@@ -254,6 +255,51 @@ test('a client in debt with its held answers at the bound is refused 429 THROTTL
     assert.equal((await first.promise).statusCode, 200)
     const metrics = await app.inject({ method: 'GET', url: '/metrics' })
     assert.match(metrics.body, /rill_quota_refused_total\{kind="produce",key="address"\} 1/)
+  } finally {
+    await app.close()
+    await service.close()
+  }
+})
+
+test('the bytes of held answers are bounded too: past heldBytesMax a client in debt is refused', async () => {
+  const { app, service, runtime } = await quotaApi({ produceBytesPerSecond: 1000, heldBytesMax: 1 })
+  try {
+    const first = tracked(app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(2500), remoteAddress: '127.0.0.13' }))
+    const at = await held(runtime)
+    const refused = await app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(10), remoteAddress: '127.0.0.13' })
+    assert.equal(refused.statusCode, 429)
+    await runtime.runUntil(at)
+    assert.equal((await first.promise).statusCode, 200)
+  } finally {
+    await app.close()
+    await service.close()
+  }
+})
+
+/** Polls /metrics (real time, with a deadline) until `pattern` shows. */
+async function metricShows(app: FastifyInstance, pattern: RegExp, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  for (;;) {
+    const body = (await app.inject({ method: 'GET', url: '/metrics' })).body
+    if (pattern.test(body)) return
+    if (Date.now() > end) assert.fail(`metrics never showed ${pattern}:\n${body}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+test('a client that goes away frees its held answer at once', async () => {
+  const { app, service, runtime } = await quotaApi({ produceBytesPerSecond: 1000 })
+  try {
+    await app.listen({ host: '127.0.0.1', port: 0 })
+    const { port } = app.server.address() as { port: number }
+    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/v1/topics/t/partitions/0/records', headers: { 'content-type': 'application/json' } })
+    req.on('error', () => {})
+    req.end(JSON.stringify(produceBody(4000)))
+    await held(runtime)
+    await metricShows(app, /^rill_quota_held_answers 1$/m)
+    req.destroy()
+    await metricShows(app, /^rill_quota_held_answers 0$/m)
+    assert.equal(runtime.nowMs(), 0, 'released by the disconnect, not by time')
   } finally {
     await app.close()
     await service.close()
