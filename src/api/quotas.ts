@@ -33,7 +33,7 @@
  *
  * Time and timers come from the Runtime seam (tests pass a virtual clock).
  */
-import { Transform } from 'node:stream'
+import { Transform, pipeline } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { assert, ErrorCode, RillError, type Runtime } from '../base/index.ts'
@@ -355,14 +355,14 @@ export function installQuotas(app: FastifyInstance, options: InstallQuotasOption
     const state = states.get(request)
     if (state === undefined || request.headers['content-length'] !== undefined) return payload
     state.bodyBytes = 0
-    return payload.pipe(
-      new Transform({
-        transform(chunk: Buffer, _encoding, done) {
-          state.bodyBytes! += chunk.length
-          done(null, chunk)
-        },
-      }),
-    )
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        state.bodyBytes! += chunk.length
+        done(null, chunk)
+      },
+    })
+    // pipeline, not pipe: a client that aborts mid-body fails the parse instead of leaving it waiting.
+    return pipeline(payload, counter, () => {})
   })
   // Before the handler: a key in debt whose held answers are at their bound is refused, changing nothing.
   app.addHook('preHandler', async (request) => {
@@ -373,7 +373,8 @@ export function installQuotas(app: FastifyInstance, options: InstallQuotasOption
     if (table.entry(state.key).held < heldPerKeyMax && holds.size < heldMax && heldBytes.now < heldBytesMax) return
     state.refused = true
     metrics.refused.inc({ kind: state.kind, key: keyKindOf(state.key) })
-    throw new RillError(ErrorCode.THROTTLED, `over quota with ${heldPerKeyMax} answers held for this client (or ${heldMax} in all): retry in ${throttleMs} ms`, {
+    const bound = `${heldPerKeyMax} answers held for one client, ${heldMax} or ${heldBytesMax} bytes in all`
+    throw new RillError(ErrorCode.THROTTLED, `over quota while as many answers are held as the broker holds (${bound}): retry in ${throttleMs} ms`, {
       details: { throttleMs },
     })
   })
