@@ -320,7 +320,12 @@ export interface InstallQuotasOptions {
 
 /** Per-request state, on the request (fastify decorates nothing: a WeakMap keeps it private). */
 interface RequestQuota {
-  readonly key: string
+  /**
+   * quotaKeyOf(request), taken before the handler and again when the answer
+   * is charged: late, so an authentication hook registered after these
+   * (onRequest or preValidation) has set the principal by then.
+   */
+  key: string
   readonly kind: QuotaKind
   /** Body bytes counted as they arrived (chunked bodies); null when Content-Length said. */
   bodyBytes: number | null
@@ -348,7 +353,7 @@ export function installQuotas(app: FastifyInstance, options: InstallQuotasOption
   app.addHook('onRequest', async (request) => {
     const kind = (request.routeOptions.config as { quota?: QuotaKind } | undefined)?.quota
     if (kind === undefined) return
-    states.set(request, { key: quotaKeyOf(request), kind, bodyBytes: null, refused: false })
+    states.set(request, { key: '', kind, bodyBytes: null, refused: false })
   })
   // Chunked bodies have no Content-Length: count what arrives (fastify's body limit still applies downstream).
   app.addHook('preParsing', async (request, _reply, payload) => {
@@ -368,6 +373,7 @@ export function installQuotas(app: FastifyInstance, options: InstallQuotasOption
   app.addHook('preHandler', async (request) => {
     const state = states.get(request)
     if (state === undefined) return
+    state.key = quotaKeyOf(request)
     const throttleMs = table.throttleMs(state.key, state.kind)
     if (throttleMs === 0) return
     if (table.entry(state.key).held < heldPerKeyMax && holds.size < heldMax && heldBytes.now < heldBytesMax) return
@@ -385,6 +391,7 @@ export function installQuotas(app: FastifyInstance, options: InstallQuotasOption
       reply.header('retry-after', String(Math.max(1, Math.ceil(table.throttleMs(state.key, state.kind) / 1000))))
       return payload
     }
+    state.key = quotaKeyOf(request)
     const bytes = state.kind === 'produce' ? requestBytes(request, state, options.bodyBytesMax) : payloadBytes(payload)
     const holdMs = table.charge(state.key, { kind: state.kind, bytes, requests: 1 })
     reply.header(throttleHeader, String(holdMs))

@@ -135,6 +135,19 @@ async function held(runtime: VirtualRuntime): Promise<number> {
   return runtime.nextEventMs()!
 }
 
+/** `p`, which must settle without the virtual clock moving: a test fails (not hangs) when it is held. */
+async function promptly<T>(p: Promise<T>, ms = 5000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not answered within ${ms} ms of real time: held?`)), ms)
+  })
+  try {
+    return await Promise.race([p, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 const produceBody = (bytes: number): { records: { value: string }[] } => ({ records: [{ value: 'x'.repeat(bytes) }] })
 
 describe('produce over its quota is delayed, not dropped', () => {
@@ -156,7 +169,7 @@ describe('produce over its quota is delayed, not dropped', () => {
     assert.equal(holdAt, bodyBytes - 1000, 'one second of burst, then 1 ms per byte over')
     assert.equal(service.partition('t', 0).state.highWatermark, 1, 'written before the answer is held (as in Kafka)')
     // Another key, while the first is held: answered with no virtual time passing.
-    const other = await app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(100), remoteAddress: '127.0.0.6' })
+    const other = await promptly(app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(100), remoteAddress: '127.0.0.6' }))
     assert.equal(other.statusCode, 200)
     assert.equal(other.headers[throttleHeader], '0')
     assert.equal(runtime.nowMs(), 0)
@@ -222,8 +235,8 @@ test('requests per second: the request over the rate is held one period', async 
   try {
     const fetch = (): Promise<{ statusCode: number; headers: Record<string, unknown> }> =>
       app.inject({ method: 'GET', url: '/v1/topics/t/partitions/0/records?offset=0', remoteAddress: '127.0.0.9' })
-    assert.equal((await fetch()).headers[throttleHeader], '0')
-    assert.equal((await fetch()).headers[throttleHeader], '0')
+    assert.equal((await promptly(fetch())).headers[throttleHeader], '0')
+    assert.equal((await promptly(fetch())).headers[throttleHeader], '0')
     const third = tracked(fetch())
     assert.equal(await held(runtime), 500)
     await runtime.runUntil(500)
@@ -242,14 +255,14 @@ test('a client in debt with its held answers at the bound is refused 429 THROTTL
     const first = tracked(app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(2500), remoteAddress: '127.0.0.10' }))
     const at = await held(runtime)
     const calls = service.produceCalls
-    const refused = await app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(10), remoteAddress: '127.0.0.10' })
+    const refused = await promptly(app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(10), remoteAddress: '127.0.0.10' }))
     assert.equal(refused.statusCode, 429)
     assert.equal(refused.json().error.code, 'THROTTLED')
     assert.equal(refused.json().error.throttleMs, at)
     assert.equal(refused.headers['retry-after'], String(Math.ceil(at / 1000)))
     assert.equal(service.produceCalls, calls, 'refused before the broker was called')
     assert.equal(service.partition('t', 0).state.highWatermark, 1)
-    const other = await app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(10), remoteAddress: '127.0.0.11' })
+    const other = await promptly(app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(10), remoteAddress: '127.0.0.11' }))
     assert.equal(other.statusCode, 200, 'another client is not refused')
     await runtime.runUntil(at)
     assert.equal((await first.promise).statusCode, 200)
@@ -261,12 +274,46 @@ test('a client in debt with its held answers at the bound is refused 429 THROTTL
   }
 })
 
+test('with a principal (set by an authentication hook registered after the API), quotas follow it across addresses', async () => {
+  const service = new TestService()
+  const runtime = new VirtualRuntime()
+  const app = buildApi({ service, runtime, quotas: { ...noQuota, produceBytesPerSecond: 1000 } })
+  // As client authentication will: an onRequest hook of its own, registered after buildApi.
+  app.addHook('onRequest', async (request) => {
+    const name = request.headers['x-test-principal']
+    ;(request as unknown as { principal: string | null }).principal = typeof name === 'string' ? name : null
+  })
+  try {
+    await app.ready()
+    await service.createTopic({ name: 't', partitions: 1, replicationFactor: 1 })
+    const produce = (principal: string, remoteAddress: string, bytes: number) =>
+      app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(bytes), headers: { 'x-test-principal': principal }, remoteAddress })
+    const first = tracked(produce('alice', '127.0.0.20', 2500))
+    const at = await held(runtime)
+    const bob = await promptly(produce('bob', '127.0.0.20', 10))
+    assert.equal(bob.headers[throttleHeader], '0', 'another principal on the same address is not affected')
+    const alice = tracked(produce('alice', '127.0.0.21', 10))
+    await metricShows(app, /^rill_quota_held_answers 2$/m)
+    await runtime.runUntil(at)
+    assert.equal((await first.promise).statusCode, 200)
+    assert.equal(alice.settled(), false, 'alice from another address shares her debt')
+    await runtime.runUntil(at + 1000)
+    const r = await alice.promise
+    assert.ok(Number(r.headers[throttleHeader]) > at, 'held for her whole debt')
+    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
+    assert.match(metrics, /rill_quota_throttled_total\{kind="produce",key="principal"\} 2/)
+  } finally {
+    await app.close()
+    await service.close()
+  }
+})
+
 test('the bytes of held answers are bounded too: past heldBytesMax a client in debt is refused', async () => {
   const { app, service, runtime } = await quotaApi({ produceBytesPerSecond: 1000, heldBytesMax: 1 })
   try {
     const first = tracked(app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(2500), remoteAddress: '127.0.0.13' }))
     const at = await held(runtime)
-    const refused = await app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(10), remoteAddress: '127.0.0.13' })
+    const refused = await promptly(app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(10), remoteAddress: '127.0.0.13' }))
     assert.equal(refused.statusCode, 429)
     await runtime.runUntil(at)
     assert.equal((await first.promise).statusCode, 200)
@@ -311,8 +358,8 @@ test('closing the server answers held requests at once', async () => {
   try {
     const r = tracked(app.inject({ method: 'POST', url: '/v1/topics/t/partitions/0/records', payload: produceBody(4000), remoteAddress: '127.0.0.12' }))
     await held(runtime)
-    await app.close()
-    const answer = await r.promise
+    await promptly(app.close())
+    const answer = await promptly(r.promise)
     assert.equal(answer.statusCode, 200)
     assert.equal(runtime.nowMs(), 0, 'no virtual time passed')
   } finally {
