@@ -47,13 +47,22 @@ export interface SenderContext {
   /** True while a flush (or close) waits: batches go out without lingering. */
   flushing(): boolean
   /** Sends a batch to the partition's leader; throws RillClientError. */
-  produce(req: { topic: string; partition: number; batch: Uint8Array; acks: Acks }): Promise<ProduceResponse>
+  produce(req: ProduceAttempt): Promise<ProduceResponse>
   /** The producer's identity (`fresh`: a new one, for a partition whose sequence is lost). */
   identity(fresh: boolean): Promise<ProducerIdentity>
   /** A batch left the open state: the sticky partitioner moves on. */
   batchClosed(topic: string, partition: number): void
   /** A batch settled: its bytes go back to the buffer. */
   batchSettled(batch: ProducerBatch): void
+}
+
+/** One send of one batch: the token of the identity it was encoded with goes along (idempotent producers). */
+export interface ProduceAttempt {
+  readonly topic: string
+  readonly partition: number
+  readonly batch: Uint8Array
+  readonly acks: Acks
+  readonly producerToken?: string
 }
 
 /** Largest sequence number (i32). A partition about to pass it takes a fresh identity. */
@@ -73,6 +82,7 @@ const refusedBeforeAppendCodes: ReadonlySet<string> = new Set([
   ClientErrorCode.THROTTLED,
   ClientErrorCode.UNAUTHORIZED,
   ClientErrorCode.FORBIDDEN,
+  ClientErrorCode.INVALID_PRODUCER_TOKEN,
   ClientErrorCode.UNKNOWN_TOPIC,
   ClientErrorCode.UNKNOWN_PARTITION,
   ClientErrorCode.TOO_LARGE,
@@ -230,7 +240,8 @@ export class PartitionSender {
     batch.state = 'in-flight'
     batch.attempts++
     this.#inFlight++
-    const req = { topic: this.topic, partition: this.partition, batch: batch.encoded!, acks: this.#ctx.acks }
+    const token = batch.identity === null ? {} : { producerToken: batch.identity.producerToken }
+    const req: ProduceAttempt = { topic: this.topic, partition: this.partition, batch: batch.encoded!, acks: this.#ctx.acks, ...token }
     this.#ctx.produce(req).then(
       (answer) => this.#answered(batch, answer),
       (error: unknown) => this.#failed(batch, asClientError(error)),
@@ -251,6 +262,8 @@ export class PartitionSender {
     this.#inFlight--
     batch.lastError = error
     if (!refusedBeforeAppendCodes.has(error.code)) batch.maybeWritten = true
+    // The identity's token is not (or no longer: a new cluster secret) accepted: the batch fails, the next ones go with a fresh identity.
+    if (error.code === ClientErrorCode.INVALID_PRODUCER_TOKEN && batch.identity === this.#identity) this.#resetIdentity = true
     if (error.code === ClientErrorCode.OUT_OF_ORDER_SEQUENCE) this.#outOfOrder(batch)
     else if (error.retriable || retriedCodes.has(error.code)) this.#retryLater(batch, error)
     else this.#failForGood(batch, error)

@@ -7,7 +7,7 @@
  * | --- | --- |
  * | 400 | INVALID_REQUEST (schema failures, malformed JSON/msgpack, bad batches) |
  * | 401 | UNAUTHORIZED |
- * | 403 | FORBIDDEN |
+ * | 403 | FORBIDDEN, INVALID_PRODUCER_TOKEN |
  * | 404 | UNKNOWN_TOPIC, UNKNOWN_PARTITION, UNKNOWN_MEMBER (and unknown routes, as INVALID_REQUEST) |
  * | 409 | TOPIC_EXISTS, OUT_OF_ORDER_SEQUENCE, CONF_CHANGE_REFUSED, FENCED_MEMBER, DUPLICATE_BROKER_REGISTRATION |
  * | 413 | TOO_LARGE |
@@ -21,6 +21,10 @@
  * OUT_OF_ORDER_SEQUENCE is 409, not 400: the body is well formed; it
  * conflicts with the partition's producer state (a gap after a lost batch),
  * and the producer must not retry it unchanged.
+ *
+ * INVALID_PRODUCER_TOKEN is 403, not 401: the request may well be
+ * authenticated (401 is for missing or bad client credentials); what it
+ * lacks is proof that its sender obtained the producer id it writes with.
  */
 import { ErrorCode, RillError } from '../base/index.ts'
 import type { BrokerRef } from '../wire/index.ts'
@@ -29,6 +33,7 @@ const statusByCode: Readonly<Record<ErrorCode, number>> = {
   INVALID_REQUEST: 400,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
+  INVALID_PRODUCER_TOKEN: 403,
   UNKNOWN_TOPIC: 404,
   UNKNOWN_PARTITION: 404,
   TOPIC_EXISTS: 409,

@@ -9,7 +9,8 @@
  * so a refused request changes nothing. Produce on the topic route splits the
  * records by partition (murmur2 of the key, round-robin without) and, for
  * partitions another broker leads, forwards the checked batch to it, so a
- * curl user can produce through any broker.
+ * curl user can produce through any broker. Its answer is per partition
+ * (topic-produce.ts): 200 all written, 207 some, an error none.
  */
 import type { ServerOptions as HttpsServerOptions } from 'node:https'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
@@ -45,6 +46,7 @@ import {
   type ProduceBody,
 } from './records.ts'
 import * as schemas from './schemas.ts'
+import { topicProduceAnswer } from './topic-produce.ts'
 
 export interface ApiOptions {
   readonly service: BrokerService
@@ -289,7 +291,8 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
     const partition = intParam(params.p, 'p')
     const body = request.body as ProduceBody
     const { batch, info } = produceBatch(body, isMsgpackRequest(request), limits.batch)
-    const outcome = await service.produce({ topic: params.topic, partition, batch, acks: body.acks ?? 'all' })
+    const token = body.producerToken === undefined ? {} : { producerToken: body.producerToken }
+    const outcome = await service.produce({ topic: params.topic, partition, batch, acks: body.acks ?? 'all', ...token })
     metrics.produceRecords.inc({ topic: params.topic }, info.recordCount)
     metrics.produceBytes.inc({ topic: params.topic }, batch.length)
     const result: ProduceResponse = { partition: outcome.partition, baseOffset: outcome.baseOffset, lastOffset: outcome.lastOffset }
@@ -304,38 +307,26 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
     const { topic } = request.params as { topic: string }
     const body = request.body as ProduceBody
     if (body.batch !== undefined) throw invalidRequest('a stored-format batch names its partition: POST it to /v1/topics/:topic/partitions/:p/records', 'batch')
-    if (Object.keys(producerOf(body)).length > 0) {
+    if (Object.keys(producerOf(body)).length > 0 || body.producerToken !== undefined) {
       throw invalidRequest('sequences are per partition: idempotent produce goes to /v1/topics/:topic/partitions/:p/records', 'producerId')
     }
     const records = recordInputs(body, isMsgpackRequest(request), limits.batch)
     const partitionCount = service.partitionCount(topic)
     // Every batch is built and checked before any is produced: a bad record refuses the whole request.
-    const batches = [...routeRecords(records, partitionCount, roundRobin)].map(([partition, rs]) => ({ partition, ...batchFromRecords(rs, {}, limits.batch) }))
+    const parts = routeRecords(records, partitionCount, roundRobin)
+    const batches = parts.map((part) => batchFromRecords(part.records, {}, limits.batch))
     const acks = body.acks ?? 'all'
     const forwarded = request.headers[forwardedHeader] !== undefined
-    const settled = await Promise.allSettled(batches.map((b) => produceOrForward(ctx, { topic, partition: b.partition, batch: b.batch, acks }, ctx.forward && !forwarded)))
-    const offsets: ProduceResponse[] = []
-    const failed: { partition: number; code: string; message: string }[] = []
-    let firstError: unknown = null
+    const settled = await Promise.allSettled(parts.map((part, i) => produceOrForward(ctx, { topic, partition: part.partition, batch: batches[i]!.batch, acks }, ctx.forward && !forwarded)))
     settled.forEach((s, i) => {
-      const b = batches[i]!
-      if (s.status === 'fulfilled') {
-        offsets.push(s.value)
-        metrics.produceRecords.inc({ topic }, b.info.recordCount)
-        metrics.produceBytes.inc({ topic }, b.batch.length)
-        return
-      }
-      firstError ??= s.reason
-      const e = s.reason as { code?: string; message?: string }
-      failed.push({ partition: b.partition, code: String(e.code ?? ErrorCode.INTERNAL), message: String(e.message ?? s.reason) })
+      if (s.status !== 'fulfilled') return
+      metrics.produceRecords.inc({ topic }, batches[i]!.info.recordCount)
+      metrics.produceBytes.inc({ topic }, batches[i]!.batch.length)
     })
-    offsets.sort((a, b) => a.partition - b.partition)
-    if (firstError === null) return answer(request, reply, 200, { offsets })
-    // Partitions are independent logs: those that succeeded keep their records (as in Kafka); the answer says which.
-    if (firstError instanceof RillError) {
-      throw new RillError(firstError.code, firstError.message, { cause: firstError, details: { ...firstError.details, offsets, failed } })
-    }
-    throw firstError
+    // One result per partition (issue 10, hole 7): written parts stay written; the answer names the failed ones and their records.
+    const result = topicProduceAnswer(parts, settled, (leader) => resolveLeaderRef(service, leader))
+    for (const error of result.unexpected) logRequestError(request, error, 500)
+    return answer(request, reply, result.status, result.body)
   })
 }
 
@@ -344,6 +335,8 @@ interface ProduceCallFields {
   readonly partition: number
   readonly batch: Uint8Array
   readonly acks: 'all' | 'leader'
+  /** Goes along when forwarded: the leader checks it as it would a client's. */
+  readonly producerToken?: string
 }
 
 /** Produces here, or, when another broker leads the partition and forwarding is on, there (msgpack, the batch as is). */
@@ -365,7 +358,7 @@ async function forwardProduce(forwardFetch: ForwardFetch, leader: BrokerRef, cal
     response = await forwardFetch(url, {
       method: 'POST',
       headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1' },
-      body: packAnswer({ batch: call.batch, acks: call.acks }),
+      body: packAnswer({ batch: call.batch, acks: call.acks, ...(call.producerToken === undefined ? {} : { producerToken: call.producerToken }) }),
       signal: timeoutSignal(systemRuntime, forwardTimeoutMs),
     })
   } catch (cause) {

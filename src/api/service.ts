@@ -17,6 +17,7 @@ import type {
   GroupDescription,
   GroupOffsetsResponse,
   HeartbeatRequest,
+  InitProducerResponse,
   JoinGroupRequest,
   MemberAssignmentResponse,
   MetadataResponse,
@@ -34,7 +35,7 @@ export type { ProduceCall, ProduceOutcome, FetchCall, FetchOutcome } from '../wi
  * (the HTTP layer answers 421 with it), UNKNOWN_TOPIC / UNKNOWN_PARTITION,
  * OFFSET_OUT_OF_RANGE, TOPIC_EXISTS, INVALID_REQUEST, OUT_OF_ORDER_SEQUENCE,
  * UNKNOWN_MEMBER, FENCED_MEMBER, FORBIDDEN (internal topics),
- * NO_QUORUM, TIMEOUT, TOO_LARGE.
+ * NO_QUORUM, TIMEOUT, TOO_LARGE, INVALID_PRODUCER_TOKEN.
  */
 export interface BrokerService {
   readonly brokerId: number
@@ -48,8 +49,9 @@ export interface BrokerService {
   deleteTopic(name: string): Promise<void>
   /** Partitions of a topic (for keyed routing on POST /v1/topics/:topic/records). */
   partitionCount(topic: string): number
-  /** A fresh idempotent-producer identity, unique in the cluster. */
-  newProducerId(): Promise<{ producerId: number; producerEpoch: number }>
+  /** A fresh idempotent-producer identity, unique in the cluster and not guessable, with the token that proves it was obtained here. */
+  newProducerId(): Promise<InitProducerResponse>
+  /** A batch with a producer id needs `call.producerToken` (INVALID_PRODUCER_TOKEN otherwise, nothing written). */
   produce(call: ProduceCall): Promise<ProduceOutcome>
   fetch(call: FetchCall): Promise<FetchOutcome>
   /** Consumer groups (docs/groups.md). */

@@ -15,6 +15,13 @@ export const ErrorCode = {
   NO_QUORUM: 'NO_QUORUM',
   TIMEOUT: 'TIMEOUT',
   OUT_OF_ORDER_SEQUENCE: 'OUT_OF_ORDER_SEQUENCE',
+  /**
+   * An idempotent produce (a batch with a producer id) without the
+   * `producerToken` that `POST /v1/producers` answered with that id and
+   * epoch, or with a token that does not match them: nothing is written.
+   * The sequence space of a producer id belongs to the client that obtained it.
+   */
+  INVALID_PRODUCER_TOKEN: 'INVALID_PRODUCER_TOKEN',
   /** Consumer groups: the member is not (or no longer) in the group; rejoin without a member id. */
   UNKNOWN_MEMBER: 'UNKNOWN_MEMBER',
   /** Consumer groups: the member commits a partition it does not own (it was revoked or given away). */

@@ -20,7 +20,8 @@
  * controller leader), OffsetsTopic (where a consumer group's coordinator
  * is), produce and fetch on a hosted replica, and the metadata answer,
  * which joins the controller's metadata with the leaders known here and
- * those the other brokers reported. Producer ids: producer-ids.ts; metrics:
+ * those the other brokers reported. Producer ids: producer-ids.ts, and the
+ * token a produce with one must carry: producer-tokens.ts; metrics:
  * metrics.ts. src/broker knows no HTTP: src/cli puts a broker behind one.
  *
  * TLS (config.tls): the material src/cli loaded goes to the transport and to
@@ -39,7 +40,8 @@ import type { Message } from '../raft/index.ts'
 import { Transport } from '../transport/index.ts'
 import type { PeerNetwork } from '../transport/index.ts'
 import { GroupCoordinator } from '../groups/index.ts'
-import type { CreateTopicRequest, MetadataResponse, TopicDescription } from '../wire/index.ts'
+import { readBatchHeader } from '../wire/index.ts'
+import type { CreateTopicRequest, InitProducerResponse, MetadataResponse, TopicDescription } from '../wire/index.ts'
 import type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from '../wire/index.ts'
 import type { BrokerConfig } from './config.ts'
 import { ControllerClient, registrationCheckTicks } from './controller-client.ts'
@@ -55,7 +57,8 @@ import { httpPeerCalls, type BrokerRegistration, type PeerCalls } from './peer-c
 import { proveIdentity, type IdentityAnswer } from './internal-auth.ts'
 import { PeerHttp, type PeerFetch } from './peer-http.ts'
 import { PeerRouter, seedPeers } from './peer-router.ts'
-import { ProducerIds } from './producer-ids.ts'
+import { ProducerIds, producerIdKey } from './producer-ids.ts'
+import { anonymousPrincipal, checkProducerToken, producerToken } from './producer-tokens.ts'
 import { Retention, retentionTicks } from './retention.ts'
 import { Topics } from './topics.ts'
 import type { TlsMaterial } from './tls.ts'
@@ -162,7 +165,7 @@ export class Broker {
     this.#peerHttp = parts.peerHttp
     this.peerFetch = parts.peerHttp.fetch
     this.#runtime = runtime
-    this.#producerIds = new ProducerIds({ brokerId: config.id, path: join(config.dir, 'producer-ids'), io })
+    this.#producerIds = new ProducerIds({ brokerId: config.id, path: join(config.dir, 'producer-ids'), io, key: producerIdKey(config.secret) })
     this.#router = new PeerRouter({ brokerId: config.id, network, runtime })
     const send = (gid: number, msgs: readonly Message[]): void => this.#router.send(gid, msgs)
     this.#controller = new ControllerClient({
@@ -316,12 +319,30 @@ export class Broker {
     return this.#topics.partitionCount(topic)
   }
 
-  /** Ids are brokerId · 2^32 + n, never repeated (producer-ids.ts). */
-  async newProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
-    return { producerId: await this.#producerIds.next(), producerEpoch: 0 }
+  /**
+   * Ids are a keyed permutation of brokerId · 2^32 + n, never repeated and
+   * not guessable (producer-ids.ts); the token binds id and epoch to the
+   * client (producer-tokens.ts). The principal is the anonymous one until
+   * client authentication passes the request's here.
+   */
+  async newProducerId(): Promise<InitProducerResponse> {
+    const producerId = await this.#producerIds.next()
+    const producerEpoch = 0
+    return { producerId, producerEpoch, producerToken: producerToken(this.config.secret, { producerId, producerEpoch, principal: anonymousPrincipal }) }
   }
 
+  /**
+   * Every produce comes through here (the partition route, the topic route,
+   * produces forwarded by other brokers, the simulator), so this is where a
+   * batch with a producer id must show its token: before anything else, so
+   * a refused batch touches no producer state and is not forwarded.
+   */
   async produce(call: ProduceCall): Promise<ProduceOutcome> {
+    const header = readBatchHeader(call.batch)
+    if (header.producerId >= 0) {
+      const subject = { producerId: header.producerId, producerEpoch: header.producerEpoch, principal: anonymousPrincipal }
+      checkProducerToken(this.config.secret, subject, call.producerToken)
+    }
     const replica = this.#hosted.data(call.topic, call.partition)
     const startMs = this.#runtime.nowMs()
     try {

@@ -10,11 +10,14 @@ import type { BrokerService, FetchCall, FetchOutcome, ProduceCall, ProduceOutcom
 import { MemoryLog } from '../../src/log/index.ts'
 import { MemorySnapshotStore, Partition } from '../../src/partition/index.ts'
 import { readBatchHeader, stampBaseOffset } from '../../src/wire/index.ts'
-import type { CreateTopicRequest, MetadataResponse, TopicConfig, TopicDescription } from '../../src/wire/index.ts'
+import type { CreateTopicRequest, InitProducerResponse, MetadataResponse, TopicConfig, TopicDescription } from '../../src/wire/index.ts'
+import { anonymousPrincipal, checkProducerToken, producerToken } from '../../src/broker/index.ts'
 import { GroupCoordinator, OffsetsReplica } from '../../src/groups/index.ts'
 import pino from 'pino'
 
 const codec = { readHeader: readBatchHeader, stampBaseOffset }
+/** The cluster secret of the test service (producer tokens). */
+export const testSecret = new Uint8Array(32).fill(3)
 /** Milliseconds between ticks of every replica. */
 const tickMs = 2
 
@@ -133,12 +136,19 @@ export class TestService implements BrokerService {
     return this.#topic(topic).partitions.length
   }
 
-  async newProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
-    return { producerId: this.#nextProducerId++, producerEpoch: 0 }
+  /** Ids in sequence (guessability is the broker's concern, producer-ids.ts); tokens as a broker makes them. */
+  async newProducerId(): Promise<InitProducerResponse> {
+    const producerId = this.#nextProducerId++
+    return { producerId, producerEpoch: 0, producerToken: producerToken(testSecret, { producerId, producerEpoch: 0, principal: anonymousPrincipal }) }
   }
 
   async produce(call: ProduceCall): Promise<ProduceOutcome> {
     this.produceCalls++
+    // The check a Broker makes before anything else (broker.ts), with the same helper.
+    const header = readBatchHeader(call.batch)
+    if (header.producerId >= 0) {
+      checkProducerToken(testSecret, { producerId: header.producerId, producerEpoch: header.producerEpoch, principal: anonymousPrincipal }, call.producerToken)
+    }
     const r = await this.partition(call.topic, call.partition).produce(call.batch, call.acks)
     return { partition: call.partition, ...r }
   }

@@ -11,6 +11,9 @@ import { decodeBatch, readBatchHeader } from '../../src/wire/index.ts'
 const packr = new Packr({ useRecords: false, moreTypes: false })
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: false })
 
+/** The token this broker hands out with producer id 77 (not checked here: broker.ts checks tokens). */
+export const fakeProducerToken = '7'.repeat(64)
+
 export interface ReceivedBatch {
   topic: string
   partition: number
@@ -19,6 +22,8 @@ export interface ReceivedBatch {
   baseSequence: number
   /** When it arrived (Date.now). */
   receivedAtMs: number
+  /** The producerToken the batch came with (null: none). */
+  producerToken: string | null
 }
 
 export class FakeBroker {
@@ -53,7 +58,7 @@ export class FakeBroker {
           }))
           return answer(200, { brokers: [{ id: 1, url: this.url }], controller: { leader: 1 }, topics: topicList })
         }
-        if (url === '/v1/producers') return answer(200, { producerId: 77, producerEpoch: 0 })
+        if (url === '/v1/producers') return answer(200, { producerId: 77, producerEpoch: 0, producerToken: fakeProducerToken })
         const m = /^\/v1\/topics\/([^/]+)\/partitions\/(\d+)\/records$/.exec(url)
         if (m === null) return answer(404, { error: { code: 'INVALID_REQUEST', message: 'no route' } })
         if (this.throttle.count > 0) {
@@ -62,7 +67,7 @@ export class FakeBroker {
           const throttleMs = this.throttle.throttleMs
           return answer(429, { error: { code: 'THROTTLED', message: `over quota: retry in ${throttleMs} ms`, throttleMs } })
         }
-        const body = unpackr.unpack(Buffer.concat(chunks)) as { batch: Uint8Array }
+        const body = unpackr.unpack(Buffer.concat(chunks)) as { batch: Uint8Array; producerToken?: string }
         const header = readBatchHeader(body.batch)
         const records = decodeBatch(body.batch).records
         const topic = decodeURIComponent(m[1]!)
@@ -75,6 +80,7 @@ export class FakeBroker {
           keys: records.map((r) => (r.key === null ? null : decoder.decode(r.key))),
           baseSequence: header.baseSequence,
           receivedAtMs: Date.now(),
+          producerToken: body.producerToken ?? null,
         })
         const id = `${topic}/${partition}`
         const baseOffset = this.#logEnd.get(id) ?? 0

@@ -10,7 +10,7 @@ import { SeededRandom } from '../../src/base/index.ts'
 import { partitionForKey } from '../../src/wire/index.ts'
 import { Producer, type ProducerOptions } from '../../producer/index.ts'
 import { ByteBudget } from '../../producer/buffer.ts'
-import { FakeBroker } from './fake-broker.ts'
+import { FakeBroker, fakeProducerToken } from './fake-broker.ts'
 
 let broker: FakeBroker
 
@@ -94,6 +94,8 @@ test('batches close at batchRecordsMax or after lingerMs; sequences run on per p
     const batches = broker.batches.filter((b) => b.topic === 'batched')
     assert.deepEqual(batches.map((b) => b.values.length), [4, 4, 2])
     assert.deepEqual(batches.map((b) => b.baseSequence), [0, 4, 8])
+    // Each idempotent batch goes with the token POST /v1/producers answered (issue 10, hole 3).
+    assert.deepEqual(batches.map((b) => b.producerToken), [fakeProducerToken, fakeProducerToken, fakeProducerToken])
     assert.deepEqual(batches.flatMap((b) => b.values), Array.from({ length: 10 }, (_, i) => `b${i}`))
   } finally {
     await p.close()
