@@ -27,7 +27,7 @@
  */
 import type { Random } from '../src/base/index.ts'
 import type { Acks, ProduceResponse } from '../src/wire/index.ts'
-import { ClientErrorCode, RillClientError, backoffMs } from '../client/index.ts'
+import { ClientErrorCode, RillClientError, backoffMs, throttleMsOf } from '../client/index.ts'
 import { ProducerBatch, type ProducerIdentity, type RecordSink } from './batch.ts'
 import type { PreparedRecord, RecordMetadata } from './records.ts'
 
@@ -78,6 +78,8 @@ const retriedCodes: ReadonlySet<string> = new Set([ClientErrorCode.UNKNOWN_PARTI
  */
 const refusedBeforeAppendCodes: ReadonlySet<string> = new Set([
   ClientErrorCode.INVALID_REQUEST,
+  // Over quota: refused before the broker was called (the answers of its other requests are being held).
+  ClientErrorCode.THROTTLED,
   ClientErrorCode.UNAUTHORIZED,
   ClientErrorCode.FORBIDDEN,
   ClientErrorCode.INVALID_PRODUCER_TOKEN,
@@ -288,7 +290,8 @@ export class PartitionSender {
     batch.state = 'waiting'
     // A NOT_LEADER that names the leader is followed at once; anything else backs off.
     const redirect = error.code === ClientErrorCode.NOT_LEADER && error.leader !== null && error.leader !== undefined && batch.attempts <= 1
-    const waitMs = redirect ? 0 : backoffMs(batch.attempts - 1, this.#backoff())
+    // THROTTLED: not before the broker says the client is back under its quota.
+    const waitMs = redirect ? 0 : Math.max(backoffMs(batch.attempts - 1, this.#backoff()), throttleMsOf(error))
     batch.retryAtMs = Date.now() + waitMs
   }
 

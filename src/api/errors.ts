@@ -13,6 +13,7 @@
  * | 413 | TOO_LARGE |
  * | 416 | OFFSET_OUT_OF_RANGE |
  * | 421 | NOT_LEADER (with `leader: {id, url}` or null) |
+ * | 429 | THROTTLED (over quota with too many answers held; retriable; Retry-After, `throttleMs`) |
  * | 503 | NO_QUORUM, TIMEOUT, PROPOSAL_DROPPED (retriable; Retry-After: 1) |
  * | 507 | STORAGE_FULL |
  * | 500 | INTERNAL, other STORAGE_* |
@@ -44,6 +45,7 @@ const statusByCode: Readonly<Record<ErrorCode, number>> = {
   TOO_LARGE: 413,
   OFFSET_OUT_OF_RANGE: 416,
   NOT_LEADER: 421,
+  THROTTLED: 429,
   NO_QUORUM: 503,
   TIMEOUT: 503,
   PROPOSAL_DROPPED: 503,

@@ -7,6 +7,18 @@ export { buildApi, forwardedHeader } from './server.ts'
 export type { ApiOptions, ForwardFetch } from './server.ts'
 export { defaultApiLimits, apiLimits, topicPartitionsMax, replicationFactorMax, nameLengthMax } from './limits.ts'
 export type { ApiLimits } from './limits.ts'
+export {
+  installQuotas,
+  quotaKeyOf,
+  quotaRoute,
+  throttleHeader,
+  unlimitedQuotas,
+  QuotaTable,
+  TokenBucket,
+  throttleMsMaxDefault,
+  throttleMsMaxLimit,
+} from './quotas.ts'
+export type { QuotaConfig, QuotaKind, QuotaCharge } from './quotas.ts'
 export { statusForCode, toErrorAnswer } from './errors.ts'
 export type { ErrorAnswer } from './errors.ts'
 export type { BrokerService, GroupService, ProduceCall, ProduceOutcome, FetchCall, FetchOutcome } from './service.ts'

@@ -14,7 +14,7 @@
  */
 import type { ServerOptions as HttpsServerOptions } from 'node:https'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import { ErrorCode, RillError, systemRuntime, timeoutSignal } from '../base/index.ts'
+import { ErrorCode, RillError, systemRuntime, timeoutSignal, type Runtime } from '../base/index.ts'
 import type { BrokerService } from './service.ts'
 import {
   RoundRobinPartitioner,
@@ -32,6 +32,7 @@ import { invalidRequest, toErrorAnswer } from './errors.ts'
 import { defaultApiLimits, nameLengthMax, type ApiLimits } from './limits.ts'
 import { ApiMetrics } from './metrics.ts'
 import { packAnswer, unpackBody, wantsMsgpack } from './msgpack.ts'
+import { installQuotas, quotaRoute, unlimitedQuotas, type QuotaConfig } from './quotas.ts'
 import {
   batchFromRecords,
   concatBatches,
@@ -65,6 +66,10 @@ export interface ApiOptions {
   readonly https?: HttpsServerOptions
   /** How forwarded produces reach the leader (https with the cluster CA under TLS); the global fetch by default. */
   readonly forwardFetch?: ForwardFetch
+  /** Produce and fetch quotas per client (quotas.ts); unlimited by default. */
+  readonly quotas?: QuotaConfig
+  /** Clock and timers (quota holds); the process's by default, a virtual one in tests. */
+  readonly runtime?: Runtime
 }
 
 /**
@@ -197,6 +202,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request')
   })
 
+  // Quotas: hooks on the routes marked `config: quotaRoute.*` (installed before the routes, so they apply).
+  installQuotas(app, { config: options.quotas ?? unlimitedQuotas, runtime: options.runtime ?? systemRuntime, registry: metrics.registry, bodyBytesMax: limits.bodyBytesMax })
   registerInfoRoutes(app, service, metrics)
   registerTopicRoutes(app, service)
   registerProduceRoutes(app, { service, limits, metrics, forward: options.forwardProduce ?? true, forwardFetch: options.forwardFetch ?? fetch })
@@ -278,6 +285,7 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
   const { service, limits, metrics } = ctx
   app.post('/v1/topics/:topic/partitions/:p/records', {
     schema: { params: schemas.partitionParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
+    config: quotaRoute.produce,
   }, async (request, reply) => {
     const params = request.params as { topic: string; p: string }
     const partition = intParam(params.p, 'p')
@@ -294,6 +302,7 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
   const roundRobin = new RoundRobinPartitioner()
   app.post('/v1/topics/:topic/records', {
     schema: { params: schemas.topicParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
+    config: quotaRoute.produce,
   }, async (request, reply) => {
     const { topic } = request.params as { topic: string }
     const body = request.body as ProduceBody
@@ -380,6 +389,7 @@ function positive(value: number | undefined, fallback: number, max: number, fiel
 function registerFetchRoute(app: FastifyInstance, service: BrokerService, limits: ApiLimits, metrics: ApiMetrics): void {
   app.get('/v1/topics/:topic/partitions/:p/records', {
     schema: { params: schemas.partitionParams, querystring: schemas.fetchQuery },
+    config: quotaRoute.fetch,
   }, async (request, reply) => {
     const params = request.params as { topic: string; p: string }
     const q = request.query as FetchQueryStrings

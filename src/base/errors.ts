@@ -36,6 +36,13 @@ export const ErrorCode = {
    * incarnation). Kafka's DUPLICATE_BROKER_REGISTRATION.
    */
   DUPLICATE_BROKER_REGISTRATION: 'DUPLICATE_BROKER_REGISTRATION',
+  /**
+   * Quotas: the client is over its quota and already has as many answers
+   * held (delayed) as the broker holds for one client; refused before
+   * anything was done. Retry after `throttleMs` (details). Kafka's
+   * THROTTLING_QUOTA_EXCEEDED.
+   */
+  THROTTLED: 'THROTTLED',
   /** Storage: the data directory or a file in it cannot be used. */
   STORAGE_UNUSABLE: 'STORAGE_UNUSABLE',
   /** Storage: checksums failed before the tail; the range must be refetched. */
@@ -57,6 +64,7 @@ const retriableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.NO_QUORUM,
   ErrorCode.TIMEOUT,
   ErrorCode.PROPOSAL_DROPPED,
+  ErrorCode.THROTTLED,
 ])
 
 /** An operating error: expected, handled, reported with a code. */

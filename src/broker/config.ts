@@ -80,6 +80,26 @@ export interface BrokerConfig {
    * SIGHUP.
    */
   readonly tls: TlsConfig | null
+  /**
+   * Quotas per client (the principal, or the address until client
+   * authentication is on): produce and fetch bytes per second, produce and
+   * fetch requests per second (null: unlimited, the default), and the
+   * longest an answer is held to bring a client back under them. Enforced
+   * by the HTTP layer (src/api/quotas.ts); per broker, as in Kafka.
+   */
+  readonly quotas: QuotaSettings
+}
+
+/** Quotas of `rill broker` (the shape src/api/quotas.ts QuotaConfig takes). */
+export interface QuotaSettings {
+  /** `--quota-produce-bytes`: produce request body bytes per second per client. */
+  readonly produceBytesPerSecond: number | null
+  /** `--quota-fetch-bytes`: fetch answer body bytes per second per client. */
+  readonly fetchBytesPerSecond: number | null
+  /** `--quota-requests`: produce and fetch requests per second per client. */
+  readonly requestsPerSecond: number | null
+  /** `--quota-throttle-max`: longest hold of an answer, ms. */
+  readonly throttleMsMax: number
 }
 
 const defaults = {
@@ -90,6 +110,7 @@ const defaults = {
   heartbeatTicks: 2,
   logLevel: 'info',
   shutdownTimeoutMs: 10_000,
+  quotaThrottleMsMax: 5_000,
 }
 
 /** Bounds on what a config may say. */
@@ -100,6 +121,14 @@ export const seedsMax = 7
 /** Bounds of --shutdown-timeout, ms: long enough to hand leadership away, short enough that a stop ends. */
 export const shutdownTimeoutMsMin = 100
 export const shutdownTimeoutMsMax = 3_600_000
+/**
+ * Longest --quota-throttle-max, ms: a held answer must reach its client
+ * before the client gives up on it (the CLI's 10 s, the SDKs' 30 s request
+ * timeouts; a forwarded produce's 35 s). The same as src/api's throttleMsMaxLimit.
+ */
+export const quotaThrottleMsMaxLimit = 10_000
+/** Largest requests-per-second quota. */
+export const quotaRequestsMax = 1_000_000
 
 const flagToKey = {
   '--id': 'id',
@@ -122,6 +151,10 @@ const flagToKey = {
   '--tls-key': 'tlsKey',
   '--tls-ca': 'tlsCa',
   '--tls-client-auth': 'tlsClientAuth',
+  '--quota-produce-bytes': 'quotaProduceBytes',
+  '--quota-fetch-bytes': 'quotaFetchBytes',
+  '--quota-requests': 'quotaRequests',
+  '--quota-throttle-max': 'quotaThrottleMaxMs',
 } as const satisfies Record<string, string>
 type BrokerFlag = keyof typeof flagToKey
 
@@ -147,6 +180,10 @@ const flagHelp: Record<BrokerFlag, readonly [value: string, about: string]> = {
   '--tls-ca': ['FILE', 'PEM CA that signed every broker\'s certificate (and client certificates); required with --tls-cert'],
   '--tls-client-auth': ['none|optional|required', 'client certificates: none asks nothing, optional refuses one not of the CA, required refuses clients without one (default none)'],
   '--shutdown-timeout': ['DURATION', `bound of a graceful stop: 10s, 500ms or ms (default ${defaults.shutdownTimeoutMs / 1000}s)`],
+  '--quota-produce-bytes': ['N', 'produce request bytes per second per client (principal, else address); over it answers are delayed (default unlimited)'],
+  '--quota-fetch-bytes': ['N', 'fetch answer bytes per second per client; over it answers are delayed (default unlimited)'],
+  '--quota-requests': ['N', `produce and fetch requests per second per client, 1-${quotaRequestsMax}; over it answers are delayed (default unlimited)`],
+  '--quota-throttle-max': ['DURATION', `longest an answer is delayed for quotas, up to ${quotaThrottleMsMaxLimit / 1000}s (default ${defaults.quotaThrottleMsMax / 1000}s)`],
 }
 
 /** The text of `rill broker --help`. */
@@ -198,6 +235,10 @@ const envToKey: Record<string, string> = {
   RILL_TLS_KEY: 'tlsKey',
   RILL_TLS_CA: 'tlsCa',
   RILL_TLS_CLIENT_AUTH: 'tlsClientAuth',
+  RILL_QUOTA_PRODUCE_BYTES: 'quotaProduceBytes',
+  RILL_QUOTA_FETCH_BYTES: 'quotaFetchBytes',
+  RILL_QUOTA_REQUESTS: 'quotaRequests',
+  RILL_QUOTA_THROTTLE_MAX: 'quotaThrottleMaxMs',
 }
 
 function bad(what: string, message: string): RillError {
@@ -263,6 +304,7 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   }
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw bad('log-level', 'a pino level')
   const tls = parseTls(pick, [http.host, peer.host])
+  const quotas = parseQuotas(pick)
   return {
     id,
     dir,
@@ -281,6 +323,17 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     join,
     shutdownTimeoutMs,
     tls,
+    quotas,
+  }
+}
+
+/** `--quota-*`: each limit absent is unlimited; a limit is a positive integer per second. */
+function parseQuotas(pick: (key: string) => unknown): QuotaSettings {
+  return {
+    produceBytesPerSecond: optionalInteger('quota-produce-bytes', pick('quotaProduceBytes'), 1, Number.MAX_SAFE_INTEGER),
+    fetchBytesPerSecond: optionalInteger('quota-fetch-bytes', pick('quotaFetchBytes'), 1, Number.MAX_SAFE_INTEGER),
+    requestsPerSecond: optionalInteger('quota-requests', pick('quotaRequests'), 1, quotaRequestsMax),
+    throttleMsMax: optionalDurationMs('quota-throttle-max', pick('quotaThrottleMaxMs'), 1, quotaThrottleMsMaxLimit) ?? defaults.quotaThrottleMsMax,
   }
 }
 

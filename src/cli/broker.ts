@@ -141,7 +141,7 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
   const broker = await Broker.start(config, logger, { httpUrl: url, tls })
   // A Broker is the service the API calls: checked structurally here (src/broker does not import src/api).
   const service: BrokerService = broker
-  const app = buildApi({ service, logger, forwardFetch: broker.peerFetch, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
+  const app = buildApi({ service, logger, forwardFetch: broker.peerFetch, quotas: config.quotas, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
   // Before the internal routes are registered, so their context inherits the check.
   if (tls !== null) requireClientCertificates(app, config.tls!.clientAuth)
   const handshaking = tls === null ? null : trackHandshakes(app.server as unknown as TlsServer)

@@ -132,6 +132,8 @@ export class SimBrokerCluster {
       shutdownTimeoutMs: 10_000,
       // The simulated network carries no TLS: it stands in for the transport's authenticated stream.
       tls: null,
+      // Quotas are the HTTP edge's; the simulator runs no HTTP.
+      quotas: { produceBytesPerSecond: null, fetchBytesPerSecond: null, requestsPerSecond: null, throttleMsMax: 5_000 },
     }
   }
 

@@ -43,7 +43,8 @@ test('every command and subcommand answers --help and -h with its usage, exit 0'
 test('rill broker --help lists every broker flag the parser takes', async () => {
   const r = await runCli(['broker', '--help'])
   assert.equal(r.code, 0, r.stderr)
-  const flags = ['--id', '--dir', '--http', '--peer', '--seeds', '--join', '--cluster-id', '--secret', '--secret-file', '--persistence', '--rack', '--tick-ms', '--election-ticks', '--heartbeat-ticks', '--log-level', '--shutdown-timeout', '--config']
+  const flags = ['--id', '--dir', '--http', '--peer', '--seeds', '--join', '--cluster-id', '--secret', '--secret-file', '--persistence', '--rack', '--tick-ms', '--election-ticks', '--heartbeat-ticks', '--log-level', '--shutdown-timeout', '--quota-produce-bytes', '--quota-fetch-bytes', '--quota-requests', '--quota-throttle-max', '--config']
   for (const flag of flags) assert.match(r.stdout, new RegExp(`^  ${flag} `, 'm'), flag)
   assert.match(r.stdout, /RILL_SECRET_FILE/)
+  assert.match(r.stdout, /RILL_QUOTA_THROTTLE_MAX/)
 })

@@ -20,6 +20,8 @@ export interface ReceivedBatch {
   values: string[]
   keys: (string | null)[]
   baseSequence: number
+  /** When it arrived (Date.now). */
+  receivedAtMs: number
   /** The producerToken the batch came with (null: none). */
   producerToken: string | null
 }
@@ -33,6 +35,10 @@ export class FakeBroker {
   /** While true, produce answers wait for `release()`. */
   hold = false
   #held: (() => void)[] = []
+  /** Produces still to refuse with 429 THROTTLED (over quota) before writing anything, and the wait they ask for. */
+  throttle = { count: 0, throttleMs: 0 }
+  /** When each THROTTLED refusal was sent (Date.now). */
+  readonly refusedAtMs: number[] = []
 
   constructor(topics: Record<string, number>) {
     this.topics = new Map(Object.entries(topics))
@@ -55,6 +61,12 @@ export class FakeBroker {
         if (url === '/v1/producers') return answer(200, { producerId: 77, producerEpoch: 0, producerToken: fakeProducerToken })
         const m = /^\/v1\/topics\/([^/]+)\/partitions\/(\d+)\/records$/.exec(url)
         if (m === null) return answer(404, { error: { code: 'INVALID_REQUEST', message: 'no route' } })
+        if (this.throttle.count > 0) {
+          this.throttle.count--
+          this.refusedAtMs.push(Date.now())
+          const throttleMs = this.throttle.throttleMs
+          return answer(429, { error: { code: 'THROTTLED', message: `over quota: retry in ${throttleMs} ms`, throttleMs } })
+        }
         const body = unpackr.unpack(Buffer.concat(chunks)) as { batch: Uint8Array; producerToken?: string }
         const header = readBatchHeader(body.batch)
         const records = decodeBatch(body.batch).records
@@ -67,6 +79,7 @@ export class FakeBroker {
           values: records.map((r) => decoder.decode(r.value)),
           keys: records.map((r) => (r.key === null ? null : decoder.decode(r.key))),
           baseSequence: header.baseSequence,
+          receivedAtMs: Date.now(),
           producerToken: body.producerToken ?? null,
         })
         const id = `${topic}/${partition}`
