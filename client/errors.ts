@@ -28,6 +28,7 @@ const retriableCodes: ReadonlySet<string> = new Set<string>([
   ClientErrorCode.NO_QUORUM,
   ClientErrorCode.TIMEOUT,
   ClientErrorCode.PROPOSAL_DROPPED,
+  ClientErrorCode.OVERLOADED,
   ClientErrorCode.UNREACHABLE,
 ])
 

@@ -13,7 +13,7 @@
  * | 413 | TOO_LARGE |
  * | 416 | OFFSET_OUT_OF_RANGE |
  * | 421 | NOT_LEADER (with `leader: {id, url}` or null) |
- * | 503 | NO_QUORUM, TIMEOUT, PROPOSAL_DROPPED (retriable; Retry-After: 1) |
+ * | 503 | NO_QUORUM, TIMEOUT, PROPOSAL_DROPPED, OVERLOADED (retriable; Retry-After: 1) |
  * | 507 | STORAGE_FULL |
  * | 500 | INTERNAL, other STORAGE_* |
  *
@@ -41,6 +41,7 @@ const statusByCode: Readonly<Record<ErrorCode, number>> = {
   NO_QUORUM: 503,
   TIMEOUT: 503,
   PROPOSAL_DROPPED: 503,
+  OVERLOADED: 503,
   STORAGE_FULL: 507,
   STORAGE_UNUSABLE: 500,
   STORAGE_CORRUPT: 500,

@@ -5,8 +5,9 @@
  */
 export { buildApi, forwardedHeader } from './server.ts'
 export type { ApiOptions } from './server.ts'
-export { defaultApiLimits, apiLimits, topicPartitionsMax, replicationFactorMax, nameLengthMax } from './limits.ts'
-export type { ApiLimits } from './limits.ts'
+export { defaultApiLimits, apiLimits, defaultConnectionLimits, connectionLimits, topicPartitionsMax, replicationFactorMax, nameLengthMax } from './limits.ts'
+export type { ApiLimits, ConnectionLimits } from './limits.ts'
+export { ConnectionGuard } from './connections.ts'
 export { statusForCode, toErrorAnswer } from './errors.ts'
 export type { ErrorAnswer } from './errors.ts'
 export type { BrokerService, GroupService, ProduceCall, ProduceOutcome, FetchCall, FetchOutcome } from './service.ts'

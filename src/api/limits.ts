@@ -40,6 +40,41 @@ export function apiLimits(overrides: Partial<Omit<ApiLimits, 'batch'>> & { batch
   return { ...defaultApiLimits, ...overrides, batch: { ...defaultApiLimits.batch, ...overrides.batch } }
 }
 
+/**
+ * Bounds on what HTTP connections hold of the broker (connections.ts). A
+ * client that does not read its answers gets refusals, not memory.
+ */
+export interface ConnectionLimits {
+  /**
+   * Requests of one connection whose answer is not yet written. At the cap
+   * the socket is paused (no more requests are read: Kafka mutes a
+   * connection with a request in flight); pipelined requests already read
+   * beyond it are answered 503 OVERLOADED and the connection closes.
+   */
+  readonly requestsInflightPerConnectionMax: number
+  /** Bytes of answers built and not yet written, per connection; a fetch is clamped to what is left. */
+  readonly answerBytesPerConnectionMax: number
+  /** Bytes of answers built and not yet written, over all connections; a fetch is clamped to what is left, and refused (503 OVERLOADED) when nothing is. */
+  readonly answerBytesMax: number
+}
+
+/**
+ * Sixteen requests in flight covers the SDKs (one at a time per connection)
+ * and modest pipelining. 32 MiB per connection holds one fetch of the
+ * largest size (`fetchBytesMax`) with room for its JSON; 256 MiB for the
+ * process is what answers may hold of a broker's memory at once.
+ */
+export const defaultConnectionLimits: ConnectionLimits = {
+  requestsInflightPerConnectionMax: 16,
+  answerBytesPerConnectionMax: 32 * 1024 * 1024,
+  answerBytesMax: 256 * 1024 * 1024,
+}
+
+/** Connection limits with some fields replaced (tests and broker config). */
+export function connectionLimits(overrides: Partial<ConnectionLimits> = {}): ConnectionLimits {
+  return { ...defaultConnectionLimits, ...overrides }
+}
+
 /** Partitions of one topic a create may ask for. */
 export const topicPartitionsMax = 10_000
 /** Replication factor a create may ask for. */

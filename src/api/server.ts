@@ -10,6 +10,9 @@
  * records by partition (murmur2 of the key, round-robin without) and, for
  * partitions another broker leads, forwards the checked batch to it, so a
  * curl user can produce through any broker.
+ *
+ * What connections may hold (requests in flight, bytes of answers not yet
+ * written) is bounded in connections.ts, whose hooks run before any other.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ErrorCode, RillError, systemRuntime, timeoutSignal } from '../base/index.ts'
@@ -27,7 +30,8 @@ import {
   type TopicDescription,
 } from '../wire/index.ts'
 import { invalidRequest, toErrorAnswer } from './errors.ts'
-import { defaultApiLimits, type ApiLimits } from './limits.ts'
+import { ConnectionGuard } from './connections.ts'
+import { defaultApiLimits, defaultConnectionLimits, type ApiLimits, type ConnectionLimits } from './limits.ts'
 import { ApiMetrics } from './metrics.ts'
 import { packAnswer, unpackBody, wantsMsgpack } from './msgpack.ts'
 import {
@@ -49,6 +53,8 @@ export interface ApiOptions {
   /** A pino logger (the broker's, with its id in context); none by default. */
   readonly logger?: FastifyBaseLogger
   readonly limits?: ApiLimits
+  /** Bounds on what connections hold (in-flight requests, answer bytes). */
+  readonly connections?: ConnectionLimits
   /**
    * Forward topic-route produces for partitions led elsewhere to the leader
    * (one hop, never re-forwarded). Default true.
@@ -117,6 +123,14 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     },
   }) as unknown as FastifyInstance
 
+  // First: a request refused for what its connection holds costs nothing more (no other hook, no body read).
+  const guard = new ConnectionGuard({ limits: options.connections ?? defaultConnectionLimits, registry: metrics.registry })
+  guard.install(app, (request, reply, error) => {
+    const { status, body } = toErrorAnswer(error, () => null)
+    reply.header('retry-after', '1')
+    answer(request, reply, status, body)
+  })
+
   app.removeContentTypeParser('text/plain')
   app.addContentTypeParser(contentType.msgpack, { parseAs: 'buffer' }, (_request, body, done) => {
     try {
@@ -147,7 +161,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   registerInfoRoutes(app, service, metrics)
   registerTopicRoutes(app, service)
   registerProduceRoutes(app, { service, limits, metrics, forward: options.forwardProduce ?? true })
-  registerFetchRoute(app, service, limits, metrics)
+  registerFetchRoute(app, { service, limits, metrics, guard })
   registerGroupRoutes(app, service, limits)
   return app
 }
@@ -332,7 +346,15 @@ function positive(value: number | undefined, fallback: number, max: number, fiel
   return Math.min(n, max)
 }
 
-function registerFetchRoute(app: FastifyInstance, service: BrokerService, limits: ApiLimits, metrics: ApiMetrics): void {
+interface FetchContext {
+  readonly service: BrokerService
+  readonly limits: ApiLimits
+  readonly metrics: ApiMetrics
+  readonly guard: ConnectionGuard
+}
+
+function registerFetchRoute(app: FastifyInstance, ctx: FetchContext): void {
+  const { service, limits, metrics, guard } = ctx
   app.get('/v1/topics/:topic/partitions/:p/records', {
     schema: { params: schemas.partitionParams, querystring: schemas.fetchQuery },
   }, async (request, reply) => {
@@ -341,12 +363,16 @@ function registerFetchRoute(app: FastifyInstance, service: BrokerService, limits
     const partition = intParam(params.p, 'p')
     const offset = intParam(q.offset, 'offset')
     const recordsMax = positive(optionalInt(q.maxRecords, 'maxRecords'), limits.fetchRecordsDefault, limits.fetchRecordsMax, 'maxRecords')
-    const maxBytes = positive(optionalInt(q.maxBytes, 'maxBytes'), limits.fetchBytesDefault, limits.fetchBytesMax, 'maxBytes')
+    const askedBytes = positive(optionalInt(q.maxBytes, 'maxBytes'), limits.fetchBytesDefault, limits.fetchBytesMax, 'maxBytes')
     const maxWaitMs = Math.min(optionalInt(q.maxWaitMs, 'maxWaitMs') ?? 0, limits.fetchWaitMsMax)
     const minCommitted = optionalInt(q.minCommitted, 'minCommitted')
     const msgpack = wantsMsgpack(request.headers.accept, undefined)
     if (q.format === 'batches' && !msgpack) throw invalidRequest('format=batches needs Accept: application/msgpack', 'format')
+    // What the answer may hold of the connection's and the broker's memory for answers not yet written.
+    const maxBytes = guard.grantFetch(request.raw, askedBytes)
     const outcome = await service.fetch({ topic: params.topic, partition, offset, maxBytes, maxWaitMs, ...(minCommitted === undefined ? {} : { minCommitted }) })
+    // The log returns at least one batch: charge what was read, and build nothing for a client that left.
+    guard.fetched(request.raw, outcome.batches.reduce((n, b) => n + b.length, 0))
     const base = { partition: outcome.partition, highWatermark: outcome.highWatermark, logStartOffset: outcome.logStartOffset }
     if (q.format === 'batches') {
       const batches = concatBatches(outcome.batches)

@@ -23,6 +23,12 @@ export const ErrorCode = {
   PROPOSAL_DROPPED: 'PROPOSAL_DROPPED',
   /** A membership change was refused (one already pending, unknown member, would leave no voter). */
   CONF_CHANGE_REFUSED: 'CONF_CHANGE_REFUSED',
+  /**
+   * The broker is short of a resource it shares among clients (memory for
+   * answers not yet written, file descriptors): nothing was done; retry
+   * after a moment (503, Retry-After).
+   */
+  OVERLOADED: 'OVERLOADED',
   /** Storage: the data directory or a file in it cannot be used. */
   STORAGE_UNUSABLE: 'STORAGE_UNUSABLE',
   /** Storage: checksums failed before the tail; the range must be refetched. */
@@ -44,6 +50,7 @@ const retriableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.NO_QUORUM,
   ErrorCode.TIMEOUT,
   ErrorCode.PROPOSAL_DROPPED,
+  ErrorCode.OVERLOADED,
 ])
 
 /** An operating error: expected, handled, reported with a code. */
