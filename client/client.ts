@@ -4,7 +4,7 @@
  * way to send a request to "any broker that answers".
  */
 import { ClientErrorCode, RillClientError } from './errors.ts'
-import { HttpTransport, defaultHttpOptions, type HttpRequest } from './http.ts'
+import { HttpTransport, defaultHttpOptions, type ClientTlsOptions, type HttpRequest } from './http.ts'
 import { MetadataCache } from './metadata.ts'
 
 export interface ClientOptions {
@@ -18,6 +18,8 @@ export interface ClientOptions {
   readonly metadataMaxAgeMs?: number
   /** Kept-alive connections per broker. */
   readonly connectionsPerBroker?: number
+  /** For https:// brokers: the cluster's CA (`ca`) and, for brokers that ask, a client certificate (`cert`, `key`); PEM contents. */
+  readonly tls?: ClientTlsOptions
 }
 
 export const defaultClientOptions = {
@@ -46,6 +48,7 @@ export class RillClient {
       clientId: options.clientId ?? defaultClientOptions.clientId,
       requestTimeoutMs: this.requestTimeoutMs,
       connectionsPerBroker: options.connectionsPerBroker ?? defaultClientOptions.connectionsPerBroker,
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
     })
     this.metadata = new MetadataCache(this.http, {
       bootstrap: this.bootstrap,
@@ -82,6 +85,7 @@ export class RillClient {
         lastError = error
       }
     }
+    if (lastError instanceof RillClientError && lastError.code === ClientErrorCode.TLS_ERROR) throw lastError
     throw new RillClientError(ClientErrorCode.UNREACHABLE, `${req.method} ${req.path}: no broker answered (asked ${urls.join(', ')})`, { cause: lastError })
   }
 

@@ -18,6 +18,14 @@ export const ClientErrorCode = {
   BAD_RESPONSE: 'BAD_RESPONSE',
   /** A bounded queue or wait is full (the caller asked for more than the limits allow). */
   BUSY: 'BUSY',
+  /**
+   * The TLS handshake failed: the broker's certificate is not trusted (no or
+   * the wrong `tls.ca`), does not name the host of the URL, or has expired;
+   * the broker refused this client's certificate; or one side does not speak
+   * TLS. Not retriable: the same request fails the same way until the
+   * configuration changes. The message says which.
+   */
+  TLS_ERROR: 'TLS_ERROR',
 } as const
 
 export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode]

@@ -11,6 +11,12 @@
  * undici's `Pool` rather than the global `fetch`: fetch retries a 421 by
  * itself on a new connection (docs/api.md), and the SDKs follow NOT_LEADER
  * themselves.
+ *
+ * https:// brokers (`--tls-*` on the broker): `tls.ca` is the cluster's CA
+ * certificate the brokers' certificates are checked against (and each must
+ * name the host in its URL); `tls.cert` + `tls.key` are a client certificate
+ * for brokers that ask for one. A failed handshake is a TLS_ERROR saying
+ * what to change, never retried.
  */
 import { Pool } from 'undici'
 import { Packr, Unpackr } from 'msgpackr'
@@ -20,6 +26,16 @@ import { ClientErrorCode, RillClientError } from './errors.ts'
 /** Plain maps, no msgpackr records: the same settings as the broker's edge (src/api/msgpack.ts). */
 const packr = new Packr({ useRecords: false, moreTypes: false })
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: false })
+
+/** TLS settings for https:// brokers: PEM contents (e.g. `readFileSync('ca.crt')`), as node:tls takes them. */
+export interface ClientTlsOptions {
+  /** CA certificate(s) the brokers' certificates must chain to; without it, Node's built-in public CAs. */
+  readonly ca?: string | Uint8Array | readonly (string | Uint8Array)[]
+  /** Client certificate (PEM, leaf first), shown to brokers that ask for one (`--tls-client-auth`). */
+  readonly cert?: string | Uint8Array
+  /** The client certificate's private key (PEM). */
+  readonly key?: string | Uint8Array
+}
 
 export interface HttpOptions {
   /** Longest a request may take, connect to last byte, unless the request says otherwise (ms). */
@@ -36,6 +52,8 @@ export interface HttpOptions {
   readonly poolsMax: number
   /** Sent as `user-agent`, so broker logs can tell clients apart. */
   readonly clientId: string
+  /** TLS settings for https:// broker URLs (none by default). */
+  readonly tls?: ClientTlsOptions
 }
 
 export const defaultHttpOptions: HttpOptions = {
@@ -107,8 +125,9 @@ export class HttpTransport {
 
   constructor(options: Partial<HttpOptions> = {}) {
     this.options = { ...defaultHttpOptions, ...options }
+    checkTls(this.options.tls)
     for (const [name, value] of Object.entries(this.options)) {
-      if (name !== 'clientId' && !(typeof value === 'number' && Number.isSafeInteger(value) && value > 0)) {
+      if (name !== 'clientId' && name !== 'tls' && !(typeof value === 'number' && Number.isSafeInteger(value) && value > 0)) {
         throw new RillClientError(ClientErrorCode.INVALID_REQUEST, `${name} must be a positive integer, got ${String(value)}`)
       }
     }
@@ -164,6 +183,7 @@ export class HttpTransport {
       connections: this.options.connectionsPerBroker,
       keepAliveTimeout: 30_000,
       connectTimeout: Math.min(10_000, this.options.requestTimeoutMs),
+      ...(this.options.tls === undefined ? {} : { connect: tlsConnectOptions(this.options.tls) }),
     })
     this.#pools.set(url, pool)
     if (this.#pools.size > this.options.poolsMax) {
@@ -216,6 +236,52 @@ export class HttpTransport {
   }
 }
 
+/** Throws INVALID_REQUEST on a tls option node:tls would refuse later, less clearly (a key without a certificate, a wrong type). */
+function checkTls(tls: ClientTlsOptions | undefined): void {
+  if (tls === undefined) return
+  const pem = (v: unknown): boolean => typeof v === 'string' || v instanceof Uint8Array
+  const invalid = (message: string): RillClientError => new RillClientError(ClientErrorCode.INVALID_REQUEST, `tls: ${message}`, { retriable: false })
+  if (tls === null || typeof tls !== 'object') throw invalid('must be an object { ca?, cert?, key? }')
+  if (tls.ca !== undefined && !pem(tls.ca) && !(Array.isArray(tls.ca) && tls.ca.every(pem))) throw invalid('ca must be PEM text or bytes (or a list of them)')
+  if ((tls.cert === undefined) !== (tls.key === undefined)) throw invalid('cert and key go together')
+  if (tls.cert !== undefined && (!pem(tls.cert) || !pem(tls.key))) throw invalid('cert and key must be PEM text or bytes')
+}
+
+function tlsConnectOptions(tls: ClientTlsOptions): { ca?: (string | Buffer)[]; cert?: string | Buffer; key?: string | Buffer } {
+  const buf = (v: string | Uint8Array): string | Buffer => (typeof v === 'string' ? v : Buffer.from(v))
+  const cas = tls.ca === undefined ? undefined : (Array.isArray(tls.ca) ? tls.ca : [tls.ca]).map(buf)
+  return {
+    ...(cas === undefined ? {} : { ca: cas }),
+    ...(tls.cert === undefined ? {} : { cert: buf(tls.cert) }),
+    ...(tls.key === undefined ? {} : { key: buf(tls.key) }),
+  }
+}
+
+/** Certificate checks that failed on this side: the broker's certificate is not one `tls.ca` vouches for. */
+const untrustedCodes: ReadonlySet<string> = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+])
+
+/** A TLS failure (an error's `code`) as what to change, or null when `code` is not one (the CLI says the same). */
+export function tlsHint(code: string): string | null {
+  if (untrustedCodes.has(code)) return "the broker's certificate is not trusted: give the cluster's CA certificate (tls.ca; the CLI's --tls-ca FILE or RILL_TLS_CA)"
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return "the broker's certificate does not name the host in the URL: use a host it names, or reissue it"
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return "the broker's certificate is outside its validity period (or this machine's clock is wrong)"
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') return 'the broker does not speak TLS at this address: use http://'
+  if (/ALERT_(CERTIFICATE_REQUIRED|UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|HANDSHAKE_FAILURE)$/.test(code)) {
+    return "the broker refused this client's certificate (or its absence): give one signed by the cluster's CA (tls.cert and tls.key; the CLI's --tls-cert and --tls-key)"
+  }
+  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code.startsWith('CERT_')) return 'the TLS handshake failed'
+  return null
+}
+
 function closedError(): RillClientError {
   return new RillClientError(ClientErrorCode.CLOSED, 'the client is closed', { retriable: false })
 }
@@ -266,6 +332,10 @@ function transportError(cause: unknown, context: { where: string; timeoutMs: num
     return new RillClientError(ClientErrorCode.CLOSED, `${context.where}: aborted`, { cause, retriable: false })
   }
   const e = cause as { code?: string; name?: string; message?: string }
+  const hint = typeof e.code === 'string' ? tlsHint(e.code) : null
+  if (hint !== null) {
+    return new RillClientError(ClientErrorCode.TLS_ERROR, `${context.where}: TLS: ${hint} (${e.code}: ${e.message ?? ''})`, { cause, retriable: false })
+  }
   const timedOut =
     e.name === 'TimeoutError' ||
     e.code === 'UND_ERR_HEADERS_TIMEOUT' ||

@@ -6,8 +6,8 @@
  */
 export { RillClient, parseBrokers, defaultClientOptions } from './client.ts'
 export type { ClientOptions } from './client.ts'
-export { HttpTransport, MsgpackWithBytes, defaultHttpOptions } from './http.ts'
-export type { HttpOptions, HttpRequest } from './http.ts'
+export { HttpTransport, MsgpackWithBytes, defaultHttpOptions, tlsHint } from './http.ts'
+export type { HttpOptions, HttpRequest, ClientTlsOptions } from './http.ts'
 export { MetadataCache } from './metadata.ts'
 export type { BrokerInfo, TopicInfo, ClusterMetadata, MetadataOptions } from './metadata.ts'
 export { ClientErrorCode, RillClientError, isRillClientError } from './errors.ts'

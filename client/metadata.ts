@@ -142,6 +142,8 @@ export class MetadataCache {
         lastError = error
       }
     }
+    // A TLS failure is a configuration error: said as it is, not as a retriable UNREACHABLE.
+    if (lastError instanceof RillClientError && lastError.code === ClientErrorCode.TLS_ERROR) throw lastError
     throw new RillClientError(ClientErrorCode.UNREACHABLE, `no broker answered metadata (asked ${urls.join(', ')})`, { cause: lastError })
   }
 

@@ -137,6 +137,7 @@ export class Consumer {
       clientId: c.clientId,
       requestTimeoutMs: c.requestTimeoutMs,
       connectionsPerBroker: c.fetchesInflightMax + spareConnectionsPerBroker,
+      ...(c.tls === undefined ? {} : { tls: c.tls }),
     })
     this.#coordinator = new Coordinator(this.#client)
     this.#fetcher = new Fetcher(this.#client, c, this.#queue, {

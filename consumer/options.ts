@@ -3,7 +3,7 @@
  * checks that turn a bad value into an INVALID_REQUEST naming the option
  * (DESIGN.md decision 10) before anything is sent.
  */
-import { ClientErrorCode, RillClientError, parseBrokers } from '../client/index.ts'
+import { ClientErrorCode, RillClientError, parseBrokers, type ClientTlsOptions } from '../client/index.ts'
 
 /** Which replica a partition is read from (DESIGN.md decision 8). */
 export type ReadFrom = 'leader' | 'follower' | 'nearest'
@@ -47,6 +47,8 @@ export interface ConsumerOptions {
   readonly fetchesInflightMax?: number
   /** Longest a request other than a long-poll may take (default 10,000 ms). */
   readonly requestTimeoutMs?: number
+  /** For https:// brokers: `{ ca }` (the cluster's CA certificate, PEM) and, for brokers that ask, `{ cert, key }`. */
+  readonly tls?: ClientTlsOptions
 }
 
 /** Options after defaults and checks. */
@@ -68,6 +70,7 @@ export interface ConsumerConfig {
   readonly bufferedBytesMax: number
   readonly fetchesInflightMax: number
   readonly requestTimeoutMs: number
+  readonly tls: ClientTlsOptions | undefined
 }
 
 /** Group names, topic names and client ids (docs/groups.md). */
@@ -139,6 +142,7 @@ export function resolveConsumerOptions(options: ConsumerOptions): ConsumerConfig
     bufferedBytesMax: int(options, 'bufferedBytesMax', consumerDefaults.bufferedBytesMax, 1024, 2 ** 40),
     fetchesInflightMax: int(options, 'fetchesInflightMax', consumerDefaults.fetchesInflightMax, 1, 10_000),
     requestTimeoutMs: int(options, 'requestTimeoutMs', consumerDefaults.requestTimeoutMs, 100, 600_000),
+    tls: options.tls,
   }
 }
 

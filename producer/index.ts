@@ -12,3 +12,4 @@ export { defaultProducerOptions, idempotentInFlightMax, recordBytesMax } from '.
 export type { ProducerOptions, ProducerConfig, PartitionerOption, PartitionerInput } from './options.ts'
 export type { ProducerRecord, RecordMetadata, Bytes } from './records.ts'
 export { ClientErrorCode, RillClientError, isRillClientError } from '../client/index.ts'
+export type { ClientTlsOptions } from '../client/index.ts'

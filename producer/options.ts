@@ -5,7 +5,7 @@
 import type { Random } from '../src/base/index.ts'
 import { defaultBatchLimits } from '../src/wire/index.ts'
 import type { Acks } from '../src/wire/index.ts'
-import { ClientErrorCode, RillClientError } from '../client/index.ts'
+import { ClientErrorCode, RillClientError, type ClientTlsOptions } from '../client/index.ts'
 
 /** What a custom partitioner is told about a record. */
 export interface PartitionerInput {
@@ -56,6 +56,8 @@ export interface ProducerOptions {
   readonly clientId?: string
   /** Random source for backoff jitter and the first keyless partition (tests pass a seeded one). */
   readonly random?: Random
+  /** For https:// brokers: `{ ca }` (the cluster's CA certificate, PEM) and, for brokers that ask, `{ cert, key }`. */
+  readonly tls?: ClientTlsOptions
 }
 
 /** The resolved options. */
@@ -76,6 +78,7 @@ export interface ProducerConfig {
   readonly retryBackoffMaxMs: number
   readonly clientId: string
   readonly random: Random | undefined
+  readonly tls: ClientTlsOptions | undefined
 }
 
 /** Batches per producer and partition the broker remembers to answer retries (src/partition/state.ts producerBatchesRemembered). */
@@ -121,6 +124,7 @@ export function resolveProducerOptions(options: ProducerOptions): ProducerConfig
     retryBackoffMaxMs: options.retryBackoffMaxMs ?? d.retryBackoffMaxMs,
     clientId: options.clientId ?? d.clientId,
     random: options.random,
+    tls: options.tls,
   }
   if (config.acks !== 'all' && config.acks !== 'leader') throw invalid(`acks must be "all" or "leader", got ${String(config.acks)}`)
   if (typeof config.idempotent !== 'boolean') throw invalid('idempotent must be a boolean')

@@ -4,7 +4,7 @@
  * documents it with curl examples.
  */
 export { buildApi, forwardedHeader } from './server.ts'
-export type { ApiOptions } from './server.ts'
+export type { ApiOptions, ForwardFetch } from './server.ts'
 export { defaultApiLimits, apiLimits, defaultConnectionLimits, connectionLimits, topicPartitionsMax, replicationFactorMax, nameLengthMax } from './limits.ts'
 export type { ApiLimits, ConnectionLimits } from './limits.ts'
 export { ConnectionGuard } from './connections.ts'

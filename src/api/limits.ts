@@ -79,5 +79,5 @@ export function connectionLimits(overrides: Partial<ConnectionLimits> = {}): Con
 export const topicPartitionsMax = 10_000
 /** Replication factor a create may ask for. */
 export const replicationFactorMax = 15
-/** Longest topic or group name (Kafka's bound for topics). */
-export const nameLengthMax = 249
+/** Longest topic or group name (Kafka's bound for topics; the one rule is in wire). */
+export { nameCharsMax as nameLengthMax } from '../wire/index.ts'

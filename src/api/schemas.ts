@@ -15,8 +15,10 @@ import { groupLimits, sessionTimeoutMsMax, sessionTimeoutMsMin } from '../groups
 import { contentType } from '../wire/index.ts'
 import { nameLengthMax, replicationFactorMax, topicPartitionsMax } from './limits.ts'
 
-/** Topic and group names: Kafka's legal characters. */
-export const namePattern = '^[a-zA-Z0-9._-]+$'
+/** Topic and group names: Kafka's legal characters, not "." or "..". */
+import { namePattern } from '../wire/index.ts'
+
+export { namePattern }
 
 const name = { type: 'string', minLength: 1, maxLength: nameLengthMax, pattern: namePattern } as const
 /** A non-negative integer in decimal, below 2^53 (16 digits; the handler checks the exact bound). */

@@ -14,6 +14,7 @@
  * What connections may hold (requests in flight, bytes of answers not yet
  * written) is bounded in connections.ts, whose hooks run before any other.
  */
+import type { ServerOptions as HttpsServerOptions } from 'node:https'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ErrorCode, RillError, systemRuntime, timeoutSignal } from '../base/index.ts'
 import type { BrokerService } from './service.ts'
@@ -31,7 +32,7 @@ import {
 } from '../wire/index.ts'
 import { invalidRequest, toErrorAnswer } from './errors.ts'
 import { ConnectionGuard } from './connections.ts'
-import { defaultApiLimits, defaultConnectionLimits, type ApiLimits, type ConnectionLimits } from './limits.ts'
+import { defaultApiLimits, defaultConnectionLimits, nameLengthMax, type ApiLimits, type ConnectionLimits } from './limits.ts'
 import { ApiMetrics } from './metrics.ts'
 import { packAnswer, unpackBody, wantsMsgpack } from './msgpack.ts'
 import {
@@ -60,7 +61,27 @@ export interface ApiOptions {
    * (one hop, never re-forwarded). Default true.
    */
   readonly forwardProduce?: boolean
+  /**
+   * Serve HTTPS with these node:https options (certificate, key, CA, client
+   * certificate policy); plain HTTP without. `app.server` is then a
+   * tls.Server whose context `setSecureContext` replaces (SIGHUP).
+   */
+  readonly https?: HttpsServerOptions
+  /** How forwarded produces reach the leader (https with the cluster CA under TLS); the global fetch by default. */
+  readonly forwardFetch?: ForwardFetch
 }
+
+/**
+ * Longest path parameter the router takes: a name (at most nameLengthMax) percent-encoded
+ * three characters a byte, with room for member ids. Beyond it: 400 INVALID_REQUEST.
+ */
+const pathParamCharsMax = 3 * nameLengthMax
+
+/** The part of fetch a forwarded produce needs. */
+export type ForwardFetch = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body: Uint8Array; signal: AbortSignal },
+) => Promise<{ ok: boolean; status: number; json(): Promise<unknown> }>
 
 /** Header marking a produce forwarded by another broker (it is not forwarded again). */
 export const forwardedHeader = 'x-rill-forwarded'
@@ -94,6 +115,27 @@ function answer(request: Req, reply: Rep, status: number, payload: unknown): Rep
   return reply.type(contentType.json).send(payload)
 }
 
+/**
+ * How loud a failed request is. A client decides how often it meets an
+ * expected error (every 503 TIMEOUT was an error line with a stack, so a
+ * client could flood the log): coded errors that are retriable (NOT_LEADER,
+ * NO_QUORUM, TIMEOUT, ...) or the client's own (4xx) are debug lines with
+ * code and message, no stack; a coded broker fault (STORAGE_*) is a warning
+ * without a stack (its cause was logged where it happened); only the
+ * unexpected — INTERNAL, or anything that is not a RillError — is an error
+ * with its stack.
+ */
+function logRequestError(request: Req, error: unknown, status: number): void {
+  const where = { method: request.method, route: request.routeOptions.url ?? null, status }
+  if (error instanceof RillError && error.code !== ErrorCode.INTERNAL) {
+    const line = { ...where, code: error.code, reason: error.message }
+    if (error.retriable || status < 500) request.log.debug(line, 'request refused')
+    else request.log.warn(line, 'request failed')
+    return
+  }
+  if (status >= 500) request.log.error({ ...where, err: error }, 'request failed')
+}
+
 /** AJV keyword for byte fields of msgpack bodies: `{ binary: true }`. */
 const binaryKeyword = {
   keyword: 'binary',
@@ -108,8 +150,17 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const service = options.service
   const metrics = new ApiMetrics()
   const app = Fastify({
+    ...(options.https === undefined ? {} : { https: options.https }),
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: limits.bodyBytesMax,
+    // A path parameter may be as long as the longest name (find-my-way's default, 100, made topics of
+    // 101..249 characters creatable but unusable: 414 from the router). Longer ones are refused in our shape.
+    routerOptions: { maxParamLength: pathParamCharsMax },
+    // The router's own refusals (a bad %-escape, a parameter too long) answer in our error shape too.
+    frameworkErrors: (error, request, reply) => {
+      const { status, body } = toErrorAnswer(error, () => null)
+      return answer(request, reply, status, body)
+    },
     // One info line per request would flood a broker's log at produce rates: requests are logged at debug in onResponse, faults at error.
     logController: new LogController({ disableRequestLogging: true }),
     ajv: {
@@ -143,7 +194,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const resolveLeader = (leader: unknown): BrokerRef | null => resolveLeaderRef(service, leader)
   app.setErrorHandler((error, request, reply) => {
     const { status, body } = toErrorAnswer(error, resolveLeader)
-    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    logRequestError(request, error, status)
     if (status === 503) reply.header('retry-after', '1')
     return answer(request, reply, status, body)
   })
@@ -160,7 +211,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   registerInfoRoutes(app, service, metrics)
   registerTopicRoutes(app, service)
-  registerProduceRoutes(app, { service, limits, metrics, forward: options.forwardProduce ?? true })
+  registerProduceRoutes(app, { service, limits, metrics, forward: options.forwardProduce ?? true, forwardFetch: options.forwardFetch ?? fetch })
   registerFetchRoute(app, { service, limits, metrics, guard })
   registerGroupRoutes(app, service, limits)
   return app
@@ -232,6 +283,7 @@ interface ProduceContext {
   readonly limits: ApiLimits
   readonly metrics: ApiMetrics
   readonly forward: boolean
+  readonly forwardFetch: ForwardFetch
 }
 
 function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void {
@@ -307,15 +359,15 @@ async function produceOrForward(ctx: ProduceContext, call: ProduceCallFields, fo
     if (!forward || !(error instanceof RillError) || error.code !== ErrorCode.NOT_LEADER) throw error
     const leader = resolveLeaderRef(ctx.service, error.details.leader)
     if (leader === null || leader.id === ctx.service.brokerId) throw error
-    return forwardProduce(leader, call)
+    return forwardProduce(ctx.forwardFetch, leader, call)
   }
 }
 
-async function forwardProduce(leader: BrokerRef, call: ProduceCallFields): Promise<ProduceResponse> {
+async function forwardProduce(forwardFetch: ForwardFetch, leader: BrokerRef, call: ProduceCallFields): Promise<ProduceResponse> {
   const url = `${leader.url}/v1/topics/${encodeURIComponent(call.topic)}/partitions/${call.partition}/records`
-  let response: Response
+  let response: Awaited<ReturnType<ForwardFetch>>
   try {
-    response = await fetch(url, {
+    response = await forwardFetch(url, {
       method: 'POST',
       headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1' },
       body: packAnswer({ batch: call.batch, acks: call.acks }),

@@ -29,6 +29,12 @@ export const ErrorCode = {
    * after a moment (503, Retry-After).
    */
   OVERLOADED: 'OVERLOADED',
+  /**
+   * A broker registration would take the id of a broker that is live: the
+   * process at its registered address still answers as that broker (another
+   * incarnation). Kafka's DUPLICATE_BROKER_REGISTRATION.
+   */
+  DUPLICATE_BROKER_REGISTRATION: 'DUPLICATE_BROKER_REGISTRATION',
   /** Storage: the data directory or a file in it cannot be used. */
   STORAGE_UNUSABLE: 'STORAGE_UNUSABLE',
   /** Storage: checksums failed before the tail; the range must be refetched. */

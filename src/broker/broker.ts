@@ -22,11 +22,15 @@
  * which joins the controller's metadata with the leaders known here and
  * those the other brokers reported. Producer ids: producer-ids.ts; metrics:
  * metrics.ts. src/broker knows no HTTP: src/cli puts a broker behind one.
+ *
+ * TLS (config.tls): the material src/cli loaded goes to the transport and to
+ * the peer HTTP client (peer-http.ts); `setTls` hands both a reloaded one.
  */
+import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
-import { SeededRandom, noTimer, systemRuntime } from '../base/index.ts'
+import { ErrorCode, RillError, SeededRandom, noTimer, systemRuntime } from '../base/index.ts'
 import type { Runtime, TimerHandle } from '../base/index.ts'
 import type { LogStore } from '../log/index.ts'
 import { nodeIo, openLogStore } from '../log/index.ts'
@@ -48,10 +52,18 @@ import { BrokerMetrics } from './metrics.ts'
 import { groupIdOf, isInternalTopic } from './names.ts'
 import { OffsetsTopic, sessionCheckTicks } from './offsets-topic.ts'
 import { httpPeerCalls, type BrokerRegistration, type PeerCalls } from './peer-calls.ts'
+import { proveIdentity, type IdentityAnswer } from './internal-auth.ts'
+import { PeerHttp, type PeerFetch } from './peer-http.ts'
 import { PeerRouter, seedPeers } from './peer-router.ts'
 import { ProducerIds } from './producer-ids.ts'
 import { Retention, retentionTicks } from './retention.ts'
 import { Topics } from './topics.ts'
+import type { TlsMaterial } from './tls.ts'
+
+/** 16 random bytes as hex: incarnation ids and challenge nonces. */
+function randomHex16(): string {
+  return randomBytes(16).toString('hex')
+}
 
 /** How long a graceful stop waits for leadership to move away. */
 const shutdownTransferMsMax = 3000
@@ -76,6 +88,12 @@ export interface BrokerEnv {
   readonly io?: LogIo
   /** Ids of new consumer-group members; default: random UUIDs (unguessable). The simulator's come from its seed. */
   readonly newMemberId?: () => string
+  /**
+   * This process's incarnation id and the controller's challenge nonces:
+   * 16 bytes as hex; default: random (unguessable). The simulator's come
+   * from its seed.
+   */
+  readonly newNonce?: () => string
 }
 
 /** What the constructor is handed once `start` has opened the store and chosen the environment. */
@@ -89,6 +107,10 @@ interface BrokerParts {
   readonly registry: Registry
   readonly httpUrl: string
   readonly newMemberId: (() => string) | undefined
+  readonly newNonce: () => string
+  /** The TCP transport when this broker made one (not the simulator's network): TLS reloads go to it. */
+  readonly transport: Transport | null
+  readonly peerHttp: PeerHttp
 }
 
 export class Broker {
@@ -96,11 +118,17 @@ export class Broker {
   /** Metrics of this broker (the edge adds its own and serves /metrics). */
   readonly registry: Registry
   readonly config: BrokerConfig
+  /** This process's incarnation: random per start, so a registration tells a restarted broker from the one before (KRaft's incarnation id). */
+  readonly incarnation: string
   /** Consumer groups this broker coordinates (BrokerService.groups). */
   readonly groups: GroupCoordinator
+  /** How this broker's edge sends HTTP to other brokers (forwarded produces): https with the cluster CA under TLS. */
+  readonly peerFetch: PeerFetch
   readonly #logger: Logger
   readonly #store: LogStore
   readonly #network: PeerNetwork
+  readonly #transport: Transport | null
+  readonly #peerHttp: PeerHttp
   readonly #runtime: Runtime
   readonly #producerIds: ProducerIds
   readonly #router: PeerRouter
@@ -117,6 +145,7 @@ export class Broker {
   #ticker: TimerHandle = noTimer
   #ticks = 0
   #stopped = false
+  readonly #httpUrl: string
 
   private constructor(config: BrokerConfig, logger: Logger, parts: BrokerParts) {
     const { store, network, peerCalls, runtime, random, io } = parts
@@ -124,15 +153,21 @@ export class Broker {
     this.brokerId = config.id
     this.config = config
     this.registry = parts.registry
+    this.incarnation = parts.newNonce()
+    this.#httpUrl = parts.httpUrl
     this.#logger = logger
     this.#store = store
     this.#network = network
+    this.#transport = parts.transport
+    this.#peerHttp = parts.peerHttp
+    this.peerFetch = parts.peerHttp.fetch
     this.#runtime = runtime
     this.#producerIds = new ProducerIds({ brokerId: config.id, path: join(config.dir, 'producer-ids'), io })
     this.#router = new PeerRouter({ brokerId: config.id, network, runtime })
     const send = (gid: number, msgs: readonly Message[]): void => this.#router.send(gid, msgs)
     this.#controller = new ControllerClient({
       config, logger, store, io, random, runtime, peerCalls, httpUrl: parts.httpUrl, send, isStopped,
+      incarnation: this.incarnation, newNonce: parts.newNonce,
       onApplied: () => this.#hosted.scheduleReconcile(),
       onLeaderChange: () => this.#liveness.reset(),
     })
@@ -156,7 +191,12 @@ export class Broker {
   }
 
   /** Opens the data directory, connects to peers and joins the controller group. */
-  static async start(config: BrokerConfig, logger: Logger, options: { httpUrl: string; env?: BrokerEnv }): Promise<Broker> {
+  /**
+   * `options.tls`: the material of `config.tls`, loaded and checked by the
+   * caller (null or absent: plaintext). `httpUrl` is what this broker
+   * registers; https:// under TLS.
+   */
+  static async start(config: BrokerConfig, logger: Logger, options: { httpUrl: string; tls?: TlsMaterial | null; env?: BrokerEnv }): Promise<Broker> {
     const env = options.env ?? {}
     const runtime = env.runtime ?? systemRuntime
     const registry = env.registry ?? new Registry()
@@ -164,30 +204,38 @@ export class Broker {
     makeDataDirectory(io, config.dir)
     const store = await openLogStore({ dir: join(config.dir, 'logs'), registry, logger, io, runtime })
     const peers = seedPeers(config)
-    const network =
-      env.network ??
-      new Transport({
-        brokerId: config.id,
-        clusterId: config.clusterId,
-        secret: config.secret,
-        listen: config.peer,
-        peers,
-        localHost: config.peer.host,
-        logger,
-        registry,
-        runtime,
-      })
+    const tls = options.tls ?? null
+    const transport =
+      env.network !== undefined
+        ? null
+        : new Transport({
+            brokerId: config.id,
+            clusterId: config.clusterId,
+            secret: config.secret,
+            listen: config.peer,
+            peers,
+            localHost: config.peer.host,
+            logger,
+            registry,
+            runtime,
+            ...(tls === null ? {} : { tls }),
+          })
+    const network = env.network ?? transport!
     network.setPeers(peers)
+    const peerHttp = new PeerHttp(tls)
     const broker = new Broker(config, logger, {
       store,
       network,
-      peerCalls: env.peerCalls ?? httpPeerCalls(config.secret, runtime),
+      transport,
+      peerHttp,
+      peerCalls: env.peerCalls ?? httpPeerCalls(config.secret, runtime, peerHttp.fetch),
       runtime,
       random: env.random ?? new SeededRandom(config.id * 7919 + runtime.wallMs()),
       io,
       registry,
       httpUrl: options.httpUrl,
       newMemberId: env.newMemberId,
+      newNonce: env.newNonce ?? randomHex16,
     })
     network.onBatch((fromId, batch) => broker.#router.route(fromId, batch))
     await network.start()
@@ -302,6 +350,12 @@ export class Broker {
     return this.#controller.registerBroker(request)
   }
 
+  /** This process's answer to an identity challenge (internal-auth.ts): the controller leader asks it before moving a registration. */
+  identity(nonce: string): IdentityAnswer {
+    const peerUrl = `${this.config.peer.host}:${this.config.peer.port}`
+    return proveIdentity(this.config.secret, nonce, { id: this.brokerId, incarnation: this.incarnation, httpUrl: this.#httpUrl, peerUrl })
+  }
+
   /** Creates the offsets topic: replication min(3, brokers), `sync`. Also the internal route's handler. */
   createOffsetsTopic(): Promise<void> {
     return this.#offsets.create()
@@ -322,6 +376,20 @@ export class Broker {
   }
 
   /** Graceful stop: hand leadership away, finish writes, close everything. */
+  /**
+   * Reloaded TLS material (SIGHUP) for the peer transport and peer HTTP:
+   * connections made from now on use it, open ones keep theirs. Throws
+   * INVALID_REQUEST (nothing changed) on a broker started without TLS or
+   * material node:tls cannot use.
+   */
+  setTls(material: TlsMaterial): void {
+    if (this.#transport === null || !this.#transport.tlsEnabled || !this.#peerHttp.secure) {
+      throw new RillError(ErrorCode.INVALID_REQUEST, 'this broker was started without TLS')
+    }
+    this.#transport.setTls(material)
+    this.#peerHttp.setTls(material)
+  }
+
   async stop(): Promise<void> {
     if (this.#stopped) return
     const deadline = this.#runtime.nowMs() + shutdownTransferMsMax
@@ -338,6 +406,7 @@ export class Broker {
     for (const p of this.#hosted.values()) await p.replica.close()
     await this.#controller.close()
     await this.#network.close()
+    await this.#peerHttp.close()
     await this.#store.close()
     this.#logger.info({ event: 'broker_stopped' }, 'broker stopped')
   }

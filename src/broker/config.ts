@@ -3,11 +3,21 @@
  * in that order of precedence (a flag beats the environment beats the file).
  * Every value is checked at start; a bad one is a RillError INVALID_REQUEST
  * naming the flag, and `rill broker` exits 2 with that one line.
+ *
+ * The cluster secret comes from `--secret HEX` or `--secret-file PATH` (a
+ * file of 64 hex digits that only its owner may read, as ssh wants of a
+ * private key). Without either, brokers use a development secret derived
+ * from the cluster id — public, so it is allowed only while both the HTTP
+ * and the peer listener are on loopback (127.0.0.0/8, ::1, localhost): a
+ * broker that would listen anywhere else without a secret refuses to start
+ * (DESIGN.md decision 12: no insecure default leaves loopback).
  */
-import { readFileSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
+import { BlockList, isIPv6 } from 'node:net'
 import { createHash } from 'node:crypto'
-import { ErrorCode, RillError } from '../base/index.ts'
+import { ErrorCode, RillError, systemRuntime } from '../base/index.ts'
 import type { PersistenceMode } from '../log/index.ts'
+import { clientAuthModes, loadTlsMaterial, type ClientAuth, type TlsConfig } from './tls.ts'
 
 export interface HostPort {
   readonly host: string
@@ -63,6 +73,13 @@ export interface BrokerConfig {
    * process forever. `--shutdown-timeout 10s` or `10000` (ms).
    */
   readonly shutdownTimeoutMs: number
+  /**
+   * TLS on the HTTP API and the peer transport (`--tls-cert`, `--tls-key`,
+   * `--tls-ca`, `--tls-client-auth`), or null for plaintext. The files are
+   * read and checked while parsing (tls.ts), and again at start and on
+   * SIGHUP.
+   */
+  readonly tls: TlsConfig | null
 }
 
 const defaults = {
@@ -84,7 +101,7 @@ export const seedsMax = 7
 export const shutdownTimeoutMsMin = 100
 export const shutdownTimeoutMsMax = 3_600_000
 
-const flagToKey: Record<string, string> = {
+const flagToKey = {
   '--id': 'id',
   '--dir': 'dir',
   '--http': 'http',
@@ -92,6 +109,7 @@ const flagToKey: Record<string, string> = {
   '--seeds': 'seeds',
   '--cluster-id': 'clusterId',
   '--secret': 'secret',
+  '--secret-file': 'secretFile',
   '--persistence': 'defaultPersistence',
   '--rack': 'rack',
   '--tick-ms': 'tickMs',
@@ -100,6 +118,63 @@ const flagToKey: Record<string, string> = {
   '--log-level': 'logLevel',
   '--join': 'join',
   '--shutdown-timeout': 'shutdownTimeoutMs',
+  '--tls-cert': 'tlsCert',
+  '--tls-key': 'tlsKey',
+  '--tls-ca': 'tlsCa',
+  '--tls-client-auth': 'tlsClientAuth',
+} as const satisfies Record<string, string>
+type BrokerFlag = keyof typeof flagToKey
+
+/** `rill broker --help`: every flag's value and meaning (the compiler checks none is missing). */
+const flagHelp: Record<BrokerFlag, readonly [value: string, about: string]> = {
+  '--id': ['N', 'this broker\'s id (1 and up); required'],
+  '--dir': ['DIR', 'data directory (logs, snapshots, lock); required'],
+  '--http': ['HOST:PORT', 'where the HTTP API listens; required'],
+  '--peer': ['HOST:PORT', 'where other brokers connect (outgoing peer links start from this host); required'],
+  '--seeds': ['ID@HOST:PORT,...', `the controller voters by id and peer address, the same on every broker (at most ${seedsMax}); required`],
+  '--join': ['URL,...', 'HTTP URLs of brokers already in the cluster (a broker outside --seeds registers through them)'],
+  '--cluster-id': ['ID', `brokers of another cluster are refused (default ${defaults.clusterId})`],
+  '--secret': ['HEX', 'the cluster secret, 64 hex digits, the same on every broker (required off loopback)'],
+  '--secret-file': ['PATH', 'the cluster secret from a file only its owner may read (mode 600 or 400)'],
+  '--persistence': ['sync|async|memory', `persistence of topics created without one (default ${defaults.defaultPersistence})`],
+  '--rack': ['NAME', 'failure domain: replicas of a partition go to distinct racks'],
+  '--tick-ms': ['MS', `length of one Raft tick (default ${defaults.tickMs}, ${tickMsMin}-${tickMsMax})`],
+  '--election-ticks': ['N', `ticks without a leader before a replica campaigns (default ${defaults.electionTicks})`],
+  '--heartbeat-ticks': ['N', `ticks between leader heartbeats, below --election-ticks (default ${defaults.heartbeatTicks})`],
+  '--log-level': ['LEVEL', `fatal|error|warn|info|debug|trace|silent (default ${defaults.logLevel})`],
+  '--tls-cert': ['FILE', 'PEM certificate of this broker (names its --http and --peer hosts): the API is https and peer links TLS'],
+  '--tls-key': ['FILE', 'PEM private key of --tls-cert'],
+  '--tls-ca': ['FILE', 'PEM CA that signed every broker\'s certificate (and client certificates); required with --tls-cert'],
+  '--tls-client-auth': ['none|optional|required', 'client certificates: none asks nothing, optional refuses one not of the CA, required refuses clients without one (default none)'],
+  '--shutdown-timeout': ['DURATION', `bound of a graceful stop: 10s, 500ms or ms (default ${defaults.shutdownTimeoutMs / 1000}s)`],
+}
+
+/** The text of `rill broker --help`. */
+export function brokerUsage(): string {
+  const envOf = new Map(Object.entries(envToKey).map(([name, key]) => [key, name]))
+  const rows = (Object.keys(flagHelp) as BrokerFlag[]).map((flag) => {
+    const [value, about] = flagHelp[flag]
+    return { left: `${flag} ${value}`, right: `${about} [${envOf.get(flagToKey[flag])}]` }
+  })
+  rows.push({ left: '--config FILE', right: 'the same settings as a JSON object (keys: id, dir, http, peer, seeds, secretFile, ...)' })
+  rows.push({ left: '--help, -h', right: 'this text' })
+  const width = Math.max(...rows.map((r) => r.left.length))
+  return [
+    'usage: rill broker --id N --dir DIR --http HOST:PORT --peer HOST:PORT --seeds ID@HOST:PORT,... [flags]',
+    '       rill broker --config FILE [flags]',
+    '  runs one broker in this process; SIGTERM or SIGINT stops it gracefully',
+    '',
+    'flags (each also from the environment variable in brackets; a flag beats the environment, which beats --config):',
+    ...rows.map((r) => `  ${r.left.padEnd(width)}  ${r.right}`),
+    '',
+    'without --secret or --secret-file a public development secret is used, allowed only with --http and --peer on loopback',
+    'exit codes: 0 stopped cleanly, 1 failed or stop unfinished, 2 bad flag or value',
+  ].join('\n')
+}
+
+/** True if `argv` asks for the usage text (`--help` or `-h` anywhere). */
+export function wantsBrokerHelp(argv: readonly string[]): boolean {
+  return argv.includes('--help') || argv.includes('-h')
 }
 
 const envToKey: Record<string, string> = {
@@ -110,6 +185,7 @@ const envToKey: Record<string, string> = {
   RILL_SEEDS: 'seeds',
   RILL_CLUSTER_ID: 'clusterId',
   RILL_SECRET: 'secret',
+  RILL_SECRET_FILE: 'secretFile',
   RILL_PERSISTENCE: 'defaultPersistence',
   RILL_RACK: 'rack',
   RILL_TICK_MS: 'tickMs',
@@ -118,6 +194,10 @@ const envToKey: Record<string, string> = {
   RILL_LOG_LEVEL: 'logLevel',
   RILL_JOIN: 'join',
   RILL_SHUTDOWN_TIMEOUT: 'shutdownTimeoutMs',
+  RILL_TLS_CERT: 'tlsCert',
+  RILL_TLS_KEY: 'tlsKey',
+  RILL_TLS_CA: 'tlsCa',
+  RILL_TLS_CLIENT_AUTH: 'tlsClientAuth',
 }
 
 function bad(what: string, message: string): RillError {
@@ -137,7 +217,7 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
       i++
       continue
     }
-    const key = flagToKey[flag]
+    const key = (flagToKey as Record<string, string>)[flag]
     if (key === undefined) throw bad(flag, 'unknown flag')
     if (value === undefined || value.startsWith('--')) throw bad(flag, 'needs a value')
     fromFlags[key] = value
@@ -156,7 +236,18 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   const clusterId = optionalString('cluster-id', pick('clusterId')) ?? defaults.clusterId
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(clusterId)) throw bad('cluster-id', 'use 1-64 of [A-Za-z0-9._-]')
   const secretText = optionalString('secret', pick('secret'))
-  const secret = secretText === null ? developmentSecret(clusterId) : parseSecret(secretText)
+  const secretFile = optionalString('secret-file', pick('secretFile'))
+  if (secretText !== null && secretFile !== null) throw bad('secret', 'give --secret or --secret-file, not both')
+  const configured = secretFile !== null ? parseSecret(readSecretFile(secretFile), 'secret-file') : secretText !== null ? parseSecret(secretText, 'secret') : null
+  if (configured === null && !(isLoopbackHost(http.host) && isLoopbackHost(peer.host))) {
+    const exposed = isLoopbackHost(http.host) ? `--peer ${peer.host}` : `--http ${http.host}`
+    throw bad(
+      'secret',
+      `required when a listener is not on loopback (${exposed}): the development secret is public. ` +
+        'Give --secret HEX or --secret-file PATH (64 hex digits, e.g. from `openssl rand -hex 32`; the same on every broker)',
+    )
+  }
+  const secret = configured ?? developmentSecret(clusterId)
   const persistence = optionalString('persistence', pick('defaultPersistence')) ?? defaults.defaultPersistence
   if (persistence !== 'sync' && persistence !== 'async' && persistence !== 'memory') throw bad('persistence', 'one of sync, async, memory')
   const rack = optionalString('rack', pick('rack'))
@@ -171,6 +262,7 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     throw bad('join', `broker ${id} is not in --seeds: give --join http://HOST:PORT of a broker already in the cluster`)
   }
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw bad('log-level', 'a pino level')
+  const tls = parseTls(pick, [http.host, peer.host])
   return {
     id,
     dir,
@@ -179,7 +271,7 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     seeds,
     clusterId,
     secret,
-    secretIsDevelopment: secretText === null,
+    secretIsDevelopment: configured === null,
     defaultPersistence: persistence,
     rack,
     tickMs,
@@ -188,7 +280,33 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     logLevel,
     join,
     shutdownTimeoutMs,
+    tls,
   }
+}
+
+/**
+ * `--tls-cert` and `--tls-key` turn TLS on and need `--tls-ca` (brokers
+ * verify each other against it); `--tls-ca` and `--tls-client-auth` alone
+ * are a mistake, not a plaintext broker. The files are checked now, so a
+ * bad one exits 2 before anything starts.
+ */
+function parseTls(pick: (key: string) => unknown, hosts: readonly string[]): TlsConfig | null {
+  const certFile = optionalString('tls-cert', pick('tlsCert'))
+  const keyFile = optionalString('tls-key', pick('tlsKey'))
+  const caFile = optionalString('tls-ca', pick('tlsCa'))
+  const clientAuth = optionalString('tls-client-auth', pick('tlsClientAuth'))
+  if (clientAuth !== null && !clientAuthModes.includes(clientAuth as ClientAuth)) throw bad('tls-client-auth', `one of ${clientAuthModes.join(', ')}`)
+  if (certFile === null && keyFile === null) {
+    if (caFile !== null) throw bad('tls-ca', 'needs --tls-cert and --tls-key (TLS is on only with a certificate)')
+    if (clientAuth !== null) throw bad('tls-client-auth', 'needs --tls-cert, --tls-key and --tls-ca')
+    return null
+  }
+  if (certFile === null) throw bad('tls-cert', 'is required with --tls-key')
+  if (keyFile === null) throw bad('tls-key', 'is required with --tls-cert')
+  if (caFile === null) throw bad('tls-ca', 'is required with --tls-cert: brokers verify each other against this CA')
+  const tls: TlsConfig = { certFile, keyFile, caFile, clientAuth: (clientAuth as ClientAuth | null) ?? 'none' }
+  loadTlsMaterial(tls, { nowMs: systemRuntime.wallMs(), hosts })
+  return tls
 }
 
 function parseJoin(v: unknown): string[] {
@@ -215,7 +333,7 @@ function readConfigFile(path: string): Record<string, unknown> {
     throw bad('--config', `${path} is not JSON: ${(error as Error).message}`)
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw bad('--config', `${path} must hold a JSON object`)
-  const known = new Set(Object.values(flagToKey))
+  const known = new Set<string>(Object.values(flagToKey))
   for (const key of Object.keys(parsed)) if (!known.has(key)) throw bad('--config', `unknown key "${key}" in ${path}`)
   return parsed as Record<string, unknown>
 }
@@ -280,9 +398,66 @@ function parseSeeds(v: unknown): Seed[] {
   return seeds
 }
 
-function parseSecret(s: string): Uint8Array {
-  if (!/^[0-9a-fA-F]{64}$/.test(s)) throw bad('secret', 'must be 64 hex digits (32 bytes)')
+function parseSecret(s: string, what: string): Uint8Array {
+  if (!/^[0-9a-fA-F]{64}$/.test(s)) throw bad(what, 'must be 64 hex digits (32 bytes)')
   return Uint8Array.from(Buffer.from(s, 'hex'))
+}
+
+/** Longest secret file read, bytes (64 hex digits and some white space). */
+export const secretFileBytesMax = 1024
+
+/**
+ * The secret file's text, without surrounding white space. Refused: a file
+ * that is not a regular file, that group or others may read or write (mode
+ * & 0o077), that is empty, or larger than `secretFileBytesMax`.
+ */
+function readSecretFile(path: string): string {
+  let fd: number
+  try {
+    fd = openSync(path, 'r')
+  } catch (error) {
+    throw bad('secret-file', `cannot read ${path}: ${(error as Error).message}`)
+  }
+  try {
+    const stat = fstatSync(fd)
+    if (!stat.isFile()) throw bad('secret-file', `${path} is not a regular file`)
+    if ((stat.mode & 0o077) !== 0) {
+      throw bad('secret-file', `${path} is open to group or others (mode ${(stat.mode & 0o777).toString(8).padStart(3, '0')}): chmod 600 ${path}`)
+    }
+    if (stat.size > secretFileBytesMax) throw bad('secret-file', `${path} holds ${stat.size} bytes; a secret is 64 hex digits`)
+    // Read to the end, at most one byte past the bound (the buffer bounds the loop).
+    const buf = Buffer.alloc(secretFileBytesMax + 1)
+    let n = 0
+    while (n < buf.byteLength) {
+      const got = readSync(fd, buf, n, buf.byteLength - n, null)
+      if (got === 0) break
+      n += got
+    }
+    if (n > secretFileBytesMax) throw bad('secret-file', `${path} is larger than ${secretFileBytesMax} bytes; a secret is 64 hex digits`)
+    const text = buf.subarray(0, n).toString('utf8').trim()
+    if (text.length === 0) throw bad('secret-file', `${path} is empty`)
+    return text
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Loopback addresses: 127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6. */
+const loopback = new BlockList()
+loopback.addSubnet('127.0.0.0', 8, 'ipv4')
+loopback.addAddress('::1', 'ipv6')
+loopback.addSubnet('::ffff:127.0.0.0', 104, 'ipv6')
+
+/**
+ * True if `host` (as given to --http / --peer) is a loopback address or
+ * `localhost`. Any other name is not: it may resolve anywhere, and `0.0.0.0`
+ * or `::` listen on every interface.
+ */
+export function isLoopbackHost(host: string): boolean {
+  if (host.toLowerCase() === 'localhost') return true
+  if (isIPv6(host)) return loopback.check(host, 'ipv6')
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.split('.').some((octet) => Number(octet) > 255)) return false
+  return loopback.check(host, 'ipv4')
 }
 
 /** The secret used when none is configured: derived from the cluster id, fine on loopback, never in production. */

@@ -11,6 +11,27 @@
  * each change through `onApplied`. A broker registers itself on start and
  * again whenever the metadata does not show it, unfenced; the controller
  * leader lets every registered broker follow the metadata log as a learner.
+ *
+ * A registration that would move a registered broker to other addresses is
+ * checked first (`#checkMove`), as Kafka refuses a second registration of a
+ * broker id whose session is alive (DUPLICATE_BROKER_REGISTRATION; KRaft
+ * tells incarnations apart by a random incarnation id per process start):
+ *
+ *   old address still answers as that id, another incarnation ──▶ DUPLICATE_BROKER_REGISTRATION
+ *   new address does not answer as that id and incarnation ────▶ UNAUTHORIZED
+ *   otherwise (the old process is gone, the new one proves itself) ──▶ registered at once
+ *
+ * Both are challenges with a fresh nonce, answered with a MAC made with the
+ * cluster secret over the answerer's id, incarnation and addresses
+ * (internal-auth.ts). "Live" is a fresh answer at the registered address,
+ * not a session timer: a broker restarted on new ports (a real move) is
+ * registered as soon as its new address answers, without waiting for the
+ * old session to expire; and a session kept alive by the NEW process's peer
+ * link (a lower id dials, and the link names only the id) cannot keep the
+ * old addresses forever. Two processes configured with one id: the second
+ * is refused for as long as the first answers. A first registration of an
+ * id is not challenged (there is nothing to take over); the MAC on the
+ * internal route already proves the sender holds the cluster secret.
  */
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -25,6 +46,7 @@ import { FileSnapshotStore, RaftGroup } from '../partition/index.ts'
 import type { BrokerConfig } from './config.ts'
 import { controllerGroupId } from './names.ts'
 import type { BrokerRegistration, ControllerCall, PeerCalls } from './peer-calls.ts'
+import { identityValid, type IdentityAnswer } from './internal-auth.ts'
 
 /** How long a controller proposal may take to apply. */
 export const controllerWaitMsMax = 10_000
@@ -34,6 +56,10 @@ export const registrationCheckTicks = 10
 const forwardLeaderWaitMs = 3000
 /** Forwarded requests to the controller leader time out after this. */
 const forwardTimeoutMs = 10_000
+/** How long the controller leader waits for a broker's answer to an identity challenge (old and new address, at once), ms. */
+export const identityTimeoutMs = 2000
+/** At most one warning per this long about a registration refused as a duplicate or unproven, ms (it is retried every check). */
+const registrationWarnMs = 30_000
 
 /** A broker as a client is told to find it: its id and HTTP base URL. */
 export type BrokerRef = { id: number; url: string } | null
@@ -54,6 +80,10 @@ export interface ControllerClientOptions {
   readonly peerCalls: PeerCalls
   /** This broker's HTTP base URL, as it registers it. */
   readonly httpUrl: string
+  /** This process's incarnation id (random per start), sent with each registration. */
+  readonly incarnation: string
+  /** Challenge nonces (16 unguessable bytes as hex; the simulator's come from its seed). */
+  readonly newNonce: () => string
   readonly send: (gid: number, msgs: readonly Message[]) => void
   readonly isStopped: () => boolean
   /** The metadata changed (entries applied or a snapshot installed). */
@@ -73,6 +103,8 @@ export class ControllerClient {
   #applied = 0
   readonly #waiters = new Map<number, ControllerWaiter>()
   #registering = false
+  /** The last registration refusal warned about, and when (ms): one warning per `registrationWarnMs`. */
+  #warned = { message: '', atMs: -Infinity }
 
   constructor(options: ControllerClientOptions) {
     this.#brokerId = options.config.id
@@ -217,10 +249,16 @@ export class ControllerClient {
     if (me !== undefined && !me.fenced && me.httpUrl === httpUrl && me.peerUrl === peerUrl) return
     this.#registering = true
     try {
-      await this.registerBroker({ id: this.#brokerId, httpUrl, peerUrl, ...(this.#config.rack === null ? {} : { rack: this.#config.rack }) })
+      await this.registerBroker({
+        id: this.#brokerId,
+        httpUrl,
+        peerUrl,
+        incarnation: this.#options.incarnation,
+        ...(this.#config.rack === null ? {} : { rack: this.#config.rack }),
+      })
       this.#logger.info({ event: 'registered' }, 'registered with the controller')
     } catch (error) {
-      this.#logger.debug({ event: 'register_retry', err: error }, 'registration will be retried')
+      this.#registrationRefused(error)
     } finally {
       this.#registering = false
     }
@@ -240,8 +278,53 @@ export class ControllerClient {
     }
     const cmd: Command = { type: CommandType.RegisterBroker, id: request.id, httpUrl: request.httpUrl, peerUrl: request.peerUrl, ...(request.rack === undefined ? {} : { rack: request.rack }) }
     const known = this.#state.broker(request.id)
+    if (known !== undefined && (known.httpUrl !== request.httpUrl || known.peerUrl !== request.peerUrl)) await this.#checkMove(known, request)
     if (known === undefined || known.httpUrl !== request.httpUrl || known.peerUrl !== request.peerUrl) await this.propose(cmd)
     if (this.#state.broker(request.id)?.fenced !== false) await this.propose({ type: CommandType.UnfenceBroker, id: request.id })
+  }
+
+  /**
+   * Controller leader: may broker `known.id` move to the request's addresses?
+   * Throws DUPLICATE_BROKER_REGISTRATION while the process at the registered
+   * address still proves it is that broker (another incarnation), and
+   * UNAUTHORIZED unless the process at the new address proves it is the
+   * registering one. See the header comment.
+   */
+  async #checkMove(known: { readonly id: number; readonly httpUrl: string; readonly peerUrl: string }, request: BrokerRegistration): Promise<void> {
+    const oldNonce = this.#options.newNonce()
+    const newNonce = this.#options.newNonce()
+    const calls = this.#options.peerCalls
+    const [atOld, atNew] = await Promise.all([
+      calls.identity(known.httpUrl, oldNonce, identityTimeoutMs).then((a) => a, () => null),
+      calls.identity(request.httpUrl, newNonce, identityTimeoutMs).then((a) => a, (error: unknown) => error as Error),
+    ])
+    const secret = this.#config.secret
+    if (atOld !== null && atOld.id === known.id && atOld.incarnation !== request.incarnation && identityValid(secret, oldNonce, atOld)) {
+      throw new RillError(
+        ErrorCode.DUPLICATE_BROKER_REGISTRATION,
+        `broker ${known.id} is live at ${known.httpUrl} (peer ${known.peerUrl}): it still answers as broker ${known.id}, so it keeps its addresses; ` +
+          `stop it before registering broker ${known.id} at ${request.httpUrl}`,
+        { details: { broker: known.id, httpUrl: known.httpUrl } },
+      )
+    }
+    const why = unproven(atNew, newNonce, request, secret)
+    if (why !== null) {
+      throw new RillError(ErrorCode.UNAUTHORIZED, `broker ${request.id} cannot move to ${request.httpUrl} (peer ${request.peerUrl}): ${why}`, {
+        details: { broker: request.id, reason: 'unproven-address' },
+      })
+    }
+  }
+
+  /** Logs why this broker's registration was refused: a refusal an operator must act on as a warning (at most one per `registrationWarnMs`). */
+  #registrationRefused(error: unknown): void {
+    const mustAct = error instanceof RillError && (error.code === ErrorCode.DUPLICATE_BROKER_REGISTRATION || error.code === ErrorCode.UNAUTHORIZED)
+    const now = this.#runtime.nowMs()
+    if (!mustAct || (error.message === this.#warned.message && now - this.#warned.atMs < registrationWarnMs)) {
+      this.#logger.debug({ event: 'register_retry', err: error }, 'registration will be retried')
+      return
+    }
+    this.#warned = { message: error.message, atMs: now }
+    this.#logger.warn({ event: 'registration_refused', code: error.code }, `registration refused, retrying: ${error.message}`)
   }
 
   /** Registers through one of the --join brokers (they forward to the controller leader). */
@@ -275,6 +358,7 @@ export class ControllerClient {
   }
 
   // ─────────────────────────── answers from the metadata ───────────────────────────
+
 
   brokerRef(id: NodeId): BrokerRef {
     const b = id === 0 ? undefined : this.#state.broker(id)
@@ -318,4 +402,16 @@ export class ControllerClient {
     await this.#group.close()
     this.#failWaiters(0)
   }
+}
+
+/** Why the answer at the new address is not the registering broker's, or null if it is. */
+function unproven(answer: IdentityAnswer | Error, nonce: string, request: BrokerRegistration, secret: Uint8Array): string | null {
+  if (answer instanceof Error) return `it did not answer the identity challenge (${answer.message})`
+  if (!identityValid(secret, nonce, answer)) return 'its identity answer is not proven with the cluster secret'
+  if (answer.id !== request.id) return `the broker there is broker ${answer.id}`
+  if (answer.incarnation !== request.incarnation) return 'the broker there is another process (incarnation) than the one registering'
+  if (answer.httpUrl !== request.httpUrl || answer.peerUrl !== request.peerUrl) {
+    return `the broker there listens at ${answer.httpUrl} (peer ${answer.peerUrl})`
+  }
+  return null
 }

@@ -3,7 +3,8 @@
  * command to the controller leader (registration, topic create/delete, the
  * offsets topic) and polling which partitions a broker leads. On a real
  * machine they are HTTP requests MACed with the cluster secret
- * (`httpPeerCalls`); the simulator routes them to the target broker's
+ * (`httpPeerCalls`), over https with the cluster CA when TLS is on
+ * (peer-http.ts); the simulator routes them to the target broker's
  * methods through its faulty network (src/sim), so the code that decides
  * when and where to forward is the same in both.
  *
@@ -12,7 +13,8 @@
  */
 import { ErrorCode, RillError, systemRuntime, timeoutSignal, type Runtime } from '../base/index.ts'
 import type { CreateTopicRequest } from '../wire/index.ts'
-import { internalHeaders } from './internal-auth.ts'
+import { internalHeaders, type IdentityAnswer } from './internal-auth.ts'
+import type { PeerFetch, PeerResponse } from './peer-http.ts'
 
 /** A broker's registration: who it is and where it listens. */
 export interface BrokerRegistration {
@@ -20,6 +22,8 @@ export interface BrokerRegistration {
   readonly httpUrl: string
   readonly peerUrl: string
   readonly rack?: string
+  /** The registering process's incarnation (internal-auth.ts): a move of a live broker is refused unless it is that broker. */
+  readonly incarnation: string
 }
 
 /** A command for the controller leader. */
@@ -40,6 +44,11 @@ export interface PeerCalls {
   controller(url: string, call: ControllerCall, timeoutMs: number): Promise<void>
   /** The partitions the broker at `url` leads now (at most `entriesMax`). */
   leaderships(url: string, timeoutMs: number, entriesMax: number): Promise<Leadership[]>
+  /**
+   * Asks the broker at `url` who it is, over the challenge `nonce`. The
+   * answer is as received (shape-checked only): the caller checks its proof.
+   */
+  identity(url: string, nonce: string, timeoutMs: number): Promise<IdentityAnswer>
 }
 
 /** The HTTP route and body of each controller call (the routes are the API's; docs/api.md). */
@@ -58,15 +67,15 @@ function route(call: ControllerCall): { method: 'POST' | 'DELETE'; path: string;
 
 const errorCodes = new Set<string>(Object.values(ErrorCode))
 
-/** Peer calls over HTTP, authenticated with the cluster secret. */
-export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRuntime): PeerCalls {
+/** Peer calls over HTTP, authenticated with the cluster secret; `peerFetch` is how requests go out (https with the CA under TLS). */
+export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRuntime, peerFetch: PeerFetch = fetch): PeerCalls {
   return {
     async controller(url, call, timeoutMs) {
       const { method, path, body } = route(call)
       const text = body === undefined ? '' : JSON.stringify(body)
-      let res: Response
+      let res: PeerResponse
       try {
-        res = await fetch(`${url}${path}`, {
+        res = await peerFetch(`${url}${path}`, {
           method,
           headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...internalHeaders(secret, method, path, text) },
           ...(body === undefined ? {} : { body: text }),
@@ -88,7 +97,7 @@ export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRunti
     },
     async leaderships(url, timeoutMs, entriesMax) {
       const path = '/internal/v1/leaderships'
-      const res = await fetch(`${url}${path}`, { headers: internalHeaders(secret, 'GET', path, ''), signal: timeoutSignal(runtime, timeoutMs) })
+      const res = await peerFetch(`${url}${path}`, { headers: internalHeaders(secret, 'GET', path, ''), signal: timeoutSignal(runtime, timeoutMs) })
       if (!res.ok) {
         await res.arrayBuffer().catch(() => undefined)
         throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} answered ${res.status} to the leadership poll`)
@@ -100,5 +109,63 @@ export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRunti
       }
       return out
     },
+    async identity(url, nonce, timeoutMs) {
+      const path = '/internal/v1/identity'
+      const text = JSON.stringify({ nonce })
+      let res: PeerResponse
+      try {
+        res = await peerFetch(`${url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...internalHeaders(secret, 'POST', path, text) },
+          body: text,
+          signal: timeoutSignal(runtime, timeoutMs),
+        })
+      } catch (error) {
+        throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} unreachable: ${(error as Error).message}`, { cause: error })
+      }
+      // Whatever listens at an address we are told of may answer anything: read a bounded prefix.
+      const answer = await readTextMax(res, identityAnswerCharsMax + 1).catch(() => '')
+      if (!res.ok) throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} answered ${res.status} to the identity challenge`)
+      return parseIdentityAnswer(answer, url)
+    },
   }
+}
+
+/** The identity answer's fields, checked for shape and length (the proof is checked by the caller). */
+export function parseIdentityAnswer(text: string, url: string): IdentityAnswer {
+  let parsed: unknown = null
+  try {
+    parsed = text.length <= identityAnswerCharsMax ? JSON.parse(text) : null
+  } catch {
+    parsed = null
+  }
+  const v = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>
+  const short = (x: unknown): x is string => typeof x === 'string' && x.length <= 2048
+  const { id, incarnation, httpUrl, peerUrl, proof } = v
+  if (!Number.isSafeInteger(id) || !short(incarnation) || !short(httpUrl) || !short(peerUrl) || !short(proof)) {
+    throw new RillError(ErrorCode.UNAUTHORIZED, `broker at ${url} gave no identity answer`)
+  }
+  return { id: id as number, incarnation, httpUrl, peerUrl, proof }
+}
+
+/** Longest identity answer read, bytes (two URLs of 2 KiB, a few ids). */
+const identityAnswerCharsMax = 8192
+
+/** The first `bytesMax` bytes of a response body as UTF-8; the rest is not read. */
+async function readTextMax(res: PeerResponse, bytesMax: number): Promise<string> {
+  if (res.body === null) return ''
+  const reader = res.body.getReader()
+  const chunks: Uint8Array[] = []
+  let bytes = 0
+  try {
+    while (bytes < bytesMax) {
+      const { done, value } = await reader.read()
+      if (done) break
+      chunks.push(value)
+      bytes += value.byteLength
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined)
+  }
+  return Buffer.concat(chunks).subarray(0, bytesMax).toString('utf8')
 }

@@ -2,7 +2,15 @@
  * Flags of the `rill` commands: `--name value`, `--name=value`, booleans as
  * `--name`. Every command declares its flags; anything else is a usage error
  * (exit 2) naming the flag and what it expects.
+ *
+ * Every command also takes where the cluster is and how to reach it:
+ * `--url` (RILL_URL), and for https:// brokers `--tls-ca FILE` (RILL_TLS_CA:
+ * the cluster's CA certificate) and `--tls-cert FILE --tls-key FILE`
+ * (RILL_TLS_CERT, RILL_TLS_KEY: a client certificate, for brokers that ask
+ * for one). `target()` gathers them.
  */
+import { readFileSync } from 'node:fs'
+import type { ClientTlsOptions } from '../../client/index.ts'
 
 /** A usage error: bad flag, missing argument. Exit code 2. */
 export class UsageError extends Error {
@@ -34,6 +42,9 @@ export interface ParsedArgs {
 export const commonFlags: FlagSpecs = {
   url: { kind: 'url' },
   help: { kind: 'boolean' },
+  'tls-ca': { kind: 'string' },
+  'tls-cert': { kind: 'string' },
+  'tls-key': { kind: 'string' },
 }
 
 function parseValue(name: string, spec: FlagSpec, raw: string): string | number {
@@ -118,10 +129,52 @@ export function expectPositionals(parsed: ParsedArgs, names: readonly string[]):
 
 /** Default broker URL: RILL_URL, or the first broker of `rill dev`. */
 export const defaultUrl = 'http://127.0.0.1:9090'
+/** The first broker of `rill dev --tls`: the default when a CA is given but no URL. */
+export const defaultTlsUrl = 'https://127.0.0.1:9090'
+/** Largest certificate or key file read (a PEM bundle is kilobytes). */
+const pemFileBytesMax = 1024 * 1024
 
 export function baseUrl(flags: Flags, env: NodeJS.ProcessEnv = process.env): string {
   if (typeof flags.url === 'string') return flags.url
   const fromEnv = env.RILL_URL
   if (fromEnv !== undefined && fromEnv !== '') return parseValue('url (RILL_URL)', { kind: 'url' }, fromEnv) as string
-  return defaultUrl
+  return tlsFile(flags, env, 'tls-ca') === null ? defaultUrl : defaultTlsUrl
+}
+
+/** Where the cluster is and how to reach it: the broker URL and TLS settings (read from their files). */
+export interface Target {
+  readonly url: string
+  readonly tls: ClientTlsOptions | undefined
+}
+
+/** `--tls-ca`, `--tls-cert` or `--tls-key` (or RILL_TLS_CA, RILL_TLS_CERT, RILL_TLS_KEY): the path given, or null. */
+function tlsFile(flags: Flags, env: NodeJS.ProcessEnv, name: 'tls-ca' | 'tls-cert' | 'tls-key'): string | null {
+  const flag = flags[name]
+  if (typeof flag === 'string') return flag
+  const fromEnv = env[`RILL_${name.toUpperCase().replace('-', '_')}`]
+  return fromEnv === undefined || fromEnv === '' ? null : fromEnv
+}
+
+function readPem(name: string, path: string): Buffer {
+  let bytes: Buffer
+  try {
+    bytes = readFileSync(path)
+  } catch (error) {
+    throw new UsageError(`--${name}: cannot read ${path}: ${(error as Error).message}`)
+  }
+  if (bytes.byteLength > pemFileBytesMax || !bytes.toString('latin1').includes('-----BEGIN ')) throw new UsageError(`--${name}: ${path} is not a PEM file`)
+  return bytes
+}
+
+/** The URL and TLS settings of a command (usage errors for unreadable files or a certificate without its key). */
+export function target(flags: Flags, env: NodeJS.ProcessEnv = process.env): Target {
+  const ca = tlsFile(flags, env, 'tls-ca')
+  const cert = tlsFile(flags, env, 'tls-cert')
+  const key = tlsFile(flags, env, 'tls-key')
+  if ((cert === null) !== (key === null)) throw new UsageError(`--tls-cert and --tls-key go together (or RILL_TLS_CERT and RILL_TLS_KEY)`)
+  const tls: ClientTlsOptions = {
+    ...(ca === null ? {} : { ca: readPem('tls-ca', ca) }),
+    ...(cert === null ? {} : { cert: readPem('tls-cert', cert), key: readPem('tls-key', key!) }),
+  }
+  return { url: baseUrl(flags, env), tls: ca === null && cert === null ? undefined : tls }
 }

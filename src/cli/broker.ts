@@ -30,73 +30,123 @@
  *
  * A bad flag exits 2 and an unusable data directory exits 1, each with a
  * one-line reason on stderr.
+ *
+ * TLS (--tls-cert, --tls-key, --tls-ca): the API is served over https and
+ * advertised as https://; peers connect over TLS. Internal routes then also
+ * need a client certificate of the cluster CA (a broker's own), on top of
+ * the cluster MAC. SIGHUP reads the three files again:
+ *
+ *   SIGHUP ──▶ load + check (tls.ts) ──ok──▶ HTTP server, peer transport, peer HTTP: new
+ *                                  │          context for new connections; "tls_reloaded"
+ *                                  └─bad──▶ keep the old context; "tls_reload_failed" (error)
  */
+import type { Socket } from 'node:net'
+import type { TLSSocket, Server as TlsServer } from 'node:tls'
+import { createSecureContext } from 'node:tls'
 import pino from 'pino'
+import type { FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { isRillError, noTimer, RillError, ErrorCode, systemRuntime } from '../base/index.ts'
 import { buildApi, type BrokerService } from '../api/index.ts'
-import { Broker, internalRequestValid, offsetsTopic, offsetsTopicPartitions, parseBrokerConfig, type BrokerConfig } from '../broker/index.ts'
+import {
+  Broker,
+  brokerUsage,
+  clientCertificateRefusal,
+  loadTlsMaterial,
+  offsetsTopic,
+  offsetsTopicPartitions,
+  parseBrokerConfig,
+  secureContextOptions,
+  serverTlsOptions,
+  wantsBrokerHelp,
+  type BrokerConfig,
+  type TlsMaterial,
+} from '../broker/index.ts'
+import { registerInternalRoutes } from './internal-routes.ts'
 import { startOrphanWatchdog } from './orphan-watchdog.ts'
 
 /** Exit code of a stop that did not finish (timed out, forced by a second signal, or failed). */
 export const exitStopUnfinished = 1
 /** After the parent is gone: the shutdown bound plus this, then the watchdog SIGKILLs a broker still there, ms. */
 export const orphanKillSlackMs = 3000
+/** A certificate expiring sooner than this is logged as a warning at start and on reload, ms. */
+export const tlsExpiryWarningMs = 14 * 86_400_000
 
 export interface RunningBroker {
   readonly broker: Broker
   readonly url: string
   /** Graceful stop: the broker, then the HTTP server. Not bounded here: `runBroker` bounds it. */
   stop(): Promise<void>
+  /**
+   * Reads the TLS files again and, if they pass the checks, uses them for
+   * new connections (HTTP, peer transport, peer HTTP); otherwise keeps the
+   * ones in use. Logs either way; true if reloaded. (SIGHUP.)
+   */
+  reloadTls(): boolean
+}
+
+/** Loads config.tls's files for this broker's hosts, checked now (null: TLS is off). */
+function loadTls(config: BrokerConfig): TlsMaterial | null {
+  if (config.tls === null) return null
+  return loadTlsMaterial(config.tls, { nowMs: systemRuntime.wallMs(), hosts: [config.http.host, config.peer.host] })
+}
+
+function logTls(logger: Logger, event: 'tls' | 'tls_reloaded', material: TlsMaterial): void {
+  const fields = { event, subject: material.subject, serial: material.serial, fingerprint256: material.fingerprint256, validTo: new Date(material.validToMs).toISOString() }
+  logger.info(fields, `${event === 'tls' ? 'TLS on' : 'TLS reloaded'}: certificate ${material.subject}, serial ${material.serial}`)
+  const leftMs = material.validToMs - systemRuntime.wallMs()
+  if (leftMs < tlsExpiryWarningMs) logger.warn({ event: 'tls_expiring', validTo: fields.validTo }, `the TLS certificate expires in ${Math.floor(leftMs / 86_400_000)} days (${fields.validTo}): replace the files and send SIGHUP`)
+}
+
+/**
+ * The TCP connections of the HTTPS server still in their TLS handshake (a
+ * stranger can hold one open for the handshake bound): a connection joins
+ * when accepted and leaves once its handshake is done (matched by its
+ * addresses and ports) or it closes.
+ */
+function trackHandshakes(server: TlsServer): ReadonlySet<Socket> {
+  const byAddress = new Map<string, Socket>()
+  const key = (s: { remoteAddress?: string | undefined; remotePort?: number | undefined; localPort?: number | undefined }): string => `${s.remoteAddress}|${s.remotePort}|${s.localPort}`
+  const pending = new Set<Socket>()
+  server.on('connection', (raw: Socket) => {
+    const k = key(raw)
+    pending.add(raw)
+    byAddress.set(k, raw)
+    raw.once('close', () => {
+      pending.delete(raw)
+      if (byAddress.get(k) === raw) byAddress.delete(k)
+    })
+  })
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const raw = byAddress.get(key(socket))
+    if (raw === undefined) return
+    pending.delete(raw)
+    byAddress.delete(key(socket))
+  })
+  return pending
+}
+
+/** The route fastify matched is an internal one (decided on the route, not on the URL string). */
+function isInternalRoute(request: FastifyRequest): boolean {
+  return request.routeOptions.url?.startsWith('/internal/') === true
 }
 
 /** Starts a broker and its HTTP server (used by `rill broker` and by tests in one process). */
 export async function startBroker(config: BrokerConfig, logger: Logger): Promise<RunningBroker> {
-  const url = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`
+  let tls = loadTls(config)
+  const scheme = tls === null ? 'http' : 'https'
+  const url = `${scheme}://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${config.http.port}`
   if (config.secretIsDevelopment) logger.warn({ event: 'development_secret' }, 'no --secret given: using the development secret (loopback only)')
-  const broker = await Broker.start(config, logger, { httpUrl: url })
+  if (tls !== null) logTls(logger, 'tls', tls)
+  const broker = await Broker.start(config, logger, { httpUrl: url, tls })
   // A Broker is the service the API calls: checked structurally here (src/broker does not import src/api).
   const service: BrokerService = broker
-  const app = buildApi({ service, logger })
-  // Internal routes answer only requests MACed with the cluster secret.
-  app.addHook('onRequest', async (request) => {
-    if (!request.url.startsWith('/internal/')) return
-    const path = request.url.split('?')[0]!
-    // The body is checked in preHandler (once parsed); here only the GET route, which has none.
-    if (request.method === 'GET' && !internalRequestValid(config.secret, request.headers, 'GET', path, '')) {
-      throw new RillError(ErrorCode.UNAUTHORIZED, 'internal route: bad or missing cluster MAC')
-    }
-  })
-  app.addHook('preHandler', async (request) => {
-    if (!request.url.startsWith('/internal/') || request.method === 'GET') return
-    const path = request.url.split('?')[0]!
-    const body = request.body === undefined || request.body === null ? '' : JSON.stringify(request.body)
-    if (!internalRequestValid(config.secret, request.headers, request.method, path, body)) {
-      throw new RillError(ErrorCode.UNAUTHORIZED, 'internal route: bad or missing cluster MAC')
-    }
-  })
-  app.post('/internal/v1/brokers', async (request, reply) => {
-    const body = request.body as { id?: unknown; httpUrl?: unknown; peerUrl?: unknown; rack?: unknown } | null
-    if (
-      body === null ||
-      typeof body !== 'object' ||
-      !Number.isSafeInteger(body.id) ||
-      typeof body.httpUrl !== 'string' ||
-      typeof body.peerUrl !== 'string' ||
-      (body.rack !== undefined && typeof body.rack !== 'string')
-    ) {
-      throw new RillError(ErrorCode.INVALID_REQUEST, 'registration needs { id, httpUrl, peerUrl, rack? }')
-    }
-    await broker.registerBroker({ id: body.id as number, httpUrl: body.httpUrl, peerUrl: body.peerUrl, ...(body.rack === undefined ? {} : { rack: body.rack as string }) })
-    reply.code(204)
-    return null
-  })
-  app.get('/internal/v1/leaderships', async () => ({ leaderships: broker.localLeaderships() }))
-  // Another broker's group request found no offsets topic: create it here (we lead the controller).
-  app.post('/internal/v1/offsets-topic', async () => {
-    await broker.createOffsetsTopic()
-    return { name: offsetsTopic, partitions: offsetsTopicPartitions }
-  })
+  const app = buildApi({ service, logger, forwardFetch: broker.peerFetch, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
+  // Before the internal routes are registered, so their context inherits the check.
+  if (tls !== null) requireClientCertificates(app, config.tls!.clientAuth)
+  const handshaking = tls === null ? null : trackHandshakes(app.server as unknown as TlsServer)
+  // Broker-to-broker routes: authenticated by route, in their own plugin (internal-routes.ts).
+  await registerInternalRoutes(app, { secret: config.secret, service: broker, offsetsTopic: { name: offsetsTopic, partitions: offsetsTopicPartitions } })
   try {
     await app.listen({ host: config.http.host, port: config.http.port })
   } catch (error) {
@@ -105,12 +155,37 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
   }
   logger.info({ event: 'http_listening', url }, `HTTP on ${url}`)
   let stopping: Promise<void> | null = null
+  const reloadTls = (): boolean => {
+    const current = tls
+    if (current === null || config.tls === null) {
+      logger.warn({ event: 'tls_reload_skipped' }, 'nothing to reload: TLS is off')
+      return false
+    }
+    let next: TlsMaterial
+    try {
+      next = loadTls(config)!
+      // Everything that could refuse the material is tried before anything uses it: all three switch, or none.
+      createSecureContext(secureContextOptions(next))
+      ;(app.server as unknown as TlsServer).setSecureContext(secureContextOptions(next))
+      broker.setTls(next)
+    } catch (error) {
+      const reason = (error as Error).message
+      logger.error({ event: 'tls_reload_failed', reason, kept: current.fingerprint256 }, `TLS reload failed, keeping certificate serial ${current.serial}: ${reason}`)
+      return false
+    }
+    tls = next
+    logTls(logger, 'tls_reloaded', next)
+    return true
+  }
   return {
     broker,
     url,
+    reloadTls,
     stop: () => {
       stopping ??= (async () => {
         await broker.stop()
+        // The server's close waits for every connection, a TLS handshake in progress too (up to its 10 s bound).
+        for (const socket of handshaking ?? []) socket.destroy()
         await app.close()
       })()
       return stopping
@@ -119,21 +194,59 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
 }
 
 /**
+ * The client-certificate rules of the HTTPS API (tls.ts
+ * clientCertificateRefusal), checked on every request before anything
+ * else: `required` answers a client without a certificate of the CA 401,
+ * `optional` one that shows a certificate not of the CA; internal routes
+ * answer only a caller with a certificate of the CA (other brokers), on top
+ * of the cluster MAC. A 401 in the error shape tells a client why, where a
+ * refusal in the TLS handshake would only close its connection.
+ */
+function requireClientCertificates(app: ReturnType<typeof buildApi>, clientAuth: NonNullable<BrokerConfig['tls']>['clientAuth']): void {
+  // What a connection's handshake said about its client certificate, once per connection (kept-alive ones carry many requests).
+  const peers = new WeakMap<TLSSocket, { authorized: boolean; presented: boolean; error: string | null }>()
+  app.addHook('onRequest', async (request) => {
+    const socket = request.raw.socket as TLSSocket
+    let peer = peers.get(socket)
+    if (peer === undefined) {
+      const error = socket.authorizationError === undefined || socket.authorizationError === null ? null : String(socket.authorizationError)
+      peer = { authorized: socket.authorized === true, presented: Object.keys(socket.getPeerCertificate()).length > 0, error }
+      peers.set(socket, peer)
+    }
+    const refusal = clientCertificateRefusal(peer, clientAuth, isInternalRoute(request))
+    if (refusal !== null) throw new RillError(ErrorCode.UNAUTHORIZED, refusal)
+  })
+}
+
+/**
  * `rill broker ...`: returns the exit code once the broker stopped, or gave
  * up stopping. The caller exits the process with it at once: after a stop
  * that timed out, the stuck work still holds the event loop.
  */
 export async function runBroker(argv: readonly string[]): Promise<number> {
+  if (wantsBrokerHelp(argv)) {
+    process.stdout.write(`${brokerUsage()}\n`)
+    return 0
+  }
   let config: BrokerConfig
   try {
     config = parseBrokerConfig(argv, process.env)
   } catch (error) {
-    process.stderr.write(`rill broker: ${(error as Error).message}\n`)
+    // One coded line: `rill broker: INVALID_REQUEST: secret: required when ...`.
+    const code = isRillError(error) ? `${error.code}: ` : ''
+    process.stderr.write(`rill broker: ${code}${(error as Error).message}\n`)
     return 2
   }
   const logger = pino({ level: config.logLevel, base: { broker: config.id } }, pino.destination({ dest: 1, sync: true }))
   // Watched from the start: a signal or a parent gone while the broker is starting ends it too.
   const stopRequests = new StopRequests({ orphanKillMs: config.shutdownTimeoutMs + orphanKillSlackMs })
+  // Taken from the start when TLS is on (SIGHUP's default ends the process): while starting, the files are being read anyway.
+  let running: RunningBroker | null = null
+  const onSighup = (): void => {
+    if (running === null) logger.warn({ event: 'tls_reload_skipped' }, 'SIGHUP while starting: the TLS files are read at start')
+    else running.reloadTls()
+  }
+  if (config.tls !== null) process.on('SIGHUP', onSighup)
   try {
     const firstStop = stopRequests.next()
     const started = await Promise.race([
@@ -153,10 +266,12 @@ export async function runBroker(argv: readonly string[]): Promise<number> {
       process.stderr.write(`rill broker: ${code}: ${(started.error as Error).message}\n`)
       return 1
     }
+    running = started.running
     const reason = await firstStop
     return await stopWithin(started.running, { logger, reason, shutdownTimeoutMs: config.shutdownTimeoutMs, again: stopRequests.next() })
   } finally {
     stopRequests.dispose()
+    process.removeListener('SIGHUP', onSighup)
   }
 }
 

@@ -1,11 +1,15 @@
 /**
- * The CLI's HTTP client: JSON over Node's global fetch. Error answers become
- * ApiErrors carrying the body's code and details (NOT_LEADER's leader,
- * OFFSET_OUT_OF_RANGE's range); a broker that cannot be reached is a
- * CliError naming the URL.
+ * The CLI's HTTP client: JSON over Node's global fetch (undici's, with an
+ * Agent holding the CA and client certificate, for a target with TLS
+ * settings). Error answers become ApiErrors carrying the body's code and
+ * details (NOT_LEADER's leader, OFFSET_OUT_OF_RANGE's range); a broker that
+ * cannot be reached is a CliError naming the URL, a failed TLS handshake
+ * one saying what to change.
  */
+import { Agent, fetch as undiciFetch } from 'undici'
+import { tlsHint } from '../../client/index.ts'
 import { systemRuntime, timeoutSignal, type ErrorCode } from '../base/index.ts'
-import { CliError } from './args.ts'
+import { CliError, type Target } from './args.ts'
 
 /** Longest a plain request may take (long-polls add their own wait). */
 export const requestTimeoutMs = 10_000
@@ -35,20 +39,38 @@ export interface RequestOptions {
   readonly signal?: AbortSignal
 }
 
-/** Sends one request to `url + path`; returns the parsed JSON answer or throws ApiError / UnreachableError. */
-export async function request<T>(url: string, method: string, path: string, options: RequestOptions = {}): Promise<T> {
+/** One Agent per TLS settings object (a command has one), so its requests share connections. */
+const agents = new WeakMap<object, Agent>()
+
+function agentFor(tls: NonNullable<Target['tls']>): Agent {
+  let agent = agents.get(tls)
+  if (agent === undefined) {
+    const connect = { ...(tls.ca === undefined ? {} : { ca: tls.ca as string | Buffer }), ...(tls.cert === undefined ? {} : { cert: tls.cert as string | Buffer, key: tls.key as string | Buffer }) }
+    agent = new Agent({ connect })
+    agents.set(tls, agent)
+  }
+  return agent
+}
+
+/** Sends one request to `target.url + path`; returns the parsed JSON answer or throws ApiError / UnreachableError / CliError (TLS). */
+export async function request<T>(target: Target, method: string, path: string, options: RequestOptions = {}): Promise<T> {
+  const { url } = target
   const timeout = timeoutSignal(systemRuntime, requestTimeoutMs + (options.waitMs ?? 0))
   const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal])
-  let response: Response
+  const init = {
+    method,
+    headers: { accept: 'application/json', ...(options.body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+    signal,
+  }
+  let response: { ok: boolean; status: number; text(): Promise<string> }
   try {
-    response = await fetch(`${url}${path}`, {
-      method,
-      headers: { accept: 'application/json', ...(options.body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-      signal,
-    })
+    response = target.tls === undefined ? await fetch(`${url}${path}`, init) : await undiciFetch(`${url}${path}`, { ...init, dispatcher: agentFor(target.tls) })
   } catch (cause) {
-    const reason = (cause as { cause?: { code?: string } }).cause?.code ?? (cause as Error).message
+    const code = (cause as { cause?: { code?: string; message?: string } }).cause?.code
+    const hint = typeof code === 'string' ? tlsHint(code) : null
+    if (hint !== null) throw new CliError(`TLS_ERROR: ${url}: ${hint} (${code}: ${(cause as { cause: { message?: string } }).cause.message ?? ''})`)
+    const reason = code ?? (cause as Error).message
     throw new UnreachableError(`cannot reach ${url}: ${reason}`)
   }
   const text = await response.text()

@@ -16,7 +16,7 @@
  */
 import { Consumer, RillClientError } from '../../consumer/index.ts'
 import type { MetadataResponse, TopicMetadata } from '../wire/index.ts'
-import { CliError, baseUrl, expectPositionals, parseArgs, type FlagSpecs } from './args.ts'
+import { CliError, expectPositionals, parseArgs, target, type FlagSpecs, type Target } from './args.ts'
 import { fetchMetadata } from './topic.ts'
 
 export const consumeUsage = `usage: rill consume TOPIC [--from-beginning] [--follower] [--max N] [--partition P] [--group G] [--url URL]
@@ -46,7 +46,7 @@ export interface ConsumeIo {
 
 interface ConsumeArgs {
   readonly topic: string
-  readonly url: string
+  readonly target: Target
   readonly group: string | undefined
   readonly partition: number | undefined
   readonly follower: boolean
@@ -64,16 +64,17 @@ export async function consumeCommand(argv: readonly string[], io: ConsumeIo, out
   const f = parsed.flags
   const args: ConsumeArgs = {
     topic: topic!,
-    url: baseUrl(f),
+    target: target(f),
     group: f.group as string | undefined,
     partition: f.partition as number | undefined,
     follower: f.follower === true,
     fromBeginning: f['from-beginning'] === true,
     max: (f.max as number | undefined) ?? Infinity,
   }
-  const t = checkTopic(await fetchMetadata(args.url), args)
+  const t = checkTopic(await fetchMetadata(args.target), args)
   const consumer = new Consumer({
-    brokers: [args.url],
+    brokers: [args.target.url],
+    ...(args.target.tls === undefined ? {} : { tls: args.target.tls }),
     clientId: 'rill-cli',
     readFrom: args.follower ? 'follower' : 'leader',
     fromBeginning: args.fromBeginning,

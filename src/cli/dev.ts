@@ -12,24 +12,42 @@
  * bounded by their --shutdown-timeout). Each holds an IPC channel to this
  * process and stops by itself when it closes: if `rill dev` dies, even by
  * SIGKILL, its brokers do not outlive it (src/cli/broker.ts).
+ *
+ * Plaintext on loopback by default. `--tls` makes a throwaway CA and a
+ * certificate per broker in DIR/tls (certs.ts: the openssl binary signs
+ * them), starts the brokers with --tls-cert/--tls-key/--tls-ca, serves
+ * https://, and prints `tls ca DIR/tls/ca.crt` for clients to trust
+ * (--tls-ca FILE, RILL_TLS_CA). The brokers never take RILL_TLS_* from this
+ * process's environment: those are the CLI's own client settings.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Agent, fetch as undiciFetch } from 'undici'
 import { systemRuntime, timeoutSignal } from '../base/index.ts'
 import { CliError, UsageError, expectPositionals, parseArgs, type FlagSpecs } from './args.ts'
+import { createDevCa } from './certs.ts'
 import { sleep } from './client.ts'
 
-export const devUsage = `usage: rill dev [--brokers 3] [--dir ./data] [--port 9090]
+export const devUsage = `usage: rill dev [--brokers 3] [--dir ./data] [--port 9090] [--tls]
   starts a local cluster: broker I serves HTTP on PORT+I-1 and talks to peers on PORT+100+I-1;
   logs in DIR/broker-I.log; Ctrl-C stops it
+  --tls: https and TLS between brokers with a throwaway CA (DIR/tls/ca.crt; needs the openssl binary)
 `
 
 const devFlags: FlagSpecs = {
   brokers: { kind: 'int', min: 1, max: 99 },
   dir: { kind: 'string' },
   port: { kind: 'int', min: 1, max: 65_535 },
+  tls: { kind: 'boolean' },
+}
+
+/** The TLS files of a dev cluster: the CA clients trust, and each broker's certificate. */
+interface DevTls {
+  readonly caFile: string
+  /** Certificate and key of broker `id`. */
+  readonly broker: (id: number) => { certFile: string; keyFile: string }
 }
 
 /** Controller voters: all brokers up to this many, else the first ones. */
@@ -63,10 +81,12 @@ export interface DevIo {
 }
 
 /** The `rill broker` arguments of broker `id` (exported for tests). */
-export function brokerArgs(options: { id: number; brokers: number; dir: string; port: number }): string[] {
+export function brokerArgs(options: { id: number; brokers: number; dir: string; port: number; tls?: DevTls | null }): string[] {
   const { id, brokers, dir, port } = options
+  const tls = options.tls ?? null
   const voters = Math.min(brokers, controllerVotersMax)
   const seeds = Array.from({ length: voters }, (_, i) => `${i + 1}@127.0.0.1:${port + peerPortOffset + i}`).join(',')
+  const files = tls === null ? null : tls.broker(id)
   return [
     'broker',
     '--id', String(id),
@@ -75,13 +95,30 @@ export function brokerArgs(options: { id: number; brokers: number; dir: string; 
     '--peer', `127.0.0.1:${port + peerPortOffset + id - 1}`,
     '--seeds', seeds,
     // Brokers beyond the controller voters register through broker 1.
-    ...(id > voters ? ['--join', `http://127.0.0.1:${port}`] : []),
+    ...(id > voters ? ['--join', `${tls === null ? 'http' : 'https'}://127.0.0.1:${port}`] : []),
+    ...(files === null ? [] : ['--tls-cert', files.certFile, '--tls-key', files.keyFile, '--tls-ca', tls!.caFile]),
   ]
 }
 
-async function healthy(url: string): Promise<boolean> {
+/** A throwaway CA in DIR/tls and a certificate per broker naming 127.0.0.1 and localhost (made anew at each start). */
+async function makeDevTls(dir: string, count: number): Promise<DevTls> {
+  const ca = await createDevCa({ dir: join(dir, 'tls'), name: 'rill-dev-ca' })
+  const files = new Map<number, { certFile: string; keyFile: string }>()
+  for (let id = 1; id <= count; id++) files.set(id, await ca.issue({ name: `broker-${id}`, hosts: ['127.0.0.1', 'localhost'] }))
+  return { caFile: ca.certFile, broker: (id) => files.get(id)! }
+}
+
+/** This process's environment without RILL_TLS_*: the CLI's client settings must not turn a dev broker's TLS on or off. */
+function brokerEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env }
+  for (const name of Object.keys(env)) if (name.startsWith('RILL_TLS_')) delete env[name]
+  return env
+}
+
+async function healthy(url: string, agent: Agent | null): Promise<boolean> {
   try {
-    const r = await fetch(`${url}/health`, { signal: timeoutSignal(systemRuntime, 1000) })
+    const signal = timeoutSignal(systemRuntime, 1000)
+    const r = agent === null ? await fetch(`${url}/health`, { signal }) : await undiciFetch(`${url}/health`, { signal, dispatcher: agent })
     await r.arrayBuffer()
     return r.ok
   } catch {
@@ -114,9 +151,15 @@ export async function devCommand(argv: readonly string[], io: DevIo): Promise<nu
   } catch (error) {
     throw new CliError(`cannot create --dir ${dir}: ${(error as Error).message}`)
   }
+  const tls = parsed.flags.tls === true ? await makeDevTls(dir, count) : null
+  const agent = tls === null ? null : new Agent({ connect: { ca: readFileSync(tls.caFile) } })
+  if (tls !== null) {
+    io.out(`tls ca ${tls.caFile}`)
+    io.err(`clients: --url https://127.0.0.1:${port} --tls-ca ${tls.caFile} (or RILL_URL and RILL_TLS_CA)`)
+  }
 
   const brokers: Broker[] = []
-  for (let id = 1; id <= count; id++) brokers.push(spawnBroker(id, { brokers: count, dir, port }))
+  for (let id = 1; id <= count; id++) brokers.push(spawnBroker(id, { brokers: count, dir, port, tls }))
   const stopAll = (): Promise<void> => stopBrokers(brokers)
   const signals = new AbortController()
   const onSignal = (): void => signals.abort()
@@ -129,7 +172,7 @@ export async function devCommand(argv: readonly string[], io: DevIo): Promise<nu
   process.once('exit', onExit)
   try {
     io.err(`starting ${count} broker${count === 1 ? '' : 's'} in ${dir} (logs: ${join(dir, 'broker-N.log')})`)
-    const started = await waitHealthy(brokers, io, signals.signal)
+    const started = await waitHealthy(brokers, io, signals.signal, agent)
     if (started) {
       io.out('ready')
       for (const b of brokers) {
@@ -150,24 +193,25 @@ export async function devCommand(argv: readonly string[], io: DevIo): Promise<nu
     process.removeListener('SIGINT', onSignal)
     process.removeListener('SIGTERM', onSignal)
     process.removeListener('exit', onExit)
+    await agent?.close().catch(() => undefined)
   }
 }
 
-function spawnBroker(id: number, options: { brokers: number; dir: string; port: number }): Broker {
+function spawnBroker(id: number, options: { brokers: number; dir: string; port: number; tls: DevTls | null }): Broker {
   const log = join(options.dir, `broker-${id}.log`)
   const stream = createWriteStream(log, { flags: 'a' })
   // The 'ipc' entry is the broker's lifeline to this process (never used for messages).
-  const child = spawn(process.execPath, [binPath, ...brokerArgs({ id, ...options })], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true })
+  const child = spawn(process.execPath, [binPath, ...brokerArgs({ id, ...options })], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true, env: brokerEnv() })
   child.stdout!.pipe(stream)
   child.stderr!.pipe(stream)
-  const broker: Broker = { id, url: `http://127.0.0.1:${options.port + id - 1}`, log, child, exited: null }
+  const broker: Broker = { id, url: `${options.tls === null ? 'http' : 'https'}://127.0.0.1:${options.port + id - 1}`, log, child, exited: null }
   child.once('exit', (code, signal) => (broker.exited = { code, signal }))
   child.once('error', () => (broker.exited ??= { code: null, signal: null }))
   return broker
 }
 
 /** Resolves true once every broker answers /health (printing each), false if a signal came first; throws on a broker exit or the start bound. */
-async function waitHealthy(brokers: Broker[], io: DevIo, signal: AbortSignal): Promise<boolean> {
+async function waitHealthy(brokers: Broker[], io: DevIo, signal: AbortSignal, agent: Agent | null): Promise<boolean> {
   const waiting = new Set(brokers)
   const deadline = systemRuntime.nowMs() + startWaitMsMax
   let nextProgress = systemRuntime.nowMs() + progressMs
@@ -178,7 +222,7 @@ async function waitHealthy(brokers: Broker[], io: DevIo, signal: AbortSignal): P
         throw new CliError(`broker ${b.id} exited during start (${b.exited.signal ?? `code ${b.exited.code}`}); last lines of ${b.log}:\n${logTail(b.log)}`)
       }
     }
-    const checks = await Promise.all([...waiting].map(async (b) => [b, await healthy(b.url)] as const))
+    const checks = await Promise.all([...waiting].map(async (b) => [b, await healthy(b.url, agent)] as const))
     for (const [b, ok] of checks) {
       if (!ok) continue
       waiting.delete(b)

@@ -5,7 +5,7 @@
  * Any broker is asked first; a 421 names the coordinator, asked next.
  */
 import type { GroupDescription } from '../wire/index.ts'
-import { UsageError, baseUrl, expectPositionals, parseArgs } from './args.ts'
+import { UsageError, expectPositionals, parseArgs, target, type Target } from './args.ts'
 import { ApiError, request } from './client.ts'
 import { fetchMetadata, table } from './topic.ts'
 
@@ -18,16 +18,20 @@ const redirectsMax = 3
 
 export async function groupCommand(argv: readonly string[], out: Out): Promise<number> {
   const [sub, ...rest] = argv
-  if (sub === undefined || sub === 'help' || sub === '--help') {
+  if (sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') {
     out(groupUsage.trimEnd())
     return 0
   }
   if (sub !== 'describe') throw new UsageError(`unknown group command "${sub}"`)
   const parsed = parseArgs(rest, {})
+  if (parsed.flags.help === true) {
+    out(groupUsage.trimEnd())
+    return 0
+  }
   const [name] = expectPositionals(parsed, ['NAME'])
-  const url = baseUrl(parsed.flags)
-  const g = await describe(url, name!)
-  const meta = await fetchMetadata(url)
+  const at = target(parsed.flags)
+  const g = await describe(at, name!)
+  const meta = await fetchMetadata(at)
   const hw = new Map<string, number>()
   for (const t of meta.topics) for (const p of t.partitions) hw.set(`${t.name}/${p.partition}`, p.highWatermark)
   const list = (tps: GroupDescription['members'][number]['assignment']): string =>
@@ -46,15 +50,15 @@ export async function groupCommand(argv: readonly string[], out: Out): Promise<n
   return 0
 }
 
-async function describe(url: string, name: string): Promise<GroupDescription> {
-  let at = url
+async function describe(start: Target, name: string): Promise<GroupDescription> {
+  let at = start
   for (let i = 0; ; i++) {
     try {
       return await request<GroupDescription>(at, 'GET', `/v1/groups/${encodeURIComponent(name)}`)
     } catch (error) {
       const leader = error instanceof ApiError && error.status === 421 ? (error.details['leader'] as { url?: unknown } | null) : null
       if (i >= redirectsMax || typeof leader?.url !== 'string') throw error
-      at = leader.url
+      at = { ...start, url: leader.url }
     }
   }
 }

@@ -16,7 +16,7 @@ import { topicCommand, topicUsage } from './topic.ts'
 const usage = `usage: rill <command> [flags]
 
 commands:
-  dev        start a local cluster: rill dev [--brokers 3] [--dir ./data] [--port 9090]
+  dev        start a local cluster: rill dev [--brokers 3] [--dir ./data] [--port 9090] [--tls]
   broker     run one broker: rill broker --id N --dir DIR --http HOST:PORT --peer HOST:PORT --seeds 1@HOST:PORT,...
   topic      create | list | describe | delete topics
   produce    one record per stdin line: rill produce TOPIC [--key K] [--partition P] [--acks all|leader] [--verbose]
@@ -25,7 +25,9 @@ commands:
   status     brokers, controller leader, partitions, leaders, replicas, lag
   help       this text
 
-every command takes --url http://HOST:PORT (default http://127.0.0.1:9090, or RILL_URL)
+every command takes --url http://HOST:PORT (default http://127.0.0.1:9090, or RILL_URL);
+for https:// brokers, --tls-ca FILE (RILL_TLS_CA: the cluster's CA certificate; the default URL is then
+https://127.0.0.1:9090) and, for brokers that ask, --tls-cert FILE --tls-key FILE (RILL_TLS_CERT, RILL_TLS_KEY)
 exit codes: 0 ok, 1 failure, 2 usage error
 `
 

@@ -14,7 +14,7 @@
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import { Producer, RillClientError, type RecordMetadata } from '../../producer/index.ts'
-import { CliError, baseUrl, expectPositionals, parseArgs, type FlagSpecs } from './args.ts'
+import { CliError, expectPositionals, parseArgs, target, type FlagSpecs } from './args.ts'
 
 export const produceUsage = `usage: rill produce TOPIC [--key K] [--partition P] [--acks all|leader] [--verbose] [--url URL]
   one record per stdin line; --verbose prints "partition P offset O" per record
@@ -48,8 +48,10 @@ export async function produceCommand(argv: readonly string[], out: Out, input: R
   }
   const [topic] = expectPositionals(parsed, ['TOPIC'])
   const f = parsed.flags
+  const at = target(f)
   const producer = new Producer({
-    brokers: baseUrl(f),
+    brokers: at.url,
+    ...(at.tls === undefined ? {} : { tls: at.tls }),
     acks: (f.acks as 'all' | 'leader' | undefined) ?? 'all',
     lingerMs,
     batchBytes,
@@ -58,7 +60,7 @@ export async function produceCommand(argv: readonly string[], out: Out, input: R
     clientId: 'rill-cli',
   })
   try {
-    await checkTopic(producer, topic!, f.partition as number | undefined, baseUrl(f))
+    await checkTopic(producer, topic!, f.partition as number | undefined, at.url)
     await pump(input, producer, topic!, { key: f.key as string | undefined, partition: f.partition as number | undefined }, f.verbose === true ? out : null)
     await producer.close()
   } catch (error) {

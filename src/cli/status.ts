@@ -7,7 +7,7 @@
  */
 import { systemRuntime } from '../base/index.ts'
 import type { MetadataResponse } from '../wire/index.ts'
-import { baseUrl, expectPositionals, parseArgs } from './args.ts'
+import { expectPositionals, parseArgs, target, type Target } from './args.ts'
 import { fetchMetadata, table } from './topic.ts'
 
 export const statusUsage = 'usage: rill status [--url URL]\n'
@@ -17,9 +17,9 @@ const brokerProbeMs = 2000
 
 type Out = (line: string) => void
 
-async function probe(url: string): Promise<MetadataResponse | null> {
+async function probe(at: Target): Promise<MetadataResponse | null> {
   const timer = new Promise<null>((resolve) => systemRuntime.setTimer(() => resolve(null), brokerProbeMs, { background: true }))
-  return Promise.race([fetchMetadata(url).catch(() => null), timer])
+  return Promise.race([fetchMetadata(at).catch(() => null), timer])
 }
 
 export async function statusCommand(argv: readonly string[], out: Out): Promise<number> {
@@ -29,9 +29,10 @@ export async function statusCommand(argv: readonly string[], out: Out): Promise<
     return 0
   }
   expectPositionals(parsed, [])
-  const meta = await fetchMetadata(baseUrl(parsed.flags))
+  const at = target(parsed.flags)
+  const meta = await fetchMetadata(at)
   const views = new Map<number, MetadataResponse | null>()
-  await Promise.all(meta.brokers.map(async (b) => views.set(b.id, await probe(b.url))))
+  await Promise.all(meta.brokers.map(async (b) => views.set(b.id, await probe({ ...at, url: b.url }))))
   out(`controller leader: ${meta.controller.leader ?? 'none (election under way)'}`)
   out('')
   out(table(['BROKER', 'URL', 'STATE'], meta.brokers.map((b) => [String(b.id), b.url, views.get(b.id) ? 'up' : 'unreachable'])))

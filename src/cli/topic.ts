@@ -2,7 +2,7 @@
  * `rill topic create|list|describe|delete`.
  */
 import type { CreateTopicRequest, CreateTopicResponse, MetadataResponse, TopicDescription, TopicListResponse } from '../wire/index.ts'
-import { UsageError, baseUrl, expectPositionals, parseArgs, type FlagSpecs } from './args.ts'
+import { UsageError, expectPositionals, parseArgs, target, type FlagSpecs, type Target } from './args.ts'
 import { request } from './client.ts'
 import { replicationFactorMax, topicPartitionsMax } from '../api/limits.ts'
 
@@ -35,7 +35,7 @@ export async function topicCommand(argv: readonly string[], out: Out): Promise<n
       const parsed = parseArgs(rest, {})
       if (parsed.flags.help === true) return help(out)
       expectPositionals(parsed, [])
-      const list = await request<TopicListResponse>(baseUrl(parsed.flags), 'GET', '/v1/topics')
+      const list = await request<TopicListResponse>(target(parsed.flags), 'GET', '/v1/topics')
       for (const t of list.topics) out(t.name)
       return 0
     }
@@ -43,8 +43,7 @@ export async function topicCommand(argv: readonly string[], out: Out): Promise<n
       const parsed = parseArgs(rest, {})
       if (parsed.flags.help === true) return help(out)
       const [name] = expectPositionals(parsed, ['NAME'])
-      const url = baseUrl(parsed.flags)
-      const t = await request<TopicDescription>(url, 'GET', `/v1/topics/${encodeURIComponent(name!)}`)
+      const t = await request<TopicDescription>(target(parsed.flags), 'GET', `/v1/topics/${encodeURIComponent(name!)}`)
       describe(t, out)
       return 0
     }
@@ -52,7 +51,7 @@ export async function topicCommand(argv: readonly string[], out: Out): Promise<n
       const parsed = parseArgs(rest, {})
       if (parsed.flags.help === true) return help(out)
       const [name] = expectPositionals(parsed, ['NAME'])
-      await request(baseUrl(parsed.flags), 'DELETE', `/v1/topics/${encodeURIComponent(name!)}`)
+      await request(target(parsed.flags), 'DELETE', `/v1/topics/${encodeURIComponent(name!)}`)
       out(`deleted topic ${name}`)
       return 0
     }
@@ -87,7 +86,7 @@ async function create(argv: readonly string[], out: Out): Promise<number> {
     replicationFactor: (f.replicas as number | undefined) ?? 3,
     ...(Object.keys(config).length === 0 ? {} : { config }),
   }
-  const created = await request<CreateTopicResponse>(baseUrl(f), 'POST', '/v1/topics', { body })
+  const created = await request<CreateTopicResponse>(target(f), 'POST', '/v1/topics', { body })
   out(`created topic ${created.name} with ${created.partitions} partitions, replication factor ${body.replicationFactor}`)
   return 0
 }
@@ -106,6 +105,6 @@ export function table(header: readonly string[], rows: readonly (readonly string
 }
 
 /** The metadata of one broker, for status and the data commands. */
-export function fetchMetadata(url: string): Promise<MetadataResponse> {
-  return request<MetadataResponse>(url, 'GET', '/v1/metadata')
+export function fetchMetadata(at: Target): Promise<MetadataResponse> {
+  return request<MetadataResponse>(at, 'GET', '/v1/metadata')
 }

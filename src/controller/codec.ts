@@ -23,6 +23,7 @@ import {
   brokerIdMax,
   commandBytesMax,
   CommandType,
+  keepForever,
   partitionsPerTopicMax,
   Persistence,
   rackCharsMax,
@@ -170,7 +171,7 @@ export function checkReplicationFactor(value: unknown): number {
   return integer(value, 'replicationFactor', 1, replicationFactorMax)
 }
 
-/** A topic config: persistence required, retention optional positive integers; no other keys. */
+/** A topic config: persistence required, retention optional (-1: keep forever, as in Kafka; else a positive integer); no other keys. */
 export function parseTopicConfig(value: unknown): TopicConfig {
   const o = plainObject(value, 'config')
   onlyKeys(o, ['persistence', 'retentionMs', 'retentionBytes'], 'config')
@@ -179,11 +180,18 @@ export function parseTopicConfig(value: unknown): TopicConfig {
     throw invalid(`config.persistence must be sync, async or memory, got ${describe(persistence)}`, 'config.persistence')
   }
   const config: { -readonly [K in keyof TopicConfig]: TopicConfig[K] } = { persistence }
-  if (o['retentionMs'] !== undefined) config.retentionMs = integer(o['retentionMs'], 'config.retentionMs', 1, Number.MAX_SAFE_INTEGER)
-  if (o['retentionBytes'] !== undefined) {
-    config.retentionBytes = integer(o['retentionBytes'], 'config.retentionBytes', 1, Number.MAX_SAFE_INTEGER)
-  }
+  if (o['retentionMs'] !== undefined) config.retentionMs = retention(o['retentionMs'], 'config.retentionMs')
+  if (o['retentionBytes'] !== undefined) config.retentionBytes = retention(o['retentionBytes'], 'config.retentionBytes')
   return config
+}
+
+/** A retention bound: `keepForever` (-1, what docs/api.md and Kafka's retention.ms say), or a positive integer. */
+function retention(value: unknown, field: string): number {
+  if (value === keepForever) return keepForever
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > Number.MAX_SAFE_INTEGER) {
+    throw invalid(`${field} must be -1 (keep forever) or an integer in 1..${Number.MAX_SAFE_INTEGER}, got ${describe(value)}`, field)
+  }
+  return value
 }
 
 export function brokerId(value: unknown, field: string): BrokerId {

@@ -19,6 +19,7 @@ export type { PlacementBroker, RebalancePlan, LeaderTransfer } from './placement
 export {
   CommandType,
   Persistence,
+  keepForever,
   brokerIdMax,
   brokersMax,
   clusterPartitionsMax,

@@ -27,19 +27,22 @@ export const Persistence = {
 } as const
 export type Persistence = (typeof Persistence)[keyof typeof Persistence]
 
-/** Per-topic settings. Absent retention means "keep forever" on that axis. */
+/** A retention setting that keeps everything on its axis (Kafka's retention.ms / retention.bytes = -1). */
+export const keepForever = -1
+
+/** Per-topic settings. Absent retention, or `keepForever` (-1), means "keep forever" on that axis. */
 export interface TopicConfig {
   readonly persistence: Persistence
-  /** Delete segments older than this many milliseconds. */
+  /** Delete segments older than this many milliseconds; -1 keeps them forever. */
   readonly retentionMs?: number
-  /** Delete the oldest segments once a partition holds more than this many bytes. */
+  /** Delete the oldest segments once a partition holds more than this many bytes; -1 for no bound. */
   readonly retentionBytes?: number
 }
 
 // ---------------------------------------------------------------- bounds
 
-/** Kafka's limit on topic name length. */
-export const topicNameCharsMax = 249
+/** Kafka's limit on topic name length (wire's, the one rule the API checks too). */
+export { nameCharsMax as topicNameCharsMax } from '../wire/index.ts'
 /** Partitions of one topic. */
 export const partitionsPerTopicMax = 10_000
 /** Partitions in the whole cluster: each is a Raft group somebody must host. */

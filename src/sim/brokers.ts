@@ -130,6 +130,8 @@ export class SimBrokerCluster {
       logLevel: this.#trace === undefined ? 'silent' : 'info',
       join: [],
       shutdownTimeoutMs: 10_000,
+      // The simulated network carries no TLS: it stands in for the transport's authenticated stream.
+      tls: null,
     }
   }
 
@@ -164,6 +166,7 @@ export class SimBrokerCluster {
           random: new SeededRandom(this.options.seed * 1_000_003 + id * 7919 + b.incarnation),
           io: b.disk.process(),
           newMemberId: memberIds(id, b.incarnation),
+          newNonce: nonces(new SeededRandom(this.options.seed * 1_000_033 + id * 104_729 + b.incarnation)),
         },
       })
       if (!scope.alive) return
@@ -229,6 +232,16 @@ function callTarget(broker: Broker): CallTarget {
       }
     },
     leaderships: () => broker.localLeaderships(),
+    identity: (nonce) => broker.identity(nonce),
+  }
+}
+
+/** Incarnation ids and challenge nonces of a simulated broker process: 16 bytes as hex, the same on every replay. */
+function nonces(random: SeededRandom): () => string {
+  return () => {
+    let hex = ''
+    for (let i = 0; i < 4; i++) hex += random.int(0x1_0000_0000).toString(16).padStart(8, '0')
+    return hex
   }
 }
 

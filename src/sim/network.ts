@@ -21,6 +21,7 @@ import type { Message } from '../raft/index.ts'
 import { createPackr, decodePeerBatch, encodePeerBatch } from '../transport/index.ts'
 import type { BatchHandler, GroupId, GroupMessage, PeerAddress, PeerNetwork } from '../transport/index.ts'
 import type { ControllerCall, Leadership, PeerCalls } from '../broker/peer-calls.ts'
+import type { IdentityAnswer } from '../broker/internal-auth.ts'
 
 /** Fault rates and delays of the links; changed by the schedule while it runs. */
 export interface LinkFaults {
@@ -41,6 +42,7 @@ export const quietLinks: LinkFaults = { dropRate: 0, duplicateRate: 0, delayMsMi
 export interface CallTarget {
   controller(call: ControllerCall): Promise<void>
   leaderships(): Leadership[]
+  identity(nonce: string): IdentityAnswer
 }
 
 interface Attached {
@@ -268,6 +270,7 @@ export class SimEndpoint implements PeerNetwork {
     return {
       controller: (url, call, timeoutMs) => this.#net.call(this.#id, this.#runtime, url, timeoutMs, (t) => t.controller(call)),
       leaderships: (url, timeoutMs, entriesMax) => this.#net.call(this.#id, this.#runtime, url, timeoutMs, (t) => t.leaderships().slice(0, entriesMax)),
+      identity: (url, nonce, timeoutMs) => this.#net.call(this.#id, this.#runtime, url, timeoutMs, (t) => t.identity(nonce)),
     }
   }
 }

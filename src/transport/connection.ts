@@ -5,9 +5,17 @@
  *   dialer:   connecting ─▶ challenge ─▶ welcome ─▶ ready ─▶ closed
  *   acceptor: hello ─▶ auth ─▶ ready ─▶ closed
  *
+ * An acceptor does not know who dialed until the dialer's proof checked
+ * (handshake.ts): `peerId` is 0 until then.
+ *
  * The connection knows nothing about queues or Raft; it calls its host (the
  * Transport) to admit a peer, to announce readiness, to hand over batch
  * payloads and to report the close, exactly once.
+ *
+ * Over TLS the socket is a TLSSocket: the dialer says Hello once the TLS
+ * handshake is done ('secureConnect', certificates checked both ways), the
+ * acceptor is handed sockets whose handshake is done; the cluster-secret
+ * handshake then runs inside TLS, unchanged.
  */
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
@@ -29,7 +37,6 @@ import {
   refuseValue,
   verify,
   welcomeValue,
-  type Hello,
   type Role,
   type Transcript,
 } from './handshake.ts'
@@ -47,8 +54,8 @@ export interface ConnectionHost {
   readonly handshakeMs: number
   readonly pingIntervalMs: number
   readonly idleTimeoutMs: number
-  /** Acceptor: may `hello.from` connect now? A refusal reason, or null to go on. */
-  admit(hello: Hello): string | null
+  /** Acceptor: may broker `from` (its proof checked) connect now? A refusal reason, or null to go on. */
+  admit(from: number): string | null
   /** The handshake succeeded; a refusal reason (a duplicate won the race), or null. */
   ready(conn: Connection): string | null
   /** A Batch frame's value (already msgpack-decoded, still untrusted) arrived on a ready connection. */
@@ -75,7 +82,7 @@ type State = 'connecting' | 'hello' | 'challenge' | 'auth' | 'welcome' | 'ready'
 export class Connection {
   readonly role: Role
   readonly socket: Socket
-  /** The peer's broker id: the dial target, or (acceptor) known once Hello is read. */
+  /** The peer's broker id: the dial target, or (acceptor) known once the dialer's proof checked; 0 before. */
   peerId: number
   #state: State
   readonly #host: ConnectionHost
@@ -90,7 +97,8 @@ export class Connection {
   #writtenAtMs: number
   #needDrain = false
 
-  constructor(options: { socket: Socket; role: Role; host: ConnectionHost; peerId: number }) {
+  /** `secure`: the socket is a TLSSocket being dialed; Hello waits for its 'secureConnect'. */
+  constructor(options: { socket: Socket; role: Role; host: ConnectionHost; peerId: number; secure?: boolean }) {
     this.socket = options.socket
     this.role = options.role
     this.#host = options.host
@@ -100,7 +108,7 @@ export class Connection {
     this.#state = this.role === 'dialer' ? 'connecting' : 'hello'
     this.socket.setNoDelay(true)
     this.#timer = this.#host.runtime.setTimer(() => this.close('timeout', 'handshake timed out'), this.#host.handshakeMs, { background: true })
-    this.socket.on('connect', () => this.#onConnect())
+    this.socket.on(options.secure === true ? 'secureConnect' : 'connect', () => this.#onConnect())
     this.socket.on('data', (chunk: Buffer) => this.#onData(chunk))
     this.socket.on('drain', () => {
       this.#needDrain = false
@@ -108,7 +116,8 @@ export class Connection {
     })
     this.socket.on('error', (error: NodeJS.ErrnoException) => {
       const cause: CloseCause = this.#state === 'connecting' ? 'connect' : 'remote'
-      this.close(cause, `socket error: ${error.code ?? error.message}`)
+      // TLS failures carry a code (UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_TLS_CERT_ALTNAME_INVALID) and a message that says more.
+      this.close(cause, `socket error: ${error.code === undefined ? error.message : `${error.code}: ${error.message}`}`)
     })
     this.socket.on('close', () => this.close('remote', 'closed by peer'))
   }
@@ -173,36 +182,39 @@ export class Connection {
     const nonce = newNonce()
     this.#transcript = { clusterId: host.clusterId, dialerId: host.brokerId, acceptorId: this.peerId, dialerNonce: nonce, acceptorNonce: new Uint8Array(0) }
     this.#state = 'challenge'
-    this.send(helloValue({ version: protocolVersion, clusterId: host.clusterId, from: host.brokerId, to: this.peerId, nonce }))
+    // A bare nonce: whoever listens here has proven nothing yet.
+    this.send(helloValue({ version: protocolVersion, nonce }))
   }
 
   #onHello(value: unknown): void {
     const host = this.#host
     const hello = parseHello(value)
-    this.peerId = hello.from
-    if (hello.clusterId !== host.clusterId) return this.#refuse(`cluster id ${JSON.stringify(hello.clusterId)} is not ${JSON.stringify(host.clusterId)}`)
-    if (hello.to !== host.brokerId) return this.#refuse(`broker ${host.brokerId} is not broker ${hello.to}`)
-    const refusal = host.admit(hello)
-    if (refusal !== null) return this.#refuse(refusal)
     const acceptorNonce = newNonce()
-    this.#transcript = { clusterId: host.clusterId, dialerId: hello.from, acceptorId: host.brokerId, dialerNonce: hello.nonce, acceptorNonce }
+    this.#transcript = { clusterId: host.clusterId, dialerId: 0, acceptorId: host.brokerId, dialerNonce: hello.nonce, acceptorNonce }
     this.#state = 'auth'
-    this.send(challengeValue({ version: protocolVersion, from: host.brokerId, nonce: acceptorNonce, mac: prove('acceptor', this.#transcript, host.secret) }))
+    this.send(challengeValue({ version: protocolVersion, nonce: acceptorNonce, mac: prove('acceptor', this.#transcript, host.secret) }))
   }
 
   #onChallenge(value: unknown): void {
     const challenge = parseChallenge(value)
-    if (challenge.from !== this.peerId) return this.#refuse(`expected broker ${this.peerId}, reached broker ${challenge.from}`)
     const t: Transcript = { ...this.#transcript!, acceptorNonce: challenge.nonce }
     this.#transcript = t
-    if (!verify('acceptor', t, challenge.mac, this.#host.secret)) return this.#refuse('bad proof (wrong cluster secret?)')
+    if (!verify('acceptor', t, challenge.mac, this.#host.secret)) {
+      return this.#refuse('bad proof', `bad proof: wrong cluster secret or cluster id, or not broker ${this.peerId} at this address`)
+    }
     this.#state = 'welcome'
-    this.send(authValue(prove('dialer', t, this.#host.secret)))
+    this.send(authValue({ from: this.#host.brokerId, mac: prove('dialer', t, this.#host.secret) }))
   }
 
   #onAuth(value: unknown): void {
-    const mac = parseAuth(value)
-    if (!verify('dialer', this.#transcript!, mac, this.#host.secret)) return this.#refuse('bad proof (wrong cluster secret?)')
+    const auth = parseAuth(value)
+    const t: Transcript = { ...this.#transcript!, dialerId: auth.from }
+    if (!verify('dialer', t, auth.mac, this.#host.secret)) return this.#refuse('bad proof', 'bad proof: wrong cluster secret or cluster id')
+    // Proven: from here on the dialer may hear why it is refused.
+    this.#transcript = t
+    this.peerId = auth.from
+    const refusal = this.#host.admit(auth.from)
+    if (refusal !== null) return this.#refuse(refusal)
     if (!this.#becomeReady()) return
     this.send(welcomeValue())
   }
@@ -227,8 +239,9 @@ export class Connection {
     return true
   }
 
-  #refuse(reason: string): void {
-    this.close('unauthorized', `refused broker ${this.peerId}: ${reason}`, reason)
+  /** Refuses the handshake: `reason` goes to the other side, `detail` (default: the reason) to our log. */
+  #refuse(reason: string, detail = reason): void {
+    this.close('unauthorized', `refused ${this.peerId === 0 ? 'a peer not yet identified' : `broker ${this.peerId}`}: ${detail}`, reason)
   }
 
   // ---- frames ----------------------------------------------------------------

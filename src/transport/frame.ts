@@ -24,11 +24,11 @@ export const handshakeFrameBytesMax = 1024
 
 /** The first field of every payload. */
 export const FrameKind = {
-  /** Dialer → acceptor: protocol version, cluster id, both broker ids, the dialer's nonce. */
+  /** Dialer → acceptor: protocol version and the dialer's nonce (nothing identifying: handshake.ts). */
   Hello: 1,
-  /** Acceptor → dialer: the acceptor's nonce and its proof over both nonces. */
+  /** Acceptor → dialer: protocol version, the acceptor's nonce and its proof over both nonces. */
   Challenge: 2,
-  /** Dialer → acceptor: the dialer's proof over both nonces. */
+  /** Dialer → acceptor: the dialer's id and its proof over both nonces. */
   Auth: 3,
   /** Acceptor → dialer: accepted; batches may flow both ways. */
   Welcome: 4,

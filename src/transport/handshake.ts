@@ -5,16 +5,28 @@
  * handshake cannot be replayed, and a direction label, so a proof cannot be
  * reflected back at its author.
  *
+ * Nothing identifying is sent to a side that has not proven it holds the
+ * secret: the dialer speaks first with a bare nonce; the acceptor answers
+ * with its proof (a MAC a stranger cannot check or invert, over a nonce of
+ * its own, so it differs on every connection); only once that proof checks
+ * does the dialer name itself. The cluster id and both broker ids are under
+ * the MACs and never on the wire before then. (Version 1 opened with the
+ * cluster id and both ids in the clear, and its refusals named them: anyone
+ * who reached a peer port learned the cluster id.)
+ *
  *   dialer D                                    acceptor A
- *   Hello [v, clusterId, D, A, nD]  ──────────▶  checks v, clusterId, A is me,
- *                                                D is a known peer allowed to
- *                                                dial me, D not connected
- *                                 ◀──────────  Challenge [v, A, nA, macA]
- *   checks macA                                  macA = MAC(k, "rill/1/acceptor" ‖ T)
- *   Auth [macD]                     ──────────▶  checks macD
- *                                                macD = MAC(k, "rill/1/dialer" ‖ T)
+ *   Hello [v, nD]                   ──────────▶  checks v
+ *                                 ◀──────────  Challenge [v, nA, macA]
+ *   checks macA (the A it dialed)                macA = MAC(k, "rill/2/acceptor" ‖ clusterId ‖ A ‖ nD ‖ nA)
+ *   Auth [D, macD]                  ──────────▶  checks macD, then admits D
+ *                                                macD = MAC(k, "rill/2/dialer" ‖ clusterId ‖ D ‖ A ‖ nD ‖ nA)
  *                                 ◀──────────  Welcome []
- *   T = clusterId ‖ D ‖ A ‖ nD ‖ nA
+ *
+ * A wrong secret, another cluster id, or another broker than the one dialed
+ * at that address all show as a bad proof: telling them apart would need
+ * one side to reveal something first. Reasons that name brokers (unknown
+ * peer, wrong direction, already connected) are sent only after the
+ * dialer's proof checked.
  *
  * MAC is libsodium's crypto_auth (HMAC-SHA-512-256); nonces come from
  * randombytes_buf. Any failure is answered by Refuse [reason] and a close.
@@ -24,16 +36,14 @@ import { ErrorCode, RillError } from '../base/index.ts'
 import { FrameKind } from './frame.ts'
 import { nodeIdMax } from './raft-codec.ts'
 
-/** Wire protocol version spoken by this build. */
-export const protocolVersion = 1
+/** Wire protocol version spoken by this build (2: nothing identifying before a proof). */
+export const protocolVersion = 2
 /** Bytes of the cluster secret (crypto_auth_KEYBYTES). */
 export const secretBytes = 32
 /** Bytes of each side's challenge nonce. */
 export const nonceBytes = 32
 /** Bytes of a proof (crypto_auth_BYTES). */
 export const macBytes = 32
-/** Longest accepted cluster id, in UTF-8 bytes. */
-export const clusterIdBytesMax = 128
 /** Longest refusal reason sent to or accepted from the other side. */
 export const reasonCharsMax = 200
 
@@ -47,22 +57,28 @@ const sodium = createRequire(import.meta.url)('sodium-native') as Sodium
 
 export interface Hello {
   readonly version: number
-  readonly clusterId: string
-  readonly from: number
-  readonly to: number
+  /** The dialer's nonce: the only thing it says before the acceptor proved itself. */
   readonly nonce: Uint8Array
 }
 
 export interface Challenge {
   readonly version: number
-  readonly from: number
   readonly nonce: Uint8Array
+  /** The acceptor's proof (`prove('acceptor', ...)`). */
+  readonly mac: Uint8Array
+}
+
+export interface Auth {
+  /** The dialer's broker id, named only now that the acceptor has proven itself. */
+  readonly from: number
+  /** The dialer's proof (`prove('dialer', ...)`). */
   readonly mac: Uint8Array
 }
 
 /** Who proves what to whom: the inputs both sides put into the transcript. */
 export interface Transcript {
   readonly clusterId: string
+  /** Not under the acceptor's proof: the acceptor proves itself before the dialer has said who it is. */
   readonly dialerId: number
   readonly acceptorId: number
   readonly dialerNonce: Uint8Array
@@ -90,7 +106,7 @@ function transcriptBytes(role: Role, t: Transcript): Buffer {
   const label = Buffer.from(`rill/${protocolVersion}/${role}\0`, 'ascii')
   const ids = Buffer.alloc(2 + 4 + 4)
   ids.writeUInt16BE(cluster.byteLength, 0)
-  ids.writeUInt32BE(t.dialerId, 2)
+  ids.writeUInt32BE(role === 'acceptor' ? 0 : t.dialerId, 2)
   ids.writeUInt32BE(t.acceptorId, 6)
   return Buffer.concat([label, ids, cluster, t.dialerNonce, t.acceptorNonce])
 }
@@ -141,35 +157,39 @@ export function handshakeFields(value: unknown, kind: FrameKind, length: number)
 }
 
 export function helloValue(h: Hello): unknown[] {
-  return [FrameKind.Hello, h.version, h.clusterId, h.from, h.to, h.nonce]
+  return [FrameKind.Hello, h.version, h.nonce]
+}
+
+/** The version first: a peer of another version is told so, whatever its frame's shape. */
+function checkVersion(f: unknown[]): number {
+  const version = field(f, 0)
+  if (version !== protocolVersion) refuse(`protocol version ${String(version)} (this broker speaks ${protocolVersion})`)
+  return version
 }
 
 export function parseHello(value: unknown): Hello {
-  const f = handshakeFields(value, FrameKind.Hello, 5)
-  const version = field(f, 0)
-  if (version !== protocolVersion) refuse(`protocol version ${String(version)} (this broker speaks ${protocolVersion})`)
-  const clusterId = field(f, 1)
-  if (typeof clusterId !== 'string' || Buffer.byteLength(clusterId) > clusterIdBytesMax) refuse('cluster id is not a short string')
-  return { version, clusterId, from: id(field(f, 2), 'sender'), to: id(field(f, 3), 'receiver'), nonce: blob(field(f, 4), nonceBytes, 'nonce') }
+  if (Array.isArray(value) && value[0] === FrameKind.Hello) checkVersion(value.slice(1))
+  const f = handshakeFields(value, FrameKind.Hello, 2)
+  return { version: checkVersion(f), nonce: blob(field(f, 1), nonceBytes, 'nonce') }
 }
 
 export function challengeValue(c: Challenge): unknown[] {
-  return [FrameKind.Challenge, c.version, c.from, c.nonce, c.mac]
+  return [FrameKind.Challenge, c.version, c.nonce, c.mac]
 }
 
 export function parseChallenge(value: unknown): Challenge {
-  const f = handshakeFields(value, FrameKind.Challenge, 4)
-  const version = field(f, 0)
-  if (version !== protocolVersion) refuse(`protocol version ${String(version)}`)
-  return { version, from: id(field(f, 1), 'acceptor'), nonce: blob(field(f, 2), nonceBytes, 'nonce'), mac: blob(field(f, 3), macBytes, 'proof') }
+  if (Array.isArray(value) && value[0] === FrameKind.Challenge) checkVersion(value.slice(1))
+  const f = handshakeFields(value, FrameKind.Challenge, 3)
+  return { version: checkVersion(f), nonce: blob(field(f, 1), nonceBytes, 'nonce'), mac: blob(field(f, 2), macBytes, 'proof') }
 }
 
-export function authValue(mac: Uint8Array): unknown[] {
-  return [FrameKind.Auth, mac]
+export function authValue(a: Auth): unknown[] {
+  return [FrameKind.Auth, a.from, a.mac]
 }
 
-export function parseAuth(value: unknown): Uint8Array {
-  return blob(field(handshakeFields(value, FrameKind.Auth, 1), 0), macBytes, 'proof')
+export function parseAuth(value: unknown): Auth {
+  const f = handshakeFields(value, FrameKind.Auth, 2)
+  return { from: id(field(f, 0), 'sender'), mac: blob(field(f, 1), macBytes, 'proof') }
 }
 
 export function welcomeValue(): unknown[] {

@@ -13,8 +13,10 @@ export {
   idleTimeoutMsDefault,
   backoffMsMinDefault,
   backoffMsMaxDefault,
+  tlsRefusalLogLinesMax,
+  tlsRefusalLogWindowMs,
 } from './transport.ts'
-export type { TransportOptions, TransportLimits, PeerAddress, PeerInfo, BatchHandler, PeerNetwork } from './transport.ts'
+export type { TransportOptions, TransportLimits, TransportTls, PeerAddress, PeerInfo, BatchHandler, PeerNetwork } from './transport.ts'
 export {
   batchSize,
   forEachMessage,

@@ -33,15 +33,25 @@
  * for a peer that is not connected at flush time are dropped: stale
  * appends are useless after a reconnect, and Raft re-sends from its
  * progress state.
+ *
+ * TLS (`options.tls`): the listener is a tls.Server that demands a client
+ * certificate signed by the CA (a peer is a broker, and brokers have
+ * certificates); the dialer checks the acceptor's certificate against the
+ * CA and the address it dialed (an IP address must be in the certificate's
+ * IP SANs, a name in its DNS SANs). The cluster-secret handshake runs
+ * inside, unchanged: TLS says "a certificate of this CA", the secret says
+ * "a broker of this cluster". `setTls` swaps the certificate, key and CA
+ * for connections made from then on (SIGHUP); open ones keep theirs.
  */
 import net from 'node:net'
+import tls from 'node:tls'
 import { pino, type Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { assert, ErrorCode, RillError, SeededRandom, isRillError, systemRuntime, type Random, type Runtime, type TimerHandle } from '../base/index.ts'
 import type { Message } from '../raft/types.ts'
 import { Connection, type CloseCause, type ConnectionHost } from './connection.ts'
 import { FrameKind, frameBytesMaxDefault, frameHeaderBytes } from './frame.ts'
-import { checkSecret, type Hello } from './handshake.ts'
+import { checkSecret } from './handshake.ts'
 import { createTransportMetrics, type DropReason, type TransportMetrics } from './metrics.ts'
 import {
   batchSize,
@@ -52,6 +62,17 @@ import {
   type GroupMessage,
   type PeerBatch,
 } from './raft-codec.ts'
+
+/** PEM certificate (leaf first, then intermediates), its key, and the CA peers' certificates must chain to. */
+export interface TransportTls {
+  readonly cert: string | Buffer
+  readonly key: string | Buffer
+  readonly ca: string | Buffer
+}
+
+/** Lines logged about peers refused in the TLS handshake, per `tlsRefusalLogWindowMs` (a stranger dialing in a loop must not flood the log; the metric counts all). */
+export const tlsRefusalLogLinesMax = 10
+export const tlsRefusalLogWindowMs = 60_000
 
 /** Where a peer broker listens for broker connections. */
 export interface PeerAddress {
@@ -124,6 +145,8 @@ export interface TransportOptions {
   /** Jitter of reconnect delays (default: seeded from the broker id, so runs repeat). */
   readonly random?: Random
   readonly limits?: Partial<TransportLimits>
+  /** Serve and dial over TLS with these files' contents (see the head comment); plaintext TCP without. */
+  readonly tls?: TransportTls
 }
 
 /** Called for each decoded, validated batch; `fromId` is the authenticated sender. */
@@ -191,6 +214,22 @@ class Peer {
 
 const wildcardHosts: ReadonlySet<string> = new Set(['0.0.0.0', '::', ''])
 
+/** Oldest TLS version spoken between brokers. */
+const tlsMinVersion = 'TLSv1.2'
+
+function tlsServerContextOptions(material: TransportTls): tls.SecureContextOptions {
+  return { cert: material.cert, key: material.key, ca: material.ca }
+}
+
+/** The context dials use: our certificate (peers demand one) and the CA theirs must chain to. Throws INVALID_REQUEST on unusable material. */
+function clientContext(material: TransportTls): tls.SecureContext {
+  try {
+    return tls.createSecureContext({ ...tlsServerContextOptions(material), minVersion: tlsMinVersion })
+  } catch (error) {
+    throw new RillError(ErrorCode.INVALID_REQUEST, `TLS material not usable: ${(error as Error).message}`, { cause: error })
+  }
+}
+
 export class Transport implements PeerNetwork {
   readonly brokerId: number
   readonly #clusterId: string
@@ -207,6 +246,15 @@ export class Transport implements PeerNetwork {
   readonly #host: ConnectionHost
   readonly #runtime: Runtime
   #server: net.Server | null = null
+  /** TLS material of new connections, and the client context built from it (null: plaintext). */
+  #tls: { readonly material: TransportTls; readonly clientContext: tls.SecureContext } | null
+  #tlsRefusals = { windowStartMs: 0, lines: 0, suppressed: 0 }
+  /**
+   * TCP sockets the TLS listener accepted, until they close: on close those
+   * still in their TLS handshake (no Connection yet) are destroyed too, else
+   * server.close would wait for a silent stranger's handshake timeout.
+   */
+  readonly #tlsSockets = new Set<net.Socket>()
   #handler: BatchHandler = () => {}
   #started = false
   #closed = false
@@ -230,6 +278,7 @@ export class Transport implements PeerNetwork {
       throw new RillError(ErrorCode.INVALID_REQUEST, `inconsistent transport limits ${JSON.stringify(l)}`)
     }
     this.#runtime = options.runtime ?? systemRuntime
+    this.#tls = options.tls === undefined ? null : { material: options.tls, clientContext: clientContext(options.tls) }
     this.#host = this.#connectionHost()
     if (options.peers !== undefined) this.setPeers(options.peers)
   }
@@ -239,7 +288,7 @@ export class Transport implements PeerNetwork {
   /** Listens for peers and starts dialing the peers this broker dials. */
   async start(): Promise<void> {
     assert(!this.#started && !this.#closed, 'transport started twice')
-    const server = net.createServer((socket) => this.#onAccept(socket))
+    const server = this.#tls === null ? net.createServer((socket) => this.#onAccept(socket)) : this.#tlsServer(this.#tls.material)
     this.#server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -261,12 +310,31 @@ export class Transport implements PeerNetwork {
     return { host: a.address, port: a.port }
   }
 
+  /** True if peer connections are made over TLS. */
+  get tlsEnabled(): boolean {
+    return this.#tls !== null
+  }
+
+  /**
+   * New TLS material (a reloaded certificate, key or CA) for connections
+   * accepted or dialed from now on; open connections keep theirs. Throws
+   * INVALID_REQUEST on a transport without TLS (TLS is chosen at start) or
+   * on material node:tls cannot use (nothing changes then).
+   */
+  setTls(material: TransportTls): void {
+    if (this.#tls === null) throw new RillError(ErrorCode.INVALID_REQUEST, 'this transport was started without TLS')
+    const next = { material, clientContext: clientContext(material) }
+    if (this.#server !== null) (this.#server as tls.Server).setSecureContext(tlsServerContextOptions(material))
+    this.#tls = next
+  }
+
   /** Stops listening, closes every connection and cancels reconnects. Queued messages are dropped. */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     for (const peer of this.#peers.values()) this.#forget(peer)
     for (const conn of [...this.#accepting]) conn.close('local', 'transport closing')
+    for (const socket of this.#tlsSockets) socket.destroy()
     const server = this.#server
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()))
     this.#logger.info('transport closed')
@@ -403,8 +471,55 @@ export class Transport implements PeerNetwork {
     if (this.#closed || !this.#started || !this.#dials(peer.id)) return
     if (peer.conn !== null || peer.dialing !== null || peer.retryTimer !== null) return
     this.#metrics?.connectAttempts.inc({ broker: this.brokerId, peer: peer.id })
-    const socket = net.connect({ host: peer.address.host, port: peer.address.port, localAddress: this.#localHost })
-    peer.dialing = new Connection({ socket, role: 'dialer', host: this.#host, peerId: peer.id })
+    const { host, port } = peer.address
+    const secure = this.#tls !== null
+    let socket: net.Socket
+    if (secure) {
+      // tls.connect hands localAddress to its TCP connect (its types leave it out).
+      const options: tls.ConnectionOptions & { localAddress?: string } = {
+        host,
+        port,
+        localAddress: this.#localHost,
+        secureContext: this.#tls!.clientContext,
+        // The certificate is checked against the dialed address: SNI carries names only, never an IP address.
+        ...(net.isIP(host) === 0 ? { servername: host } : {}),
+        minVersion: tlsMinVersion,
+      }
+      socket = tls.connect(options)
+    } else {
+      socket = net.connect({ host, port, localAddress: this.#localHost })
+    }
+    peer.dialing = new Connection({ socket, role: 'dialer', host: this.#host, peerId: peer.id, secure })
+  }
+
+  /** The TLS listener: a handshake bounded by handshakeMs, a client certificate of the CA required. */
+  #tlsServer(material: TransportTls): tls.Server {
+    const server = tls.createServer({ ...tlsServerContextOptions(material), requestCert: true, rejectUnauthorized: true, handshakeTimeout: this.#limits.handshakeMs, minVersion: tlsMinVersion })
+    server.on('connection', (raw: net.Socket) => {
+      this.#tlsSockets.add(raw)
+      raw.once('close', () => this.#tlsSockets.delete(raw))
+    })
+    server.on('secureConnection', (socket) => this.#onAccept(socket))
+    server.on('tlsClientError', (error: NodeJS.ErrnoException, socket) => this.#onTlsRefused(error, socket))
+    return server
+  }
+
+  /** A dialer that failed the TLS handshake here (no certificate, another CA, a plaintext client, a timeout): counted, and logged within a budget. */
+  #onTlsRefused(error: NodeJS.ErrnoException, socket: tls.TLSSocket): void {
+    socket.destroy()
+    this.#metrics?.connectionsRejected.inc({ broker: this.brokerId, reason: 'tls' })
+    const now = this.#runtime.nowMs()
+    if (now - this.#tlsRefusals.windowStartMs >= tlsRefusalLogWindowMs) {
+      const suppressed = this.#tlsRefusals.suppressed
+      if (suppressed > 0) this.#logger.warn({ suppressed }, `${suppressed} more peer connections refused in the TLS handshake`)
+      this.#tlsRefusals = { windowStartMs: now, lines: 0, suppressed: 0 }
+    }
+    if (this.#tlsRefusals.lines >= tlsRefusalLogLinesMax) {
+      this.#tlsRefusals.suppressed++
+      return
+    }
+    this.#tlsRefusals.lines++
+    this.#logger.warn({ remote: socket.remoteAddress, code: error.code }, `peer connection refused in the TLS handshake: ${error.code ?? ''} ${error.message}`.trim())
   }
 
   /** Jittered exponential backoff: a delay in [d/2, d], d = min(max, min·2^attempts). */
@@ -461,7 +576,7 @@ export class Transport implements PeerNetwork {
       handshakeMs: l.handshakeMs,
       pingIntervalMs: l.pingIntervalMs,
       idleTimeoutMs: l.idleTimeoutMs,
-      admit: (hello) => this.#admit(hello),
+      admit: (from) => this.#admit(from),
       ready: (conn) => this.#ready(conn),
       batch: (conn, value, frameBytes) => this.#onBatchFrame(conn, value, frameBytes),
       drained: (conn) => this.#onDrained(conn),
@@ -469,11 +584,12 @@ export class Transport implements PeerNetwork {
     }
   }
 
-  #admit(hello: Hello): string | null {
-    const peer = this.#peers.get(hello.from)
-    if (peer === undefined) return `broker ${hello.from} is not a known peer`
-    if (!(hello.from < this.brokerId)) return `broker ${hello.from} must be dialed by broker ${this.brokerId} (the lower id dials)`
-    if (peer.conn !== null) return `broker ${hello.from} is already connected`
+  /** Acceptor, once broker `from` proved it holds the secret: may it connect now? */
+  #admit(from: number): string | null {
+    const peer = this.#peers.get(from)
+    if (peer === undefined) return `broker ${from} is not a known peer`
+    if (!(from < this.brokerId)) return `broker ${from} must be dialed by broker ${this.brokerId} (the lower id dials)`
+    if (peer.conn !== null) return `broker ${from} is already connected`
     return null
   }
 

@@ -16,6 +16,13 @@ export const contentType = {
   msgpack: 'application/msgpack',
 } as const
 
+/**
+ * Topic and group names, one rule everywhere (Kafka's): 1..249 of
+ * [a-zA-Z0-9._-], and not "." or ".." (a URL path could not name them).
+ */
+export const nameCharsMax = 249
+export const namePattern = '^(?!\\.\\.?$)[a-zA-Z0-9._-]+$'
+
 /** When a produce is answered: after commit on a majority, or after the leader's local append. */
 export type Acks = 'all' | 'leader'
 

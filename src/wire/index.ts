@@ -35,5 +35,5 @@ export { recordsFromJson, recordsToJson, parseRecordEncoding, recordEncodings } 
 export type { RecordEncoding, JsonRecordIn, JsonRecordOut, JsonRecordHeader } from './json.ts'
 export { murmur2, toPositive, partitionForKey, RoundRobinPartitioner, StickyPartitioner } from './partitioner.ts'
 export { toBase64, fromBase64 } from './bytes.ts'
-export { contentType } from './api-types.ts'
+export { contentType, nameCharsMax, namePattern } from './api-types.ts'
 export type * from './api-types.ts'

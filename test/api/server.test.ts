@@ -7,6 +7,9 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Packr, Unpackr } from 'msgpackr'
 import type { FastifyInstance } from 'fastify'
+import { Writable } from 'node:stream'
+import pino from 'pino'
+import { ErrorCode, RillError } from '../../src/base/index.ts'
 import { apiLimits, buildApi } from '../../src/api/index.ts'
 import { decodeBatch, encodeBatch, partitionForKey, splitConcatenatedBatches } from '../../src/wire/index.ts'
 import { FollowerService, TestService, until } from './helpers.ts'
@@ -92,6 +95,35 @@ describe('topics', () => {
     assert.equal(gone.status, 404)
     assert.equal(gone.body.error.code, 'UNKNOWN_TOPIC')
     assert.equal((await json('DELETE', '/v1/topics/tmp')).body.error.code, 'UNKNOWN_TOPIC')
+  })
+
+  test('a name of any legal length (1..249) is usable on every route: create, produce, fetch, describe, delete', async () => {
+    // find-my-way's default parameter limit (100) made names of 101..249 creatable but unusable (414, not our error shape).
+    for (const name of ['x'.repeat(101), 'y'.repeat(249)]) {
+      assert.equal((await json('POST', '/v1/topics', { name, partitions: 1, replicationFactor: 1 })).status, 201)
+      const p = await json('POST', `/v1/topics/${name}/partitions/0/records`, { records: [{ value: 'v' }] })
+      assert.equal(p.status, 200, JSON.stringify(p.body))
+      const f = await json('GET', `/v1/topics/${name}/partitions/0/records?offset=0&maxWaitMs=0`)
+      assert.equal(f.status, 200, JSON.stringify(f.body))
+      assert.equal((await json('GET', `/v1/topics/${name}`)).body.name, name)
+      assert.equal((await json('DELETE', `/v1/topics/${name}`)).status, 200)
+    }
+    for (const name of ['z'.repeat(250), '.', '..']) {
+      const refused = await json('POST', '/v1/topics', { name, partitions: 1, replicationFactor: 1 })
+      assert.equal(refused.status, 400, name)
+      assert.equal(refused.body.error.code, 'INVALID_REQUEST')
+    }
+    assert.equal((await json('POST', '/v1/topics', { name: '...', partitions: 1, replicationFactor: 1 })).status, 201, '"..." is a legal name')
+    assert.equal((await json('DELETE', '/v1/topics/...')).status, 200)
+  })
+
+  test('the router\'s own refusals answer in our error shape (a bad escape, a parameter far too long)', async () => {
+    for (const url of ['/v1/topics/%ZZ', `/v1/topics/${'a'.repeat(250)}`, `/v1/topics/${'a'.repeat(5000)}`, `/v1/topics/${'a'.repeat(5000)}/partitions/0/records?offset=0`, '/v1/groups/%E0%A4%A']) {
+      const r = await json('GET', url)
+      assert.equal(r.status, 400, `${url.slice(0, 40)}: ${r.status}`)
+      assert.equal(r.body.error.code, 'INVALID_REQUEST', JSON.stringify(r.body).slice(0, 200))
+      assert.equal(typeof r.body.error.message, 'string')
+    }
   })
 
   test('bad create bodies are 400 and create nothing', async () => {
@@ -471,5 +503,68 @@ describe('limits', () => {
     const r = await json('POST', '/v1/topics/one/partitions/0/records', { records: [{ value: 'x'.repeat(70 * 1024) }] })
     assert.equal(r.status, 413)
     assert.equal(r.body.error.code, 'TOO_LARGE')
+  })
+})
+
+describe('error logs', () => {
+  /** A service whose describeTopic throws what the test says. */
+  class FailingService extends TestService {
+    failure: unknown = null
+    override describeTopic(name: string) {
+      if (this.failure !== null) throw this.failure
+      return super.describeTopic(name)
+    }
+  }
+
+  test('expected coded errors are debug lines without a stack; only the unexpected is an error with its stack (issue 10, hole 8)', async () => {
+    const lines: Array<Record<string, any>> = []
+    const logger = pino({ level: 'debug' }, new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l))
+        done()
+      },
+    }))
+    const failing = new FailingService()
+    const server = buildApi({ service: failing, logger })
+    try {
+      await server.ready()
+      const expected = [ErrorCode.TIMEOUT, ErrorCode.NO_QUORUM, ErrorCode.NOT_LEADER, ErrorCode.PROPOSAL_DROPPED, ErrorCode.UNKNOWN_TOPIC, ErrorCode.INVALID_REQUEST]
+      for (const code of expected) {
+        failing.failure = new RillError(code, `${code} for the test`)
+        // A client asking many times: still no error line.
+        for (let i = 0; i < 20; i++) {
+          const r = await server.inject({ method: 'GET', url: '/v1/topics/t' })
+          assert.ok(r.statusCode >= 400, code)
+        }
+      }
+      assert.deepEqual(lines.filter((l) => l.level >= 40), [], 'nothing above debug')
+      assert.equal(lines.filter((l) => JSON.stringify(l).includes('"stack"')).length, 0, 'no stack')
+      const timeouts = lines.filter((l) => l.code === 'TIMEOUT')
+      assert.equal(timeouts.length, 20)
+      assert.equal(timeouts[0]!.level, 20)
+      assert.equal(timeouts[0]!.route, '/v1/topics/:topic')
+
+      // A coded broker fault: a warning, no stack.
+      failing.failure = new RillError(ErrorCode.STORAGE_FULL, 'disk full')
+      assert.equal((await server.inject({ method: 'GET', url: '/v1/topics/t' })).statusCode, 507)
+      const warning = lines.find((l) => l.code === 'STORAGE_FULL')!
+      assert.equal(warning.level, 40)
+      assert.equal(warning.code, 'STORAGE_FULL')
+      assert.equal(JSON.stringify(warning).includes('"stack"'), false)
+
+      // The unexpected: a bug (not a RillError) or INTERNAL is an error line with the stack.
+      for (const failure of [new TypeError('x is undefined'), new RillError(ErrorCode.INTERNAL, 'invariant broken')]) {
+        failing.failure = failure
+        const r = await server.inject({ method: 'GET', url: '/v1/topics/t' })
+        assert.equal(r.statusCode, 500)
+        assert.equal(r.json().error.code, 'INTERNAL')
+        const line = lines.filter((l) => l.level >= 40).at(-1)!
+        assert.equal(line.level, 50, failure.message)
+        assert.match(line.err.stack, new RegExp(failure.message))
+      }
+    } finally {
+      await server.close()
+      await failing.close()
+    }
   })
 })

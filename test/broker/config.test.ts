@@ -1,11 +1,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, existsSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ErrorCode, RillError } from '../../src/base/index.ts'
 import { parseBrokerConfig } from '../../src/broker/config.ts'
+import { createDevCa } from '../../src/cli/certs.ts'
 
+const bin = new URL('../../bin/rill.mjs', import.meta.url).pathname
 const base = ['--id', '1', '--dir', '/tmp/x', '--http', '127.0.0.1:9090', '--peer', '127.0.0.11:9190', '--seeds', '1@127.0.0.11:9190,2@127.0.0.12:9191']
 
 test('flags parse into a checked config with defaults', () => {
@@ -71,5 +74,125 @@ test('every bad value is an INVALID_REQUEST naming the field', () => {
       (e: unknown) => e instanceof RillError && e.code === ErrorCode.INVALID_REQUEST && message.test(e.message),
       `${argv.join(' ')} ${JSON.stringify(env)}`,
     )
+  }
+})
+
+/** Issue 10, hole 6: the development secret is public, so it never leaves loopback. */
+test('off loopback a broker needs --secret or --secret-file; on loopback the development secret is allowed', () => {
+  const at = (httpHost: string, peerHost: string): string[] => [
+    '--id', '1', '--dir', '/tmp/x', '--http', `${httpHost}:9090`, '--peer', `${peerHost}:9190`, '--seeds', `1@${peerHost}:9190`,
+  ]
+  for (const [httpHost, peerHost] of [['127.0.0.1', '127.0.0.11'], ['localhost', 'localhost'], ['[::1]', '[::1]'], ['127.9.9.9', '127.0.0.1']]) {
+    const c = parseBrokerConfig(at(httpHost!, peerHost!), {})
+    assert.equal(c.secretIsDevelopment, true, `${httpHost} ${peerHost}`)
+  }
+  for (const [httpHost, peerHost] of [['0.0.0.0', '127.0.0.1'], ['127.0.0.1', '10.0.0.1'], ['[::]', '[::1]'], ['broker1.example', '127.0.0.1'], ['127.0.0.1', 'localhost.example'], ['192.168.1.5', '192.168.1.5']]) {
+    assert.throws(
+      () => parseBrokerConfig(at(httpHost!, peerHost!), {}),
+      (e: unknown) => e instanceof RillError && e.code === ErrorCode.INVALID_REQUEST && /secret: required when a listener is not on loopback/.test(e.message) && e.details['field'] === 'secret',
+      `${httpHost} ${peerHost}`,
+    )
+    const withSecret = parseBrokerConfig(at(httpHost!, peerHost!).concat('--secret', 'ab'.repeat(32)), {})
+    assert.equal(withSecret.secretIsDevelopment, false)
+    assert.deepEqual([...withSecret.secret], new Array(32).fill(0xab))
+    assert.equal(parseBrokerConfig(at(httpHost!, peerHost!), { RILL_SECRET: 'cd'.repeat(32) }).secretIsDevelopment, false)
+  }
+})
+
+test('--secret-file: 64 hex digits in a file only its owner may read; RILL_SECRET_FILE and the config file too', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rill-secret-'))
+  const offLoopback = ['--id', '1', '--dir', '/tmp/x', '--http', '0.0.0.0:9090', '--peer', '10.0.0.1:9190', '--seeds', '1@10.0.0.1:9190']
+  const file = (name: string, text: string, mode: number): string => {
+    const path = join(dir, name)
+    writeFileSync(path, text, { mode })
+    chmodSync(path, mode)
+    return path
+  }
+  try {
+    const good = file('good', `${'0f'.repeat(32)}\n`, 0o600)
+    const c = parseBrokerConfig(offLoopback.concat('--secret-file', good), {})
+    assert.equal(c.secretIsDevelopment, false)
+    assert.deepEqual([...c.secret], new Array(32).fill(0x0f))
+    assert.deepEqual([...parseBrokerConfig(offLoopback, { RILL_SECRET_FILE: good }).secret], new Array(32).fill(0x0f))
+    const json = join(dir, 'broker.json')
+    writeFileSync(json, JSON.stringify({ id: 1, dir: '/d', http: '0.0.0.0:1', peer: '10.0.0.1:2', seeds: '1@10.0.0.1:2', secretFile: good }))
+    assert.equal(parseBrokerConfig(['--config', json], {}).secretIsDevelopment, false)
+    assert.equal(parseBrokerConfig(offLoopback.concat('--secret-file', file('readonly', 'ab'.repeat(32), 0o400)), {}).secretIsDevelopment, false)
+
+    const refused: [string[], NodeJS.ProcessEnv, RegExp][] = [
+      [offLoopback.concat('--secret-file', file('open', 'ab'.repeat(32), 0o644)), {}, /secret-file: .* is open to group or others \(mode 644\): chmod 600/],
+      [offLoopback.concat('--secret-file', file('group', 'ab'.repeat(32), 0o640)), {}, /mode 640/],
+      [offLoopback.concat('--secret-file', file('empty', '', 0o600)), {}, /secret-file: .* is empty/],
+      [offLoopback.concat('--secret-file', file('blank', ' \n\n', 0o600)), {}, /secret-file: .* is empty/],
+      [offLoopback.concat('--secret-file', file('short', 'abc\n', 0o600)), {}, /secret-file: must be 64 hex digits/],
+      [offLoopback.concat('--secret-file', file('big', 'a'.repeat(5000), 0o600)), {}, /secret-file: .* holds 5000 bytes/],
+      [offLoopback.concat('--secret-file', join(dir, 'missing')), {}, /secret-file: cannot read/],
+      [offLoopback.concat('--secret-file', dir), {}, /secret-file: .* (is not a regular file|open to group)/],
+      [offLoopback.concat('--secret-file', good, '--secret', 'ab'.repeat(32)), {}, /secret: give --secret or --secret-file, not both/],
+      [offLoopback.concat('--secret-file', good), { RILL_SECRET: 'ab'.repeat(32) }, /not both/],
+    ]
+    for (const [argv, env, message] of refused) {
+      assert.throws(
+        () => parseBrokerConfig(argv, env),
+        (e: unknown) => e instanceof RillError && e.code === ErrorCode.INVALID_REQUEST && message.test(e.message),
+        `${argv.slice(-2).join(' ')} ${JSON.stringify(env)}`,
+      )
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('rill broker off loopback without a secret exits 2 with one coded line, before touching its data directory', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rill-nosecret-'))
+  try {
+    const data = join(dir, 'data')
+    const r = spawnSync(process.execPath, [bin, 'broker', '--id', '1', '--dir', data, '--http', '0.0.0.0:0', '--peer', '127.0.0.1:0', '--seeds', '1@127.0.0.1:1'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    })
+    assert.equal(r.status, 2, r.stderr)
+    assert.match(r.stderr, /^rill broker: INVALID_REQUEST: secret: required when a listener is not on loopback \(--http 0\.0\.0\.0\)/)
+    assert.equal(r.stderr.trim().split('\n').length, 1)
+    assert.equal(existsSync(data), false)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('TLS: --tls-cert, --tls-key and --tls-ca turn it on (flags, RILL_TLS_*, or the config file); half a setup or a bad file is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rill-config-'))
+  try {
+    const ca = await createDevCa({ dir })
+    const b1 = await ca.issue({ name: 'broker-1', hosts: ['127.0.0.1', '127.0.0.11'] })
+    const wrongHost = await ca.issue({ name: 'broker-2', hosts: ['127.0.0.12'] })
+    const tlsFlags = ['--tls-cert', b1.certFile, '--tls-key', b1.keyFile, '--tls-ca', ca.certFile]
+    assert.equal(parseBrokerConfig(base, {}).tls, null)
+    assert.deepEqual(parseBrokerConfig(base.concat(tlsFlags), {}).tls, { certFile: b1.certFile, keyFile: b1.keyFile, caFile: ca.certFile, clientAuth: 'none' })
+    const fromEnv = parseBrokerConfig(base, { RILL_TLS_CERT: b1.certFile, RILL_TLS_KEY: b1.keyFile, RILL_TLS_CA: ca.certFile, RILL_TLS_CLIENT_AUTH: 'required' })
+    assert.equal(fromEnv.tls?.clientAuth, 'required')
+    const file = join(dir, 'broker.json')
+    writeFileSync(file, JSON.stringify({ id: 1, dir: '/d', http: '127.0.0.1:1', peer: '127.0.0.11:2', seeds: '1@127.0.0.11:2', tlsCert: b1.certFile, tlsKey: b1.keyFile, tlsCa: ca.certFile, tlsClientAuth: 'optional' }))
+    assert.equal(parseBrokerConfig(['--config', file], {}).tls?.clientAuth, 'optional')
+
+    const cases: [string[], RegExp][] = [
+      [base.concat('--tls-cert', b1.certFile, '--tls-ca', ca.certFile), /^tls-key: is required with --tls-cert/],
+      [base.concat('--tls-key', b1.keyFile, '--tls-ca', ca.certFile), /^tls-cert: is required with --tls-key/],
+      [base.concat('--tls-cert', b1.certFile, '--tls-key', b1.keyFile), /^tls-ca: is required with --tls-cert: brokers verify each other/],
+      [base.concat('--tls-ca', ca.certFile), /^tls-ca: needs --tls-cert and --tls-key/],
+      [base.concat('--tls-client-auth', 'required'), /^tls-client-auth: needs --tls-cert/],
+      [base.concat(tlsFlags, '--tls-client-auth', 'always'), /^tls-client-auth: one of none, optional, required/],
+      [base.concat('--tls-cert', join(dir, 'missing.crt'), '--tls-key', b1.keyFile, '--tls-ca', ca.certFile), /^tls-cert: cannot read .*missing\.crt/],
+      [base.concat('--tls-cert', wrongHost.certFile, '--tls-key', wrongHost.keyFile, '--tls-ca', ca.certFile), /^tls-cert: .*broker-2\.crt does not name 127\.0\.0\.1 /],
+    ]
+    for (const [argv, message] of cases) {
+      assert.throws(
+        () => parseBrokerConfig(argv, {}),
+        (e: unknown) => e instanceof RillError && e.code === ErrorCode.INVALID_REQUEST && message.test(e.message),
+        argv.slice(base.length).join(' '),
+      )
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
   }
 })

@@ -8,6 +8,12 @@
  * after `exitWaitMs`. Each broker holds an IPC channel to this process and
  * exits by itself when it closes, so a test process that dies (even by
  * SIGKILL) leaves no broker behind (src/cli/broker.ts).
+ *
+ * `startCluster({ tls: true })` makes a throwaway CA (src/cli/certs.ts, the
+ * openssl binary) and a certificate per broker naming its HTTP and peer
+ * hosts, starts the brokers with --tls-*, and gives https:// URLs; `health`
+ * and `call` then take the cluster's `dispatcher` (an undici Agent trusting
+ * the CA).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -15,6 +21,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Agent, fetch as undiciFetch } from 'undici'
+import { createDevCa, type DevCa, type IssuedCert } from '../../src/cli/certs.ts'
 
 const bin = new URL('../../bin/rill.mjs', import.meta.url).pathname
 
@@ -87,23 +95,35 @@ export function processAlive(pid: number): boolean {
 
 export interface BrokerProcess {
   readonly id: number
-  readonly url: string
-  readonly peer: string
+  /** HTTP base URL and peer address: new ones after `move`. */
+  url: string
+  peer: string
   readonly dir: string
   child: ChildProcess | null
   output: string[]
+}
+
+/** A TLS cluster's CA, each broker's certificate, and an undici Agent that trusts the CA. */
+export interface ClusterTls {
+  readonly ca: DevCa
+  readonly certs: ReadonlyMap<number, IssuedCert>
+  readonly dispatcher: Agent
 }
 
 export interface TestCluster {
   readonly root: string
   readonly brokers: BrokerProcess[]
   readonly seeds: string
+  /** Set when started with `tls`. */
+  readonly tls: ClusterTls | null
   /** Starts broker `id` and waits (at most `startWaitMs`) until it answers /health. */
   start(id: number): Promise<void>
   /** Sends `signal` (SIGKILL by default) and waits for the exit; a signal other than SIGKILL is followed by SIGKILL after `stopGraceMs`. */
   kill(id: number, signal?: NodeJS.Signals): Promise<void>
   /** Stops every broker (SIGTERM, then SIGKILL) and removes the data directories. */
   stopAll(): Promise<void>
+  /** Gives broker `id` (stopped, outside the seeds) new HTTP and peer ports: its next `start` listens there, same data directory. */
+  move(id: number): Promise<void>
 }
 
 /** A port free on `host` now (bound and released; fine for loopback tests and benches). */
@@ -118,26 +138,32 @@ export async function freePort(host: string): Promise<number> {
   })
 }
 
-export async function startCluster(options: { brokers?: number; seeds?: number; extraFlags?: string[] } = {}): Promise<TestCluster> {
+export async function startCluster(options: { brokers?: number; seeds?: number; extraFlags?: string[]; tls?: boolean } = {}): Promise<TestCluster> {
   const n = options.brokers ?? 3
   const root = await mkdtemp(join(tmpdir(), 'rill-cluster-'))
   const brokers: BrokerProcess[] = []
+  const scheme = options.tls === true ? 'https' : 'http'
   for (let id = 1; id <= n; id++) {
     const peerHost = `127.0.0.${10 + id}`
     const httpPort = await freePort('127.0.0.1')
     const peerPort = await freePort(peerHost)
-    brokers.push({ id, url: `http://127.0.0.1:${httpPort}`, peer: `${peerHost}:${peerPort}`, dir: join(root, `broker-${id}`), child: null, output: [] })
+    brokers.push({ id, url: `${scheme}://127.0.0.1:${httpPort}`, peer: `${peerHost}:${peerPort}`, dir: join(root, `broker-${id}`), child: null, output: [] })
   }
+  const tls = options.tls === true ? await makeClusterTls(root, brokers) : null
+  const dispatcher = tls?.dispatcher
   const seeds = brokers.slice(0, options.seeds ?? n).map((b) => `${b.id}@${b.peer}`).join(',')
   const seedCount = options.seeds ?? n
   const cluster: TestCluster = {
     root,
     brokers,
     seeds,
+    tls,
     async start(id) {
       const b = brokers[id - 1]!
-      const args = [bin, 'broker', '--id', String(id), '--dir', b.dir, '--http', b.url.slice('http://'.length), '--peer', b.peer, '--seeds', seeds]
+      const args = [bin, 'broker', '--id', String(id), '--dir', b.dir, '--http', new URL(b.url).host, '--peer', b.peer, '--seeds', seeds]
       args.push('--tick-ms', '20', '--election-ticks', '15', '--log-level', 'warn', ...(options.extraFlags ?? []))
+      const cert = tls?.certs.get(id)
+      if (cert !== undefined) args.push('--tls-cert', cert.certFile, '--tls-key', cert.keyFile, '--tls-ca', tls!.ca.certFile)
       if (id > seedCount) args.push('--join', brokers[0]!.url)
       // The IPC channel is the broker's lifeline: it exits when this process is gone.
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
@@ -149,7 +175,7 @@ export async function startCluster(options: { brokers?: number; seeds?: number; 
         await waitFor(
           async () => {
             if (hasExited(child)) throw new Error(`broker ${id} exited during start (${child.signalCode ?? `code ${child.exitCode}`}):\n${b.output.join('').slice(-3000)}`)
-            return (await health(b.url)) === true
+            return (await health(b.url, dispatcher)) === true
           },
           startWaitMs,
           `broker ${id} healthy`,
@@ -170,8 +196,17 @@ export async function startCluster(options: { brokers?: number; seeds?: number; 
       if (exit.killed) process.stderr.write(`broker ${id} ignored ${signal} for ${stopGraceMs} ms: SIGKILLed\n${b.output.join('').slice(-2000)}\n`)
       b.child = null
     },
+    async move(id) {
+      const b = brokers[id - 1]!
+      if (b.child !== null) throw new Error(`broker ${id} must be stopped before it moves`)
+      if (id <= seedCount) throw new Error(`broker ${id} is a seed: its peer address is in every broker's --seeds`)
+      const peerHost = b.peer.slice(0, b.peer.lastIndexOf(':'))
+      b.url = `http://127.0.0.1:${await freePort('127.0.0.1')}`
+      b.peer = `${peerHost}:${await freePort(peerHost)}`
+    },
     async stopAll() {
       const stops = await Promise.allSettled(brokers.map((b) => cluster.kill(b.id, 'SIGTERM')))
+      await dispatcher?.destroy().catch(() => undefined)
       await rm(root, { recursive: true, force: true })
       const failed = stops.find((s): s is PromiseRejectedResult => s.status === 'rejected')
       if (failed !== undefined) throw failed.reason
@@ -187,9 +222,23 @@ export async function startCluster(options: { brokers?: number; seeds?: number; 
   return cluster
 }
 
-export async function health(url: string): Promise<boolean> {
+/** A CA in ROOT/tls and a certificate per broker naming 127.0.0.1 and its peer host. */
+async function makeClusterTls(root: string, brokers: readonly BrokerProcess[]): Promise<ClusterTls> {
+  const ca = await createDevCa({ dir: join(root, 'tls') })
+  const certs = new Map<number, IssuedCert>()
+  for (const b of brokers) certs.set(b.id, await ca.issue({ name: `broker-${b.id}`, hosts: ['127.0.0.1', b.peer.slice(0, b.peer.lastIndexOf(':'))] }))
+  return { ca, certs, dispatcher: new Agent({ connect: { ca: readFileSync(ca.certFile) } }) }
+}
+
+/** fetch, through `dispatcher` (a TLS cluster's Agent) when given. */
+function fetchVia(url: string, init: RequestInit, dispatcher: Agent | undefined): Promise<Response> {
+  if (dispatcher === undefined) return fetch(url, init)
+  return undiciFetch(url, { ...(init as object), dispatcher }) as unknown as Promise<Response>
+}
+
+export async function health(url: string, dispatcher?: Agent): Promise<boolean> {
   try {
-    const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })
+    const r = await fetchVia(`${url}/health`, { signal: AbortSignal.timeout(1000) }, dispatcher)
     return r.ok
   } catch {
     return false
@@ -210,13 +259,13 @@ export interface Answer {
   body: any
 }
 
-export async function call(url: string, method: string, path: string, body?: unknown, timeoutMs = 20_000): Promise<Answer> {
-  const r = await fetch(`${url}${path}`, {
+export async function call(url: string, method: string, path: string, body?: unknown, timeoutMs = 20_000, dispatcher?: Agent): Promise<Answer> {
+  const r = await fetchVia(`${url}${path}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
     signal: AbortSignal.timeout(timeoutMs),
-  })
+  }, dispatcher)
   const text = await r.text()
   return { status: r.status, body: text.length === 0 ? null : JSON.parse(text) }
 }

@@ -4,7 +4,10 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { UsageError, baseUrl, expectPositionals, parseArgs } from '../../src/cli/args.ts'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { UsageError, baseUrl, expectPositionals, parseArgs, target } from '../../src/cli/args.ts'
 import { brokerArgs } from '../../src/cli/dev.ts'
 import { runCli } from './helpers.ts'
 
@@ -38,6 +41,44 @@ test('baseUrl: --url, then RILL_URL, then the default', () => {
   assert.throws(() => baseUrl({}, { RILL_URL: 'b:2' }), UsageError)
 })
 
+test('target: TLS files from --tls-ca/--tls-cert/--tls-key or RILL_TLS_*; a CA alone makes the default URL https; bad files are usage errors', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rill-args-'))
+  try {
+    const pem = (name: string): string => {
+      const path = join(dir, name)
+      writeFileSync(path, `-----BEGIN CERTIFICATE-----\n${name}\n-----END CERTIFICATE-----\n`)
+      return path
+    }
+    const ca = pem('ca.crt')
+    const cert = pem('client.crt')
+    const key = pem('client.key')
+    assert.deepEqual(target({}, {}), { url: 'http://127.0.0.1:9090', tls: undefined })
+    const withCa = target(parseArgs(['--tls-ca', ca], {}).flags, {})
+    assert.equal(withCa.url, 'https://127.0.0.1:9090')
+    assert.match(String(withCa.tls?.ca), /ca\.crt/)
+    assert.equal(withCa.tls?.cert, undefined)
+    const fromEnv = target({}, { RILL_URL: 'https://b:2', RILL_TLS_CA: ca, RILL_TLS_CERT: cert, RILL_TLS_KEY: key })
+    assert.equal(fromEnv.url, 'https://b:2')
+    assert.match(String(fromEnv.tls?.cert), /client\.crt/)
+    assert.match(String(fromEnv.tls?.key), /client\.key/)
+    // A flag beats the environment.
+    assert.match(String(target(parseArgs(['--tls-ca', cert], {}).flags, { RILL_TLS_CA: ca }).tls?.ca), /client\.crt/)
+    const bad: [string[], NodeJS.ProcessEnv, RegExp][] = [
+      [['--tls-ca', join(dir, 'missing.crt')], {}, /--tls-ca: cannot read .*missing\.crt/],
+      [['--tls-cert', cert], {}, /--tls-cert and --tls-key go together/],
+      [[], { RILL_TLS_KEY: key }, /--tls-cert and --tls-key go together/],
+      [['--tls-ca', join(dir)], {}, /--tls-ca: cannot read/],
+    ]
+    writeFileSync(join(dir, 'text.txt'), 'not pem')
+    bad.push([['--tls-ca', join(dir, 'text.txt')], {}, /--tls-ca: .*text\.txt is not a PEM file/])
+    for (const [argv, env, message] of bad) {
+      assert.throws(() => target(parseArgs(argv, {}).flags, env), (e: unknown) => e instanceof UsageError && message.test(e.message), argv.join(' '))
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 test('dev: broker arguments, seeds are the first three brokers', () => {
   assert.deepEqual(brokerArgs({ id: 2, brokers: 3, dir: '/d', port: 9090 }), [
     'broker', '--id', '2', '--dir', '/d/broker-2', '--http', '127.0.0.1:9091', '--peer', '127.0.0.1:9191',
@@ -46,6 +87,9 @@ test('dev: broker arguments, seeds are the first three brokers', () => {
   const five = brokerArgs({ id: 5, brokers: 5, dir: '/d', port: 7000 })
   assert.equal(five[five.indexOf('--seeds') + 1], '1@127.0.0.1:7100,2@127.0.0.1:7101,3@127.0.0.1:7102')
   assert.equal(five[five.indexOf('--http') + 1], '127.0.0.1:7004')
+  const tls = { caFile: '/d/tls/ca.crt', broker: (id: number) => ({ certFile: `/d/tls/broker-${id}.crt`, keyFile: `/d/tls/broker-${id}.key` }) }
+  const secure = brokerArgs({ id: 4, brokers: 4, dir: '/d', port: 7000, tls })
+  assert.deepEqual(secure.slice(secure.indexOf('--join')), ['--join', 'https://127.0.0.1:7000', '--tls-cert', '/d/tls/broker-4.crt', '--tls-key', '/d/tls/broker-4.key', '--tls-ca', '/d/tls/ca.crt'])
 })
 
 test('the rill binary: usage errors exit 2 with a message naming the flag', async () => {
@@ -62,6 +106,8 @@ test('the rill binary: usage errors exit 2 with a message naming the flag', asyn
     [['status', '--url', 'ftp://x'], /--url must be an http:\/\/ or https:\/\/ URL/],
     [['dev', '--brokers', '0'], /--brokers must be in \[1, 99\]/],
     [['dev', '--port', '65500'], /--port 65500 leaves no room/],
+    [['status', '--tls-ca', '/nonexistent/ca.crt'], /--tls-ca: cannot read \/nonexistent\/ca\.crt/],
+    [['topic', 'list', '--tls-key', '/nonexistent/k'], /--tls-cert and --tls-key go together/],
   ]
   await Promise.all(cases.map(async ([args, message]) => {
     const r = await runCli(args)

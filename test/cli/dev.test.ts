@@ -3,7 +3,7 @@
  * prints its URL and `ready`, and SIGTERM stops it with exit 0; a rill dev
  * killed -9 leaves no broker behind (each exits when its IPC channel to rill
  * dev closes); a broker that cannot start (its HTTP port is taken) makes
- * `rill dev` exit 1 naming it.
+ * `rill dev` exit 1 naming it; `--tls` serves https with a throwaway CA.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -14,6 +14,7 @@ import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Agent, fetch as undiciFetch } from 'undici'
 import { processAlive, stopProcess, waitFor } from '../broker/helpers.ts'
 import { runCli } from './helpers.ts'
 
@@ -57,8 +58,8 @@ interface Dev {
 }
 
 /** Starts `rill dev --brokers 1` and waits (bounded) for `ready`; a dev that did not get there is SIGKILLed. */
-async function startDev(dir: string, port: number): Promise<Dev> {
-  const child = spawn(process.execPath, [bin, 'dev', '--brokers', '1', '--dir', dir, '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] })
+async function startDev(dir: string, port: number, extra: readonly string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<Dev> {
+  const child = spawn(process.execPath, [bin, 'dev', '--brokers', '1', '--dir', dir, '--port', String(port), ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env })
   let stdout = ''
   let stderr = ''
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
@@ -100,6 +101,37 @@ test('rill dev: one broker, ready, SIGTERM stops it with exit 0', async () => {
     assert.deepEqual(exit, { code: 0, signal: null, killed: false }, dev.stderr())
     assert.match(dev.stderr(), /stopping brokers/)
     await assert.rejects(fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5000) }))
+  } finally {
+    if (dev !== null) await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('rill dev --tls: a throwaway CA, https, the CA path printed; plaintext and untrusting clients refused; RILL_TLS_* of the CLI ignored', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'rill-dev-'))
+  let dev: Dev | null = null
+  try {
+    const port = await freePort()
+    // The CLI's own client settings in the environment must not reach the brokers (they would turn TLS on with a client's files).
+    dev = await startDev(dir, port, ['--tls'], { ...process.env, RILL_TLS_CA: join(dir, 'nope.crt'), RILL_TLS_CERT: join(dir, 'nope.crt'), RILL_TLS_KEY: join(dir, 'nope.key') })
+    const caFile = join(dir, 'tls', 'ca.crt')
+    assert.equal(dev.stdout(), `tls ca ${caFile}\nbroker 1 https://127.0.0.1:${port}\nready\n`)
+    assert.match(dev.stderr(), new RegExp(`--url https://127.0.0.1:${port} --tls-ca ${caFile}`))
+    const agent = new Agent({ connect: { ca: readFileSync(caFile) } })
+    try {
+      const health = await undiciFetch(`https://127.0.0.1:${port}/health`, { dispatcher: agent, signal: AbortSignal.timeout(5000) })
+      assert.deepEqual(await health.json(), { ok: true, broker: 1 })
+    } finally {
+      await agent.close()
+    }
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5000) }))
+    await assert.rejects(fetch(`https://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5000) }))
+    const cli = await runCli(['status', '--tls-ca', caFile, '--url', `https://127.0.0.1:${port}`])
+    assert.equal(cli.code, 0, cli.stderr)
+    // (`ready` does not wait for the broker to register: the broker table may still be empty.)
+    assert.match(cli.stdout, /^controller leader: /)
+    const exit = await stopProcess(dev.child, { graceMs: devStopWaitMs, what: 'rill dev' })
+    assert.deepEqual(exit, { code: 0, signal: null, killed: false }, dev.stderr())
   } finally {
     if (dev !== null) await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
     await rm(dir, { recursive: true, force: true })

@@ -32,8 +32,11 @@ const closeWaitMs = 10_000
 export function runCli(args: readonly string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env, ...options.env }
-    delete env.RILL_URL
-    if (options.env?.RILL_URL !== undefined) env.RILL_URL = options.env.RILL_URL
+    // The runner's own client settings must not reach the command: only what the test gives.
+    for (const name of ['RILL_URL', 'RILL_TLS_CA', 'RILL_TLS_CERT', 'RILL_TLS_KEY']) {
+      delete env[name]
+      if (options.env?.[name] !== undefined) env[name] = options.env[name]
+    }
     const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''

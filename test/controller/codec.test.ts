@@ -98,6 +98,11 @@ test('the decoder refuses wrong shapes with INVALID_REQUEST', () => {
   invalid(() => decodeCommand(pack({ ...create, config: { persistence: 'disk' } })))
   invalid(() => decodeCommand(pack({ ...create, config: { persistence: 'sync', retentionMs: 0 } })))
   invalid(() => decodeCommand(pack({ ...create, config: { persistence: 'sync', retentionBytes: -5 } })))
+  // -1 keeps forever (docs/api.md, as Kafka's retention.ms = -1); nothing else below 1.
+  const forever = decodeCommand(pack({ ...create, config: { persistence: 'sync', retentionMs: -1, retentionBytes: -1 } }))
+  assert.deepEqual((forever as { config: unknown }).config, { persistence: 'sync', retentionMs: -1, retentionBytes: -1 })
+  invalid(() => decodeCommand(pack({ ...create, config: { persistence: 'sync', retentionMs: -2 } })))
+  invalid(() => decodeCommand(pack({ ...create, config: { persistence: 'sync', retentionMs: -1.5 } })))
   invalid(() => decodeCommand(pack({ ...create, config: { persistence: 'sync', compaction: true } })))
   invalid(() => decodeCommand(pack({ ...create, name: '' })))
   invalid(() => decodeCommand(pack({ ...create, name: 'a'.repeat(250) })))

@@ -15,7 +15,7 @@ import { MessageType, message } from '../../src/raft/index.ts'
 import { Transport } from '../../src/transport/index.ts'
 import { FrameKind } from '../../src/transport/frame.ts'
 import { createPackr } from '../../src/transport/raft-codec.ts'
-import { helloValue, newNonce, protocolVersion } from '../../src/transport/handshake.ts'
+import { authValue, challengeValue, helloValue, newNonce, protocolVersion } from '../../src/transport/handshake.ts'
 import { RawPeer, clusterId, fastLimits, metric, mesh, node, rawDial, secret, waitFor, type Node } from './helpers.ts'
 
 /** A pino logger whose lines are kept for assertions. */
@@ -47,7 +47,8 @@ test('strangers are refused with a log line: wrong secret, wrong cluster, unknow
   const b = await logged(5, '127.0.0.15')
   const cases: Array<{ name: string; make: () => Promise<Node>; pattern: RegExp }> = [
     { name: 'wrong secret', make: () => node({ id: 1, host: '127.0.0.11', secret: Buffer.alloc(32, 8) }), pattern: /bad proof/ },
-    { name: 'wrong cluster', make: () => node({ id: 2, host: '127.0.0.12', clusterId: 'other' }), pattern: /cluster id "other"/ },
+    // Another cluster id is a bad proof too: telling it apart would need one side to name its cluster first.
+    { name: 'wrong cluster', make: () => node({ id: 2, host: '127.0.0.12', clusterId: 'other' }), pattern: /bad proof/ },
     { name: 'unknown id', make: () => node({ id: 3, host: '127.0.0.13' }), pattern: /broker 3 is not a known peer/ },
   ]
   try {
@@ -67,15 +68,10 @@ test('strangers are refused with a log line: wrong secret, wrong cluster, unknow
         await stranger.transport.close()
       }
     }
-    // A higher id must wait to be dialed: broker 9 dialing broker 5 by hand is refused.
-    const peer = new RawPeer(net.connect({ host: '127.0.0.15', port: b.transport.address().port, localAddress: '127.0.0.19' }))
-    await new Promise((resolve) => peer.socket.once('connect', resolve))
-    peer.send(helloValue({ version: protocolVersion, clusterId, from: 9, to: 5, nonce: newNonce() }))
-    const answer = (await peer.next()) as unknown[]
-    assert.equal(answer[0], FrameKind.Refuse)
-    assert.match(String(answer[1]), /must be dialed by broker 5/)
-    await waitFor(() => peer.closed, 'refused socket closed')
-    assert.ok((await metric(b.registry, 'rill_transport_connections_rejected_total', { reason: 'unauthorized' })) >= 4, 'rejections counted')
+    // A higher id must wait to be dialed: broker 9 (holding the secret) dialing broker 5 by hand is refused, once it has proven itself.
+    await assert.rejects(rawDial({ from: 9, to: 5, host: '127.0.0.15', port: b.transport.address().port, localAddress: '127.0.0.19' }), /refused by peer: broker 9 must be dialed by broker 5/)
+    // Refused by the acceptor itself (the unknown id's retries and broker 9); a wrong secret or cluster is refused by the dialer, which checks first.
+    assert.ok((await metric(b.registry, 'rill_transport_connections_rejected_total', { reason: 'unauthorized' })) >= 2, 'rejections counted')
   } finally {
     await b.transport.close()
   }
@@ -166,3 +162,80 @@ function frameOf(value: unknown): Buffer {
   header.writeUInt32BE(payload.byteLength)
   return Buffer.concat([header, payload])
 }
+
+/** True if `bytes` hold `text` (UTF-8) anywhere. */
+const holds = (bytes: Buffer, text: string): boolean => bytes.includes(Buffer.from(text, 'utf8'))
+
+test('a stranger dialing a broker learns nothing identifying: not the cluster id, not a broker id (issue 10, hole 8)', async () => {
+  const b = await logged(5, '127.0.0.15')
+  try {
+    b.transport.setPeers(new Map([[1, { host: '127.0.0.11', port: 1 }]]))
+    const port = b.transport.address().port
+    const packr = createPackr()
+    const dial = async (): Promise<RawPeer> => {
+      const peer = new RawPeer(net.connect({ host: '127.0.0.15', port }))
+      await new Promise((resolve) => peer.socket.once('connect', resolve))
+      return peer
+    }
+    // A proper Hello: the answer is a nonce and a proof the stranger cannot check, nothing else.
+    const peer = await dial()
+    peer.send(helloValue({ version: protocolVersion, nonce: newNonce() }))
+    const challenge = (await peer.next()) as unknown[]
+    assert.equal(challenge[0], FrameKind.Challenge)
+    assert.equal(challenge.length, 4, 'kind, version, nonce, proof: no id, no cluster')
+    assert.equal(challenge[1], protocolVersion)
+    assert.ok(challenge[2] instanceof Uint8Array && challenge[3] instanceof Uint8Array)
+    assert.equal(holds(packr.pack(challenge), clusterId), false)
+    // A second stranger gets another proof: nothing stable to fingerprint the cluster by.
+    const again = await dial()
+    again.send(helloValue({ version: protocolVersion, nonce: Buffer.from(challenge[2] as Uint8Array) }))
+    const second = (await again.next()) as unknown[]
+    assert.notDeepEqual(Buffer.from(second[3] as Uint8Array), Buffer.from(challenge[3] as Uint8Array))
+    again.socket.destroy()
+    // An Auth the stranger cannot make: refused without a name in the reason.
+    peer.send(authValue({ from: 1, mac: new Uint8Array(32) }))
+    const refusal = (await peer.next()) as unknown[]
+    assert.equal(refusal[0], FrameKind.Refuse)
+    assert.doesNotMatch(String(refusal[1]), new RegExp(`${clusterId}|\\b5\\b|\\b1\\b`))
+    await waitFor(() => peer.closed, 'refused stranger closed')
+    // The version-1 Hello (cluster id and ids in the clear, here a wrong cluster id): closed for its version, told nothing.
+    const old = await dial()
+    old.send([FrameKind.Hello, 1, 'other-cluster', 1, 5, newNonce()])
+    await waitFor(() => old.closed, 'old-version stranger closed')
+    assert.deepEqual(old.frames, [])
+    assert.ok(b.lines.some((l) => /peer connection closed: bad handshake: protocol version 1 \(this broker speaks 2\)/.test(l.msg)), 'logged')
+  } finally {
+    await b.transport.close()
+  }
+})
+
+test('a broker dialing a stranger names nothing before the stranger has proven it holds the secret', async () => {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.16', port: 0 }, resolve))
+  const first = new Promise<{ bytes: Buffer; value: unknown[]; peer: RawPeer }>((resolve) => {
+    server.once('connection', (socket) => {
+      const peer = new RawPeer(socket)
+      socket.once('data', (chunk: Buffer) => {
+        void peer.next().then((value) => resolve({ bytes: Buffer.from(chunk), value: value as unknown[], peer }))
+      })
+    })
+  })
+  const a = await logged(1, '127.0.0.11')
+  try {
+    a.transport.setPeers(new Map([[6, { host: '127.0.0.16', port: (server.address() as net.AddressInfo).port }]]))
+    const { bytes, value, peer } = await first
+    assert.deepEqual(value.slice(0, 2), [FrameKind.Hello, protocolVersion])
+    assert.equal(value.length, 3, 'kind, version, nonce: no cluster id, no broker id')
+    assert.equal(holds(bytes, clusterId), false)
+    // The stranger answers with a proof it cannot make: the dialer refuses and still names nothing.
+    peer.send(challengeValue({ version: protocolVersion, nonce: newNonce(), mac: new Uint8Array(32) }))
+    const refusal = (await peer.next()) as unknown[]
+    assert.equal(refusal[0], FrameKind.Refuse)
+    assert.doesNotMatch(String(refusal[1]), new RegExp(`${clusterId}|\\b1\\b|\\b6\\b`))
+    await waitFor(() => a.lines.some((l) => /refused broker 6: bad proof: wrong cluster secret or cluster id, or not broker 6 at this address/.test(l.msg)), 'dialer logged why')
+    assert.equal(a.transport.connected(6), false)
+  } finally {
+    await a.transport.close()
+    await new Promise((resolve) => server.close(resolve))
+  }
+})

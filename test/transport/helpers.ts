@@ -4,9 +4,10 @@
  * peer that speaks the handshake itself so tests can misbehave after it.
  */
 import net from 'node:net'
+import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { SeededRandom } from '../../src/base/index.ts'
-import { Transport, type PeerBatch, type TransportLimits } from '../../src/transport/index.ts'
+import { Transport, type PeerBatch, type TransportLimits, type TransportTls } from '../../src/transport/index.ts'
 import { FrameReader, encodeFrame, handshakeFrameBytesMax } from '../../src/transport/frame.ts'
 import {
   authValue,
@@ -16,6 +17,7 @@ import {
   parseAuth,
   parseChallenge,
   parseHello,
+  parseWelcome,
   protocolVersion,
   prove,
   welcomeValue,
@@ -42,7 +44,7 @@ export interface Node {
 }
 
 /** A started transport listening on `host`:0 with its own registry; records every batch. */
-export async function node(options: { id: number; host: string; secret?: Uint8Array; clusterId?: string; port?: number; limits?: Partial<TransportLimits> }): Promise<Node> {
+export async function node(options: { id: number; host: string; secret?: Uint8Array; clusterId?: string; port?: number; limits?: Partial<TransportLimits>; tls?: TransportTls; logger?: Logger }): Promise<Node> {
   const registry = new Registry()
   const transport = new Transport({
     brokerId: options.id,
@@ -52,6 +54,8 @@ export async function node(options: { id: number; host: string; secret?: Uint8Ar
     registry,
     random: new SeededRandom(options.id),
     limits: { ...fastLimits, ...options.limits },
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
   })
   const batches: Node['batches'] = []
   transport.onBatch((from, batch) => batches.push({ from, batch }))
@@ -66,9 +70,9 @@ export function mesh(nodes: readonly Node[]): void {
 }
 
 /** Resolves once `condition()` holds; fails after `timeoutMs`. */
-export async function waitFor(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
   const deadline = performance.now() + timeoutMs
-  while (!condition()) {
+  while (!(await condition())) {
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
@@ -117,17 +121,17 @@ export class RawPeer {
   }
 }
 
-/** Dials `to` at `address` as broker `from` and completes the handshake by hand. */
+/** Dials `to` at `address` as broker `from` and completes the handshake by hand (throws on a refusal). */
 export async function rawDial(options: { from: number; to: number; port: number; host: string; localAddress?: string; secret?: Uint8Array }): Promise<RawPeer> {
   const socket = net.connect({ host: options.host, port: options.port, localAddress: options.localAddress })
   await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
   const peer = new RawPeer(socket)
   const dialerNonce = newNonce()
-  peer.send(helloValue({ version: protocolVersion, clusterId, from: options.from, to: options.to, nonce: dialerNonce }))
+  peer.send(helloValue({ version: protocolVersion, nonce: dialerNonce }))
   const challenge = parseChallenge(await peer.next())
   const t: Transcript = { clusterId, dialerId: options.from, acceptorId: options.to, dialerNonce, acceptorNonce: challenge.nonce }
-  peer.send(authValue(prove('dialer', t, options.secret ?? secret)))
-  await peer.next() // Welcome
+  peer.send(authValue({ from: options.from, mac: prove('dialer', t, options.secret ?? secret) }))
+  parseWelcome(await peer.next())
   return peer
 }
 
@@ -141,8 +145,8 @@ export async function rawAcceptor(options: { id: number; host: string }): Promis
       void (async () => {
         const hello = parseHello(await peer.next())
         const acceptorNonce = newNonce()
-        const t: Transcript = { clusterId, dialerId: hello.from, acceptorId: options.id, dialerNonce: hello.nonce, acceptorNonce }
-        peer.send(challengeValue({ version: protocolVersion, from: options.id, nonce: acceptorNonce, mac: prove('acceptor', t, secret) }))
+        const t: Transcript = { clusterId, dialerId: 0, acceptorId: options.id, dialerNonce: hello.nonce, acceptorNonce }
+        peer.send(challengeValue({ version: protocolVersion, nonce: acceptorNonce, mac: prove('acceptor', t, secret) }))
         parseAuth(await peer.next())
         peer.send(welcomeValue())
         resolve(peer)
