@@ -30,6 +30,17 @@
  * by what answers inflate to when built (JSON, base64) beyond the batch
  * bytes that were charged for them: by a bounded factor of the answers in
  * flight, never by a client's choice.
+ *
+ * Connections themselves (issue 10, hole 4: idle connections were never
+ * closed; 1,100 of them took every descriptor of a broker with 1,024 and
+ * made it unreachable while placement went on giving it replicas):
+ *
+ *   accept ─▶ open < connectionsMax and this address < connectionsPerAddressMax ─▶ counted
+ *          └─ otherwise ─▶ 503 OVERLOADED written at once and closed (over TLS: closed)
+ *   no traffic for idleMs ─┬─ no request in flight (new, or kept alive) ─▶ closed
+ *                          ├─ answers waiting for a client that does not read ─▶ closed
+ *                          └─ a request being worked on (a long poll) ─▶ kept
+ *   headers not in after headersMs, a request not in after requestMs ─▶ 408, closed (node)
  */
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
@@ -76,10 +87,38 @@ export class ConnectionGuard {
   readonly #charges = new WeakMap<IncomingMessage, Charge>()
   #answerBytes = 0
   readonly #refusals: Counter<'reason'>
+  /** Connections open now, over all addresses and per client address. */
+  #open = 0
+  readonly #openByAddress = new Map<string, number>()
+  readonly #connectionsRefused: Counter<'reason'>
+  readonly #connectionsClosed: Counter<'reason'>
+  /** False under TLS: a refused connection is closed without an answer (the answer would have to go through a handshake). */
+  readonly #plaintext: boolean
 
-  constructor(options: { limits: ConnectionLimits; registry: Registry }) {
+  constructor(options: { limits: ConnectionLimits; registry: Registry; plaintext: boolean }) {
     this.#limits = options.limits
+    this.#plaintext = options.plaintext
     const guard = this
+    new Gauge({
+      name: 'rill_http_connections_open',
+      help: 'HTTP connections open now',
+      registers: [options.registry],
+      collect() {
+        this.set(guard.connectionsOpen)
+      },
+    })
+    this.#connectionsRefused = new Counter({
+      name: 'rill_http_connections_refused_total',
+      help: 'Connections refused at accept: connections (connectionsMax reached), connections_per_address (connectionsPerAddressMax reached for the client address)',
+      labelNames: ['reason'] as const,
+      registers: [options.registry],
+    })
+    this.#connectionsClosed = new Counter({
+      name: 'rill_http_connections_closed_total',
+      help: 'Connections the broker closed: idle (no request in flight for idleMs), stalled (answers not read for idleMs)',
+      labelNames: ['reason'] as const,
+      registers: [options.registry],
+    })
     new Gauge({
       name: 'rill_http_answer_bytes_queued',
       help: 'Bytes of HTTP answers built (or granted to fetches being built) and not yet written to a socket',
@@ -96,6 +135,30 @@ export class ConnectionGuard {
     })
   }
 
+  /** Connections open now. */
+  get connectionsOpen(): number {
+    return this.#open
+  }
+
+  /**
+   * The options of the node server that bound request time (headers,
+   * whole request) and idle keep-alive connections: given to fastify when
+   * the server is created (node reads `connectionsCheckingInterval` only
+   * then).
+   */
+  static serverOptions(limits: ConnectionLimits): { connectionTimeout: number; keepAliveTimeout: number; requestTimeout: number; node: { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number; keepAliveTimeout: number } } {
+    const headersTimeout = Math.min(limits.headersMs, limits.requestMs)
+    // Node checks both timeouts on an interval (30 s by default): a quarter of the headers bound keeps them close to what they say.
+    const connectionsCheckingInterval = Math.max(50, Math.min(5000, Math.floor(headersTimeout / 4)))
+    return {
+      // The socket inactivity timeout: its 'timeout' goes to the server listener installed below, which decides.
+      connectionTimeout: limits.idleMs,
+      keepAliveTimeout: limits.idleMs,
+      requestTimeout: limits.requestMs,
+      node: { headersTimeout, requestTimeout: limits.requestMs, connectionsCheckingInterval, keepAliveTimeout: limits.idleMs },
+    }
+  }
+
   /** Bytes of answers charged now, over every connection. */
   get answerBytes(): number {
     return this.#answerBytes
@@ -107,6 +170,10 @@ export class ConnectionGuard {
    * (an error answer, sent at once).
    */
   install(app: FastifyInstance, refuse: (request: FastifyRequest, reply: FastifyReply, error: RillError) => void): void {
+    // The raw TCP socket (also under TLS, before its handshake): counted, or refused before it costs more.
+    app.server.on('connection', (socket: Socket) => this.#accept(socket))
+    // With a listener here node does not destroy a socket on its inactivity timeout: #timedOut decides.
+    app.server.on('timeout', (socket: Socket) => this.#timedOut(socket))
     app.addHook('onRequest', (request, reply, done) => {
       const admitted = this.#admit(request.raw, reply)
       if (admitted === 'serve') return done()
@@ -155,6 +222,46 @@ export class ConnectionGuard {
       throw overloaded(`no memory left for the answer: a ${bytes}-byte read passes what this broker has left for answers not yet written; retry`)
     }
     this.#setCharge(charge, Math.max(charge.bytes, bytes))
+  }
+
+  /** A new connection: counted, or refused when the broker or its client address has as many as allowed. */
+  #accept(socket: Socket): void {
+    const address = socket.remoteAddress ?? 'unknown'
+    const fromAddress = this.#openByAddress.get(address) ?? 0
+    const reason = this.#open >= this.#limits.connectionsMax ? 'connections' : fromAddress >= this.#limits.connectionsPerAddressMax ? 'connections_per_address' : null
+    if (reason !== null) return this.#refuseConnection(socket, reason, address)
+    this.#open++
+    this.#openByAddress.set(address, fromAddress + 1)
+    socket.once('close', () => {
+      this.#open--
+      const left = (this.#openByAddress.get(address) ?? 1) - 1
+      if (left === 0) this.#openByAddress.delete(address)
+      else this.#openByAddress.set(address, left)
+    })
+  }
+
+  #refuseConnection(socket: Socket, reason: 'connections' | 'connections_per_address', address: string): void {
+    this.#connectionsRefused.inc({ reason })
+    socket.on('error', () => undefined)
+    if (!this.#plaintext) {
+      socket.destroy()
+      return
+    }
+    const message = reason === 'connections'
+      ? `this broker has ${this.#limits.connectionsMax} connections open, its bound: retry later`
+      : `${address} has ${this.#limits.connectionsPerAddressMax} connections open to this broker, the bound per client address: close some or retry later`
+    const body = JSON.stringify({ error: { code: ErrorCode.OVERLOADED, message } })
+    const head = `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json; charset=utf-8\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`
+    // A few hundred bytes into the kernel's buffer, then the descriptor is given back at once.
+    socket.end(head + body, () => socket.destroy())
+  }
+
+  /** No traffic on `socket` for idleMs: closed unless a request on it is being worked on. */
+  #timedOut(socket: Socket): void {
+    const c = this.#connections.get(socket)
+    if (c !== undefined && c.inflight > 0 && socket.writableLength === 0) return
+    this.#connectionsClosed.inc({ reason: c !== undefined && c.inflight > 0 ? 'stalled' : 'idle' })
+    socket.destroy()
   }
 
   /** Counts the request in: serve it, refuse it with an error answer, or drop it (its socket destroyed). */

@@ -12,7 +12,8 @@
  * curl user can produce through any broker.
  *
  * What connections may hold (requests in flight, bytes of answers not yet
- * written) is bounded in connections.ts, whose hooks run before any other.
+ * written), how many there are and how long they may idle is bounded in
+ * connections.ts, whose hooks run before any other.
  */
 import type { ServerOptions as HttpsServerOptions } from 'node:https'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
@@ -54,7 +55,7 @@ export interface ApiOptions {
   /** A pino logger (the broker's, with its id in context); none by default. */
   readonly logger?: FastifyBaseLogger
   readonly limits?: ApiLimits
-  /** Bounds on what connections hold (in-flight requests, answer bytes). */
+  /** Bounds on what connections hold (in-flight requests, answer bytes) and on connections (count, idle and request time). */
   readonly connections?: ConnectionLimits
   /**
    * Forward topic-route produces for partitions led elsewhere to the leader
@@ -149,8 +150,11 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const limits = options.limits ?? defaultApiLimits
   const service = options.service
   const metrics = new ApiMetrics()
+  const connectionBounds = options.connections ?? defaultConnectionLimits
+  const { node: nodeServerOptions, ...timeouts } = ConnectionGuard.serverOptions(connectionBounds)
   const app = Fastify({
-    ...(options.https === undefined ? {} : { https: options.https }),
+    ...(options.https === undefined ? { http: nodeServerOptions } : { https: { ...options.https, ...nodeServerOptions } }),
+    ...timeouts,
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: limits.bodyBytesMax,
     // A path parameter may be as long as the longest name (find-my-way's default, 100, made topics of
@@ -175,7 +179,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   }) as unknown as FastifyInstance
 
   // First: a request refused for what its connection holds costs nothing more (no other hook, no body read).
-  const guard = new ConnectionGuard({ limits: options.connections ?? defaultConnectionLimits, registry: metrics.registry })
+  const guard = new ConnectionGuard({ limits: connectionBounds, registry: metrics.registry, plaintext: options.https === undefined })
   guard.install(app, (request, reply, error) => {
     const { status, body } = toErrorAnswer(error, () => null)
     reply.header('retry-after', '1')

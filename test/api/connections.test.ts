@@ -164,3 +164,143 @@ async function waitMetric(name: string, ok: (value: number) => boolean, labels =
     await new Promise((r) => setTimeout(r, 20))
   }
 }
+
+/**
+ * Connection count and idle time (issue 10, hole 4): idle connections were
+ * never closed, and 1,100 of them took every descriptor of a broker with
+ * 1,024. Each scenario runs its own server with small bounds.
+ */
+describe('connections: count per broker and per address, idle and request time', () => {
+  /** A server over `service` with `overrides`, listening on 127.0.0.1. */
+  async function serve(overrides: Parameters<typeof connectionLimits>[0]): Promise<{ app: FastifyInstance; port: number }> {
+    const server = buildApi({ service, connections: connectionLimits(overrides) })
+    const address = await server.listen({ host: '127.0.0.1', port: 0 })
+    return { app: server, port: Number(new URL(address).port) }
+  }
+
+  /** A raw connection from `localAddress` (127.0.0.0/8) that records what it receives. */
+  function open(at: number, localAddress = '127.0.0.1'): { socket: Socket; received: () => string; closed: Promise<void> } {
+    const socket = connect({ host: '127.0.0.1', port: at, localAddress })
+    let text = ''
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')))
+    socket.on('error', () => undefined)
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+    return { socket, received: () => text, closed }
+  }
+
+  async function connected(socket: Socket): Promise<void> {
+    if (!socket.connecting) return
+    await within(new Promise<void>((resolve) => socket.once('connect', () => resolve())), 5000, 'no connection')
+  }
+
+  /** GET /health on `socket` (kept alive) answers 200. */
+  async function healthOn(c: { socket: Socket; received: () => string }): Promise<void> {
+    const before = c.received().length
+    c.socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n')
+    await waitFor(() => c.received().slice(before).includes('"ok"'), 'no /health answer')
+    assert.match(c.received().slice(before), /^HTTP\/1\.1 200/)
+  }
+
+  async function gauge(server: FastifyInstance, name: string, labels = ''): Promise<number> {
+    const text = (await server.inject({ method: 'GET', url: '/metrics' })).body
+    let sum = 0
+    for (const line of text.split('\n')) if (line.startsWith(name) && line.includes(labels) && !line.startsWith('#')) sum += Number(line.split(' ').pop())
+    return sum
+  }
+
+  test('beyond the bound per client address a connection is answered 503 OVERLOADED and closed; other addresses still connect; a freed slot is taken again', { timeout: 60_000 }, async () => {
+    const { app: server, port: at } = await serve({ connectionsPerAddressMax: 3, connectionsMax: 100 })
+    try {
+      const held = [open(at), open(at), open(at)]
+      for (const c of held) await connected(c.socket)
+      await waitFor(async () => (await gauge(server, 'rill_http_connections_open')) === 3, 'three connections not counted')
+      const extra = open(at)
+      await within(extra.closed, 10_000, 'the fourth connection from 127.0.0.1 was kept open')
+      assert.match(extra.received(), /^HTTP\/1\.1 503/)
+      assert.equal(JSON.parse(extra.received().split('\r\n\r\n')[1]!).error.code, 'OVERLOADED')
+      assert.equal(await gauge(server, 'rill_http_connections_refused_total', 'reason="connections_per_address"'), 1)
+      // The held ones still work, and another address is not affected.
+      await healthOn(held[0]!)
+      const other = open(at, '127.0.0.2')
+      await connected(other.socket)
+      await healthOn(other)
+      held[1]!.socket.destroy()
+      await waitFor(async () => (await gauge(server, 'rill_http_connections_open')) === 3, 'the closed connection was not released')
+      const again = open(at)
+      await connected(again.socket)
+      await healthOn(again)
+      for (const c of [...held, other, again]) c.socket.destroy()
+    } finally {
+      await server.close()
+    }
+  })
+
+  test('beyond the bound of the broker a connection from any address is refused; held connections keep answering', { timeout: 60_000 }, async () => {
+    const { app: server, port: at } = await serve({ connectionsPerAddressMax: 2, connectionsMax: 4 })
+    try {
+      const held = [open(at, '127.0.0.2'), open(at, '127.0.0.2'), open(at, '127.0.0.3'), open(at, '127.0.0.4')]
+      for (const c of held) await connected(c.socket)
+      await waitFor(async () => (await gauge(server, 'rill_http_connections_open')) === 4, 'four connections not counted')
+      const extra = open(at, '127.0.0.5')
+      await within(extra.closed, 10_000, 'a fifth connection was kept open')
+      assert.match(extra.received(), /^HTTP\/1\.1 503/)
+      assert.equal(await gauge(server, 'rill_http_connections_refused_total', 'reason="connections"'), 1)
+      for (const c of held) await healthOn(c)
+      for (const c of held) c.socket.destroy()
+      await waitFor(async () => (await gauge(server, 'rill_http_connections_open')) === 0, 'connections not released')
+    } finally {
+      await server.close()
+    }
+  })
+
+  test('a connection that sends nothing, and one kept alive after its answer, are closed after the idle time; a long poll longer than it is not cut', { timeout: 60_000 }, async () => {
+    const idleMs = 300
+    const { app: server, port: at } = await serve({ idleMs })
+    try {
+      const silent = open(at)
+      const kept = open(at)
+      await connected(kept.socket)
+      await healthOn(kept)
+      await within(silent.closed, 10_000, 'a connection that never sent a request stayed open')
+      await within(kept.closed, 10_000, 'a kept-alive connection stayed open')
+      assert.ok((await gauge(server, 'rill_http_connections_closed_total', 'reason="idle"')) >= 2)
+      // A fetch waiting 4 idle times for records that never come answers 200 with none.
+      const polling = open(at)
+      polling.socket.write(`GET /v1/topics/big/partitions/0/records?offset=1&maxWaitMs=${4 * idleMs} HTTP/1.1\r\nHost: x\r\n\r\n`)
+      await waitFor(() => polling.received().includes('\r\n\r\n'), 'the long poll was not answered')
+      assert.match(polling.received(), /^HTTP\/1\.1 200/)
+      polling.socket.destroy()
+    } finally {
+      await server.close()
+    }
+  })
+
+  test('a client that trickles its headers gets 408 and is closed after the headers bound', { timeout: 60_000 }, async () => {
+    const { app: server, port: at } = await serve({ headersMs: 300, requestMs: 600, idleMs: 60_000 })
+    try {
+      const slow = open(at)
+      await connected(slow.socket)
+      slow.socket.write('GET /health HTTP/1.1\r\nHost: x\r\n')
+      // Keep sending a header byte now and then, so the connection is never idle.
+      let n = 0
+      const drip = setInterval(() => !slow.socket.destroyed && slow.socket.write(`X-${n++}: y\r\n`), 50)
+      try {
+        await within(slow.closed, 10_000, 'a client trickling headers stayed connected')
+      } finally {
+        clearInterval(drip)
+      }
+      assert.match(slow.received(), /^HTTP\/1\.1 408/)
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+/** Polls `ok` every 10 ms until it holds, for at most 20 s. */
+async function waitFor(ok: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const end = Date.now() + 20_000
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error(`${what} (after 20 s)`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
