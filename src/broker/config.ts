@@ -80,6 +80,26 @@ export interface BrokerConfig {
    * SIGHUP.
    */
   readonly tls: TlsConfig | null
+  /**
+   * Bounds on the HTTP API's connections (issue 10, hole 4). `max` null:
+   * decided at start from the descriptor limit (half of it, at most
+   * `httpConnectionsMaxDefault`), so connections cannot take the
+   * descriptors the logs need.
+   */
+  readonly httpConnections: {
+    /** Connections open at once (`--http-connections-max`). */
+    readonly max: number | null
+    /** Connections open at once from one client address (`--http-connections-per-address-max`). */
+    readonly perAddressMax: number
+    /** A connection without a request in flight is closed after this long, ms (`--http-idle-timeout`). */
+    readonly idleMs: number
+    /** Longest a client may take to send a whole request, ms (`--http-request-timeout`). */
+    readonly requestMs: number
+  }
+  /** Partitions one topic may have; a create asking more is refused 400 (`--topic-partitions-max`). */
+  readonly topicPartitionsMax: number
+  /** Partitions of all topics together; a create that would pass it is refused 409 RESOURCE_LIMIT_REACHED (`--cluster-partitions-max`). */
+  readonly clusterPartitionsMax: number
 }
 
 const defaults = {
@@ -90,7 +110,24 @@ const defaults = {
   heartbeatTicks: 2,
   logLevel: 'info',
   shutdownTimeoutMs: 10_000,
+  httpConnectionsPerAddressMax: 256,
+  httpIdleTimeoutMs: 60_000,
+  httpRequestTimeoutMs: 30_000,
+  topicPartitionsMax: 1000,
+  clusterPartitionsMax: 10_000,
 }
+
+/** Largest default of --http-connections-max (the default is half the descriptor limit, at most this). */
+export const httpConnectionsMaxDefault = 4096
+/** Bounds of --http-connections-max and --http-connections-per-address-max. */
+export const httpConnectionsMaxMax = 1_000_000
+/** Bounds of --http-idle-timeout and --http-request-timeout, ms. */
+export const httpTimeoutMsMin = 100
+export const httpTimeoutMsMax = 3_600_000
+/** Largest --topic-partitions-max: what the API schema lets a create ask for. */
+export const topicPartitionsMaxMax = 10_000
+/** Largest --cluster-partitions-max. */
+export const clusterPartitionsMaxMax = 1_000_000
 
 /** Bounds on what a config may say. */
 export const tickMsMin = 5
@@ -122,6 +159,12 @@ const flagToKey = {
   '--tls-key': 'tlsKey',
   '--tls-ca': 'tlsCa',
   '--tls-client-auth': 'tlsClientAuth',
+  '--http-connections-max': 'httpConnectionsMax',
+  '--http-connections-per-address-max': 'httpConnectionsPerAddressMax',
+  '--http-idle-timeout': 'httpIdleTimeoutMs',
+  '--http-request-timeout': 'httpRequestTimeoutMs',
+  '--topic-partitions-max': 'topicPartitionsMax',
+  '--cluster-partitions-max': 'clusterPartitionsMax',
 } as const satisfies Record<string, string>
 type BrokerFlag = keyof typeof flagToKey
 
@@ -147,6 +190,12 @@ const flagHelp: Record<BrokerFlag, readonly [value: string, about: string]> = {
   '--tls-ca': ['FILE', 'PEM CA that signed every broker\'s certificate (and client certificates); required with --tls-cert'],
   '--tls-client-auth': ['none|optional|required', 'client certificates: none asks nothing, optional refuses one not of the CA, required refuses clients without one (default none)'],
   '--shutdown-timeout': ['DURATION', `bound of a graceful stop: 10s, 500ms or ms (default ${defaults.shutdownTimeoutMs / 1000}s)`],
+  '--http-connections-max': ['N', `HTTP connections open at once; more are answered 503 OVERLOADED and closed (default half the descriptor limit, at most ${httpConnectionsMaxDefault})`],
+  '--http-connections-per-address-max': ['N', `HTTP connections open at once from one client address (default ${defaults.httpConnectionsPerAddressMax})`],
+  '--http-idle-timeout': ['DURATION', `an HTTP connection without a request in flight is closed after this (default ${defaults.httpIdleTimeoutMs / 1000}s)`],
+  '--http-request-timeout': ['DURATION', `longest a client may take to send a request; then 408 (default ${defaults.httpRequestTimeoutMs / 1000}s)`],
+  '--topic-partitions-max': ['N', `partitions one topic may have (default ${defaults.topicPartitionsMax}, at most ${topicPartitionsMaxMax})`],
+  '--cluster-partitions-max': ['N', `partitions of all topics together (default ${defaults.clusterPartitionsMax})`],
 }
 
 /** The text of `rill broker --help`. */
@@ -198,6 +247,12 @@ const envToKey: Record<string, string> = {
   RILL_TLS_KEY: 'tlsKey',
   RILL_TLS_CA: 'tlsCa',
   RILL_TLS_CLIENT_AUTH: 'tlsClientAuth',
+  RILL_HTTP_CONNECTIONS_MAX: 'httpConnectionsMax',
+  RILL_HTTP_CONNECTIONS_PER_ADDRESS_MAX: 'httpConnectionsPerAddressMax',
+  RILL_HTTP_IDLE_TIMEOUT: 'httpIdleTimeoutMs',
+  RILL_HTTP_REQUEST_TIMEOUT: 'httpRequestTimeoutMs',
+  RILL_TOPIC_PARTITIONS_MAX: 'topicPartitionsMax',
+  RILL_CLUSTER_PARTITIONS_MAX: 'clusterPartitionsMax',
 }
 
 function bad(what: string, message: string): RillError {
@@ -263,6 +318,14 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   }
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw bad('log-level', 'a pino level')
   const tls = parseTls(pick, [http.host, peer.host])
+  const httpConnections = {
+    max: optionalInteger('http-connections-max', pick('httpConnectionsMax'), 1, httpConnectionsMaxMax),
+    perAddressMax: optionalInteger('http-connections-per-address-max', pick('httpConnectionsPerAddressMax'), 1, httpConnectionsMaxMax) ?? defaults.httpConnectionsPerAddressMax,
+    idleMs: optionalDurationMs('http-idle-timeout', pick('httpIdleTimeoutMs'), httpTimeoutMsMin, httpTimeoutMsMax) ?? defaults.httpIdleTimeoutMs,
+    requestMs: optionalDurationMs('http-request-timeout', pick('httpRequestTimeoutMs'), httpTimeoutMsMin, httpTimeoutMsMax) ?? defaults.httpRequestTimeoutMs,
+  }
+  const topicPartitionsMax = optionalInteger('topic-partitions-max', pick('topicPartitionsMax'), 1, topicPartitionsMaxMax) ?? defaults.topicPartitionsMax
+  const clusterPartitionsMax = optionalInteger('cluster-partitions-max', pick('clusterPartitionsMax'), 1, clusterPartitionsMaxMax) ?? defaults.clusterPartitionsMax
   return {
     id,
     dir,
@@ -281,6 +344,9 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     join,
     shutdownTimeoutMs,
     tls,
+    httpConnections,
+    topicPartitionsMax,
+    clusterPartitionsMax,
   }
 }
 

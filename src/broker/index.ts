@@ -19,3 +19,5 @@ export { loadTlsMaterial, serverTlsOptions, clientCertificateRefusal, secureCont
 export type { TlsConfig, TlsMaterial, ClientAuth } from './tls.ts'
 export { PeerHttp, peerConnectionsPerBrokerMax } from './peer-http.ts'
 export type { PeerFetch, PeerResponse, PeerRequestInit } from './peer-http.ts'
+export { procDescriptors, noDescriptorProbe, descriptorLimit, descriptorsReserve, descriptorsPerReplica, replicasThatFit } from './descriptors.ts'
+export type { DescriptorProbe, DescriptorUse } from './descriptors.ts'
