@@ -35,6 +35,12 @@ export const ErrorCode = {
    * incarnation). Kafka's DUPLICATE_BROKER_REGISTRATION.
    */
   DUPLICATE_BROKER_REGISTRATION: 'DUPLICATE_BROKER_REGISTRATION',
+  /**
+   * A create would pass a bound the operator set on the cluster (partitions
+   * of all topics, `--cluster-partitions-max`): nothing was created (409;
+   * Kafka's RESOURCE_LIMIT_REACHED). Not retriable as it is.
+   */
+  RESOURCE_LIMIT_REACHED: 'RESOURCE_LIMIT_REACHED',
   /** Storage: the data directory or a file in it cannot be used. */
   STORAGE_UNUSABLE: 'STORAGE_UNUSABLE',
   /** Storage: checksums failed before the tail; the range must be refetched. */

@@ -192,7 +192,10 @@ export class Broker {
     this.#leaderBalance = new LeaderBalance({ brokerId: config.id, metadata, hosted })
     this.#leaderPoll = new LeaderPoll({ brokerId: config.id, peerCalls, metadata, hosted, isStopped })
     this.#retention = new Retention({ logger, runtime, hosted, isStopped })
-    this.#topics = new Topics({ defaultPersistence: config.defaultPersistence, runtime, controller: this.#controller, metadata: () => this.metadata(), isStopped })
+    this.#topics = new Topics({
+      defaultPersistence: config.defaultPersistence, runtime, controller: this.#controller, metadata: () => this.metadata(), isStopped,
+      partitionsPerTopicMax: config.topicPartitionsMax, clusterPartitionsMax: config.clusterPartitionsMax,
+    })
     this.#offsets = new OffsetsTopic({ brokerId: config.id, runtime, metadata, hosted, remoteLeaders: this.#leaderPoll, createTopic: (r) => this.#topics.createAny(r), isStopped })
     this.groups = new GroupCoordinator(
       { brokerId: config.id, offsetsReplicaFor: (group) => this.#offsets.replicaFor(group), partitionCount: (t) => this.#controller.state.topic(t)?.partitions.length ?? 0 },

@@ -54,6 +54,8 @@ export interface HostedPartition {
   /** Set for a replica of `__consumer_offsets`. */
   readonly offsets: OffsetsReplica | null
   readonly logName: string
+  /** The replica's log: closed with it when the replica is removed (the replica's close leaves its log open). */
+  readonly log: PartitionLog
 }
 
 /** A partition replica's status, for `rill status` and tests. */
@@ -206,7 +208,11 @@ export class HostedGroups {
       if (wanted.has(gid)) continue
       this.#partitions.delete(gid)
       await hosted.replica.close()
-      await this.#options.store.removeLog(hosted.logName).catch(() => undefined)
+      // Closed first: the store refuses to remove an open log, and an open log holds its segments' descriptors
+      // (a deleted topic's replicas kept every descriptor and every file until the broker restarted).
+      await hosted.log.close().catch(() => undefined)
+      await this.#options.store.removeLog(hosted.logName).catch((error: unknown) =>
+        this.#logger.warn({ event: 'replica_log_not_removed', topic: hosted.topic, partition: hosted.partition, err: error }, 'log of a removed replica not removed'))
       this.#logger.info({ event: 'replica_removed', topic: hosted.topic, partition: hosted.partition }, 'replica removed')
     }
     for (const gid of this.#offline.keys()) if (!wanted.has(gid)) this.#offline.delete(gid)
@@ -293,7 +299,7 @@ export class HostedGroups {
       await log.close().catch(() => undefined)
       throw error
     })
-    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: null, logName })
+    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: null, logName, log })
     // The preferred replica campaigns at once, so leadership starts out spread as placement intended.
     if (h.replicas[0] === this.#brokerId && replica.raft.term <= 1) replica.campaign()
     this.#logger.info({ event: 'replica_opened', topic: h.topic, partition: h.partition, persistence }, 'replica opened')
@@ -337,7 +343,7 @@ export class HostedGroups {
         }
       },
     }).catch(closeLog)
-    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: replica, logName })
+    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: replica, logName, log })
     if (h.replicas[0] === this.#brokerId && replica.raft.term <= 1) replica.campaign()
     this.#logger.info({ event: 'replica_opened', topic: h.topic, partition: h.partition, persistence: 'sync' }, 'offsets replica opened')
   }
