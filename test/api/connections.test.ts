@@ -275,6 +275,26 @@ describe('connections: count per broker and per address, idle and request time',
     }
   })
 
+  test('a client that stops reading its answers is closed after the idle time, and what it held is released', { timeout: 60_000 }, async () => {
+    const { app: server, port: at } = await serve({ idleMs: 500, requestsInflightPerConnectionMax: 8 })
+    try {
+      const fetchesBefore = service.fetchCalls
+      const reader = connect({ host: '127.0.0.1', port: at })
+      reader.on('error', () => undefined)
+      // 8 answers of 1 MiB are more than loopback's socket buffers take: the writes stall, and nothing is read.
+      reader.write(`GET /v1/topics/big/partitions/0/records?offset=0&maxBytes=${2 * MiB} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(8))
+      await waitFor(() => service.fetchCalls > fetchesBefore, 'no fetch read')
+      // The client reads nothing, so it would not even see the close: the broker's gauges say it.
+      await waitFor(async () => (await gauge(server, 'rill_http_connections_open')) === 0, 'a connection whose answers were not read stayed open')
+      // Stalled if its last answer was still waiting for the client, idle if the kernel's buffers took them all.
+      assert.equal(await gauge(server, 'rill_http_connections_closed_total'), 1)
+      await waitFor(async () => (await gauge(server, 'rill_http_answer_bytes_queued')) === 0, 'answers of the closed connection still charged')
+      reader.destroy()
+    } finally {
+      await server.close()
+    }
+  })
+
   test('a client that trickles its headers gets 408 and is closed after the headers bound', { timeout: 60_000 }, async () => {
     const { app: server, port: at } = await serve({ headersMs: 300, requestMs: 600, idleMs: 60_000 })
     try {
