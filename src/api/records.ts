@@ -116,20 +116,29 @@ export function produceBatch(body: ProduceBody, msgpack: boolean, limits: BatchL
   return batchFromRecords(recordInputs(body, msgpack, limits), producer, limits)
 }
 
+/** The records of a topic produce that go to one partition, with their places in the request. */
+export interface PartitionPart {
+  readonly partition: number
+  readonly records: RecordInput[]
+  /** Index in the request's `records` of each record of the part, in order (what a partial failure names). */
+  readonly indexes: number[]
+}
+
 /**
  * Splits the records of a topic produce by partition: murmur2 of the key as
  * Kafka's default partitioner; records without a key round-robin, one
- * partition per record. Returns partition → records, in record order.
+ * partition per record. Returns the parts in partition order, each in record order.
  */
-export function routeRecords(records: readonly RecordInput[], partitionCount: number, roundRobin: RoundRobinPartitioner): Map<number, RecordInput[]> {
-  const byPartition = new Map<number, RecordInput[]>()
-  for (const r of records) {
-    const p = r.key ? partitionForKey(r.key, partitionCount) : roundRobin.next(partitionCount)
-    let list = byPartition.get(p)
-    if (list === undefined) byPartition.set(p, (list = []))
-    list.push(r)
-  }
-  return byPartition
+export function routeRecords(records: readonly RecordInput[], partitionCount: number, roundRobin: RoundRobinPartitioner): PartitionPart[] {
+  const byPartition = new Map<number, PartitionPart>()
+  records.forEach((r, index) => {
+    const partition = r.key ? partitionForKey(r.key, partitionCount) : roundRobin.next(partitionCount)
+    let part = byPartition.get(partition)
+    if (part === undefined) byPartition.set(partition, (part = { partition, records: [], indexes: [] }))
+    part.records.push(r)
+    part.indexes.push(index)
+  })
+  return [...byPartition.values()].sort((a, b) => a.partition - b.partition)
 }
 
 /**

@@ -9,7 +9,8 @@
  * so a refused request changes nothing. Produce on the topic route splits the
  * records by partition (murmur2 of the key, round-robin without) and, for
  * partitions another broker leads, forwards the checked batch to it, so a
- * curl user can produce through any broker.
+ * curl user can produce through any broker. Its answer is per partition
+ * (topic-produce.ts): 200 all written, 207 some, an error none.
  *
  * What connections may hold (requests in flight, bytes of answers not yet
  * written), how many there are and how long they may idle is bounded in
@@ -49,6 +50,7 @@ import {
   type ProduceBody,
 } from './records.ts'
 import * as schemas from './schemas.ts'
+import { topicProduceAnswer } from './topic-produce.ts'
 
 export interface ApiOptions {
   readonly service: BrokerService
@@ -319,32 +321,20 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
     const records = recordInputs(body, isMsgpackRequest(request), limits.batch)
     const partitionCount = service.partitionCount(topic)
     // Every batch is built and checked before any is produced: a bad record refuses the whole request.
-    const batches = [...routeRecords(records, partitionCount, roundRobin)].map(([partition, rs]) => ({ partition, ...batchFromRecords(rs, {}, limits.batch) }))
+    const parts = routeRecords(records, partitionCount, roundRobin)
+    const batches = parts.map((part) => batchFromRecords(part.records, {}, limits.batch))
     const acks = body.acks ?? 'all'
     const forwarded = request.headers[forwardedHeader] !== undefined
-    const settled = await Promise.allSettled(batches.map((b) => produceOrForward(ctx, { topic, partition: b.partition, batch: b.batch, acks }, ctx.forward && !forwarded)))
-    const offsets: ProduceResponse[] = []
-    const failed: { partition: number; code: string; message: string }[] = []
-    let firstError: unknown = null
+    const settled = await Promise.allSettled(parts.map((part, i) => produceOrForward(ctx, { topic, partition: part.partition, batch: batches[i]!.batch, acks }, ctx.forward && !forwarded)))
     settled.forEach((s, i) => {
-      const b = batches[i]!
-      if (s.status === 'fulfilled') {
-        offsets.push(s.value)
-        metrics.produceRecords.inc({ topic }, b.info.recordCount)
-        metrics.produceBytes.inc({ topic }, b.batch.length)
-        return
-      }
-      firstError ??= s.reason
-      const e = s.reason as { code?: string; message?: string }
-      failed.push({ partition: b.partition, code: String(e.code ?? ErrorCode.INTERNAL), message: String(e.message ?? s.reason) })
+      if (s.status !== 'fulfilled') return
+      metrics.produceRecords.inc({ topic }, batches[i]!.info.recordCount)
+      metrics.produceBytes.inc({ topic }, batches[i]!.batch.length)
     })
-    offsets.sort((a, b) => a.partition - b.partition)
-    if (firstError === null) return answer(request, reply, 200, { offsets })
-    // Partitions are independent logs: those that succeeded keep their records (as in Kafka); the answer says which.
-    if (firstError instanceof RillError) {
-      throw new RillError(firstError.code, firstError.message, { cause: firstError, details: { ...firstError.details, offsets, failed } })
-    }
-    throw firstError
+    // One result per partition (issue 10, hole 7): written parts stay written; the answer names the failed ones and their records.
+    const result = topicProduceAnswer(parts, settled, (leader) => resolveLeaderRef(service, leader))
+    for (const error of result.unexpected) logRequestError(request, error, 500)
+    return answer(request, reply, result.status, result.body)
   })
 }
 

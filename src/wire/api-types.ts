@@ -172,9 +172,34 @@ export interface ProduceResponse {
   lastOffset: number
 }
 
-/** Answer to `POST /v1/topics/:topic/records` (partitions chosen by key). */
+/**
+ * A partition whose part of a topic produce was not written: the records to
+ * send again are those at `records` (indexes into the request's `records`).
+ */
+export interface TopicProduceFailure {
+  partition: number
+  code: ErrorCode
+  message: string
+  /** The same part may succeed later (a new leader, a healed quorum); false: resending it unchanged fails again. */
+  retriable: boolean
+  /** Indexes in the request's `records` of this part's records, in order. */
+  records: number[]
+  /** NOT_LEADER: where the leader is, when known. */
+  leader?: BrokerRef | null
+}
+
+/**
+ * Answer to `POST /v1/topics/:topic/records` (partitions chosen by key), one
+ * result per partition as Kafka's ProduceResponse: 200 when every part was
+ * written; 207 with `failed` when some were and some were not (resend only
+ * the failed parts). When none was written the answer is an error whose body
+ * carries the same `offsets` (empty) and `failed`.
+ */
 export interface TopicProduceResponse {
+  /** The parts written, in partition order. */
   offsets: ProduceResponse[]
+  /** The parts not written, in partition order (absent when every part was written). */
+  failed?: TopicProduceFailure[]
 }
 
 // ---- fetch -----------------------------------------------------------------

@@ -165,7 +165,8 @@ export async function startCluster(options: { brokers?: number; seeds?: number; 
     async start(id) {
       const b = brokers[id - 1]!
       const args = [bin, 'broker', '--id', String(id), '--dir', b.dir, '--http', new URL(b.url).host, '--peer', b.peer, '--seeds', seeds]
-      args.push('--tick-ms', '20', '--election-ticks', '15', '--log-level', 'warn', ...(options.extraFlags ?? []))
+      // RILL_TEST_LOG_LEVEL=info (or debug) gives the brokers' logs for a failure's dump.
+      args.push('--tick-ms', '20', '--election-ticks', '15', '--log-level', process.env.RILL_TEST_LOG_LEVEL ?? 'warn', ...(options.extraFlags ?? []))
       const cert = tls?.certs.get(id)
       if (cert !== undefined) args.push('--tls-cert', cert.certFile, '--tls-key', cert.keyFile, '--tls-ca', tls!.ca.certFile)
       if (id > seedCount) args.push('--join', brokers[0]!.url)
