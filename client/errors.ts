@@ -37,6 +37,7 @@ const retriableCodes: ReadonlySet<string> = new Set<string>([
   ClientErrorCode.TIMEOUT,
   ClientErrorCode.PROPOSAL_DROPPED,
   ClientErrorCode.THROTTLED,
+  ClientErrorCode.OVERLOADED,
   ClientErrorCode.UNREACHABLE,
 ])
 

@@ -89,6 +89,8 @@ const refusedBeforeAppendCodes: ReadonlySet<string> = new Set([
   ClientErrorCode.OUT_OF_ORDER_SEQUENCE,
   ClientErrorCode.NO_QUORUM,
   ClientErrorCode.PROPOSAL_DROPPED,
+  // Refused at the door (too many requests in flight on the connection, no memory for answers): never appended.
+  ClientErrorCode.OVERLOADED,
   ClientErrorCode.BUSY,
 ])
 

@@ -5,8 +5,9 @@
  */
 export { buildApi, forwardedHeader } from './server.ts'
 export type { ApiOptions, ForwardFetch } from './server.ts'
-export { defaultApiLimits, apiLimits, topicPartitionsMax, replicationFactorMax, nameLengthMax } from './limits.ts'
-export type { ApiLimits } from './limits.ts'
+export { defaultApiLimits, apiLimits, defaultConnectionLimits, connectionLimits, topicPartitionsMax, replicationFactorMax, nameLengthMax } from './limits.ts'
+export type { ApiLimits, ConnectionLimits } from './limits.ts'
+export { ConnectionGuard } from './connections.ts'
 export {
   installQuotas,
   quotaKeyOf,

@@ -11,6 +11,10 @@
  * partitions another broker leads, forwards the checked batch to it, so a
  * curl user can produce through any broker. Its answer is per partition
  * (topic-produce.ts): 200 all written, 207 some, an error none.
+ *
+ * What connections may hold (requests in flight, bytes of answers not yet
+ * written), how many there are and how long they may idle is bounded in
+ * connections.ts, whose hooks run before any other.
  */
 import type { ServerOptions as HttpsServerOptions } from 'node:https'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
@@ -29,7 +33,8 @@ import {
   type TopicDescription,
 } from '../wire/index.ts'
 import { invalidRequest, toErrorAnswer } from './errors.ts'
-import { defaultApiLimits, nameLengthMax, type ApiLimits } from './limits.ts'
+import { ConnectionGuard } from './connections.ts'
+import { defaultApiLimits, defaultConnectionLimits, nameLengthMax, type ApiLimits, type ConnectionLimits } from './limits.ts'
 import { ApiMetrics } from './metrics.ts'
 import { packAnswer, unpackBody, wantsMsgpack } from './msgpack.ts'
 import { installQuotas, quotaRoute, unlimitedQuotas, type QuotaConfig } from './quotas.ts'
@@ -53,6 +58,8 @@ export interface ApiOptions {
   /** A pino logger (the broker's, with its id in context); none by default. */
   readonly logger?: FastifyBaseLogger
   readonly limits?: ApiLimits
+  /** Bounds on what connections hold (in-flight requests, answer bytes) and on connections (count, idle and request time). */
+  readonly connections?: ConnectionLimits
   /**
    * Forward topic-route produces for partitions led elsewhere to the leader
    * (one hop, never re-forwarded). Default true.
@@ -150,8 +157,11 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const limits = options.limits ?? defaultApiLimits
   const service = options.service
   const metrics = new ApiMetrics()
+  const connectionBounds = options.connections ?? defaultConnectionLimits
+  const { node: nodeServerOptions, ...timeouts } = ConnectionGuard.serverOptions(connectionBounds)
   const app = Fastify({
-    ...(options.https === undefined ? {} : { https: options.https }),
+    ...(options.https === undefined ? { http: nodeServerOptions } : { https: { ...options.https, ...nodeServerOptions } }),
+    ...timeouts,
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: limits.bodyBytesMax,
     // A path parameter may be as long as the longest name (find-my-way's default, 100, made topics of
@@ -174,6 +184,14 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       },
     },
   }) as unknown as FastifyInstance
+
+  // First: a request refused for what its connection holds costs nothing more (no other hook, no body read).
+  const guard = new ConnectionGuard({ limits: connectionBounds, registry: metrics.registry, plaintext: options.https === undefined })
+  guard.install(app, (request, reply, error) => {
+    const { status, body } = toErrorAnswer(error, () => null)
+    reply.header('retry-after', '1')
+    answer(request, reply, status, body)
+  })
 
   app.removeContentTypeParser('text/plain')
   app.addContentTypeParser(contentType.msgpack, { parseAs: 'buffer' }, (_request, body, done) => {
@@ -207,7 +225,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   registerInfoRoutes(app, service, metrics)
   registerTopicRoutes(app, service)
   registerProduceRoutes(app, { service, limits, metrics, forward: options.forwardProduce ?? true, forwardFetch: options.forwardFetch ?? fetch })
-  registerFetchRoute(app, service, limits, metrics)
+  registerFetchRoute(app, { service, limits, metrics, guard })
   registerGroupRoutes(app, service, limits)
   return app
 }
@@ -386,7 +404,15 @@ function positive(value: number | undefined, fallback: number, max: number, fiel
   return Math.min(n, max)
 }
 
-function registerFetchRoute(app: FastifyInstance, service: BrokerService, limits: ApiLimits, metrics: ApiMetrics): void {
+interface FetchContext {
+  readonly service: BrokerService
+  readonly limits: ApiLimits
+  readonly metrics: ApiMetrics
+  readonly guard: ConnectionGuard
+}
+
+function registerFetchRoute(app: FastifyInstance, ctx: FetchContext): void {
+  const { service, limits, metrics, guard } = ctx
   app.get('/v1/topics/:topic/partitions/:p/records', {
     schema: { params: schemas.partitionParams, querystring: schemas.fetchQuery },
     config: quotaRoute.fetch,
@@ -396,12 +422,16 @@ function registerFetchRoute(app: FastifyInstance, service: BrokerService, limits
     const partition = intParam(params.p, 'p')
     const offset = intParam(q.offset, 'offset')
     const recordsMax = positive(optionalInt(q.maxRecords, 'maxRecords'), limits.fetchRecordsDefault, limits.fetchRecordsMax, 'maxRecords')
-    const maxBytes = positive(optionalInt(q.maxBytes, 'maxBytes'), limits.fetchBytesDefault, limits.fetchBytesMax, 'maxBytes')
+    const askedBytes = positive(optionalInt(q.maxBytes, 'maxBytes'), limits.fetchBytesDefault, limits.fetchBytesMax, 'maxBytes')
     const maxWaitMs = Math.min(optionalInt(q.maxWaitMs, 'maxWaitMs') ?? 0, limits.fetchWaitMsMax)
     const minCommitted = optionalInt(q.minCommitted, 'minCommitted')
     const msgpack = wantsMsgpack(request.headers.accept, undefined)
     if (q.format === 'batches' && !msgpack) throw invalidRequest('format=batches needs Accept: application/msgpack', 'format')
+    // What the answer may hold of the connection's and the broker's memory for answers not yet written.
+    const maxBytes = guard.grantFetch(request.raw, askedBytes)
     const outcome = await service.fetch({ topic: params.topic, partition, offset, maxBytes, maxWaitMs, ...(minCommitted === undefined ? {} : { minCommitted }) })
+    // The log returns at least one batch: charge what was read, and build nothing for a client that left.
+    guard.fetched(request.raw, outcome.batches.reduce((n, b) => n + b.length, 0))
     const base = { partition: outcome.partition, highWatermark: outcome.highWatermark, logStartOffset: outcome.logStartOffset }
     if (q.format === 'batches') {
       const batches = concatBatches(outcome.batches)

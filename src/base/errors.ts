@@ -31,6 +31,12 @@ export const ErrorCode = {
   /** A membership change was refused (one already pending, unknown member, would leave no voter). */
   CONF_CHANGE_REFUSED: 'CONF_CHANGE_REFUSED',
   /**
+   * The broker is short of a resource it shares among clients (memory for
+   * answers not yet written, file descriptors): nothing was done; retry
+   * after a moment (503, Retry-After).
+   */
+  OVERLOADED: 'OVERLOADED',
+  /**
    * A broker registration would take the id of a broker that is live: the
    * process at its registered address still answers as that broker (another
    * incarnation). Kafka's DUPLICATE_BROKER_REGISTRATION.
@@ -43,6 +49,12 @@ export const ErrorCode = {
    * THROTTLING_QUOTA_EXCEEDED.
    */
   THROTTLED: 'THROTTLED',
+  /**
+   * A create would pass a bound the operator set on the cluster (partitions
+   * of all topics, `--cluster-partitions-max`): nothing was created (409;
+   * Kafka's RESOURCE_LIMIT_REACHED). Not retriable as it is.
+   */
+  RESOURCE_LIMIT_REACHED: 'RESOURCE_LIMIT_REACHED',
   /** Storage: the data directory or a file in it cannot be used. */
   STORAGE_UNUSABLE: 'STORAGE_UNUSABLE',
   /** Storage: checksums failed before the tail; the range must be refetched. */
@@ -65,6 +77,7 @@ const retriableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.TIMEOUT,
   ErrorCode.PROPOSAL_DROPPED,
   ErrorCode.THROTTLED,
+  ErrorCode.OVERLOADED,
 ])
 
 /** An operating error: expected, handled, reported with a code. */

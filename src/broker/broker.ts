@@ -57,6 +57,7 @@ import { httpPeerCalls, type BrokerRegistration, type PeerCalls } from './peer-c
 import { proveIdentity, type IdentityAnswer } from './internal-auth.ts'
 import { PeerHttp, type PeerFetch } from './peer-http.ts'
 import { PeerRouter, seedPeers } from './peer-router.ts'
+import { procDescriptors, type DescriptorProbe } from './descriptors.ts'
 import { ProducerIds, producerIdKey } from './producer-ids.ts'
 import { anonymousPrincipal, checkProducerToken, producerToken } from './producer-tokens.ts'
 import { Retention, retentionTicks } from './retention.ts'
@@ -97,6 +98,12 @@ export interface BrokerEnv {
    * from its seed.
    */
   readonly newNonce?: () => string
+  /**
+   * Descriptors open and allowed (descriptors.ts): replicas open only while
+   * a reserve is left. Default: /proc on Linux; the simulator's brokers
+   * share one process and pass noDescriptorProbe.
+   */
+  readonly descriptors?: DescriptorProbe
 }
 
 /** What the constructor is handed once `start` has opened the store and chosen the environment. */
@@ -111,6 +118,7 @@ interface BrokerParts {
   readonly httpUrl: string
   readonly newMemberId: (() => string) | undefined
   readonly newNonce: () => string
+  readonly descriptors: DescriptorProbe
   /** The TCP transport when this broker made one (not the simulator's network): TLS reloads go to it. */
   readonly transport: Transport | null
   readonly peerHttp: PeerHttp
@@ -179,13 +187,18 @@ export class Broker {
       config, logger, store, io, random, runtime, network, send, metadata, isStopped,
       onLeadershipWon: () => this.#metrics.leadershipWon(),
       onOffsetsLeadership: (replica) => this.groups.leadershipGained(replica),
+      descriptors: parts.descriptors,
+      onReplicaOpenFailed: (reason) => this.#metrics.replicaOpenFailed(reason),
     })
     const hosted = this.#hosted
     this.#liveness = new Liveness({ brokerId: config.id, logger, runtime, network, controller: this.#controller })
     this.#leaderBalance = new LeaderBalance({ brokerId: config.id, metadata, hosted })
     this.#leaderPoll = new LeaderPoll({ brokerId: config.id, peerCalls, metadata, hosted, isStopped })
     this.#retention = new Retention({ logger, runtime, hosted, isStopped })
-    this.#topics = new Topics({ defaultPersistence: config.defaultPersistence, runtime, controller: this.#controller, metadata: () => this.metadata(), isStopped })
+    this.#topics = new Topics({
+      defaultPersistence: config.defaultPersistence, runtime, controller: this.#controller, metadata: () => this.metadata(), isStopped,
+      partitionsPerTopicMax: config.topicPartitionsMax, clusterPartitionsMax: config.clusterPartitionsMax,
+    })
     this.#offsets = new OffsetsTopic({ brokerId: config.id, runtime, metadata, hosted, remoteLeaders: this.#leaderPoll, createTopic: (r) => this.#topics.createAny(r), isStopped })
     this.groups = new GroupCoordinator(
       { brokerId: config.id, offsetsReplicaFor: (group) => this.#offsets.replicaFor(group), partitionCount: (t) => this.#controller.state.topic(t)?.partitions.length ?? 0 },
@@ -239,6 +252,7 @@ export class Broker {
       httpUrl: options.httpUrl,
       newMemberId: env.newMemberId,
       newNonce: env.newNonce ?? randomHex16,
+      descriptors: env.descriptors ?? procDescriptors,
     })
     network.onBatch((fromId, batch) => broker.#router.route(fromId, batch))
     await network.start()
@@ -277,13 +291,21 @@ export class Broker {
       controllerLeader: leader === 0 ? null : leader,
       partitionState: (t, p) => this.#partitionState(groupIdOf(t.id, p)),
     })
+    const offline = this.#hosted.offline()
     return {
       brokers: view.brokers.map((b) => ({ id: b.id, url: b.url, ...(b.rack === null ? {} : { rack: b.rack }), fenced: b.fenced })),
       controller: { leader: view.controller.leader },
       topics: view.topics.map((t) => ({
         name: t.name,
         ...(isInternalTopic(t.name) ? { internal: true } : {}),
-        partitions: t.partitions.map((p) => ({ partition: p.partition, leader: p.leader, replicas: [...p.replicas], highWatermark: p.highWatermark ?? 0 })),
+        partitions: t.partitions.map((p) => ({
+          partition: p.partition,
+          leader: p.leader,
+          replicas: [...p.replicas],
+          highWatermark: p.highWatermark ?? 0,
+          // This broker's replica is assigned but not open (Kafka's offline replicas): not in sync, whatever the leader says.
+          ...(offline.has(groupIdOf(t.id, p.partition)) ? { offlineReplicas: [this.brokerId] } : {}),
+        })),
       })),
     }
   }

@@ -81,6 +81,26 @@ export interface BrokerConfig {
    */
   readonly tls: TlsConfig | null
   /**
+   * Bounds on the HTTP API's connections (issue 10, hole 4). `max` null:
+   * decided at start from the descriptor limit (half of it, at most
+   * `httpConnectionsMaxDefault`), so connections cannot take the
+   * descriptors the logs need.
+   */
+  readonly httpConnections: {
+    /** Connections open at once (`--http-connections-max`). */
+    readonly max: number | null
+    /** Connections open at once from one client address (`--http-connections-per-address-max`). */
+    readonly perAddressMax: number
+    /** A connection without a request in flight is closed after this long, ms (`--http-idle-timeout`). */
+    readonly idleMs: number
+    /** Longest a client may take to send a whole request, ms (`--http-request-timeout`). */
+    readonly requestMs: number
+  }
+  /** Partitions one topic may have; a create asking more is refused 400 (`--topic-partitions-max`). */
+  readonly topicPartitionsMax: number
+  /** Partitions of all topics together; a create that would pass it is refused 409 RESOURCE_LIMIT_REACHED (`--cluster-partitions-max`). */
+  readonly clusterPartitionsMax: number
+  /**
    * Quotas per client (the principal, or the address until client
    * authentication is on): produce and fetch bytes per second, produce and
    * fetch requests per second (null: unlimited, the default), and the
@@ -111,7 +131,24 @@ const defaults = {
   logLevel: 'info',
   shutdownTimeoutMs: 10_000,
   quotaThrottleMsMax: 5_000,
+  httpConnectionsPerAddressMax: 256,
+  httpIdleTimeoutMs: 60_000,
+  httpRequestTimeoutMs: 30_000,
+  topicPartitionsMax: 1000,
+  clusterPartitionsMax: 10_000,
 }
+
+/** Largest default of --http-connections-max (the default is half the descriptor limit, at most this). */
+export const httpConnectionsMaxDefault = 4096
+/** Bounds of --http-connections-max and --http-connections-per-address-max. */
+export const httpConnectionsMaxMax = 1_000_000
+/** Bounds of --http-idle-timeout and --http-request-timeout, ms. */
+export const httpTimeoutMsMin = 100
+export const httpTimeoutMsMax = 3_600_000
+/** Largest --topic-partitions-max: what the API schema lets a create ask for. */
+export const topicPartitionsMaxMax = 10_000
+/** Largest --cluster-partitions-max. */
+export const clusterPartitionsMaxMax = 1_000_000
 
 /** Bounds on what a config may say. */
 export const tickMsMin = 5
@@ -155,6 +192,12 @@ const flagToKey = {
   '--quota-fetch-bytes': 'quotaFetchBytes',
   '--quota-requests': 'quotaRequests',
   '--quota-throttle-max': 'quotaThrottleMaxMs',
+  '--http-connections-max': 'httpConnectionsMax',
+  '--http-connections-per-address-max': 'httpConnectionsPerAddressMax',
+  '--http-idle-timeout': 'httpIdleTimeoutMs',
+  '--http-request-timeout': 'httpRequestTimeoutMs',
+  '--topic-partitions-max': 'topicPartitionsMax',
+  '--cluster-partitions-max': 'clusterPartitionsMax',
 } as const satisfies Record<string, string>
 type BrokerFlag = keyof typeof flagToKey
 
@@ -184,6 +227,12 @@ const flagHelp: Record<BrokerFlag, readonly [value: string, about: string]> = {
   '--quota-fetch-bytes': ['N', 'fetch answer bytes per second per client; over it answers are delayed (default unlimited)'],
   '--quota-requests': ['N', `produce and fetch requests per second per client, 1-${quotaRequestsMax}; over it answers are delayed (default unlimited)`],
   '--quota-throttle-max': ['DURATION', `longest an answer is delayed for quotas, up to ${quotaThrottleMsMaxLimit / 1000}s (default ${defaults.quotaThrottleMsMax / 1000}s)`],
+  '--http-connections-max': ['N', `HTTP connections open at once; more are answered 503 OVERLOADED and closed (default half the descriptor limit, at most ${httpConnectionsMaxDefault})`],
+  '--http-connections-per-address-max': ['N', `HTTP connections open at once from one client address (default ${defaults.httpConnectionsPerAddressMax})`],
+  '--http-idle-timeout': ['DURATION', `an HTTP connection without a request in flight is closed after this (default ${defaults.httpIdleTimeoutMs / 1000}s)`],
+  '--http-request-timeout': ['DURATION', `longest a client may take to send a request; then 408 (default ${defaults.httpRequestTimeoutMs / 1000}s)`],
+  '--topic-partitions-max': ['N', `partitions one topic may have (default ${defaults.topicPartitionsMax}, at most ${topicPartitionsMaxMax})`],
+  '--cluster-partitions-max': ['N', `partitions of all topics together (default ${defaults.clusterPartitionsMax})`],
 }
 
 /** The text of `rill broker --help`. */
@@ -239,6 +288,12 @@ const envToKey: Record<string, string> = {
   RILL_QUOTA_FETCH_BYTES: 'quotaFetchBytes',
   RILL_QUOTA_REQUESTS: 'quotaRequests',
   RILL_QUOTA_THROTTLE_MAX: 'quotaThrottleMaxMs',
+  RILL_HTTP_CONNECTIONS_MAX: 'httpConnectionsMax',
+  RILL_HTTP_CONNECTIONS_PER_ADDRESS_MAX: 'httpConnectionsPerAddressMax',
+  RILL_HTTP_IDLE_TIMEOUT: 'httpIdleTimeoutMs',
+  RILL_HTTP_REQUEST_TIMEOUT: 'httpRequestTimeoutMs',
+  RILL_TOPIC_PARTITIONS_MAX: 'topicPartitionsMax',
+  RILL_CLUSTER_PARTITIONS_MAX: 'clusterPartitionsMax',
 }
 
 function bad(what: string, message: string): RillError {
@@ -305,6 +360,14 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw bad('log-level', 'a pino level')
   const tls = parseTls(pick, [http.host, peer.host])
   const quotas = parseQuotas(pick)
+  const httpConnections = {
+    max: optionalInteger('http-connections-max', pick('httpConnectionsMax'), 1, httpConnectionsMaxMax),
+    perAddressMax: optionalInteger('http-connections-per-address-max', pick('httpConnectionsPerAddressMax'), 1, httpConnectionsMaxMax) ?? defaults.httpConnectionsPerAddressMax,
+    idleMs: optionalDurationMs('http-idle-timeout', pick('httpIdleTimeoutMs'), httpTimeoutMsMin, httpTimeoutMsMax) ?? defaults.httpIdleTimeoutMs,
+    requestMs: optionalDurationMs('http-request-timeout', pick('httpRequestTimeoutMs'), httpTimeoutMsMin, httpTimeoutMsMax) ?? defaults.httpRequestTimeoutMs,
+  }
+  const topicPartitionsMax = optionalInteger('topic-partitions-max', pick('topicPartitionsMax'), 1, topicPartitionsMaxMax) ?? defaults.topicPartitionsMax
+  const clusterPartitionsMax = optionalInteger('cluster-partitions-max', pick('clusterPartitionsMax'), 1, clusterPartitionsMaxMax) ?? defaults.clusterPartitionsMax
   return {
     id,
     dir,
@@ -323,6 +386,9 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     join,
     shutdownTimeoutMs,
     tls,
+    httpConnections,
+    topicPartitionsMax,
+    clusterPartitionsMax,
     quotas,
   }
 }

@@ -47,9 +47,11 @@ import pino from 'pino'
 import type { FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { isRillError, noTimer, RillError, ErrorCode, systemRuntime } from '../base/index.ts'
-import { buildApi, type BrokerService } from '../api/index.ts'
+import { buildApi, connectionLimits, type BrokerService, type ConnectionLimits } from '../api/index.ts'
 import {
   Broker,
+  descriptorLimit,
+  httpConnectionsMaxDefault,
   brokerUsage,
   clientCertificateRefusal,
   loadTlsMaterial,
@@ -126,6 +128,24 @@ function trackHandshakes(server: TlsServer): ReadonlySet<Socket> {
   return pending
 }
 
+/**
+ * The HTTP connection bounds of `config` (issue 10, hole 4). Without
+ * --http-connections-max: half the descriptor limit (the other half for
+ * logs, peer links and the reserve replicas leave), at most
+ * httpConnectionsMaxDefault; the API's default when the limit is unknown.
+ */
+export function httpConnectionLimits(config: BrokerConfig, fdLimit: number | null): ConnectionLimits {
+  const c = config.httpConnections
+  const connectionsMax = c.max ?? (fdLimit === null ? connectionLimits().connectionsMax : Math.max(1, Math.min(httpConnectionsMaxDefault, Math.floor(fdLimit / 2))))
+  return connectionLimits({
+    connectionsMax,
+    connectionsPerAddressMax: Math.min(c.perAddressMax, connectionsMax),
+    idleMs: c.idleMs,
+    requestMs: c.requestMs,
+    headersMs: Math.min(connectionLimits().headersMs, c.requestMs),
+  })
+}
+
 /** The route fastify matched is an internal one (decided on the route, not on the URL string). */
 function isInternalRoute(request: FastifyRequest): boolean {
   return request.routeOptions.url?.startsWith('/internal/') === true
@@ -141,7 +161,9 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
   const broker = await Broker.start(config, logger, { httpUrl: url, tls })
   // A Broker is the service the API calls: checked structurally here (src/broker does not import src/api).
   const service: BrokerService = broker
-  const app = buildApi({ service, logger, forwardFetch: broker.peerFetch, quotas: config.quotas, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
+  const connections = httpConnectionLimits(config, descriptorLimit())
+  logger.info({ event: 'http_connection_limits', connectionsMax: connections.connectionsMax, connectionsPerAddressMax: connections.connectionsPerAddressMax, idleMs: connections.idleMs, requestMs: connections.requestMs }, 'HTTP connection limits')
+  const app = buildApi({ service, logger, connections, forwardFetch: broker.peerFetch, quotas: config.quotas, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
   // Before the internal routes are registered, so their context inherits the check.
   if (tls !== null) requireClientCertificates(app, config.tls!.clientAuth)
   const handshaking = tls === null ? null : trackHandshakes(app.server as unknown as TlsServer)

@@ -62,6 +62,12 @@ export interface PartitionMetadata {
   leader: number | null
   replicas: number[]
   highWatermark: number
+  /**
+   * Replicas assigned but not open on their broker (it ran out of file
+   * descriptors, or the open failed; it retries): each broker names only
+   * itself. Absent when none.
+   */
+  offlineReplicas?: number[]
 }
 
 export interface TopicMetadata {

@@ -224,3 +224,24 @@ test('TLS: --tls-cert, --tls-key and --tls-ca turn it on (flags, RILL_TLS_*, or 
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('connection and partition bounds (issue 10, hole 4): defaults, flags, RILL_*, bad values refused; connections max from the descriptor limit', async () => {
+  const { httpConnectionLimits } = await import('../../src/cli/broker.ts')
+  const d = parseBrokerConfig(base, {})
+  assert.deepEqual(d.httpConnections, { max: null, perAddressMax: 256, idleMs: 60_000, requestMs: 30_000 })
+  assert.equal(d.topicPartitionsMax, 1000)
+  assert.equal(d.clusterPartitionsMax, 10_000)
+  const c = parseBrokerConfig(base.concat('--http-connections-max', '300', '--http-connections-per-address-max', '20', '--http-idle-timeout', '5s', '--http-request-timeout', '2000', '--topic-partitions-max', '50'), { RILL_CLUSTER_PARTITIONS_MAX: '500' })
+  assert.deepEqual(c.httpConnections, { max: 300, perAddressMax: 20, idleMs: 5000, requestMs: 2000 })
+  assert.equal(c.topicPartitionsMax, 50)
+  assert.equal(c.clusterPartitionsMax, 500)
+  for (const [flag, value] of [['--http-connections-max', '0'], ['--http-idle-timeout', '5'], ['--topic-partitions-max', '10001'], ['--cluster-partitions-max', 'x']] as const) {
+    assert.throws(() => parseBrokerConfig(base.concat(flag, value), {}), (e: unknown) => e instanceof RillError && e.code === ErrorCode.INVALID_REQUEST && e.message.startsWith(flag.slice(2)))
+  }
+  // Half the descriptor limit, at most 4,096; a flag wins; per address never above the total.
+  assert.equal(httpConnectionLimits(d, 1024).connectionsMax, 512)
+  assert.equal(httpConnectionLimits(d, 1_000_000).connectionsMax, 4096)
+  assert.equal(httpConnectionLimits(d, 256).connectionsPerAddressMax, 128)
+  assert.equal(httpConnectionLimits(c, 1024).connectionsMax, 300)
+  assert.equal(httpConnectionLimits(c, 1024).headersMs, 2000)
+})
