@@ -18,6 +18,8 @@ import { createHash } from 'node:crypto'
 import { ErrorCode, RillError, systemRuntime } from '../base/index.ts'
 import type { PersistenceMode } from '../log/index.ts'
 import { clientAuthModes, loadTlsMaterial, type ClientAuth, type TlsConfig } from './tls.ts'
+import { authModes, type AuthMode } from './security.ts'
+import { principalPattern } from '../controller/index.ts'
 
 export interface HostPort {
   readonly host: string
@@ -80,7 +82,19 @@ export interface BrokerConfig {
    * SIGHUP.
    */
   readonly tls: TlsConfig | null
+  /**
+   * Client authentication (`--auth`): `none` (default: requests are
+   * anonymous and allowed, as before) or `required` (every request but
+   * /health must show a bearer token or, with --tls-client-auth, a client
+   * certificate of the CA; what no ACL allows is denied; docs/security.md).
+   */
+  readonly auth: AuthMode
+  /** Principals allowed everything without ACLs (`--super-users a,b`). */
+  readonly superUsers: readonly string[]
 }
+
+/** Super-users listed at most. */
+export const superUsersMax = 64
 
 const defaults = {
   clusterId: 'rill',
@@ -122,6 +136,8 @@ const flagToKey = {
   '--tls-key': 'tlsKey',
   '--tls-ca': 'tlsCa',
   '--tls-client-auth': 'tlsClientAuth',
+  '--auth': 'auth',
+  '--super-users': 'superUsers',
 } as const satisfies Record<string, string>
 type BrokerFlag = keyof typeof flagToKey
 
@@ -146,6 +162,8 @@ const flagHelp: Record<BrokerFlag, readonly [value: string, about: string]> = {
   '--tls-key': ['FILE', 'PEM private key of --tls-cert'],
   '--tls-ca': ['FILE', 'PEM CA that signed every broker\'s certificate (and client certificates); required with --tls-cert'],
   '--tls-client-auth': ['none|optional|required', 'client certificates: none asks nothing, optional refuses one not of the CA, required refuses clients without one (default none)'],
+  '--auth': ['none|required', 'client authentication: required demands a bearer token or a client certificate of the CA on every request but /health, and denies what no ACL allows (default none)'],
+  '--super-users': ['NAME,...', `principals allowed everything without ACLs (at most ${superUsersMax})`],
   '--shutdown-timeout': ['DURATION', `bound of a graceful stop: 10s, 500ms or ms (default ${defaults.shutdownTimeoutMs / 1000}s)`],
 }
 
@@ -198,6 +216,8 @@ const envToKey: Record<string, string> = {
   RILL_TLS_KEY: 'tlsKey',
   RILL_TLS_CA: 'tlsCa',
   RILL_TLS_CLIENT_AUTH: 'tlsClientAuth',
+  RILL_AUTH: 'auth',
+  RILL_SUPER_USERS: 'superUsers',
 }
 
 function bad(what: string, message: string): RillError {
@@ -263,6 +283,9 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   }
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw bad('log-level', 'a pino level')
   const tls = parseTls(pick, [http.host, peer.host])
+  const auth = optionalString('auth', pick('auth')) ?? 'none'
+  if (!authModes.includes(auth as AuthMode)) throw bad('auth', `one of ${authModes.join(', ')}`)
+  const superUsers = parseSuperUsers(pick('superUsers'))
   return {
     id,
     dir,
@@ -281,7 +304,18 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     join,
     shutdownTimeoutMs,
     tls,
+    auth: auth as AuthMode,
+    superUsers,
   }
+}
+
+function parseSuperUsers(v: unknown): string[] {
+  const s = optionalString('super-users', v)
+  if (s === null) return []
+  const names = s.split(',').map((n) => n.trim())
+  if (names.length > superUsersMax) throw bad('super-users', `at most ${superUsersMax} principals`)
+  for (const n of names) if (!principalPattern.test(n)) throw bad('super-users', `"${n}" is not a principal (1..255 of [A-Za-z0-9 ._@:=+/-], starting with a letter or digit)`)
+  return [...new Set(names)]
 }
 
 /**
