@@ -44,6 +44,8 @@ import {
   type ProduceBody,
 } from './records.ts'
 import * as schemas from './schemas.ts'
+import { canDescribeTopic, registerAccess, type ApiAuth } from './auth.ts'
+import { registerSecurityRoutes } from './security-routes.ts'
 
 export interface ApiOptions {
   readonly service: BrokerService
@@ -63,6 +65,8 @@ export interface ApiOptions {
   readonly https?: HttpsServerOptions
   /** How forwarded produces reach the leader (https with the cluster CA under TLS); the global fetch by default. */
   readonly forwardFetch?: ForwardFetch
+  /** Client authentication and ACLs (auth.ts); absent: every request is anonymous and allowed. */
+  readonly auth?: ApiAuth
 }
 
 /**
@@ -195,8 +199,14 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request')
   })
 
-  registerInfoRoutes(app, service, metrics)
-  registerTopicRoutes(app, service)
+  // ── access (auth.ts): authentication, the per-route table, audit; before any route so all inherit it ──
+  registerAccess(app, options.auth)
+  const visible = (request: Req, topic: string): boolean => canDescribeTopic(options.auth, request, topic)
+  registerSecurityRoutes(app, service.security, answer)
+  // ── end access ──
+
+  registerInfoRoutes(app, service, metrics, visible)
+  registerTopicRoutes(app, service, visible)
   registerProduceRoutes(app, { service, limits, metrics, forward: options.forwardProduce ?? true, forwardFetch: options.forwardFetch ?? fetch })
   registerFetchRoute(app, service, limits, metrics)
   registerGroupRoutes(app, service, limits)
@@ -215,7 +225,10 @@ function resolveLeaderRef(service: BrokerService, leader: unknown): BrokerRef | 
   }
 }
 
-function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metrics: ApiMetrics): void {
+/** Whether the request's principal may see a topic (auth.ts canDescribeTopic). */
+type TopicVisibility = (request: Req, topic: string) => boolean
+
+function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metrics: ApiMetrics, visible: TopicVisibility): void {
   app.get('/health', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) =>
     answer(request, reply, 200, { ok: true, broker: service.brokerId }),
   )
@@ -223,9 +236,10 @@ function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metric
     const { contentType: type, body } = await metrics.text(service.registry)
     return reply.type(type).send(body)
   })
-  app.get('/v1/metadata', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) =>
-    answer(request, reply, 200, service.metadata()),
-  )
+  app.get('/v1/metadata', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) => {
+    const metadata = service.metadata()
+    return answer(request, reply, 200, { ...metadata, topics: metadata.topics.filter((t) => visible(request, t.name)) })
+  })
   app.post('/v1/producers', {
     schema: { body: schemas.initProducerBody, querystring: schemas.emptyQuery },
     // `curl -X POST .../v1/producers` sends no body: treat it as `{}`.
@@ -235,7 +249,7 @@ function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metric
   }, async (request, reply) => answer(request, reply, 200, await service.newProducerId()))
 }
 
-function registerTopicRoutes(app: FastifyInstance, service: BrokerService): void {
+function registerTopicRoutes(app: FastifyInstance, service: BrokerService, visible: TopicVisibility): void {
   app.post('/v1/topics', { schema: { body: schemas.createTopicBody, querystring: schemas.emptyQuery } }, async (request, reply) => {
     const created = await service.createTopic(request.body as CreateTopicRequest)
     return answer(request, reply, 201, created)
@@ -243,6 +257,7 @@ function registerTopicRoutes(app: FastifyInstance, service: BrokerService): void
   app.get('/v1/topics', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) => {
     const topics: TopicDescription[] = []
     for (const name of service.listTopics()) {
+      if (!visible(request, name)) continue
       try {
         topics.push(service.describeTopic(name))
       } catch (error) {
@@ -304,7 +319,9 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
     const batches = [...routeRecords(records, partitionCount, roundRobin)].map(([partition, rs]) => ({ partition, ...batchFromRecords(rs, {}, limits.batch) }))
     const acks = body.acks ?? 'all'
     const forwarded = request.headers[forwardedHeader] !== undefined
-    const settled = await Promise.allSettled(batches.map((b) => produceOrForward(ctx, { topic, partition: b.partition, batch: b.batch, acks }, ctx.forward && !forwarded)))
+    // The leader authorizes a forwarded produce again: it goes with the client's credentials.
+    const authorization = request.headers.authorization
+    const settled = await Promise.allSettled(batches.map((b) => produceOrForward(ctx, { topic, partition: b.partition, batch: b.batch, acks }, ctx.forward && !forwarded, authorization)))
     const offsets: ProduceResponse[] = []
     const failed: { partition: number; code: string; message: string }[] = []
     let firstError: unknown = null
@@ -338,24 +355,24 @@ interface ProduceCallFields {
 }
 
 /** Produces here, or, when another broker leads the partition and forwarding is on, there (msgpack, the batch as is). */
-async function produceOrForward(ctx: ProduceContext, call: ProduceCallFields, forward: boolean): Promise<ProduceResponse> {
+async function produceOrForward(ctx: ProduceContext, call: ProduceCallFields, forward: boolean, authorization?: string): Promise<ProduceResponse> {
   try {
     return await ctx.service.produce(call)
   } catch (error) {
     if (!forward || !(error instanceof RillError) || error.code !== ErrorCode.NOT_LEADER) throw error
     const leader = resolveLeaderRef(ctx.service, error.details.leader)
     if (leader === null || leader.id === ctx.service.brokerId) throw error
-    return forwardProduce(ctx.forwardFetch, leader, call)
+    return forwardProduce(ctx.forwardFetch, leader, call, authorization)
   }
 }
 
-async function forwardProduce(forwardFetch: ForwardFetch, leader: BrokerRef, call: ProduceCallFields): Promise<ProduceResponse> {
+async function forwardProduce(forwardFetch: ForwardFetch, leader: BrokerRef, call: ProduceCallFields, authorization?: string): Promise<ProduceResponse> {
   const url = `${leader.url}/v1/topics/${encodeURIComponent(call.topic)}/partitions/${call.partition}/records`
   let response: Awaited<ReturnType<ForwardFetch>>
   try {
     response = await forwardFetch(url, {
       method: 'POST',
-      headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1' },
+      headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1', ...(authorization === undefined ? {} : { authorization }) },
       body: packAnswer({ batch: call.batch, acks: call.acks }),
       signal: timeoutSignal(systemRuntime, forwardTimeoutMs),
     })

@@ -47,7 +47,7 @@ import pino from 'pino'
 import type { FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { isRillError, noTimer, RillError, ErrorCode, systemRuntime } from '../base/index.ts'
-import { buildApi, type BrokerService } from '../api/index.ts'
+import { buildApi, type ApiAuth, type BrokerService } from '../api/index.ts'
 import {
   Broker,
   brokerUsage,
@@ -141,7 +141,15 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
   const broker = await Broker.start(config, logger, { httpUrl: url, tls })
   // A Broker is the service the API calls: checked structurally here (src/broker does not import src/api).
   const service: BrokerService = broker
-  const app = buildApi({ service, logger, forwardFetch: broker.peerFetch, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
+  // Client authentication (--auth): tokens and ACLs from the metadata; with --tls-client-auth, a client certificate of the CA names its CN.
+  const auth: ApiAuth = {
+    required: config.auth === 'required',
+    certificates: config.tls !== null && config.tls.clientAuth !== 'none',
+    authenticate: (token) => broker.security.authenticate(token),
+    allows: (principal, operation, resource) => broker.security.allows(principal, operation, resource),
+  }
+  if (auth.required) logger.info({ event: 'auth', superUsers: config.superUsers, certificates: auth.certificates }, `client authentication required; super-users: ${config.superUsers.join(', ') || 'none'}`)
+  const app = buildApi({ service, logger, auth, forwardFetch: broker.peerFetch, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
   // Before the internal routes are registered, so their context inherits the check.
   if (tls !== null) requireClientCertificates(app, config.tls!.clientAuth)
   const handshaking = tls === null ? null : trackHandshakes(app.server as unknown as TlsServer)
