@@ -437,6 +437,15 @@ function parseSecret(s: string, what: string): Uint8Array {
   return Uint8Array.from(Buffer.from(s, 'hex'))
 }
 
+/**
+ * The cluster secret in `path`, with the same rules as a broker's
+ * `--secret-file` (owner-only file of 64 hex digits): `rill acl token create
+ * --secret-file` authenticates with it. INVALID_REQUEST naming the flag.
+ */
+export function readClusterSecretFile(path: string): Uint8Array {
+  return parseSecret(readSecretFile(path), 'secret-file')
+}
+
 /** Longest secret file read, bytes (64 hex digits and some white space). */
 export const secretFileBytesMax = 1024
 
