@@ -77,6 +77,13 @@ const field = (body: unknown, key: string): string | undefined => {
 const aclText = (from: unknown): string =>
   `acl:${['principal', 'resourceType', 'resourceName', 'patternType', 'operation'].map((k) => field(from, k) ?? '?').join('/')}`
 
+/** Topics a member subscribes to (join, or a heartbeat that changes the subscription): each needs consume. */
+function subscribedTopics(body: unknown): string[] {
+  const topics = typeof body === 'object' && body !== null ? (body as { topics?: unknown }).topics : undefined
+  if (!Array.isArray(topics)) return []
+  return [...new Set(topics.slice(0, 10_000).filter((t): t is string => typeof t === 'string'))]
+}
+
 /** Topics named in an offset commit (each needs consume: Kafka's READ on the topic). */
 function committedTopics(body: unknown): string[] {
   const offsets = typeof body === 'object' && body !== null ? (body as { offsets?: unknown }).offsets : undefined
@@ -121,8 +128,14 @@ export const routeAccess: Readonly<Record<string, RouteAccess>> = {
   },
   'GET /v1/groups/:group/offsets': { kind: 'checked', checks: (p) => [{ operation: 'describe', resource: group(p.group) }] },
   'GET /v1/groups/:group': { kind: 'checked', checks: (p) => [{ operation: 'describe', resource: group(p.group) }] },
-  'POST /v1/groups/:group/members': { kind: 'checked', checks: (p) => [{ operation: 'read', resource: group(p.group) }] },
-  'POST /v1/groups/:group/members/:memberId/heartbeat': { kind: 'checked', checks: (p) => [{ operation: 'read', resource: group(p.group) }] },
+  'POST /v1/groups/:group/members': {
+    kind: 'checked',
+    checks: (p, body) => [{ operation: 'read', resource: group(p.group) }, ...subscribedTopics(body).map((t) => ({ operation: 'consume' as const, resource: topic(t) }))],
+  },
+  'POST /v1/groups/:group/members/:memberId/heartbeat': {
+    kind: 'checked',
+    checks: (p, body) => [{ operation: 'read', resource: group(p.group) }, ...subscribedTopics(body).map((t) => ({ operation: 'consume' as const, resource: topic(t) }))],
+  },
   'DELETE /v1/groups/:group/members/:memberId': { kind: 'checked', checks: (p) => [{ operation: 'read', resource: group(p.group) }] },
   'POST /v1/acl/tokens': {
     kind: 'checked',

@@ -9,7 +9,7 @@
 export { Broker } from './broker.ts'
 export { controllerGroupId, offsetsTopic, partitionGroupStride } from './names.ts'
 export { offsetsTopicPartitions } from './offsets-topic.ts'
-export { brokerUsage, parseBrokerConfig, hostPort, wantsBrokerHelp, shutdownTimeoutMsMax, shutdownTimeoutMsMin } from './config.ts'
+export { brokerUsage, parseBrokerConfig, hostPort, isLoopbackHost, wantsBrokerHelp, shutdownTimeoutMsMax, shutdownTimeoutMsMin } from './config.ts'
 export type { BrokerConfig, HostPort, Seed } from './config.ts'
 export type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from '../wire/index.ts'
 export { ReplayCache, checkInternalRequest, incarnationPattern, internalHeaders, internalHeadersWellFormed } from './internal-auth.ts'

@@ -52,6 +52,7 @@ import {
   Broker,
   brokerUsage,
   clientCertificateRefusal,
+  isLoopbackHost,
   loadTlsMaterial,
   offsetsTopic,
   offsetsTopicPartitions,
@@ -147,6 +148,9 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
     certificates: config.tls !== null && config.tls.clientAuth !== 'none',
     authenticate: (token) => broker.security.authenticate(token),
     allows: (principal, operation, resource) => broker.security.allows(principal, operation, resource),
+  }
+  if (auth.required && tls === null && !(isLoopbackHost(config.http.host))) {
+    logger.warn({ event: 'auth_plaintext' }, `--auth required without TLS on ${config.http.host}: bearer tokens cross the network in the clear; add --tls-cert, --tls-key and --tls-ca`)
   }
   if (auth.required) logger.info({ event: 'auth', superUsers: config.superUsers, certificates: auth.certificates }, `client authentication required; super-users: ${config.superUsers.join(', ') || 'none'}`)
   const app = buildApi({ service, logger, auth, forwardFetch: broker.peerFetch, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })

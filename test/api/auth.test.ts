@@ -125,7 +125,7 @@ test('each route: a token without the ACL it needs is 403 FORBIDDEN (nothing don
     { c: { method: 'POST', url: '/v1/topics/orders/records', body: { records: [{ value: 'a' }] } }, needs: [acl('topic', 'orders', 'produce')], ok: 200 },
     { c: { method: 'POST', url: '/v1/topics/orders/partitions/0/records', body: { records: [{ value: 'b' }] } }, needs: [acl('topic', 'ord', 'produce', 'prefixed')], ok: 200 },
     { c: { method: 'GET', url: '/v1/topics/orders/partitions/0/records?offset=0' }, needs: [acl('topic', 'orders', 'consume')], ok: 200 },
-    { c: { method: 'POST', url: '/v1/groups/app/members', body: { topics: ['orders'] } }, needs: [acl('group', 'app', 'read')], ok: 200, after: (b) => (memberId = b.memberId) },
+    { c: { method: 'POST', url: '/v1/groups/app/members', body: { topics: ['orders'] } }, needs: [acl('group', 'app', 'read'), acl('topic', 'orders', 'consume')], ok: 200, after: (b) => (memberId = b.memberId) },
     { c: { method: 'POST', url: '/v1/groups/app/members/MEMBER/heartbeat', body: { owned: [] } }, needs: [acl('group', 'app', 'read')], ok: 200 },
     { c: { method: 'DELETE', url: '/v1/groups/app/members/MEMBER' }, needs: [acl('group', 'app', 'read')], ok: 200 },
     { c: { method: 'POST', url: '/v1/groups/app/offsets', body: { offsets: [{ topic: 'orders', partition: 0, offset: 1 }] } }, needs: [acl('group', 'app', 'read'), acl('topic', 'orders', 'consume')], ok: 200 },
@@ -202,7 +202,7 @@ test('a super-user may do everything; a revoked token is refused at once', async
   assert.equal(bad.status, 400, 'an ACL that does not fit its resource type is refused')
 })
 
-test('audit: admin actions and refused requests are one structured line each; refusals are bounded per second', async () => {
+test('audit: admin actions and refused requests are one structured line each', async () => {
   lines.length = 0
   await call({ method: 'POST', url: '/v1/topics', body: { name: 'audited', partitions: 1, replicationFactor: 1 }, token: rootToken })
   await call({ method: 'DELETE', url: '/v1/topics/audited', token: aliceToken })
