@@ -49,7 +49,7 @@ export class Producer {
   constructor(options: ProducerOptions) {
     this.config = resolveProducerOptions(options)
     const c = this.config
-    this.#client = new RillClient({ brokers: c.brokers, clientId: c.clientId, requestTimeoutMs: c.requestTimeoutMs, ...(c.tls === undefined ? {} : { tls: c.tls }) })
+    this.#client = new RillClient({ brokers: c.brokers, clientId: c.clientId, requestTimeoutMs: c.requestTimeoutMs, ...(c.tls === undefined ? {} : { tls: c.tls }), ...(c.token === undefined ? {} : { token: c.token }) })
     this.#budget = new ByteBudget({ capacityBytes: c.bufferBytes, waitersMax: sendsWaitingMax })
     this.#roundRobin = new RoundRobinPartitioner(c.random === undefined ? {} : { random: c.random })
     this.#context = {

@@ -22,4 +22,6 @@ export {
 export type { QuotaConfig, QuotaKind, QuotaCharge } from './quotas.ts'
 export { statusForCode, toErrorAnswer } from './errors.ts'
 export type { ErrorAnswer } from './errors.ts'
-export type { BrokerService, GroupService, ProduceCall, ProduceOutcome, FetchCall, FetchOutcome } from './service.ts'
+export type { BrokerService, GroupService, SecurityService, ProduceCall, ProduceOutcome, FetchCall, FetchOutcome } from './service.ts'
+export { registerAccess, routeAccess, routeKey, canDescribeTopic, deniedAuditPerSecondMax } from './auth.ts'
+export type { ApiAuth, AccessCheck, RouteAccess } from './auth.ts'

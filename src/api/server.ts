@@ -52,6 +52,8 @@ import {
 } from './records.ts'
 import * as schemas from './schemas.ts'
 import { topicProduceAnswer } from './topic-produce.ts'
+import { canDescribeTopic, registerAccess, type ApiAuth } from './auth.ts'
+import { registerSecurityRoutes } from './security-routes.ts'
 
 export interface ApiOptions {
   readonly service: BrokerService
@@ -77,6 +79,8 @@ export interface ApiOptions {
   readonly quotas?: QuotaConfig
   /** Clock and timers (quota holds); the process's by default, a virtual one in tests. */
   readonly runtime?: Runtime
+  /** Client authentication and ACLs (auth.ts); absent: every request is anonymous and allowed. */
+  readonly auth?: ApiAuth
 }
 
 /**
@@ -220,10 +224,16 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request')
   })
 
+  // ── access (auth.ts): authentication, the per-route table, audit; before any route so all inherit it ──
+  registerAccess(app, options.auth)
+  const visible = (request: Req, topic: string): boolean => canDescribeTopic(options.auth, request, topic)
+  registerSecurityRoutes(app, service.security, answer)
+  // ── end access ──
+
   // Quotas: hooks on the routes marked `config: quotaRoute.*` (installed before the routes, so they apply).
   installQuotas(app, { config: options.quotas ?? unlimitedQuotas, runtime: options.runtime ?? systemRuntime, registry: metrics.registry, bodyBytesMax: limits.bodyBytesMax })
-  registerInfoRoutes(app, service, metrics)
-  registerTopicRoutes(app, service)
+  registerInfoRoutes(app, service, metrics, visible)
+  registerTopicRoutes(app, service, visible)
   registerProduceRoutes(app, { service, limits, metrics, forward: options.forwardProduce ?? true, forwardFetch: options.forwardFetch ?? fetch })
   registerFetchRoute(app, { service, limits, metrics, guard })
   registerGroupRoutes(app, service, limits)
@@ -242,7 +252,10 @@ function resolveLeaderRef(service: BrokerService, leader: unknown): BrokerRef | 
   }
 }
 
-function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metrics: ApiMetrics): void {
+/** Whether the request's principal may see a topic (auth.ts canDescribeTopic). */
+type TopicVisibility = (request: Req, topic: string) => boolean
+
+function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metrics: ApiMetrics, visible: TopicVisibility): void {
   app.get('/health', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) =>
     answer(request, reply, 200, { ok: true, broker: service.brokerId }),
   )
@@ -250,19 +263,20 @@ function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metric
     const { contentType: type, body } = await metrics.text(service.registry)
     return reply.type(type).send(body)
   })
-  app.get('/v1/metadata', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) =>
-    answer(request, reply, 200, service.metadata()),
-  )
+  app.get('/v1/metadata', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) => {
+    const metadata = service.metadata()
+    return answer(request, reply, 200, { ...metadata, topics: metadata.topics.filter((t) => visible(request, t.name)) })
+  })
   app.post('/v1/producers', {
     schema: { body: schemas.initProducerBody, querystring: schemas.emptyQuery },
     // `curl -X POST .../v1/producers` sends no body: treat it as `{}`.
     preValidation: async (request) => {
       if (request.body === undefined || request.body === null) request.body = {}
     },
-  }, async (request, reply) => answer(request, reply, 200, await service.newProducerId()))
+  }, async (request, reply) => answer(request, reply, 200, await service.newProducerId(request.principal)))
 }
 
-function registerTopicRoutes(app: FastifyInstance, service: BrokerService): void {
+function registerTopicRoutes(app: FastifyInstance, service: BrokerService, visible: TopicVisibility): void {
   app.post('/v1/topics', { schema: { body: schemas.createTopicBody, querystring: schemas.emptyQuery } }, async (request, reply) => {
     const created = await service.createTopic(request.body as CreateTopicRequest)
     return answer(request, reply, 201, created)
@@ -270,6 +284,7 @@ function registerTopicRoutes(app: FastifyInstance, service: BrokerService): void
   app.get('/v1/topics', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) => {
     const topics: TopicDescription[] = []
     for (const name of service.listTopics()) {
+      if (!visible(request, name)) continue
       try {
         topics.push(service.describeTopic(name))
       } catch (error) {
@@ -310,7 +325,7 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
     const body = request.body as ProduceBody
     const { batch, info } = produceBatch(body, isMsgpackRequest(request), limits.batch)
     const token = body.producerToken === undefined ? {} : { producerToken: body.producerToken }
-    const outcome = await service.produce({ topic: params.topic, partition, batch, acks: body.acks ?? 'all', ...token })
+    const outcome = await service.produce({ topic: params.topic, partition, batch, acks: body.acks ?? 'all', ...token, principal: request.principal })
     metrics.produceRecords.inc({ topic: params.topic }, info.recordCount)
     metrics.produceBytes.inc({ topic: params.topic }, batch.length)
     const result: ProduceResponse = { partition: outcome.partition, baseOffset: outcome.baseOffset, lastOffset: outcome.lastOffset }
@@ -335,7 +350,9 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
     const batches = parts.map((part) => batchFromRecords(part.records, {}, limits.batch))
     const acks = body.acks ?? 'all'
     const forwarded = request.headers[forwardedHeader] !== undefined
-    const settled = await Promise.allSettled(parts.map((part, i) => produceOrForward(ctx, { topic, partition: part.partition, batch: batches[i]!.batch, acks }, ctx.forward && !forwarded)))
+    // The leader authorizes a forwarded produce again: it goes with the client's credentials.
+    const authorization = request.headers.authorization
+    const settled = await Promise.allSettled(parts.map((part, i) => produceOrForward(ctx, { topic, partition: part.partition, batch: batches[i]!.batch, acks }, ctx.forward && !forwarded, authorization)))
     settled.forEach((s, i) => {
       if (s.status !== 'fulfilled') return
       metrics.produceRecords.inc({ topic }, batches[i]!.info.recordCount)
@@ -358,24 +375,24 @@ interface ProduceCallFields {
 }
 
 /** Produces here, or, when another broker leads the partition and forwarding is on, there (msgpack, the batch as is). */
-async function produceOrForward(ctx: ProduceContext, call: ProduceCallFields, forward: boolean): Promise<ProduceResponse> {
+async function produceOrForward(ctx: ProduceContext, call: ProduceCallFields, forward: boolean, authorization?: string): Promise<ProduceResponse> {
   try {
     return await ctx.service.produce(call)
   } catch (error) {
     if (!forward || !(error instanceof RillError) || error.code !== ErrorCode.NOT_LEADER) throw error
     const leader = resolveLeaderRef(ctx.service, error.details.leader)
     if (leader === null || leader.id === ctx.service.brokerId) throw error
-    return forwardProduce(ctx.forwardFetch, leader, call)
+    return forwardProduce(ctx.forwardFetch, leader, call, authorization)
   }
 }
 
-async function forwardProduce(forwardFetch: ForwardFetch, leader: BrokerRef, call: ProduceCallFields): Promise<ProduceResponse> {
+async function forwardProduce(forwardFetch: ForwardFetch, leader: BrokerRef, call: ProduceCallFields, authorization?: string): Promise<ProduceResponse> {
   const url = `${leader.url}/v1/topics/${encodeURIComponent(call.topic)}/partitions/${call.partition}/records`
   let response: Awaited<ReturnType<ForwardFetch>>
   try {
     response = await forwardFetch(url, {
       method: 'POST',
-      headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1' },
+      headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1', ...(authorization === undefined ? {} : { authorization }) },
       body: packAnswer({ batch: call.batch, acks: call.acks, ...(call.producerToken === undefined ? {} : { producerToken: call.producerToken }) }),
       signal: timeoutSignal(systemRuntime, forwardTimeoutMs),
     })

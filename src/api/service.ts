@@ -11,6 +11,7 @@
  * from src/wire (api-types.ts).
  */
 import type { Registry } from 'prom-client'
+import type { AclEntry } from '../controller/index.ts'
 import type {
   CommitOffsetsRequest,
   CreateTopicRequest,
@@ -50,12 +51,31 @@ export interface BrokerService {
   /** Partitions of a topic (for keyed routing on POST /v1/topics/:topic/records). */
   partitionCount(topic: string): number
   /** A fresh idempotent-producer identity, unique in the cluster and not guessable, with the token that proves it was obtained here. */
-  newProducerId(): Promise<InitProducerResponse>
+  /** A new producer identity whose token binds `principal` (null: anonymous). */
+  newProducerId(principal?: string | null): Promise<InitProducerResponse>
   /** A batch with a producer id needs `call.producerToken` (INVALID_PRODUCER_TOKEN otherwise, nothing written). */
   produce(call: ProduceCall): Promise<ProduceOutcome>
   fetch(call: FetchCall): Promise<FetchOutcome>
   /** Consumer groups (docs/groups.md). */
   readonly groups: GroupService
+  /** Tokens and ACLs in the cluster's metadata (docs/security.md). */
+  readonly security: SecurityService
+}
+
+/**
+ * Tokens and ACLs (src/broker/security.ts implements it). Changes go to the
+ * controller leader and resolve once this broker's metadata shows them.
+ */
+export interface SecurityService {
+  /** A new token for `principal`: the answer is the only place the token appears. */
+  createToken(principal: string): Promise<{ id: string; principal: string; createdMs: number; token: string }>
+  /** False if there is no such token. */
+  revokeToken(id: string): Promise<boolean>
+  tokens(principal?: string): { id: string; principal: string; createdMs: number }[]
+  addAcl(acl: AclEntry): Promise<AclEntry>
+  /** False if there was no such ACL. */
+  removeAcl(acl: AclEntry): Promise<boolean>
+  acls(principal?: string): readonly AclEntry[]
 }
 
 /**

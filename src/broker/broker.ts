@@ -53,7 +53,7 @@ import { Liveness } from './liveness.ts'
 import { BrokerMetrics } from './metrics.ts'
 import { groupIdOf, isInternalTopic } from './names.ts'
 import { OffsetsTopic, sessionCheckTicks } from './offsets-topic.ts'
-import { httpPeerCalls, type BrokerRegistration, type PeerCalls } from './peer-calls.ts'
+import { httpPeerCalls, type BrokerRegistration, type ControllerCall, type PeerCalls } from './peer-calls.ts'
 import { proveIdentity, type IdentityAnswer } from './internal-auth.ts'
 import { PeerHttp, type PeerFetch } from './peer-http.ts'
 import { PeerRouter, seedPeers } from './peer-router.ts'
@@ -61,6 +61,7 @@ import { procDescriptors, type DescriptorProbe } from './descriptors.ts'
 import { ProducerIds, producerIdKey } from './producer-ids.ts'
 import { anonymousPrincipal, checkProducerToken, producerToken } from './producer-tokens.ts'
 import { Retention, retentionTicks } from './retention.ts'
+import { Security } from './security.ts'
 import { Topics } from './topics.ts'
 import type { TlsMaterial } from './tls.ts'
 
@@ -135,6 +136,8 @@ export class Broker {
   readonly groups: GroupCoordinator
   /** How this broker's edge sends HTTP to other brokers (forwarded produces): https with the cluster CA under TLS. */
   readonly peerFetch: PeerFetch
+  /** Tokens, ACLs, super-users: who a request is and what it may do (BrokerService.security). */
+  readonly security: Security
   readonly #logger: Logger
   readonly #store: LogStore
   readonly #network: PeerNetwork
@@ -199,6 +202,7 @@ export class Broker {
       defaultPersistence: config.defaultPersistence, runtime, controller: this.#controller, metadata: () => this.metadata(), isStopped,
       partitionsPerTopicMax: config.topicPartitionsMax, clusterPartitionsMax: config.clusterPartitionsMax,
     })
+    this.security = new Security({ secret: config.secret, superUsers: config.superUsers, runtime, controller: this.#controller, isStopped })
     this.#offsets = new OffsetsTopic({ brokerId: config.id, runtime, metadata, hosted, remoteLeaders: this.#leaderPoll, createTopic: (r) => this.#topics.createAny(r), isStopped })
     this.groups = new GroupCoordinator(
       { brokerId: config.id, offsetsReplicaFor: (group) => this.#offsets.replicaFor(group), partitionCount: (t) => this.#controller.state.topic(t)?.partitions.length ?? 0 },
@@ -344,13 +348,13 @@ export class Broker {
   /**
    * Ids are a keyed permutation of brokerId · 2^32 + n, never repeated and
    * not guessable (producer-ids.ts); the token binds id and epoch to the
-   * client (producer-tokens.ts). The principal is the anonymous one until
-   * client authentication passes the request's here.
+   * client (producer-tokens.ts) and to its principal (null: anonymous,
+   * authentication off), so another principal cannot write with it.
    */
-  async newProducerId(): Promise<InitProducerResponse> {
+  async newProducerId(principal: string | null = null): Promise<InitProducerResponse> {
     const producerId = await this.#producerIds.next()
     const producerEpoch = 0
-    return { producerId, producerEpoch, producerToken: producerToken(this.config.secret, { producerId, producerEpoch, principal: anonymousPrincipal }) }
+    return { producerId, producerEpoch, producerToken: producerToken(this.config.secret, { producerId, producerEpoch, principal: principal ?? anonymousPrincipal }) }
   }
 
   /**
@@ -362,7 +366,7 @@ export class Broker {
   async produce(call: ProduceCall): Promise<ProduceOutcome> {
     const header = readBatchHeader(call.batch)
     if (header.producerId >= 0) {
-      const subject = { producerId: header.producerId, producerEpoch: header.producerEpoch, principal: anonymousPrincipal }
+      const subject = { producerId: header.producerId, producerEpoch: header.producerEpoch, principal: call.principal ?? anonymousPrincipal }
       checkProducerToken(this.config.secret, subject, call.producerToken)
     }
     const replica = this.#hosted.data(call.topic, call.partition)
@@ -397,6 +401,28 @@ export class Broker {
   identity(nonce: string): IdentityAnswer {
     const peerUrl = `${this.config.peer.host}:${this.config.peer.port}`
     return proveIdentity(this.config.secret, nonce, { id: this.brokerId, incarnation: this.incarnation, httpUrl: this.#httpUrl, peerUrl })
+  }
+
+  /** A controller call another broker forwarded here (internal route): a topic change or a token/ACL change. */
+  async runControllerCall(call: ControllerCall): Promise<void> {
+    switch (call.kind) {
+      case 'createTopic':
+        await this.#topics.create(call.request)
+        return
+      case 'deleteTopic':
+        return this.#topics.delete(call.name)
+      case 'security':
+        return this.security.runForwarded(call.command)
+      case 'registerBroker':
+        return this.registerBroker(call.request)
+      case 'createOffsetsTopic':
+        return this.createOffsetsTopic()
+    }
+  }
+
+  /** Bootstrap (internal route, cluster secret): a token for `principal`. */
+  createToken(principal: string): Promise<{ id: string; principal: string; createdMs: number; token: string }> {
+    return this.security.createToken(principal)
   }
 
   /** Creates the offsets topic: replication min(3, brokers), `sync`. Also the internal route's handler. */

@@ -18,6 +18,8 @@ import { createHash } from 'node:crypto'
 import { ErrorCode, RillError, systemRuntime } from '../base/index.ts'
 import type { PersistenceMode } from '../log/index.ts'
 import { clientAuthModes, loadTlsMaterial, type ClientAuth, type TlsConfig } from './tls.ts'
+import { authModes, type AuthMode } from './security.ts'
+import { principalPattern } from '../controller/index.ts'
 
 export interface HostPort {
   readonly host: string
@@ -108,6 +110,15 @@ export interface BrokerConfig {
    * by the HTTP layer (src/api/quotas.ts); per broker, as in Kafka.
    */
   readonly quotas: QuotaSettings
+  /**
+   * Client authentication (`--auth`): `none` (default: requests are
+   * anonymous and allowed, as before) or `required` (every request but
+   * /health must show a bearer token or, with --tls-client-auth, a client
+   * certificate of the CA; what no ACL allows is denied; docs/security.md).
+   */
+  readonly auth: AuthMode
+  /** Principals allowed everything without ACLs (`--super-users a,b`). */
+  readonly superUsers: readonly string[]
 }
 
 /** Quotas of `rill broker` (the shape src/api/quotas.ts QuotaConfig takes). */
@@ -121,6 +132,9 @@ export interface QuotaSettings {
   /** `--quota-throttle-max`: longest hold of an answer, ms. */
   readonly throttleMsMax: number
 }
+
+/** Super-users listed at most. */
+export const superUsersMax = 64
 
 const defaults = {
   clusterId: 'rill',
@@ -198,6 +212,8 @@ const flagToKey = {
   '--http-request-timeout': 'httpRequestTimeoutMs',
   '--topic-partitions-max': 'topicPartitionsMax',
   '--cluster-partitions-max': 'clusterPartitionsMax',
+  '--auth': 'auth',
+  '--super-users': 'superUsers',
 } as const satisfies Record<string, string>
 type BrokerFlag = keyof typeof flagToKey
 
@@ -222,6 +238,8 @@ const flagHelp: Record<BrokerFlag, readonly [value: string, about: string]> = {
   '--tls-key': ['FILE', 'PEM private key of --tls-cert'],
   '--tls-ca': ['FILE', 'PEM CA that signed every broker\'s certificate (and client certificates); required with --tls-cert'],
   '--tls-client-auth': ['none|optional|required', 'client certificates: none asks nothing, optional refuses one not of the CA, required refuses clients without one (default none)'],
+  '--auth': ['none|required', 'client authentication: required demands a bearer token or a client certificate of the CA on every request but /health, and denies what no ACL allows (default none)'],
+  '--super-users': ['NAME,...', `principals allowed everything without ACLs (at most ${superUsersMax})`],
   '--shutdown-timeout': ['DURATION', `bound of a graceful stop: 10s, 500ms or ms (default ${defaults.shutdownTimeoutMs / 1000}s)`],
   '--quota-produce-bytes': ['N', 'produce request bytes per second per client (principal, else address); over it answers are delayed (default unlimited)'],
   '--quota-fetch-bytes': ['N', 'fetch answer bytes per second per client; over it answers are delayed (default unlimited)'],
@@ -294,6 +312,8 @@ const envToKey: Record<string, string> = {
   RILL_HTTP_REQUEST_TIMEOUT: 'httpRequestTimeoutMs',
   RILL_TOPIC_PARTITIONS_MAX: 'topicPartitionsMax',
   RILL_CLUSTER_PARTITIONS_MAX: 'clusterPartitionsMax',
+  RILL_AUTH: 'auth',
+  RILL_SUPER_USERS: 'superUsers',
 }
 
 function bad(what: string, message: string): RillError {
@@ -368,6 +388,9 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   }
   const topicPartitionsMax = optionalInteger('topic-partitions-max', pick('topicPartitionsMax'), 1, topicPartitionsMaxMax) ?? defaults.topicPartitionsMax
   const clusterPartitionsMax = optionalInteger('cluster-partitions-max', pick('clusterPartitionsMax'), 1, clusterPartitionsMaxMax) ?? defaults.clusterPartitionsMax
+  const auth = optionalString('auth', pick('auth')) ?? 'none'
+  if (!authModes.includes(auth as AuthMode)) throw bad('auth', `one of ${authModes.join(', ')}`)
+  const superUsers = parseSuperUsers(pick('superUsers'))
   return {
     id,
     dir,
@@ -386,6 +409,8 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     join,
     shutdownTimeoutMs,
     tls,
+    auth: auth as AuthMode,
+    superUsers,
     httpConnections,
     topicPartitionsMax,
     clusterPartitionsMax,
@@ -401,6 +426,15 @@ function parseQuotas(pick: (key: string) => unknown): QuotaSettings {
     requestsPerSecond: optionalInteger('quota-requests', pick('quotaRequests'), 1, quotaRequestsMax),
     throttleMsMax: optionalDurationMs('quota-throttle-max', pick('quotaThrottleMaxMs'), 1, quotaThrottleMsMaxLimit) ?? defaults.quotaThrottleMsMax,
   }
+}
+
+function parseSuperUsers(v: unknown): string[] {
+  const s = optionalString('super-users', v)
+  if (s === null) return []
+  const names = s.split(',').map((n) => n.trim())
+  if (names.length > superUsersMax) throw bad('super-users', `at most ${superUsersMax} principals`)
+  for (const n of names) if (!principalPattern.test(n)) throw bad('super-users', `"${n}" is not a principal (1..255 of [A-Za-z0-9 ._@:=+/-], starting with a letter or digit)`)
+  return [...new Set(names)]
 }
 
 /**
@@ -520,6 +554,15 @@ function parseSeeds(v: unknown): Seed[] {
 function parseSecret(s: string, what: string): Uint8Array {
   if (!/^[0-9a-fA-F]{64}$/.test(s)) throw bad(what, 'must be 64 hex digits (32 bytes)')
   return Uint8Array.from(Buffer.from(s, 'hex'))
+}
+
+/**
+ * The cluster secret in `path`, with the same rules as a broker's
+ * `--secret-file` (owner-only file of 64 hex digits): `rill acl token create
+ * --secret-file` authenticates with it. INVALID_REQUEST naming the flag.
+ */
+export function readClusterSecretFile(path: string): Uint8Array {
+  return parseSecret(readSecretFile(path), 'secret-file')
 }
 
 /** Longest secret file read, bytes (64 hex digits and some white space). */

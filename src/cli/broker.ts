@@ -47,13 +47,14 @@ import pino from 'pino'
 import type { FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { isRillError, noTimer, RillError, ErrorCode, systemRuntime } from '../base/index.ts'
-import { buildApi, connectionLimits, type BrokerService, type ConnectionLimits } from '../api/index.ts'
+import { buildApi, connectionLimits, type ApiAuth, type BrokerService, type ConnectionLimits } from '../api/index.ts'
 import {
   Broker,
   descriptorLimit,
   httpConnectionsMaxDefault,
   brokerUsage,
   clientCertificateRefusal,
+  isLoopbackHost,
   loadTlsMaterial,
   offsetsTopic,
   offsetsTopicPartitions,
@@ -161,9 +162,20 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
   const broker = await Broker.start(config, logger, { httpUrl: url, tls })
   // A Broker is the service the API calls: checked structurally here (src/broker does not import src/api).
   const service: BrokerService = broker
+  // Client authentication (--auth): tokens and ACLs from the metadata; with --tls-client-auth, a client certificate of the CA names its CN.
+  const auth: ApiAuth = {
+    required: config.auth === 'required',
+    certificates: config.tls !== null && config.tls.clientAuth !== 'none',
+    authenticate: (token) => broker.security.authenticate(token),
+    allows: (principal, operation, resource) => broker.security.allows(principal, operation, resource),
+  }
+  if (auth.required && tls === null && !(isLoopbackHost(config.http.host))) {
+    logger.warn({ event: 'auth_plaintext' }, `--auth required without TLS on ${config.http.host}: bearer tokens cross the network in the clear; add --tls-cert, --tls-key and --tls-ca`)
+  }
+  if (auth.required) logger.info({ event: 'auth', superUsers: config.superUsers, certificates: auth.certificates }, `client authentication required; super-users: ${config.superUsers.join(', ') || 'none'}`)
   const connections = httpConnectionLimits(config, descriptorLimit())
   logger.info({ event: 'http_connection_limits', connectionsMax: connections.connectionsMax, connectionsPerAddressMax: connections.connectionsPerAddressMax, idleMs: connections.idleMs, requestMs: connections.requestMs }, 'HTTP connection limits')
-  const app = buildApi({ service, logger, connections, forwardFetch: broker.peerFetch, quotas: config.quotas, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
+  const app = buildApi({ service, logger, auth, connections, forwardFetch: broker.peerFetch, quotas: config.quotas, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
   // Before the internal routes are registered, so their context inherits the check.
   if (tls !== null) requireClientCertificates(app, config.tls!.clientAuth)
   const handshaking = tls === null ? null : trackHandshakes(app.server as unknown as TlsServer)

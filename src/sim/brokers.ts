@@ -131,6 +131,8 @@ export class SimBrokerCluster {
       logLevel: this.#trace === undefined ? 'silent' : 'info',
       join: [],
       shutdownTimeoutMs: 10_000,
+      auth: 'none',
+      superUsers: [],
       // The simulated network carries no TLS: it stands in for the transport's authenticated stream.
       tls: null,
       // Quotas are the HTTP edge's; the simulator runs no HTTP.
@@ -238,6 +240,8 @@ function callTarget(broker: Broker): CallTarget {
           return broker.createOffsetsTopic()
         case 'deleteTopic':
           return broker.deleteTopic(call.name)
+        case 'security':
+          return broker.security.runForwarded(call.command)
       }
     },
     leaderships: () => broker.localLeaderships(),

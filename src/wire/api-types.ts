@@ -371,6 +371,12 @@ export interface ProduceCall {
   readonly acks: Acks
   /** Needed when the batch has a producer id: the token issued with it (refused with INVALID_PRODUCER_TOKEN otherwise). */
   readonly producerToken?: string
+  /**
+   * The authenticated client (null or absent: anonymous, authentication off):
+   * a producer token binds it, so a token is good only for the principal it
+   * was issued to.
+   */
+  readonly principal?: string | null
 }
 
 export interface ProduceOutcome {
