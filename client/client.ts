@@ -20,6 +20,8 @@ export interface ClientOptions {
   readonly connectionsPerBroker?: number
   /** For https:// brokers: the cluster's CA (`ca`) and, for brokers that ask, a client certificate (`cert`, `key`); PEM contents. */
   readonly tls?: ClientTlsOptions
+  /** A bearer token (`rill acl token create`), sent as `authorization: Bearer TOKEN` to brokers started with `--auth required`. */
+  readonly token?: string
 }
 
 export const defaultClientOptions = {
@@ -49,6 +51,7 @@ export class RillClient {
       requestTimeoutMs: this.requestTimeoutMs,
       connectionsPerBroker: options.connectionsPerBroker ?? defaultClientOptions.connectionsPerBroker,
       ...(options.tls === undefined ? {} : { tls: options.tls }),
+      ...(options.token === undefined ? {} : { token: options.token }),
     })
     this.metadata = new MetadataCache(this.http, {
       bootstrap: this.bootstrap,

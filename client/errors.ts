@@ -36,6 +36,8 @@ const retriableCodes: ReadonlySet<string> = new Set<string>([
   ClientErrorCode.NO_QUORUM,
   ClientErrorCode.TIMEOUT,
   ClientErrorCode.PROPOSAL_DROPPED,
+  ClientErrorCode.THROTTLED,
+  ClientErrorCode.OVERLOADED,
   ClientErrorCode.UNREACHABLE,
 ])
 
@@ -75,6 +77,20 @@ export class RillClientError extends Error {
     return typeof leader.url === 'string' && typeof leader.id === 'number' ? leader : null
   }
 }
+
+/**
+ * How long the broker asked this client to wait before sending again, ms:
+ * a 429 THROTTLED's `throttleMs` (over quota with many answers already
+ * held), 0 for anything else. Retries wait at least this long.
+ */
+export function throttleMsOf(error: unknown): number {
+  if (!(error instanceof RillClientError) || error.code !== ClientErrorCode.THROTTLED) return 0
+  const ms = error.details.throttleMs
+  return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? Math.min(ms, throttleWaitMsMax) : 0
+}
+
+/** Longest wait a THROTTLED answer can impose on a client (a broker holds answers at most 10 s). */
+const throttleWaitMsMax = 10_000
 
 /** True if `error` is a RillClientError, with `code` when given. */
 export function isRillClientError(error: unknown, code?: ClientErrorCode): error is RillClientError {

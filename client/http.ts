@@ -54,6 +54,8 @@ export interface HttpOptions {
   readonly clientId: string
   /** TLS settings for https:// broker URLs (none by default). */
   readonly tls?: ClientTlsOptions
+  /** Bearer token sent with every request (`authorization: Bearer TOKEN`); none by default. */
+  readonly token?: string
 }
 
 export const defaultHttpOptions: HttpOptions = {
@@ -126,8 +128,9 @@ export class HttpTransport {
   constructor(options: Partial<HttpOptions> = {}) {
     this.options = { ...defaultHttpOptions, ...options }
     checkTls(this.options.tls)
+    checkToken(this.options.token)
     for (const [name, value] of Object.entries(this.options)) {
-      if (name !== 'clientId' && name !== 'tls' && !(typeof value === 'number' && Number.isSafeInteger(value) && value > 0)) {
+      if (name !== 'clientId' && name !== 'tls' && name !== 'token' && !(typeof value === 'number' && Number.isSafeInteger(value) && value > 0)) {
         throw new RillClientError(ClientErrorCode.INVALID_REQUEST, `${name} must be a positive integer, got ${String(value)}`)
       }
     }
@@ -200,6 +203,7 @@ export class HttpTransport {
     const signal = req.signal === undefined ? timeout : AbortSignal.any([timeout, req.signal])
     const where = `${req.method} ${req.url}${req.path}`
     const headers: Record<string, string> = { accept: contentType.msgpack, 'user-agent': this.options.clientId }
+    if (this.options.token !== undefined) headers['authorization'] = `Bearer ${this.options.token}`
     let body: Buffer | readonly Uint8Array[] | undefined
     if (req.body instanceof MsgpackWithBytes) {
       headers['content-type'] = contentType.msgpack
@@ -233,6 +237,17 @@ export class HttpTransport {
     const decoded = decode(bytes, type, status, where)
     if (status >= 200 && status < 300) return decoded
     throw answerError(decoded, status, where)
+  }
+}
+
+/** Longest token accepted (a rill token is 65 characters). */
+const tokenCharsMax = 512
+
+/** Throws INVALID_REQUEST unless `token` is absent or one header-safe word (no spaces, no line breaks). */
+function checkToken(token: string | undefined): void {
+  if (token === undefined) return
+  if (typeof token !== 'string' || !/^[\x21-\x7e]+$/.test(token) || token.length > tokenCharsMax) {
+    throw new RillClientError(ClientErrorCode.INVALID_REQUEST, `token must be 1..${tokenCharsMax} printable characters without spaces (rill acl token create prints one)`, { retriable: false })
   }
 }
 

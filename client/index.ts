@@ -10,6 +10,6 @@ export { HttpTransport, MsgpackWithBytes, defaultHttpOptions, tlsHint } from './
 export type { HttpOptions, HttpRequest, ClientTlsOptions } from './http.ts'
 export { MetadataCache } from './metadata.ts'
 export type { BrokerInfo, TopicInfo, ClusterMetadata, MetadataOptions } from './metadata.ts'
-export { ClientErrorCode, RillClientError, isRillClientError } from './errors.ts'
+export { ClientErrorCode, RillClientError, isRillClientError, throttleMsOf } from './errors.ts'
 export { backoffMs, sleep } from './backoff.ts'
 export type { BackoffOptions } from './backoff.ts'

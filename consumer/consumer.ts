@@ -138,6 +138,7 @@ export class Consumer {
       requestTimeoutMs: c.requestTimeoutMs,
       connectionsPerBroker: c.fetchesInflightMax + spareConnectionsPerBroker,
       ...(c.tls === undefined ? {} : { tls: c.tls }),
+      ...(c.token === undefined ? {} : { token: c.token }),
     })
     this.#coordinator = new Coordinator(this.#client)
     this.#fetcher = new Fetcher(this.#client, c, this.#queue, {

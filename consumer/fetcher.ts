@@ -17,7 +17,7 @@
  * as Kafka's auto.offset.reset. Above the high watermark of a follower that
  * lags, it waits and tries again, then asks the leader.
  */
-import { ClientErrorCode, RillClientError, backoffMs, type RillClient } from '../client/index.ts'
+import { ClientErrorCode, RillClientError, backoffMs, throttleMsOf, type RillClient } from '../client/index.ts'
 import type { FetchResponseMsgpack } from '../src/wire/index.ts'
 import { checkFetchAnswer, decodeFetchAnswer } from './decode.ts'
 import type { ConsumerConfig } from './options.ts'
@@ -195,12 +195,14 @@ export class Fetcher {
     if (error instanceof RillClientError && error.code === ClientErrorCode.CLOSED) return
     if (error instanceof RillClientError && error.code === ClientErrorCode.OFFSET_OUT_OF_RANGE) {
       if (this.#outOfRange(p, offset, error)) return
+    } else if (throttleMsOf(error) > 0) {
+      // Over quota (429 THROTTLED): no fault of the broker's; wait as long as it says, below.
     } else {
       this.#host.warn(error)
       if (p.replica !== null && isBrokerFault(error)) this.#avoid.set(p.replica.id, Date.now() + brokerAvoidMs)
       void this.#client.metadata.refresh().catch(() => undefined)
     }
-    p.retryAtMs = Date.now() + backoffMs(p.failures, fetchBackoff)
+    p.retryAtMs = Date.now() + Math.max(backoffMs(p.failures, fetchBackoff), throttleMsOf(error))
     p.failures++
   }
 

@@ -49,6 +49,8 @@ export interface ConsumerOptions {
   readonly requestTimeoutMs?: number
   /** For https:// brokers: `{ ca }` (the cluster's CA certificate, PEM) and, for brokers that ask, `{ cert, key }`. */
   readonly tls?: ClientTlsOptions
+  /** A bearer token (`rill acl token create`), sent as `authorization: Bearer TOKEN` to brokers started with `--auth required`. */
+  readonly token?: string
 }
 
 /** Options after defaults and checks. */
@@ -71,6 +73,7 @@ export interface ConsumerConfig {
   readonly fetchesInflightMax: number
   readonly requestTimeoutMs: number
   readonly tls: ClientTlsOptions | undefined
+  readonly token: string | undefined
 }
 
 /** Group names, topic names and client ids (docs/groups.md). */
@@ -143,6 +146,7 @@ export function resolveConsumerOptions(options: ConsumerOptions): ConsumerConfig
     fetchesInflightMax: int(options, 'fetchesInflightMax', consumerDefaults.fetchesInflightMax, 1, 10_000),
     requestTimeoutMs: int(options, 'requestTimeoutMs', consumerDefaults.requestTimeoutMs, 100, 600_000),
     tls: options.tls,
+    token: options.token,
   }
 }
 

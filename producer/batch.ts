@@ -19,6 +19,8 @@ import type { RecordMetadata } from './records.ts'
 export interface ProducerIdentity {
   readonly producerId: number
   readonly producerEpoch: number
+  /** Sent with every batch of this identity: the broker refuses one without it (403 INVALID_PRODUCER_TOKEN). */
+  readonly producerToken: string
 }
 
 /**

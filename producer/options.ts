@@ -58,6 +58,8 @@ export interface ProducerOptions {
   readonly random?: Random
   /** For https:// brokers: `{ ca }` (the cluster's CA certificate, PEM) and, for brokers that ask, `{ cert, key }`. */
   readonly tls?: ClientTlsOptions
+  /** A bearer token (`rill acl token create`), sent as `authorization: Bearer TOKEN` to brokers started with `--auth required`. */
+  readonly token?: string
 }
 
 /** The resolved options. */
@@ -79,6 +81,7 @@ export interface ProducerConfig {
   readonly clientId: string
   readonly random: Random | undefined
   readonly tls: ClientTlsOptions | undefined
+  readonly token: string | undefined
 }
 
 /** Batches per producer and partition the broker remembers to answer retries (src/partition/state.ts producerBatchesRemembered). */
@@ -125,6 +128,7 @@ export function resolveProducerOptions(options: ProducerOptions): ProducerConfig
     clientId: options.clientId ?? d.clientId,
     random: options.random,
     tls: options.tls,
+    token: options.token,
   }
   if (config.acks !== 'all' && config.acks !== 'leader') throw invalid(`acks must be "all" or "leader", got ${String(config.acks)}`)
   if (typeof config.idempotent !== 'boolean') throw invalid('idempotent must be a boolean')

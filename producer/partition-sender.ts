@@ -27,7 +27,7 @@
  */
 import type { Random } from '../src/base/index.ts'
 import type { Acks, ProduceResponse } from '../src/wire/index.ts'
-import { ClientErrorCode, RillClientError, backoffMs } from '../client/index.ts'
+import { ClientErrorCode, RillClientError, backoffMs, throttleMsOf } from '../client/index.ts'
 import { ProducerBatch, type ProducerIdentity, type RecordSink } from './batch.ts'
 import type { PreparedRecord, RecordMetadata } from './records.ts'
 
@@ -47,13 +47,22 @@ export interface SenderContext {
   /** True while a flush (or close) waits: batches go out without lingering. */
   flushing(): boolean
   /** Sends a batch to the partition's leader; throws RillClientError. */
-  produce(req: { topic: string; partition: number; batch: Uint8Array; acks: Acks }): Promise<ProduceResponse>
+  produce(req: ProduceAttempt): Promise<ProduceResponse>
   /** The producer's identity (`fresh`: a new one, for a partition whose sequence is lost). */
   identity(fresh: boolean): Promise<ProducerIdentity>
   /** A batch left the open state: the sticky partitioner moves on. */
   batchClosed(topic: string, partition: number): void
   /** A batch settled: its bytes go back to the buffer. */
   batchSettled(batch: ProducerBatch): void
+}
+
+/** One send of one batch: the token of the identity it was encoded with goes along (idempotent producers). */
+export interface ProduceAttempt {
+  readonly topic: string
+  readonly partition: number
+  readonly batch: Uint8Array
+  readonly acks: Acks
+  readonly producerToken?: string
 }
 
 /** Largest sequence number (i32). A partition about to pass it takes a fresh identity. */
@@ -69,14 +78,19 @@ const retriedCodes: ReadonlySet<string> = new Set([ClientErrorCode.UNKNOWN_PARTI
  */
 const refusedBeforeAppendCodes: ReadonlySet<string> = new Set([
   ClientErrorCode.INVALID_REQUEST,
+  // Over quota: refused before the broker was called (the answers of its other requests are being held).
+  ClientErrorCode.THROTTLED,
   ClientErrorCode.UNAUTHORIZED,
   ClientErrorCode.FORBIDDEN,
+  ClientErrorCode.INVALID_PRODUCER_TOKEN,
   ClientErrorCode.UNKNOWN_TOPIC,
   ClientErrorCode.UNKNOWN_PARTITION,
   ClientErrorCode.TOO_LARGE,
   ClientErrorCode.OUT_OF_ORDER_SEQUENCE,
   ClientErrorCode.NO_QUORUM,
   ClientErrorCode.PROPOSAL_DROPPED,
+  // Refused at the door (too many requests in flight on the connection, no memory for answers): never appended.
+  ClientErrorCode.OVERLOADED,
   ClientErrorCode.BUSY,
 ])
 
@@ -228,7 +242,8 @@ export class PartitionSender {
     batch.state = 'in-flight'
     batch.attempts++
     this.#inFlight++
-    const req = { topic: this.topic, partition: this.partition, batch: batch.encoded!, acks: this.#ctx.acks }
+    const token = batch.identity === null ? {} : { producerToken: batch.identity.producerToken }
+    const req: ProduceAttempt = { topic: this.topic, partition: this.partition, batch: batch.encoded!, acks: this.#ctx.acks, ...token }
     this.#ctx.produce(req).then(
       (answer) => this.#answered(batch, answer),
       (error: unknown) => this.#failed(batch, asClientError(error)),
@@ -249,6 +264,8 @@ export class PartitionSender {
     this.#inFlight--
     batch.lastError = error
     if (!refusedBeforeAppendCodes.has(error.code)) batch.maybeWritten = true
+    // The identity's token is not (or no longer: a new cluster secret) accepted: the batch fails, the next ones go with a fresh identity.
+    if (error.code === ClientErrorCode.INVALID_PRODUCER_TOKEN && batch.identity === this.#identity) this.#resetIdentity = true
     if (error.code === ClientErrorCode.OUT_OF_ORDER_SEQUENCE) this.#outOfOrder(batch)
     else if (error.retriable || retriedCodes.has(error.code)) this.#retryLater(batch, error)
     else this.#failForGood(batch, error)
@@ -275,7 +292,8 @@ export class PartitionSender {
     batch.state = 'waiting'
     // A NOT_LEADER that names the leader is followed at once; anything else backs off.
     const redirect = error.code === ClientErrorCode.NOT_LEADER && error.leader !== null && error.leader !== undefined && batch.attempts <= 1
-    const waitMs = redirect ? 0 : backoffMs(batch.attempts - 1, this.#backoff())
+    // THROTTLED: not before the broker says the client is back under its quota.
+    const waitMs = redirect ? 0 : Math.max(backoffMs(batch.attempts - 1, this.#backoff()), throttleMsOf(error))
     batch.retryAtMs = Date.now() + waitMs
   }
 

@@ -14,14 +14,14 @@
  * partition, so a resent batch is answered with its original offsets
  * instead of being written twice (DESIGN.md decision 9).
  */
-import type { ProduceResponse, Acks } from '../src/wire/index.ts'
+import type { ProduceResponse } from '../src/wire/index.ts'
 import { RoundRobinPartitioner, partitionForKey } from '../src/wire/index.ts'
 import { ClientErrorCode, MsgpackWithBytes, RillClient, RillClientError, backoffMs, sleep, type TopicInfo } from '../client/index.ts'
 import type { InitProducerResponse } from '../src/wire/index.ts'
 import type { ProducerBatch, ProducerIdentity, RecordSink } from './batch.ts'
 import { ByteBudget } from './buffer.ts'
 import { resolveProducerOptions, type ProducerConfig, type ProducerOptions } from './options.ts'
-import { PartitionSender, type SenderContext } from './partition-sender.ts'
+import { PartitionSender, type ProduceAttempt, type SenderContext } from './partition-sender.ts'
 import { prepareRecord, type PreparedRecord, type ProducerRecord, type RecordMetadata } from './records.ts'
 
 /** `send` calls waiting for their turn (for metadata or buffer room); one more is refused with BUSY. */
@@ -49,7 +49,7 @@ export class Producer {
   constructor(options: ProducerOptions) {
     this.config = resolveProducerOptions(options)
     const c = this.config
-    this.#client = new RillClient({ brokers: c.brokers, clientId: c.clientId, requestTimeoutMs: c.requestTimeoutMs, ...(c.tls === undefined ? {} : { tls: c.tls }) })
+    this.#client = new RillClient({ brokers: c.brokers, clientId: c.clientId, requestTimeoutMs: c.requestTimeoutMs, ...(c.tls === undefined ? {} : { tls: c.tls }), ...(c.token === undefined ? {} : { token: c.token }) })
     this.#budget = new ByteBudget({ capacityBytes: c.bufferBytes, waitersMax: sendsWaitingMax })
     this.#roundRobin = new RoundRobinPartitioner(c.random === undefined ? {} : { random: c.random })
     this.#context = {
@@ -256,11 +256,14 @@ export class Producer {
 
   async #initProducer(): Promise<ProducerIdentity> {
     const r = await this.#client.requestAny<InitProducerResponse>({ method: 'POST', path: '/v1/producers', body: {} })
-    return { producerId: r.producerId, producerEpoch: r.producerEpoch }
+    if (typeof r.producerToken !== 'string') {
+      throw new RillClientError(ClientErrorCode.BAD_RESPONSE, 'POST /v1/producers answered no producerToken (a broker older than producer tokens?)', { retriable: false })
+    }
+    return { producerId: r.producerId, producerEpoch: r.producerEpoch, producerToken: r.producerToken }
   }
 
   /** One attempt at one batch on the partition's leader; what the answer teaches goes into the metadata cache. */
-  async #produce(req: { topic: string; partition: number; batch: Uint8Array; acks: Acks }): Promise<ProduceResponse> {
+  async #produce(req: ProduceAttempt): Promise<ProduceResponse> {
     const metadata = this.#client.metadata
     let leader = metadata.leader(req.topic, req.partition)
     if (leader === null) {
@@ -272,8 +275,9 @@ export class Producer {
     }
     const path = `/v1/topics/${encodeURIComponent(req.topic)}/partitions/${req.partition}/records`
     try {
-      // The batch goes to the socket as it is, after a small msgpack head: `{ acks, batch }`.
-      const body = new MsgpackWithBytes({ acks: req.acks }, 'batch', req.batch)
+      // The batch goes to the socket as it is, after a small msgpack head: `{ acks, producerToken?, batch }`.
+      const head = req.producerToken === undefined ? { acks: req.acks } : { acks: req.acks, producerToken: req.producerToken }
+      const body = new MsgpackWithBytes(head, 'batch', req.batch)
       return await this.#client.request<ProduceResponse>({ url: leader.url, method: 'POST', path, body })
     } catch (error) {
       if (error instanceof RillClientError) this.#learn(req.topic, req.partition, leader.url, error)

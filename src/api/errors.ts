@@ -7,13 +7,14 @@
  * | --- | --- |
  * | 400 | INVALID_REQUEST (schema failures, malformed JSON/msgpack, bad batches) |
  * | 401 | UNAUTHORIZED |
- * | 403 | FORBIDDEN |
+ * | 403 | FORBIDDEN, INVALID_PRODUCER_TOKEN |
  * | 404 | UNKNOWN_TOPIC, UNKNOWN_PARTITION, UNKNOWN_MEMBER (and unknown routes, as INVALID_REQUEST) |
- * | 409 | TOPIC_EXISTS, OUT_OF_ORDER_SEQUENCE, CONF_CHANGE_REFUSED, FENCED_MEMBER, DUPLICATE_BROKER_REGISTRATION |
+ * | 409 | TOPIC_EXISTS, OUT_OF_ORDER_SEQUENCE, CONF_CHANGE_REFUSED, FENCED_MEMBER, DUPLICATE_BROKER_REGISTRATION, RESOURCE_LIMIT_REACHED |
  * | 413 | TOO_LARGE |
  * | 416 | OFFSET_OUT_OF_RANGE |
  * | 421 | NOT_LEADER (with `leader: {id, url}` or null) |
- * | 503 | NO_QUORUM, TIMEOUT, PROPOSAL_DROPPED (retriable; Retry-After: 1) |
+ * | 429 | THROTTLED (over quota with too many answers held; retriable; Retry-After, `throttleMs`) |
+ * | 503 | NO_QUORUM, TIMEOUT, PROPOSAL_DROPPED, OVERLOADED (retriable; Retry-After: 1) |
  * | 507 | STORAGE_FULL |
  * | 500 | INTERNAL, other STORAGE_* |
  *
@@ -26,6 +27,10 @@
  * OUT_OF_ORDER_SEQUENCE is 409, not 400: the body is well formed; it
  * conflicts with the partition's producer state (a gap after a lost batch),
  * and the producer must not retry it unchanged.
+ *
+ * INVALID_PRODUCER_TOKEN is 403, not 401: the request may well be
+ * authenticated (401 is for missing or bad client credentials); what it
+ * lacks is proof that its sender obtained the producer id it writes with.
  */
 import { ErrorCode, RillError } from '../base/index.ts'
 import type { BrokerRef } from '../wire/index.ts'
@@ -34,6 +39,7 @@ const statusByCode: Readonly<Record<ErrorCode, number>> = {
   INVALID_REQUEST: 400,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
+  INVALID_PRODUCER_TOKEN: 403,
   UNKNOWN_TOPIC: 404,
   UNKNOWN_PARTITION: 404,
   TOPIC_EXISTS: 409,
@@ -42,12 +48,15 @@ const statusByCode: Readonly<Record<ErrorCode, number>> = {
   UNKNOWN_MEMBER: 404,
   FENCED_MEMBER: 409,
   DUPLICATE_BROKER_REGISTRATION: 409,
+  RESOURCE_LIMIT_REACHED: 409,
   TOO_LARGE: 413,
   OFFSET_OUT_OF_RANGE: 416,
   NOT_LEADER: 421,
+  THROTTLED: 429,
   NO_QUORUM: 503,
   TIMEOUT: 503,
   PROPOSAL_DROPPED: 503,
+  OVERLOADED: 503,
   STORAGE_FULL: 507,
   STORAGE_UNUSABLE: 500,
   STORAGE_CORRUPT: 500,

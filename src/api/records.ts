@@ -109,27 +109,42 @@ export function batchFromClient(batch: Uint8Array, producer: Producer, limits: B
 /** The checked batch of a partition produce. */
 export function produceBatch(body: ProduceBody, msgpack: boolean, limits: BatchLimits): { batch: Uint8Array; info: BatchInfo } {
   const producer = producerOf(body)
-  if (body.batch !== undefined) {
-    if (!msgpack) throw invalidRequest('batch is only accepted in msgpack bodies', 'batch')
-    return batchFromClient(body.batch, producer, limits)
+  const built = body.batch === undefined ? batchFromRecords(recordInputs(body, msgpack, limits), producer, limits) : clientBatch(body.batch, msgpack, producer, limits)
+  // The token is checked by the broker (it holds the secret); a token for a batch without a producer id is a mistake, said here.
+  if (body.producerToken !== undefined && built.info.producerId < 0) {
+    throw invalidRequest('producerToken goes with a producer id (producerId, producerEpoch, sequence, or a batch header that has them)', 'producerToken')
   }
-  return batchFromRecords(recordInputs(body, msgpack, limits), producer, limits)
+  return built
+}
+
+function clientBatch(batch: Uint8Array, msgpack: boolean, producer: Producer, limits: BatchLimits): { batch: Uint8Array; info: BatchInfo } {
+  if (!msgpack) throw invalidRequest('batch is only accepted in msgpack bodies', 'batch')
+  return batchFromClient(batch, producer, limits)
+}
+
+/** The records of a topic produce that go to one partition, with their places in the request. */
+export interface PartitionPart {
+  readonly partition: number
+  readonly records: RecordInput[]
+  /** Index in the request's `records` of each record of the part, in order (what a partial failure names). */
+  readonly indexes: number[]
 }
 
 /**
  * Splits the records of a topic produce by partition: murmur2 of the key as
  * Kafka's default partitioner; records without a key round-robin, one
- * partition per record. Returns partition → records, in record order.
+ * partition per record. Returns the parts in partition order, each in record order.
  */
-export function routeRecords(records: readonly RecordInput[], partitionCount: number, roundRobin: RoundRobinPartitioner): Map<number, RecordInput[]> {
-  const byPartition = new Map<number, RecordInput[]>()
-  for (const r of records) {
-    const p = r.key ? partitionForKey(r.key, partitionCount) : roundRobin.next(partitionCount)
-    let list = byPartition.get(p)
-    if (list === undefined) byPartition.set(p, (list = []))
-    list.push(r)
-  }
-  return byPartition
+export function routeRecords(records: readonly RecordInput[], partitionCount: number, roundRobin: RoundRobinPartitioner): PartitionPart[] {
+  const byPartition = new Map<number, PartitionPart>()
+  records.forEach((r, index) => {
+    const partition = r.key ? partitionForKey(r.key, partitionCount) : roundRobin.next(partitionCount)
+    let part = byPartition.get(partition)
+    if (part === undefined) byPartition.set(partition, (part = { partition, records: [], indexes: [] }))
+    part.records.push(r)
+    part.indexes.push(index)
+  })
+  return [...byPartition.values()].sort((a, b) => a.partition - b.partition)
 }
 
 /**

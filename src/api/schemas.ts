@@ -75,10 +75,18 @@ export const createTopicBody = {
 
 export const initProducerBody = { type: 'object', additionalProperties: false, properties: {} } as const
 
+/**
+ * Longest producerToken taken, characters. A token is 64 hex digits; any
+ * other string up to this is checked by the broker and refused as
+ * INVALID_PRODUCER_TOKEN (403, like a wrong token), beyond it by the schema.
+ */
+const producerTokenCharsMax = 256
+
 const producerFields = {
   producerId: uint,
   producerEpoch: { type: 'integer', minimum: 0, maximum: 0x7fff },
   sequence: { type: 'integer', minimum: 0, maximum: 0x7fffffff },
+  producerToken: { type: 'string', maxLength: producerTokenCharsMax },
   acks,
 } as const
 

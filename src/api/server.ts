@@ -9,11 +9,16 @@
  * so a refused request changes nothing. Produce on the topic route splits the
  * records by partition (murmur2 of the key, round-robin without) and, for
  * partitions another broker leads, forwards the checked batch to it, so a
- * curl user can produce through any broker.
+ * curl user can produce through any broker. Its answer is per partition
+ * (topic-produce.ts): 200 all written, 207 some, an error none.
+ *
+ * What connections may hold (requests in flight, bytes of answers not yet
+ * written), how many there are and how long they may idle is bounded in
+ * connections.ts, whose hooks run before any other.
  */
 import type { ServerOptions as HttpsServerOptions } from 'node:https'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import { ErrorCode, RillError, systemRuntime, timeoutSignal } from '../base/index.ts'
+import { ErrorCode, RillError, systemRuntime, timeoutSignal, type Runtime } from '../base/index.ts'
 import type { BrokerService } from './service.ts'
 import {
   RoundRobinPartitioner,
@@ -28,10 +33,12 @@ import {
   type TopicDescription,
 } from '../wire/index.ts'
 import { invalidRequest, toErrorAnswer } from './errors.ts'
-import { defaultApiLimits, nameLengthMax, type ApiLimits } from './limits.ts'
+import { ConnectionGuard } from './connections.ts'
+import { defaultApiLimits, defaultConnectionLimits, nameLengthMax, type ApiLimits, type ConnectionLimits } from './limits.ts'
 import { ApiMetrics } from './metrics.ts'
 import { answerClientError, answerNodeRefusalsInOurShape } from './http-edge.ts'
 import { packAnswer, unpackBody, wantsMsgpack } from './msgpack.ts'
+import { installQuotas, quotaRoute, unlimitedQuotas, type QuotaConfig } from './quotas.ts'
 import {
   batchFromRecords,
   concatBatches,
@@ -45,12 +52,17 @@ import {
   type ProduceBody,
 } from './records.ts'
 import * as schemas from './schemas.ts'
+import { topicProduceAnswer } from './topic-produce.ts'
+import { canDescribeTopic, registerAccess, type ApiAuth } from './auth.ts'
+import { registerSecurityRoutes } from './security-routes.ts'
 
 export interface ApiOptions {
   readonly service: BrokerService
   /** A pino logger (the broker's, with its id in context); none by default. */
   readonly logger?: FastifyBaseLogger
   readonly limits?: ApiLimits
+  /** Bounds on what connections hold (in-flight requests, answer bytes) and on connections (count, idle and request time). */
+  readonly connections?: ConnectionLimits
   /**
    * Forward topic-route produces for partitions led elsewhere to the leader
    * (one hop, never re-forwarded). Default true.
@@ -64,6 +76,12 @@ export interface ApiOptions {
   readonly https?: HttpsServerOptions
   /** How forwarded produces reach the leader (https with the cluster CA under TLS); the global fetch by default. */
   readonly forwardFetch?: ForwardFetch
+  /** Produce and fetch quotas per client (quotas.ts); unlimited by default. */
+  readonly quotas?: QuotaConfig
+  /** Clock and timers (quota holds); the process's by default, a virtual one in tests. */
+  readonly runtime?: Runtime
+  /** Client authentication and ACLs (auth.ts); absent: every request is anonymous and allowed. */
+  readonly auth?: ApiAuth
 }
 
 /**
@@ -144,8 +162,11 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const limits = options.limits ?? defaultApiLimits
   const service = options.service
   const metrics = new ApiMetrics()
+  const connectionBounds = options.connections ?? defaultConnectionLimits
+  const { node: nodeServerOptions, ...timeouts } = ConnectionGuard.serverOptions(connectionBounds)
   const app = Fastify({
-    ...(options.https === undefined ? {} : { https: options.https }),
+    ...(options.https === undefined ? { http: nodeServerOptions } : { https: { ...options.https, ...nodeServerOptions } }),
+    ...timeouts,
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: limits.bodyBytesMax,
     // A path parameter may be as long as the longest name (find-my-way's default, 100, made topics of
@@ -170,6 +191,14 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       },
     },
   }) as unknown as FastifyInstance
+
+  // First: a request refused for what its connection holds costs nothing more (no other hook, no body read).
+  const guard = new ConnectionGuard({ limits: connectionBounds, registry: metrics.registry, plaintext: options.https === undefined })
+  guard.install(app, (request, reply, error) => {
+    const { status, body } = toErrorAnswer(error, () => null)
+    reply.header('retry-after', '1')
+    answer(request, reply, status, body)
+  })
 
   app.removeContentTypeParser('text/plain')
   app.addContentTypeParser(contentType.msgpack, { parseAs: 'buffer' }, (_request, body, done) => {
@@ -199,10 +228,18 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request')
   })
 
-  registerInfoRoutes(app, service, metrics)
-  registerTopicRoutes(app, service)
+  // ── access (auth.ts): authentication, the per-route table, audit; before any route so all inherit it ──
+  registerAccess(app, options.auth)
+  const visible = (request: Req, topic: string): boolean => canDescribeTopic(options.auth, request, topic)
+  registerSecurityRoutes(app, service.security, answer)
+  // ── end access ──
+
+  // Quotas: hooks on the routes marked `config: quotaRoute.*` (installed before the routes, so they apply).
+  installQuotas(app, { config: options.quotas ?? unlimitedQuotas, runtime: options.runtime ?? systemRuntime, registry: metrics.registry, bodyBytesMax: limits.bodyBytesMax })
+  registerInfoRoutes(app, service, metrics, visible)
+  registerTopicRoutes(app, service, visible)
   registerProduceRoutes(app, { service, limits, metrics, forward: options.forwardProduce ?? true, forwardFetch: options.forwardFetch ?? fetch })
-  registerFetchRoute(app, service, limits, metrics)
+  registerFetchRoute(app, { service, limits, metrics, guard })
   registerGroupRoutes(app, service, limits)
   return app
 }
@@ -219,7 +256,10 @@ function resolveLeaderRef(service: BrokerService, leader: unknown): BrokerRef | 
   }
 }
 
-function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metrics: ApiMetrics): void {
+/** Whether the request's principal may see a topic (auth.ts canDescribeTopic). */
+type TopicVisibility = (request: Req, topic: string) => boolean
+
+function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metrics: ApiMetrics, visible: TopicVisibility): void {
   app.get('/health', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) =>
     answer(request, reply, 200, { ok: true, broker: service.brokerId }),
   )
@@ -227,19 +267,20 @@ function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metric
     const { contentType: type, body } = await metrics.text(service.registry)
     return reply.type(type).send(body)
   })
-  app.get('/v1/metadata', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) =>
-    answer(request, reply, 200, service.metadata()),
-  )
+  app.get('/v1/metadata', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) => {
+    const metadata = service.metadata()
+    return answer(request, reply, 200, { ...metadata, topics: metadata.topics.filter((t) => visible(request, t.name)) })
+  })
   app.post('/v1/producers', {
     schema: { body: schemas.initProducerBody, querystring: schemas.emptyQuery },
     // `curl -X POST .../v1/producers` sends no body: treat it as `{}`.
     preValidation: async (request) => {
       if (request.body === undefined || request.body === null) request.body = {}
     },
-  }, async (request, reply) => answer(request, reply, 200, await service.newProducerId()))
+  }, async (request, reply) => answer(request, reply, 200, await service.newProducerId(request.principal)))
 }
 
-function registerTopicRoutes(app: FastifyInstance, service: BrokerService): void {
+function registerTopicRoutes(app: FastifyInstance, service: BrokerService, visible: TopicVisibility): void {
   app.post('/v1/topics', { schema: { body: schemas.createTopicBody, querystring: schemas.emptyQuery } }, async (request, reply) => {
     const created = await service.createTopic(request.body as CreateTopicRequest)
     return answer(request, reply, 201, created)
@@ -247,6 +288,7 @@ function registerTopicRoutes(app: FastifyInstance, service: BrokerService): void
   app.get('/v1/topics', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) => {
     const topics: TopicDescription[] = []
     for (const name of service.listTopics()) {
+      if (!visible(request, name)) continue
       try {
         topics.push(service.describeTopic(name))
       } catch (error) {
@@ -290,12 +332,14 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
   app.post('/v1/topics/:topic/partitions/:p/records', {
     preValidation: requireBody,
     schema: { params: schemas.partitionParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
+    config: quotaRoute.produce,
   }, async (request, reply) => {
     const params = request.params as { topic: string; p: string }
     const partition = intParam(params.p, 'p')
     const body = request.body as ProduceBody
     const { batch, info } = produceBatch(body, isMsgpackRequest(request), limits.batch)
-    const outcome = await service.produce({ topic: params.topic, partition, batch, acks: body.acks ?? 'all' })
+    const token = body.producerToken === undefined ? {} : { producerToken: body.producerToken }
+    const outcome = await service.produce({ topic: params.topic, partition, batch, acks: body.acks ?? 'all', ...token, principal: request.principal })
     metrics.produceRecords.inc({ topic: params.topic }, info.recordCount)
     metrics.produceBytes.inc({ topic: params.topic }, batch.length)
     const result: ProduceResponse = { partition: outcome.partition, baseOffset: outcome.baseOffset, lastOffset: outcome.lastOffset }
@@ -306,42 +350,33 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
   app.post('/v1/topics/:topic/records', {
     preValidation: requireBody,
     schema: { params: schemas.topicParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
+    config: quotaRoute.produce,
   }, async (request, reply) => {
     const { topic } = request.params as { topic: string }
     const body = request.body as ProduceBody
     if (body.batch !== undefined) throw invalidRequest('a stored-format batch names its partition: POST it to /v1/topics/:topic/partitions/:p/records', 'batch')
-    if (Object.keys(producerOf(body)).length > 0) {
+    if (Object.keys(producerOf(body)).length > 0 || body.producerToken !== undefined) {
       throw invalidRequest('sequences are per partition: idempotent produce goes to /v1/topics/:topic/partitions/:p/records', 'producerId')
     }
     const records = recordInputs(body, isMsgpackRequest(request), limits.batch)
     const partitionCount = service.partitionCount(topic)
     // Every batch is built and checked before any is produced: a bad record refuses the whole request.
-    const batches = [...routeRecords(records, partitionCount, roundRobin)].map(([partition, rs]) => ({ partition, ...batchFromRecords(rs, {}, limits.batch) }))
+    const parts = routeRecords(records, partitionCount, roundRobin)
+    const batches = parts.map((part) => batchFromRecords(part.records, {}, limits.batch))
     const acks = body.acks ?? 'all'
     const forwarded = request.headers[forwardedHeader] !== undefined
-    const settled = await Promise.allSettled(batches.map((b) => produceOrForward(ctx, { topic, partition: b.partition, batch: b.batch, acks }, ctx.forward && !forwarded)))
-    const offsets: ProduceResponse[] = []
-    const failed: { partition: number; code: string; message: string }[] = []
-    let firstError: unknown = null
+    // The leader authorizes a forwarded produce again: it goes with the client's credentials.
+    const authorization = request.headers.authorization
+    const settled = await Promise.allSettled(parts.map((part, i) => produceOrForward(ctx, { topic, partition: part.partition, batch: batches[i]!.batch, acks }, ctx.forward && !forwarded, authorization)))
     settled.forEach((s, i) => {
-      const b = batches[i]!
-      if (s.status === 'fulfilled') {
-        offsets.push(s.value)
-        metrics.produceRecords.inc({ topic }, b.info.recordCount)
-        metrics.produceBytes.inc({ topic }, b.batch.length)
-        return
-      }
-      firstError ??= s.reason
-      const e = s.reason as { code?: string; message?: string }
-      failed.push({ partition: b.partition, code: String(e.code ?? ErrorCode.INTERNAL), message: String(e.message ?? s.reason) })
+      if (s.status !== 'fulfilled') return
+      metrics.produceRecords.inc({ topic }, batches[i]!.info.recordCount)
+      metrics.produceBytes.inc({ topic }, batches[i]!.batch.length)
     })
-    offsets.sort((a, b) => a.partition - b.partition)
-    if (firstError === null) return answer(request, reply, 200, { offsets })
-    // Partitions are independent logs: those that succeeded keep their records (as in Kafka); the answer says which.
-    if (firstError instanceof RillError) {
-      throw new RillError(firstError.code, firstError.message, { cause: firstError, details: { ...firstError.details, offsets, failed } })
-    }
-    throw firstError
+    // One result per partition (issue 10, hole 7): written parts stay written; the answer names the failed ones and their records.
+    const result = topicProduceAnswer(parts, settled, (leader) => resolveLeaderRef(service, leader))
+    for (const error of result.unexpected) logRequestError(request, error, 500)
+    return answer(request, reply, result.status, result.body)
   })
 }
 
@@ -350,28 +385,30 @@ interface ProduceCallFields {
   readonly partition: number
   readonly batch: Uint8Array
   readonly acks: 'all' | 'leader'
+  /** Goes along when forwarded: the leader checks it as it would a client's. */
+  readonly producerToken?: string
 }
 
 /** Produces here, or, when another broker leads the partition and forwarding is on, there (msgpack, the batch as is). */
-async function produceOrForward(ctx: ProduceContext, call: ProduceCallFields, forward: boolean): Promise<ProduceResponse> {
+async function produceOrForward(ctx: ProduceContext, call: ProduceCallFields, forward: boolean, authorization?: string): Promise<ProduceResponse> {
   try {
     return await ctx.service.produce(call)
   } catch (error) {
     if (!forward || !(error instanceof RillError) || error.code !== ErrorCode.NOT_LEADER) throw error
     const leader = resolveLeaderRef(ctx.service, error.details.leader)
     if (leader === null || leader.id === ctx.service.brokerId) throw error
-    return forwardProduce(ctx.forwardFetch, leader, call)
+    return forwardProduce(ctx.forwardFetch, leader, call, authorization)
   }
 }
 
-async function forwardProduce(forwardFetch: ForwardFetch, leader: BrokerRef, call: ProduceCallFields): Promise<ProduceResponse> {
+async function forwardProduce(forwardFetch: ForwardFetch, leader: BrokerRef, call: ProduceCallFields, authorization?: string): Promise<ProduceResponse> {
   const url = `${leader.url}/v1/topics/${encodeURIComponent(call.topic)}/partitions/${call.partition}/records`
   let response: Awaited<ReturnType<ForwardFetch>>
   try {
     response = await forwardFetch(url, {
       method: 'POST',
-      headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1' },
-      body: packAnswer({ batch: call.batch, acks: call.acks }),
+      headers: { 'content-type': contentType.msgpack, accept: contentType.json, [forwardedHeader]: '1', ...(authorization === undefined ? {} : { authorization }) },
+      body: packAnswer({ batch: call.batch, acks: call.acks, ...(call.producerToken === undefined ? {} : { producerToken: call.producerToken }) }),
       signal: timeoutSignal(systemRuntime, forwardTimeoutMs),
     })
   } catch (cause) {
@@ -399,21 +436,34 @@ function positive(value: number | undefined, fallback: number, max: number, fiel
   return Math.min(n, max)
 }
 
-function registerFetchRoute(app: FastifyInstance, service: BrokerService, limits: ApiLimits, metrics: ApiMetrics): void {
+interface FetchContext {
+  readonly service: BrokerService
+  readonly limits: ApiLimits
+  readonly metrics: ApiMetrics
+  readonly guard: ConnectionGuard
+}
+
+function registerFetchRoute(app: FastifyInstance, ctx: FetchContext): void {
+  const { service, limits, metrics, guard } = ctx
   app.get('/v1/topics/:topic/partitions/:p/records', {
     schema: { params: schemas.partitionParams, querystring: schemas.fetchQuery },
+    config: quotaRoute.fetch,
   }, async (request, reply) => {
     const params = request.params as { topic: string; p: string }
     const q = request.query as FetchQueryStrings
     const partition = intParam(params.p, 'p')
     const offset = intParam(q.offset, 'offset')
     const recordsMax = positive(optionalInt(q.maxRecords, 'maxRecords'), limits.fetchRecordsDefault, limits.fetchRecordsMax, 'maxRecords')
-    const maxBytes = positive(optionalInt(q.maxBytes, 'maxBytes'), limits.fetchBytesDefault, limits.fetchBytesMax, 'maxBytes')
+    const askedBytes = positive(optionalInt(q.maxBytes, 'maxBytes'), limits.fetchBytesDefault, limits.fetchBytesMax, 'maxBytes')
     const maxWaitMs = Math.min(optionalInt(q.maxWaitMs, 'maxWaitMs') ?? 0, limits.fetchWaitMsMax)
     const minCommitted = optionalInt(q.minCommitted, 'minCommitted')
     const msgpack = wantsMsgpack(request.headers.accept, undefined)
     if (q.format === 'batches' && !msgpack) throw invalidRequest('format=batches needs Accept: application/msgpack', 'format')
+    // What the answer may hold of the connection's and the broker's memory for answers not yet written.
+    const maxBytes = guard.grantFetch(request.raw, askedBytes)
     const outcome = await service.fetch({ topic: params.topic, partition, offset, maxBytes, maxWaitMs, ...(minCommitted === undefined ? {} : { minCommitted }) })
+    // The log returns at least one batch: charge what was read, and build nothing for a client that left.
+    guard.fetched(request.raw, outcome.batches.reduce((n, b) => n + b.length, 0))
     const base = { partition: outcome.partition, highWatermark: outcome.highWatermark, logStartOffset: outcome.logStartOffset }
     if (q.format === 'batches') {
       const batches = concatBatches(outcome.batches)

@@ -11,12 +11,14 @@
  * from src/wire (api-types.ts).
  */
 import type { Registry } from 'prom-client'
+import type { AclEntry } from '../controller/index.ts'
 import type {
   CommitOffsetsRequest,
   CreateTopicRequest,
   GroupDescription,
   GroupOffsetsResponse,
   HeartbeatRequest,
+  InitProducerResponse,
   JoinGroupRequest,
   MemberAssignmentResponse,
   MetadataResponse,
@@ -34,7 +36,7 @@ export type { ProduceCall, ProduceOutcome, FetchCall, FetchOutcome } from '../wi
  * (the HTTP layer answers 421 with it), UNKNOWN_TOPIC / UNKNOWN_PARTITION,
  * OFFSET_OUT_OF_RANGE, TOPIC_EXISTS, INVALID_REQUEST, OUT_OF_ORDER_SEQUENCE,
  * UNKNOWN_MEMBER, FENCED_MEMBER, FORBIDDEN (internal topics),
- * NO_QUORUM, TIMEOUT, TOO_LARGE.
+ * NO_QUORUM, TIMEOUT, TOO_LARGE, INVALID_PRODUCER_TOKEN.
  */
 export interface BrokerService {
   readonly brokerId: number
@@ -48,12 +50,32 @@ export interface BrokerService {
   deleteTopic(name: string): Promise<void>
   /** Partitions of a topic (for keyed routing on POST /v1/topics/:topic/records). */
   partitionCount(topic: string): number
-  /** A fresh idempotent-producer identity, unique in the cluster. */
-  newProducerId(): Promise<{ producerId: number; producerEpoch: number }>
+  /** A fresh idempotent-producer identity, unique in the cluster and not guessable, with the token that proves it was obtained here. */
+  /** A new producer identity whose token binds `principal` (null: anonymous). */
+  newProducerId(principal?: string | null): Promise<InitProducerResponse>
+  /** A batch with a producer id needs `call.producerToken` (INVALID_PRODUCER_TOKEN otherwise, nothing written). */
   produce(call: ProduceCall): Promise<ProduceOutcome>
   fetch(call: FetchCall): Promise<FetchOutcome>
   /** Consumer groups (docs/groups.md). */
   readonly groups: GroupService
+  /** Tokens and ACLs in the cluster's metadata (docs/security.md). */
+  readonly security: SecurityService
+}
+
+/**
+ * Tokens and ACLs (src/broker/security.ts implements it). Changes go to the
+ * controller leader and resolve once this broker's metadata shows them.
+ */
+export interface SecurityService {
+  /** A new token for `principal`: the answer is the only place the token appears. */
+  createToken(principal: string): Promise<{ id: string; principal: string; createdMs: number; token: string }>
+  /** False if there is no such token. */
+  revokeToken(id: string): Promise<boolean>
+  tokens(principal?: string): { id: string; principal: string; createdMs: number }[]
+  addAcl(acl: AclEntry): Promise<AclEntry>
+  /** False if there was no such ACL. */
+  removeAcl(acl: AclEntry): Promise<boolean>
+  acls(principal?: string): readonly AclEntry[]
 }
 
 /**

@@ -15,6 +15,13 @@ export const ErrorCode = {
   NO_QUORUM: 'NO_QUORUM',
   TIMEOUT: 'TIMEOUT',
   OUT_OF_ORDER_SEQUENCE: 'OUT_OF_ORDER_SEQUENCE',
+  /**
+   * An idempotent produce (a batch with a producer id) without the
+   * `producerToken` that `POST /v1/producers` answered with that id and
+   * epoch, or with a token that does not match them: nothing is written.
+   * The sequence space of a producer id belongs to the client that obtained it.
+   */
+  INVALID_PRODUCER_TOKEN: 'INVALID_PRODUCER_TOKEN',
   /** Consumer groups: the member is not (or no longer) in the group; rejoin without a member id. */
   UNKNOWN_MEMBER: 'UNKNOWN_MEMBER',
   /** Consumer groups: the member commits a partition it does not own (it was revoked or given away). */
@@ -24,11 +31,30 @@ export const ErrorCode = {
   /** A membership change was refused (one already pending, unknown member, would leave no voter). */
   CONF_CHANGE_REFUSED: 'CONF_CHANGE_REFUSED',
   /**
+   * The broker is short of a resource it shares among clients (memory for
+   * answers not yet written, file descriptors): nothing was done; retry
+   * after a moment (503, Retry-After).
+   */
+  OVERLOADED: 'OVERLOADED',
+  /**
    * A broker registration would take the id of a broker that is live: the
    * process at its registered address still answers as that broker (another
    * incarnation). Kafka's DUPLICATE_BROKER_REGISTRATION.
    */
   DUPLICATE_BROKER_REGISTRATION: 'DUPLICATE_BROKER_REGISTRATION',
+  /**
+   * Quotas: the client is over its quota and already has as many answers
+   * held (delayed) as the broker holds for one client; refused before
+   * anything was done. Retry after `throttleMs` (details). Kafka's
+   * THROTTLING_QUOTA_EXCEEDED.
+   */
+  THROTTLED: 'THROTTLED',
+  /**
+   * A create would pass a bound the operator set on the cluster (partitions
+   * of all topics, `--cluster-partitions-max`): nothing was created (409;
+   * Kafka's RESOURCE_LIMIT_REACHED). Not retriable as it is.
+   */
+  RESOURCE_LIMIT_REACHED: 'RESOURCE_LIMIT_REACHED',
   /** Storage: the data directory or a file in it cannot be used. */
   STORAGE_UNUSABLE: 'STORAGE_UNUSABLE',
   /** Storage: checksums failed before the tail; the range must be refetched. */
@@ -50,6 +76,8 @@ const retriableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.NO_QUORUM,
   ErrorCode.TIMEOUT,
   ErrorCode.PROPOSAL_DROPPED,
+  ErrorCode.THROTTLED,
+  ErrorCode.OVERLOADED,
 ])
 
 /** An operating error: expected, handled, reported with a code. */

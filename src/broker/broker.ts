@@ -20,7 +20,8 @@
  * controller leader), OffsetsTopic (where a consumer group's coordinator
  * is), produce and fetch on a hosted replica, and the metadata answer,
  * which joins the controller's metadata with the leaders known here and
- * those the other brokers reported. Producer ids: producer-ids.ts; metrics:
+ * those the other brokers reported. Producer ids: producer-ids.ts, and the
+ * token a produce with one must carry: producer-tokens.ts; metrics:
  * metrics.ts. src/broker knows no HTTP: src/cli puts a broker behind one.
  *
  * TLS (config.tls): the material src/cli loaded goes to the transport and to
@@ -39,7 +40,8 @@ import type { Message } from '../raft/index.ts'
 import { Transport } from '../transport/index.ts'
 import type { PeerNetwork } from '../transport/index.ts'
 import { GroupCoordinator } from '../groups/index.ts'
-import type { CreateTopicRequest, MetadataResponse, TopicDescription } from '../wire/index.ts'
+import { readBatchHeader } from '../wire/index.ts'
+import type { CreateTopicRequest, InitProducerResponse, MetadataResponse, TopicDescription } from '../wire/index.ts'
 import type { FetchCall, FetchOutcome, ProduceCall, ProduceOutcome } from '../wire/index.ts'
 import type { BrokerConfig } from './config.ts'
 import { ControllerClient, registrationCheckTicks } from './controller-client.ts'
@@ -51,12 +53,15 @@ import { Liveness } from './liveness.ts'
 import { BrokerMetrics } from './metrics.ts'
 import { groupIdOf, isInternalTopic } from './names.ts'
 import { OffsetsTopic, sessionCheckTicks } from './offsets-topic.ts'
-import { httpPeerCalls, type BrokerRegistration, type PeerCalls } from './peer-calls.ts'
+import { httpPeerCalls, type BrokerRegistration, type ControllerCall, type PeerCalls } from './peer-calls.ts'
 import { proveIdentity, type IdentityAnswer } from './internal-auth.ts'
 import { PeerHttp, type PeerFetch } from './peer-http.ts'
 import { PeerRouter, seedPeers } from './peer-router.ts'
-import { ProducerIds } from './producer-ids.ts'
+import { procDescriptors, type DescriptorProbe } from './descriptors.ts'
+import { ProducerIds, producerIdKey } from './producer-ids.ts'
+import { anonymousPrincipal, checkProducerToken, producerToken } from './producer-tokens.ts'
 import { Retention, retentionTicks } from './retention.ts'
+import { Security } from './security.ts'
 import { Topics } from './topics.ts'
 import type { TlsMaterial } from './tls.ts'
 
@@ -94,6 +99,12 @@ export interface BrokerEnv {
    * from its seed.
    */
   readonly newNonce?: () => string
+  /**
+   * Descriptors open and allowed (descriptors.ts): replicas open only while
+   * a reserve is left. Default: /proc on Linux; the simulator's brokers
+   * share one process and pass noDescriptorProbe.
+   */
+  readonly descriptors?: DescriptorProbe
 }
 
 /** What the constructor is handed once `start` has opened the store and chosen the environment. */
@@ -108,6 +119,7 @@ interface BrokerParts {
   readonly httpUrl: string
   readonly newMemberId: (() => string) | undefined
   readonly newNonce: () => string
+  readonly descriptors: DescriptorProbe
   /** The TCP transport when this broker made one (not the simulator's network): TLS reloads go to it. */
   readonly transport: Transport | null
   readonly peerHttp: PeerHttp
@@ -124,6 +136,8 @@ export class Broker {
   readonly groups: GroupCoordinator
   /** How this broker's edge sends HTTP to other brokers (forwarded produces): https with the cluster CA under TLS. */
   readonly peerFetch: PeerFetch
+  /** Tokens, ACLs, super-users: who a request is and what it may do (BrokerService.security). */
+  readonly security: Security
   readonly #logger: Logger
   readonly #store: LogStore
   readonly #network: PeerNetwork
@@ -162,7 +176,7 @@ export class Broker {
     this.#peerHttp = parts.peerHttp
     this.peerFetch = parts.peerHttp.fetch
     this.#runtime = runtime
-    this.#producerIds = new ProducerIds({ brokerId: config.id, path: join(config.dir, 'producer-ids'), io })
+    this.#producerIds = new ProducerIds({ brokerId: config.id, path: join(config.dir, 'producer-ids'), io, key: producerIdKey(config.secret) })
     this.#router = new PeerRouter({ brokerId: config.id, network, runtime })
     const send = (gid: number, msgs: readonly Message[]): void => this.#router.send(gid, msgs)
     this.#controller = new ControllerClient({
@@ -176,13 +190,19 @@ export class Broker {
       config, logger, store, io, random, runtime, network, send, metadata, isStopped,
       onLeadershipWon: () => this.#metrics.leadershipWon(),
       onOffsetsLeadership: (replica) => this.groups.leadershipGained(replica),
+      descriptors: parts.descriptors,
+      onReplicaOpenFailed: (reason) => this.#metrics.replicaOpenFailed(reason),
     })
     const hosted = this.#hosted
     this.#liveness = new Liveness({ brokerId: config.id, logger, runtime, network, controller: this.#controller })
     this.#leaderBalance = new LeaderBalance({ brokerId: config.id, metadata, hosted })
     this.#leaderPoll = new LeaderPoll({ brokerId: config.id, peerCalls, metadata, hosted, isStopped })
     this.#retention = new Retention({ logger, runtime, hosted, isStopped })
-    this.#topics = new Topics({ defaultPersistence: config.defaultPersistence, runtime, controller: this.#controller, metadata: () => this.metadata(), isStopped })
+    this.#topics = new Topics({
+      defaultPersistence: config.defaultPersistence, runtime, controller: this.#controller, metadata: () => this.metadata(), isStopped,
+      partitionsPerTopicMax: config.topicPartitionsMax, clusterPartitionsMax: config.clusterPartitionsMax,
+    })
+    this.security = new Security({ secret: config.secret, superUsers: config.superUsers, runtime, controller: this.#controller, isStopped })
     this.#offsets = new OffsetsTopic({ brokerId: config.id, runtime, metadata, hosted, remoteLeaders: this.#leaderPoll, createTopic: (r) => this.#topics.createAny(r), isStopped })
     this.groups = new GroupCoordinator(
       { brokerId: config.id, offsetsReplicaFor: (group) => this.#offsets.replicaFor(group), partitionCount: (t) => this.#controller.state.topic(t)?.partitions.length ?? 0 },
@@ -236,6 +256,7 @@ export class Broker {
       httpUrl: options.httpUrl,
       newMemberId: env.newMemberId,
       newNonce: env.newNonce ?? randomHex16,
+      descriptors: env.descriptors ?? procDescriptors,
     })
     network.onBatch((fromId, batch) => broker.#router.route(fromId, batch))
     await network.start()
@@ -274,13 +295,21 @@ export class Broker {
       controllerLeader: leader === 0 ? null : leader,
       partitionState: (t, p) => this.#partitionState(groupIdOf(t.id, p)),
     })
+    const offline = this.#hosted.offline()
     return {
       brokers: view.brokers.map((b) => ({ id: b.id, url: b.url, ...(b.rack === null ? {} : { rack: b.rack }), fenced: b.fenced })),
       controller: { leader: view.controller.leader },
       topics: view.topics.map((t) => ({
         name: t.name,
         ...(isInternalTopic(t.name) ? { internal: true } : {}),
-        partitions: t.partitions.map((p) => ({ partition: p.partition, leader: p.leader, replicas: [...p.replicas], highWatermark: p.highWatermark ?? 0 })),
+        partitions: t.partitions.map((p) => ({
+          partition: p.partition,
+          leader: p.leader,
+          replicas: [...p.replicas],
+          highWatermark: p.highWatermark ?? 0,
+          // This broker's replica is assigned but not open (Kafka's offline replicas): not in sync, whatever the leader says.
+          ...(offline.has(groupIdOf(t.id, p.partition)) ? { offlineReplicas: [this.brokerId] } : {}),
+        })),
       })),
     }
   }
@@ -316,12 +345,30 @@ export class Broker {
     return this.#topics.partitionCount(topic)
   }
 
-  /** Ids are brokerId · 2^32 + n, never repeated (producer-ids.ts). */
-  async newProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
-    return { producerId: await this.#producerIds.next(), producerEpoch: 0 }
+  /**
+   * Ids are a keyed permutation of brokerId · 2^32 + n, never repeated and
+   * not guessable (producer-ids.ts); the token binds id and epoch to the
+   * client (producer-tokens.ts) and to its principal (null: anonymous,
+   * authentication off), so another principal cannot write with it.
+   */
+  async newProducerId(principal: string | null = null): Promise<InitProducerResponse> {
+    const producerId = await this.#producerIds.next()
+    const producerEpoch = 0
+    return { producerId, producerEpoch, producerToken: producerToken(this.config.secret, { producerId, producerEpoch, principal: principal ?? anonymousPrincipal }) }
   }
 
+  /**
+   * Every produce comes through here (the partition route, the topic route,
+   * produces forwarded by other brokers, the simulator), so this is where a
+   * batch with a producer id must show its token: before anything else, so
+   * a refused batch touches no producer state and is not forwarded.
+   */
   async produce(call: ProduceCall): Promise<ProduceOutcome> {
+    const header = readBatchHeader(call.batch)
+    if (header.producerId >= 0) {
+      const subject = { producerId: header.producerId, producerEpoch: header.producerEpoch, principal: call.principal ?? anonymousPrincipal }
+      checkProducerToken(this.config.secret, subject, call.producerToken)
+    }
     const replica = this.#hosted.data(call.topic, call.partition)
     const startMs = this.#runtime.nowMs()
     try {
@@ -354,6 +401,28 @@ export class Broker {
   identity(nonce: string): IdentityAnswer {
     const peerUrl = `${this.config.peer.host}:${this.config.peer.port}`
     return proveIdentity(this.config.secret, nonce, { id: this.brokerId, incarnation: this.incarnation, httpUrl: this.#httpUrl, peerUrl })
+  }
+
+  /** A controller call another broker forwarded here (internal route): a topic change or a token/ACL change. */
+  async runControllerCall(call: ControllerCall): Promise<void> {
+    switch (call.kind) {
+      case 'createTopic':
+        await this.#topics.create(call.request)
+        return
+      case 'deleteTopic':
+        return this.#topics.delete(call.name)
+      case 'security':
+        return this.security.runForwarded(call.command)
+      case 'registerBroker':
+        return this.registerBroker(call.request)
+      case 'createOffsetsTopic':
+        return this.createOffsetsTopic()
+    }
+  }
+
+  /** Bootstrap (internal route, cluster secret): a token for `principal`. */
+  createToken(principal: string): Promise<{ id: string; principal: string; createdMs: number; token: string }> {
+    return this.security.createToken(principal)
   }
 
   /** Creates the offsets topic: replication min(3, brokers), `sync`. Also the internal route's handler. */

@@ -18,6 +18,8 @@ import { createHash } from 'node:crypto'
 import { ErrorCode, RillError, systemRuntime } from '../base/index.ts'
 import type { PersistenceMode } from '../log/index.ts'
 import { clientAuthModes, loadTlsMaterial, type ClientAuth, type TlsConfig } from './tls.ts'
+import { authModes, type AuthMode } from './security.ts'
+import { principalPattern } from '../controller/index.ts'
 
 export interface HostPort {
   readonly host: string
@@ -80,7 +82,59 @@ export interface BrokerConfig {
    * SIGHUP.
    */
   readonly tls: TlsConfig | null
+  /**
+   * Bounds on the HTTP API's connections (issue 10, hole 4). `max` null:
+   * decided at start from the descriptor limit (half of it, at most
+   * `httpConnectionsMaxDefault`), so connections cannot take the
+   * descriptors the logs need.
+   */
+  readonly httpConnections: {
+    /** Connections open at once (`--http-connections-max`). */
+    readonly max: number | null
+    /** Connections open at once from one client address (`--http-connections-per-address-max`). */
+    readonly perAddressMax: number
+    /** A connection without a request in flight is closed after this long, ms (`--http-idle-timeout`). */
+    readonly idleMs: number
+    /** Longest a client may take to send a whole request, ms (`--http-request-timeout`). */
+    readonly requestMs: number
+  }
+  /** Partitions one topic may have; a create asking more is refused 400 (`--topic-partitions-max`). */
+  readonly topicPartitionsMax: number
+  /** Partitions of all topics together; a create that would pass it is refused 409 RESOURCE_LIMIT_REACHED (`--cluster-partitions-max`). */
+  readonly clusterPartitionsMax: number
+  /**
+   * Quotas per client (the principal, or the address until client
+   * authentication is on): produce and fetch bytes per second, produce and
+   * fetch requests per second (null: unlimited, the default), and the
+   * longest an answer is held to bring a client back under them. Enforced
+   * by the HTTP layer (src/api/quotas.ts); per broker, as in Kafka.
+   */
+  readonly quotas: QuotaSettings
+  /**
+   * Client authentication (`--auth`): `none` (default: requests are
+   * anonymous and allowed, as before) or `required` (every request but
+   * /health must show a bearer token or, with --tls-client-auth, a client
+   * certificate of the CA; what no ACL allows is denied; docs/security.md).
+   */
+  readonly auth: AuthMode
+  /** Principals allowed everything without ACLs (`--super-users a,b`). */
+  readonly superUsers: readonly string[]
 }
+
+/** Quotas of `rill broker` (the shape src/api/quotas.ts QuotaConfig takes). */
+export interface QuotaSettings {
+  /** `--quota-produce-bytes`: produce request body bytes per second per client. */
+  readonly produceBytesPerSecond: number | null
+  /** `--quota-fetch-bytes`: fetch answer body bytes per second per client. */
+  readonly fetchBytesPerSecond: number | null
+  /** `--quota-requests`: produce and fetch requests per second per client. */
+  readonly requestsPerSecond: number | null
+  /** `--quota-throttle-max`: longest hold of an answer, ms. */
+  readonly throttleMsMax: number
+}
+
+/** Super-users listed at most. */
+export const superUsersMax = 64
 
 const defaults = {
   clusterId: 'rill',
@@ -90,7 +144,25 @@ const defaults = {
   heartbeatTicks: 2,
   logLevel: 'info',
   shutdownTimeoutMs: 10_000,
+  quotaThrottleMsMax: 5_000,
+  httpConnectionsPerAddressMax: 256,
+  httpIdleTimeoutMs: 60_000,
+  httpRequestTimeoutMs: 30_000,
+  topicPartitionsMax: 1000,
+  clusterPartitionsMax: 10_000,
 }
+
+/** Largest default of --http-connections-max (the default is half the descriptor limit, at most this). */
+export const httpConnectionsMaxDefault = 4096
+/** Bounds of --http-connections-max and --http-connections-per-address-max. */
+export const httpConnectionsMaxMax = 1_000_000
+/** Bounds of --http-idle-timeout and --http-request-timeout, ms. */
+export const httpTimeoutMsMin = 100
+export const httpTimeoutMsMax = 3_600_000
+/** Largest --topic-partitions-max: what the API schema lets a create ask for. */
+export const topicPartitionsMaxMax = 10_000
+/** Largest --cluster-partitions-max. */
+export const clusterPartitionsMaxMax = 1_000_000
 
 /** Bounds on what a config may say. */
 export const tickMsMin = 5
@@ -100,6 +172,14 @@ export const seedsMax = 7
 /** Bounds of --shutdown-timeout, ms: long enough to hand leadership away, short enough that a stop ends. */
 export const shutdownTimeoutMsMin = 100
 export const shutdownTimeoutMsMax = 3_600_000
+/**
+ * Longest --quota-throttle-max, ms: a held answer must reach its client
+ * before the client gives up on it (the CLI's 10 s, the SDKs' 30 s request
+ * timeouts; a forwarded produce's 35 s). The same as src/api's throttleMsMaxLimit.
+ */
+export const quotaThrottleMsMaxLimit = 10_000
+/** Largest requests-per-second quota. */
+export const quotaRequestsMax = 1_000_000
 
 const flagToKey = {
   '--id': 'id',
@@ -122,6 +202,18 @@ const flagToKey = {
   '--tls-key': 'tlsKey',
   '--tls-ca': 'tlsCa',
   '--tls-client-auth': 'tlsClientAuth',
+  '--quota-produce-bytes': 'quotaProduceBytes',
+  '--quota-fetch-bytes': 'quotaFetchBytes',
+  '--quota-requests': 'quotaRequests',
+  '--quota-throttle-max': 'quotaThrottleMaxMs',
+  '--http-connections-max': 'httpConnectionsMax',
+  '--http-connections-per-address-max': 'httpConnectionsPerAddressMax',
+  '--http-idle-timeout': 'httpIdleTimeoutMs',
+  '--http-request-timeout': 'httpRequestTimeoutMs',
+  '--topic-partitions-max': 'topicPartitionsMax',
+  '--cluster-partitions-max': 'clusterPartitionsMax',
+  '--auth': 'auth',
+  '--super-users': 'superUsers',
 } as const satisfies Record<string, string>
 type BrokerFlag = keyof typeof flagToKey
 
@@ -146,7 +238,19 @@ const flagHelp: Record<BrokerFlag, readonly [value: string, about: string]> = {
   '--tls-key': ['FILE', 'PEM private key of --tls-cert'],
   '--tls-ca': ['FILE', 'PEM CA that signed every broker\'s certificate (and client certificates); required with --tls-cert'],
   '--tls-client-auth': ['none|optional|required', 'client certificates: none asks nothing, optional refuses one not of the CA, required refuses clients without one (default none)'],
+  '--auth': ['none|required', 'client authentication: required demands a bearer token or a client certificate of the CA on every request but /health, and denies what no ACL allows (default none)'],
+  '--super-users': ['NAME,...', `principals allowed everything without ACLs (at most ${superUsersMax})`],
   '--shutdown-timeout': ['DURATION', `bound of a graceful stop: 10s, 500ms or ms (default ${defaults.shutdownTimeoutMs / 1000}s)`],
+  '--quota-produce-bytes': ['N', 'produce request bytes per second per client (principal, else address); over it answers are delayed (default unlimited)'],
+  '--quota-fetch-bytes': ['N', 'fetch answer bytes per second per client; over it answers are delayed (default unlimited)'],
+  '--quota-requests': ['N', `produce and fetch requests per second per client, 1-${quotaRequestsMax}; over it answers are delayed (default unlimited)`],
+  '--quota-throttle-max': ['DURATION', `longest an answer is delayed for quotas, up to ${quotaThrottleMsMaxLimit / 1000}s (default ${defaults.quotaThrottleMsMax / 1000}s)`],
+  '--http-connections-max': ['N', `HTTP connections open at once; more are answered 503 OVERLOADED and closed (default half the descriptor limit, at most ${httpConnectionsMaxDefault})`],
+  '--http-connections-per-address-max': ['N', `HTTP connections open at once from one client address (default ${defaults.httpConnectionsPerAddressMax})`],
+  '--http-idle-timeout': ['DURATION', `an HTTP connection without a request in flight is closed after this (default ${defaults.httpIdleTimeoutMs / 1000}s)`],
+  '--http-request-timeout': ['DURATION', `longest a client may take to send a request; then 408 (default ${defaults.httpRequestTimeoutMs / 1000}s)`],
+  '--topic-partitions-max': ['N', `partitions one topic may have (default ${defaults.topicPartitionsMax}, at most ${topicPartitionsMaxMax})`],
+  '--cluster-partitions-max': ['N', `partitions of all topics together (default ${defaults.clusterPartitionsMax})`],
 }
 
 /** The text of `rill broker --help`. */
@@ -198,6 +302,18 @@ const envToKey: Record<string, string> = {
   RILL_TLS_KEY: 'tlsKey',
   RILL_TLS_CA: 'tlsCa',
   RILL_TLS_CLIENT_AUTH: 'tlsClientAuth',
+  RILL_QUOTA_PRODUCE_BYTES: 'quotaProduceBytes',
+  RILL_QUOTA_FETCH_BYTES: 'quotaFetchBytes',
+  RILL_QUOTA_REQUESTS: 'quotaRequests',
+  RILL_QUOTA_THROTTLE_MAX: 'quotaThrottleMaxMs',
+  RILL_HTTP_CONNECTIONS_MAX: 'httpConnectionsMax',
+  RILL_HTTP_CONNECTIONS_PER_ADDRESS_MAX: 'httpConnectionsPerAddressMax',
+  RILL_HTTP_IDLE_TIMEOUT: 'httpIdleTimeoutMs',
+  RILL_HTTP_REQUEST_TIMEOUT: 'httpRequestTimeoutMs',
+  RILL_TOPIC_PARTITIONS_MAX: 'topicPartitionsMax',
+  RILL_CLUSTER_PARTITIONS_MAX: 'clusterPartitionsMax',
+  RILL_AUTH: 'auth',
+  RILL_SUPER_USERS: 'superUsers',
 }
 
 function bad(what: string, message: string): RillError {
@@ -263,6 +379,18 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
   }
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw bad('log-level', 'a pino level')
   const tls = parseTls(pick, [http.host, peer.host])
+  const quotas = parseQuotas(pick)
+  const httpConnections = {
+    max: optionalInteger('http-connections-max', pick('httpConnectionsMax'), 1, httpConnectionsMaxMax),
+    perAddressMax: optionalInteger('http-connections-per-address-max', pick('httpConnectionsPerAddressMax'), 1, httpConnectionsMaxMax) ?? defaults.httpConnectionsPerAddressMax,
+    idleMs: optionalDurationMs('http-idle-timeout', pick('httpIdleTimeoutMs'), httpTimeoutMsMin, httpTimeoutMsMax) ?? defaults.httpIdleTimeoutMs,
+    requestMs: optionalDurationMs('http-request-timeout', pick('httpRequestTimeoutMs'), httpTimeoutMsMin, httpTimeoutMsMax) ?? defaults.httpRequestTimeoutMs,
+  }
+  const topicPartitionsMax = optionalInteger('topic-partitions-max', pick('topicPartitionsMax'), 1, topicPartitionsMaxMax) ?? defaults.topicPartitionsMax
+  const clusterPartitionsMax = optionalInteger('cluster-partitions-max', pick('clusterPartitionsMax'), 1, clusterPartitionsMaxMax) ?? defaults.clusterPartitionsMax
+  const auth = optionalString('auth', pick('auth')) ?? 'none'
+  if (!authModes.includes(auth as AuthMode)) throw bad('auth', `one of ${authModes.join(', ')}`)
+  const superUsers = parseSuperUsers(pick('superUsers'))
   return {
     id,
     dir,
@@ -281,7 +409,32 @@ export function parseBrokerConfig(argv: readonly string[], env: NodeJS.ProcessEn
     join,
     shutdownTimeoutMs,
     tls,
+    auth: auth as AuthMode,
+    superUsers,
+    httpConnections,
+    topicPartitionsMax,
+    clusterPartitionsMax,
+    quotas,
   }
+}
+
+/** `--quota-*`: each limit absent is unlimited; a limit is a positive integer per second. */
+function parseQuotas(pick: (key: string) => unknown): QuotaSettings {
+  return {
+    produceBytesPerSecond: optionalInteger('quota-produce-bytes', pick('quotaProduceBytes'), 1, Number.MAX_SAFE_INTEGER),
+    fetchBytesPerSecond: optionalInteger('quota-fetch-bytes', pick('quotaFetchBytes'), 1, Number.MAX_SAFE_INTEGER),
+    requestsPerSecond: optionalInteger('quota-requests', pick('quotaRequests'), 1, quotaRequestsMax),
+    throttleMsMax: optionalDurationMs('quota-throttle-max', pick('quotaThrottleMaxMs'), 1, quotaThrottleMsMaxLimit) ?? defaults.quotaThrottleMsMax,
+  }
+}
+
+function parseSuperUsers(v: unknown): string[] {
+  const s = optionalString('super-users', v)
+  if (s === null) return []
+  const names = s.split(',').map((n) => n.trim())
+  if (names.length > superUsersMax) throw bad('super-users', `at most ${superUsersMax} principals`)
+  for (const n of names) if (!principalPattern.test(n)) throw bad('super-users', `"${n}" is not a principal (1..255 of [A-Za-z0-9 ._@:=+/-], starting with a letter or digit)`)
+  return [...new Set(names)]
 }
 
 /**
@@ -401,6 +554,15 @@ function parseSeeds(v: unknown): Seed[] {
 function parseSecret(s: string, what: string): Uint8Array {
   if (!/^[0-9a-fA-F]{64}$/.test(s)) throw bad(what, 'must be 64 hex digits (32 bytes)')
   return Uint8Array.from(Buffer.from(s, 'hex'))
+}
+
+/**
+ * The cluster secret in `path`, with the same rules as a broker's
+ * `--secret-file` (owner-only file of 64 hex digits): `rill acl token create
+ * --secret-file` authenticates with it. INVALID_REQUEST naming the flag.
+ */
+export function readClusterSecretFile(path: string): Uint8Array {
+  return parseSecret(readSecretFile(path), 'secret-file')
 }
 
 /** Longest secret file read, bytes (64 hex digits and some white space). */

@@ -10,6 +10,14 @@
  *
  * A replica whose state machine throws stops alone; the broker and its
  * other groups go on.
+ *
+ * A replica that cannot open is not dropped (issue 10, hole 4: with its
+ * descriptors exhausted a broker never opened a new topic's replicas, and
+ * nothing said so). Replicas open only while the descriptors left stay
+ * above a reserve (descriptors.ts); one that does not fit or whose open
+ * fails is kept as offline — in `status()`, in `offline()` for the metadata
+ * answer (Kafka's offline replicas), counted by the metrics — and retried
+ * with a doubling backoff until it opens or is no longer assigned here.
  */
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -27,6 +35,7 @@ import type { BrokerConfig } from './config.ts'
 import type { BrokerRef } from './controller-client.ts'
 import { groupIdOf, isInternalTopic, offsetsTopic } from './names.ts'
 import { metadataPeers } from './peer-router.ts'
+import { replicasThatFit, type DescriptorProbe } from './descriptors.ts'
 
 /** Replicas opened at once while reconciling. */
 const replicaOpensConcurrent = 32
@@ -45,6 +54,8 @@ export interface HostedPartition {
   /** Set for a replica of `__consumer_offsets`. */
   readonly offsets: OffsetsReplica | null
   readonly logName: string
+  /** The replica's log: closed with it when the replica is removed (the replica's close leaves its log open). */
+  readonly log: PartitionLog
 }
 
 /** A partition replica's status, for `rill status` and tests. */
@@ -56,8 +67,23 @@ export interface ReplicaStatus {
   term: number
   highWatermark: number
   quiet: boolean
-  /** Why the replica stopped (a storage failure), or null while it runs. */
+  /** Why the replica stopped (a storage failure) or could not open (`offline`), or null while it runs. */
   failure: string | null
+  /** Assigned here but not open (no descriptors left, or its open failed): retried with backoff. */
+  offline?: true
+}
+
+/** Why an assigned replica is not open: no descriptors to spare, or its open failed. */
+export type ReplicaOpenFailure = 'descriptors' | 'error'
+
+/** An assigned replica that is not open yet. */
+interface OfflineReplica {
+  readonly topic: string
+  readonly partition: number
+  readonly reason: ReplicaOpenFailure
+  readonly message: string
+  /** Failed opens in a row (a replica refused for descriptors counts too). */
+  readonly attempts: number
 }
 
 /** What hosting needs of the controller client: the metadata and the answers built from it. */
@@ -82,6 +108,10 @@ export interface HostedGroupsOptions {
   readonly onLeadershipWon: () => void
   /** A replica of the offsets topic here became leader (after `onLeadershipWon`). */
   readonly onOffsetsLeadership: (replica: OffsetsReplica) => void
+  /** Descriptors open and allowed now (descriptors.ts); null answers: unknown, nothing refused for it. */
+  readonly descriptors: DescriptorProbe
+  /** An assigned replica did not open this pass (for the metrics). */
+  readonly onReplicaOpenFailed?: (reason: ReplicaOpenFailure) => void
 }
 
 export class HostedGroups {
@@ -91,6 +121,8 @@ export class HostedGroups {
   readonly #options: HostedGroupsOptions
   readonly #metadata: HostingMetadata
   readonly #partitions = new Map<number, HostedPartition>()
+  /** Assigned here, not open: at most one entry per assigned replica, removed when it opens or is unassigned. */
+  readonly #offline = new Map<number, OfflineReplica>()
   #reconciling = false
   #reconcileAgain = false
   /** Backoff of the next reconcile after one failed (0: the last one succeeded). */
@@ -136,18 +168,11 @@ export class HostedGroups {
     this.#options.runtime.defer(() => {
       this.#reconcile()
         .then(
-          () => {
-            this.#reconcileRetryMs = 0
+          (offline) => {
+            if (offline === 0) this.#reconcileRetryMs = 0
+            else this.#retryLater({ offline })
           },
-          (error: unknown) => {
-            // A replica that failed to open (a disk error) is retried later, not left unopened until
-            // the metadata changes again (sim:cluster with bad sectors: replicas missing for good).
-            this.#reconcileRetryMs = Math.min(reconcileRetryMsMax, Math.max(reconcileRetryMsMin, this.#reconcileRetryMs * 2))
-            this.#logger.error({ event: 'reconcile_failed', err: error, retryMs: this.#reconcileRetryMs }, 'reconcile failed; retrying')
-            this.#options.runtime.setTimer(() => {
-              if (!this.#options.isStopped()) this.scheduleReconcile()
-            }, this.#reconcileRetryMs)
-          },
+          (error: unknown) => this.#retryLater({ err: error }),
         )
         .finally(() => {
           this.#reconciling = false
@@ -159,9 +184,22 @@ export class HostedGroups {
     })
   }
 
-  /** Makes the hosted replicas and the peer list match the metadata. */
-  async #reconcile(): Promise<void> {
-    if (this.#options.isStopped()) return
+  /**
+   * A replica that failed to open (a disk error, no descriptors) is retried later, not left
+   * unopened until the metadata changes again (sim:cluster with bad sectors: replicas missing for good).
+   */
+  #retryLater(why: { offline: number } | { err: unknown }): void {
+    this.#reconcileRetryMs = Math.min(reconcileRetryMsMax, Math.max(reconcileRetryMsMin, this.#reconcileRetryMs * 2))
+    if ('err' in why) this.#logger.error({ event: 'reconcile_failed', err: why.err, retryMs: this.#reconcileRetryMs }, 'reconcile failed; retrying')
+    else this.#logger.warn({ event: 'replicas_offline', offline: why.offline, retryMs: this.#reconcileRetryMs }, `${why.offline} assigned replicas could not open; retrying`)
+    this.#options.runtime.setTimer(() => {
+      if (!this.#options.isStopped()) this.scheduleReconcile()
+    }, this.#reconcileRetryMs)
+  }
+
+  /** Makes the hosted replicas and the peer list match the metadata; answers how many assigned replicas are left offline. */
+  async #reconcile(): Promise<number> {
+    if (this.#options.isStopped()) return 0
     const state = this.#metadata.state
     this.#options.network.setPeers(metadataPeers(this.#config, state.brokers()))
     const wanted = new Map<number, HostedReplica>()
@@ -170,15 +208,64 @@ export class HostedGroups {
       if (wanted.has(gid)) continue
       this.#partitions.delete(gid)
       await hosted.replica.close()
-      await this.#options.store.removeLog(hosted.logName).catch(() => undefined)
+      // Closed first: the store refuses to remove an open log, and an open log holds its segments' descriptors
+      // (a deleted topic's replicas kept every descriptor and every file until the broker restarted).
+      await hosted.log.close().catch(() => undefined)
+      await this.#options.store.removeLog(hosted.logName).catch((error: unknown) =>
+        this.#logger.warn({ event: 'replica_log_not_removed', topic: hosted.topic, partition: hosted.partition, err: error }, 'log of a removed replica not removed'))
       this.#logger.info({ event: 'replica_removed', topic: hosted.topic, partition: hosted.partition }, 'replica removed')
     }
+    for (const gid of this.#offline.keys()) if (!wanted.has(gid)) this.#offline.delete(gid)
     // Opening a replica costs a few fsyncs (log, snapshot): open several at once so a topic of
-    // a thousand partitions does not wait for them one by one.
+    // a thousand partitions does not wait for them one by one. Each slice only as far as the
+    // descriptors left allow; what does not fit is offline until a later pass.
     const toOpen = [...wanted].filter(([gid]) => !this.#partitions.has(gid))
-    for (let i = 0; i < toOpen.length && !this.#options.isStopped(); i += replicaOpensConcurrent) {
-      await Promise.all(toOpen.slice(i, i + replicaOpensConcurrent).map(([gid, h]) => this.#openReplica(gid, h)))
+    let i = 0
+    while (i < toOpen.length && !this.#options.isStopped()) {
+      const fit = Math.min(replicaOpensConcurrent, replicasThatFit(this.#options.descriptors()))
+      if (fit === 0) break
+      const slice = toOpen.slice(i, i + fit)
+      await Promise.all(slice.map(([gid, h]) => this.#openOrMarkOffline(gid, h)))
+      i += slice.length
     }
+    if (i < toOpen.length && !this.#options.isStopped()) this.#outOfDescriptors(toOpen.slice(i))
+    return this.#offline.size
+  }
+
+  /** Opens one replica; a failure marks it offline (retried by the next pass) instead of failing the others. */
+  async #openOrMarkOffline(gid: number, h: HostedReplica): Promise<void> {
+    try {
+      await this.#openReplica(gid, h)
+      this.#offline.delete(gid)
+    } catch (error) {
+      const message = error instanceof RillError ? `${error.code}: ${error.message}` : String(error)
+      this.#markOffline(gid, h, 'error', message)
+      this.#logger.error({ event: 'replica_open_failed', topic: h.topic, partition: h.partition, err: error }, 'replica could not open; retrying')
+    }
+  }
+
+  /** Replicas refused for want of descriptors: offline, said once per pass. */
+  #outOfDescriptors(refused: readonly (readonly [number, HostedReplica])[]): void {
+    const use = this.#options.descriptors()
+    const message = `${ErrorCode.OVERLOADED}: too few file descriptors to open it (${use === null ? '?' : `${use.open} open of ${use.limit}`}, a reserve kept for connections): raise the limit (ulimit -n) or lower --http-connections-max`
+    for (const [gid, h] of refused) this.#markOffline(gid, h, 'descriptors', message)
+    this.#logger.error({ event: 'replicas_not_opened', reason: 'descriptors', count: refused.length, descriptors: use }, `${refused.length} replicas not opened: ${message}`)
+  }
+
+  #markOffline(gid: number, h: HostedReplica, reason: ReplicaOpenFailure, message: string): void {
+    const attempts = (this.#offline.get(gid)?.attempts ?? 0) + 1
+    this.#offline.set(gid, { topic: h.topic, partition: h.partition, reason, message, attempts })
+    this.#options.onReplicaOpenFailed?.(reason)
+  }
+
+  /** Groups assigned here whose replica is not open (for the metadata answer and the metrics). */
+  offline(): ReadonlySet<number> {
+    return new Set(this.#offline.keys())
+  }
+
+  /** Assigned replicas not open, by reason. */
+  offlineCount(): number {
+    return this.#offline.size
   }
 
   async #openReplica(gid: number, h: HostedReplica): Promise<void> {
@@ -207,8 +294,12 @@ export class HostedGroups {
       onRoleChange: (role) => {
         if (role === Role.Leader) this.#options.onLeadershipWon()
       },
+    }).catch(async (error: unknown) => {
+      // Left open, the log would refuse the retry (already open) and hold its descriptors.
+      await log.close().catch(() => undefined)
+      throw error
     })
-    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: null, logName })
+    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: null, logName, log })
     // The preferred replica campaigns at once, so leadership starts out spread as placement intended.
     if (h.replicas[0] === this.#brokerId && replica.raft.term <= 1) replica.campaign()
     this.#logger.info({ event: 'replica_opened', topic: h.topic, partition: h.partition, persistence }, 'replica opened')
@@ -239,6 +330,10 @@ export class HostedGroups {
   async #openOffsetsReplica(gid: number, h: HostedReplica, logName: string): Promise<void> {
     const { config, store, io } = this.#options
     const log = await store.openLog({ name: logName, mode: 'sync' })
+    const closeLog = async (error: unknown): Promise<never> => {
+      await log.close().catch(() => undefined)
+      throw error
+    }
     const replica: OffsetsReplica = await OffsetsReplica.open({
       ...this.#replicaOptions(gid, h, log, new FileSnapshotStore(join(config.dir, 'snapshots', logName), { io })),
       onRoleChange: (role) => {
@@ -247,8 +342,8 @@ export class HostedGroups {
           this.#options.onOffsetsLeadership(replica)
         }
       },
-    })
-    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: replica, logName })
+    }).catch(closeLog)
+    this.#partitions.set(gid, { topic: h.topic, topicId: h.topicId, partition: h.partition, replica, offsets: replica, logName, log })
     if (h.replicas[0] === this.#brokerId && replica.raft.term <= 1) replica.campaign()
     this.#logger.info({ event: 'replica_opened', topic: h.topic, partition: h.partition, persistence: 'sync' }, 'offsets replica opened')
   }
@@ -313,7 +408,18 @@ export class HostedGroups {
 
   /** Per-replica status for `rill status` and tests. */
   status(): ReplicaStatus[] {
-    return [...this.#partitions.values()].map((h) => ({
+    const offline = [...this.#offline.values()].map((o): ReplicaStatus => ({
+      topic: o.topic,
+      partition: o.partition,
+      role: Role.Follower,
+      leader: 0,
+      term: 0,
+      highWatermark: 0,
+      quiet: false,
+      failure: `not open after ${o.attempts} attempts: ${o.message}`,
+      offline: true,
+    }))
+    return offline.concat([...this.#partitions.values()].map((h) => ({
       topic: h.topic,
       partition: h.partition,
       role: h.replica.raft.role,
@@ -322,7 +428,7 @@ export class HostedGroups {
       highWatermark: h.replica.highWatermark,
       quiet: h.replica.raft.quiesced,
       failure: h.replica.failure === null ? null : `${h.replica.failure.code}: ${h.replica.failure.message}`,
-    }))
+    })))
   }
 
   // ───────────────────────────── stop ─────────────────────────────

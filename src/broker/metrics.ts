@@ -14,11 +14,14 @@ import type { Acks } from '../wire/index.ts'
 export interface MetricsSource {
   values(): Iterable<{ readonly replica: HostedGroup }>
   readonly size: number
+  /** Replicas assigned here that are not open (no descriptors, a failed open): retried. */
+  offlineCount(): number
 }
 
 export class BrokerMetrics {
   readonly #elections: Counter
   readonly #commitSeconds: Histogram<'acks'>
+  readonly #openFailures: Counter<'reason'>
 
   constructor(options: { registry: Registry; hosted: MetricsSource }) {
     const { registry, hosted } = options
@@ -30,7 +33,18 @@ export class BrokerMetrics {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     })
+    this.#openFailures = new Counter({
+      name: 'rill_replica_open_failures_total',
+      help: 'Times an assigned replica did not open: descriptors (too few left above the reserve), error (its open failed); each is retried',
+      labelNames: ['reason'],
+      registers: [registry],
+    })
     registerReplicaGauges(registry, hosted)
+  }
+
+  /** An assigned replica did not open this pass. */
+  replicaOpenFailed(reason: 'descriptors' | 'error'): void {
+    this.#openFailures.inc({ reason })
   }
 
   /** A partition replica here became leader. */
@@ -58,6 +72,14 @@ function registerReplicaGauges(registry: Registry, hosted: MetricsSource): void 
         for (const [id, pr] of raft.progress) if (id !== raft.id) lag = Math.max(lag, last - pr.match)
       }
       this.set(lag)
+    },
+  })
+  new Gauge({
+    name: 'rill_replicas_offline',
+    help: 'Partition replicas assigned to this broker that are not open (no descriptors left, a failed open); retried with backoff',
+    registers: [registry],
+    collect() {
+      this.set(hosted.offlineCount())
     },
   })
   new Gauge({

@@ -13,6 +13,7 @@
  */
 import { ErrorCode, RillError, systemRuntime, timeoutSignal, type Runtime } from '../base/index.ts'
 import type { CreateTopicRequest } from '../wire/index.ts'
+import type { SecurityCommand } from './security.ts'
 import { internalHeaders, type IdentityAnswer } from './internal-auth.ts'
 import type { PeerFetch, PeerResponse } from './peer-http.ts'
 
@@ -32,6 +33,8 @@ export type ControllerCall =
   | { readonly kind: 'createTopic'; readonly request: CreateTopicRequest }
   | { readonly kind: 'createOffsetsTopic' }
   | { readonly kind: 'deleteTopic'; readonly name: string }
+  /** A token or ACL change, built (and authorized) on the broker the client asked. */
+  | { readonly kind: 'security'; readonly command: SecurityCommand }
 
 /** A partition group this broker leads, with its high watermark. */
 export interface Leadership {
@@ -51,17 +54,23 @@ export interface PeerCalls {
   identity(url: string, nonce: string, timeoutMs: number): Promise<IdentityAnswer>
 }
 
-/** The HTTP route and body of each controller call (the routes are the API's; docs/api.md). */
+/**
+ * The HTTP route and body of each controller call: internal routes, MACed
+ * with the cluster secret. Topic changes and security commands go to
+ * `/internal/v1/controller` (they went to the public topic routes, which
+ * refuse a broker's call once clients must authenticate; the client was
+ * authorized by the broker it asked).
+ */
 function route(call: ControllerCall): { method: 'POST' | 'DELETE'; path: string; body: unknown } {
   switch (call.kind) {
     case 'registerBroker':
       return { method: 'POST', path: '/internal/v1/brokers', body: call.request }
-    case 'createTopic':
-      return { method: 'POST', path: '/v1/topics', body: call.request }
     case 'createOffsetsTopic':
       return { method: 'POST', path: '/internal/v1/offsets-topic', body: {} }
+    case 'createTopic':
     case 'deleteTopic':
-      return { method: 'DELETE', path: `/v1/topics/${encodeURIComponent(call.name)}`, body: undefined }
+    case 'security':
+      return { method: 'POST', path: '/internal/v1/controller', body: call }
   }
 }
 

@@ -33,6 +33,14 @@ export interface TopicsOptions {
   /** The broker's metadata answer (describe adds replication and config to its entry). */
   readonly metadata: () => MetadataResponse
   readonly isStopped: () => boolean
+  /**
+   * Partitions one client topic may have, and all topics together (issue
+   * 10, hole 4: a 1,200-partition topic answered 201 while 276 of its
+   * partitions never got a leader). Checked where the create arrives and
+   * again on the controller leader, whose bounds decide.
+   */
+  readonly partitionsPerTopicMax: number
+  readonly clusterPartitionsMax: number
 }
 
 export class Topics {
@@ -49,7 +57,29 @@ export class Topics {
   /** A client's topic: names starting with `__` are refused. */
   async create(request: CreateTopicRequest): Promise<{ name: string; partitions: number }> {
     if (isInternalTopic(request.name)) throw new RillError(ErrorCode.INVALID_REQUEST, `topic names starting with __ are the broker's own (${request.name})`)
+    this.#checkPartitionLimits(request)
     return this.createAny(request)
+  }
+
+  /** Refuses a create beyond the partitions allowed per topic (400) or in the cluster (409), before anything is proposed. */
+  #checkPartitionLimits(request: CreateTopicRequest): void {
+    const { partitionsPerTopicMax, clusterPartitionsMax } = this.#options
+    if (request.partitions > partitionsPerTopicMax) {
+      throw new RillError(ErrorCode.INVALID_REQUEST, `partitions: ${request.partitions} is more than a topic may have on this cluster (${partitionsPerTopicMax}, --topic-partitions-max)`, {
+        details: { field: 'partitions' },
+      })
+    }
+    // A topic that exists is TOPIC_EXISTS, whatever its size: let the controller say so.
+    if (this.#controller.state.topic(request.name) !== undefined) return
+    let existing = 0
+    for (const t of this.#controller.state.topics()) existing += t.partitions.length
+    if (existing + request.partitions > clusterPartitionsMax) {
+      throw new RillError(
+        ErrorCode.RESOURCE_LIMIT_REACHED,
+        `the cluster has ${existing} partitions; ${request.partitions} more would pass its bound of ${clusterPartitionsMax} (--cluster-partitions-max): delete topics or raise the bound`,
+        { details: { field: 'partitions', partitions: existing, limit: clusterPartitionsMax } },
+      )
+    }
   }
 
   /** Any topic, the broker's own included; resolves once this broker's metadata shows it. */

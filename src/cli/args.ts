@@ -7,7 +7,8 @@
  * `--url` (RILL_URL), and for https:// brokers `--tls-ca FILE` (RILL_TLS_CA:
  * the cluster's CA certificate) and `--tls-cert FILE --tls-key FILE`
  * (RILL_TLS_CERT, RILL_TLS_KEY: a client certificate, for brokers that ask
- * for one). `target()` gathers them.
+ * for one), and `--token TOKEN` (RILL_TOKEN: a bearer token, for brokers
+ * started with `--auth required`). `target()` gathers them.
  */
 import { readFileSync } from 'node:fs'
 import type { ClientTlsOptions } from '../../client/index.ts'
@@ -45,6 +46,7 @@ export const commonFlags: FlagSpecs = {
   'tls-ca': { kind: 'string' },
   'tls-cert': { kind: 'string' },
   'tls-key': { kind: 'string' },
+  token: { kind: 'string' },
 }
 
 function parseValue(name: string, spec: FlagSpec, raw: string): string | number {
@@ -145,6 +147,8 @@ export function baseUrl(flags: Flags, env: NodeJS.ProcessEnv = process.env): str
 export interface Target {
   readonly url: string
   readonly tls: ClientTlsOptions | undefined
+  /** Bearer token for brokers started with `--auth required` (--token, RILL_TOKEN). */
+  readonly token?: string
 }
 
 /** `--tls-ca`, `--tls-cert` or `--tls-key` (or RILL_TLS_CA, RILL_TLS_CERT, RILL_TLS_KEY): the path given, or null. */
@@ -176,5 +180,7 @@ export function target(flags: Flags, env: NodeJS.ProcessEnv = process.env): Targ
     ...(ca === null ? {} : { ca: readPem('tls-ca', ca) }),
     ...(cert === null ? {} : { cert: readPem('tls-cert', cert), key: readPem('tls-key', key!) }),
   }
-  return { url: baseUrl(flags, env), tls: ca === null && cert === null ? undefined : tls }
+  const token = typeof flags.token === 'string' ? flags.token : env.RILL_TOKEN === undefined || env.RILL_TOKEN === '' ? undefined : env.RILL_TOKEN
+  if (token !== undefined && !/^[\x21-\x7e]{1,512}$/.test(token)) throw new UsageError('--token (or RILL_TOKEN) must be one word of printable characters, as `rill acl token create` prints it')
+  return { url: baseUrl(flags, env), tls: ca === null && cert === null ? undefined : tls, ...(token === undefined ? {} : { token }) }
 }

@@ -47,11 +47,14 @@ import pino from 'pino'
 import type { FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { isRillError, noTimer, RillError, ErrorCode, systemRuntime } from '../base/index.ts'
-import { buildApi, type BrokerService } from '../api/index.ts'
+import { buildApi, connectionLimits, type ApiAuth, type BrokerService, type ConnectionLimits } from '../api/index.ts'
 import {
   Broker,
+  descriptorLimit,
+  httpConnectionsMaxDefault,
   brokerUsage,
   clientCertificateRefusal,
+  isLoopbackHost,
   loadTlsMaterial,
   offsetsTopic,
   offsetsTopicPartitions,
@@ -126,6 +129,24 @@ function trackHandshakes(server: TlsServer): ReadonlySet<Socket> {
   return pending
 }
 
+/**
+ * The HTTP connection bounds of `config` (issue 10, hole 4). Without
+ * --http-connections-max: half the descriptor limit (the other half for
+ * logs, peer links and the reserve replicas leave), at most
+ * httpConnectionsMaxDefault; the API's default when the limit is unknown.
+ */
+export function httpConnectionLimits(config: BrokerConfig, fdLimit: number | null): ConnectionLimits {
+  const c = config.httpConnections
+  const connectionsMax = c.max ?? (fdLimit === null ? connectionLimits().connectionsMax : Math.max(1, Math.min(httpConnectionsMaxDefault, Math.floor(fdLimit / 2))))
+  return connectionLimits({
+    connectionsMax,
+    connectionsPerAddressMax: Math.min(c.perAddressMax, connectionsMax),
+    idleMs: c.idleMs,
+    requestMs: c.requestMs,
+    headersMs: Math.min(connectionLimits().headersMs, c.requestMs),
+  })
+}
+
 /** The route fastify matched is an internal one (decided on the route, not on the URL string). */
 function isInternalRoute(request: FastifyRequest): boolean {
   return request.routeOptions.url?.startsWith('/internal/') === true
@@ -141,7 +162,20 @@ export async function startBroker(config: BrokerConfig, logger: Logger): Promise
   const broker = await Broker.start(config, logger, { httpUrl: url, tls })
   // A Broker is the service the API calls: checked structurally here (src/broker does not import src/api).
   const service: BrokerService = broker
-  const app = buildApi({ service, logger, forwardFetch: broker.peerFetch, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
+  // Client authentication (--auth): tokens and ACLs from the metadata; with --tls-client-auth, a client certificate of the CA names its CN.
+  const auth: ApiAuth = {
+    required: config.auth === 'required',
+    certificates: config.tls !== null && config.tls.clientAuth !== 'none',
+    authenticate: (token) => broker.security.authenticate(token),
+    allows: (principal, operation, resource) => broker.security.allows(principal, operation, resource),
+  }
+  if (auth.required && tls === null && !(isLoopbackHost(config.http.host))) {
+    logger.warn({ event: 'auth_plaintext' }, `--auth required without TLS on ${config.http.host}: bearer tokens cross the network in the clear; add --tls-cert, --tls-key and --tls-ca`)
+  }
+  if (auth.required) logger.info({ event: 'auth', superUsers: config.superUsers, certificates: auth.certificates }, `client authentication required; super-users: ${config.superUsers.join(', ') || 'none'}`)
+  const connections = httpConnectionLimits(config, descriptorLimit())
+  logger.info({ event: 'http_connection_limits', connectionsMax: connections.connectionsMax, connectionsPerAddressMax: connections.connectionsPerAddressMax, idleMs: connections.idleMs, requestMs: connections.requestMs }, 'HTTP connection limits')
+  const app = buildApi({ service, logger, auth, connections, forwardFetch: broker.peerFetch, quotas: config.quotas, ...(tls === null ? {} : { https: serverTlsOptions(tls) }) })
   // Before the internal routes are registered, so their context inherits the check.
   if (tls !== null) requireClientCertificates(app, config.tls!.clientAuth)
   const handshaking = tls === null ? null : trackHandshakes(app.server as unknown as TlsServer)

@@ -37,6 +37,10 @@ export interface RequestOptions {
   /** Extra time on top of `requestTimeoutMs` (long-polls). */
   readonly waitMs?: number
   readonly signal?: AbortSignal
+  /** The body exactly as sent, when a MAC covers its bytes (default: JSON.stringify of `body`). */
+  readonly bodyText?: string
+  /** Extra headers (the internal MAC of `rill acl token create --secret-file`). */
+  readonly headers?: Readonly<Record<string, string>>
 }
 
 /** One Agent per TLS settings object (a command has one), so its requests share connections. */
@@ -59,8 +63,13 @@ export async function request<T>(target: Target, method: string, path: string, o
   const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal])
   const init = {
     method,
-    headers: { accept: 'application/json', ...(options.body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+    headers: {
+      accept: 'application/json',
+      ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(target.token === undefined ? {} : { authorization: `Bearer ${target.token}` }),
+      ...(options.headers ?? {}),
+    },
+    ...(options.body === undefined ? {} : { body: options.bodyText ?? JSON.stringify(options.body) }),
     signal,
   }
   let response: { ok: boolean; status: number; text(): Promise<string> }

@@ -75,6 +75,7 @@ export async function consumeCommand(argv: readonly string[], io: ConsumeIo, out
   const consumer = new Consumer({
     brokers: [args.target.url],
     ...(args.target.tls === undefined ? {} : { tls: args.target.tls }),
+    ...(args.target.token === undefined ? {} : { token: args.target.token }),
     clientId: 'rill-cli',
     readFrom: args.follower ? 'follower' : 'leader',
     fromBeginning: args.fromBeginning,

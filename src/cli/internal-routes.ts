@@ -28,10 +28,16 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { ErrorCode, RillError } from '../base/index.ts'
 import { ReplayCache, checkInternalRequest, incarnationPattern, internalHeadersWellFormed } from '../broker/index.ts'
-import type { BrokerRegistration, IdentityAnswer, Leadership } from '../broker/index.ts'
+import type { BrokerRegistration, ControllerCall, IdentityAnswer, Leadership, SecurityCommand } from '../broker/index.ts'
+import { CommandType, parseCommand, principal as checkPrincipal, topicName } from '../controller/index.ts'
+import type { CreateTopicRequest } from '../wire/index.ts'
 
 /** What the internal routes call on the broker. */
 export interface InternalService {
+  /** A topic change or security command forwarded by another broker (which authorized its client): run it here. */
+  runControllerCall(call: ControllerCall): Promise<void>
+  /** Bootstrap: a token for `principal`, asked for with the cluster secret (`rill acl token create --secret-file`). */
+  createToken(principal: string): Promise<{ id: string; principal: string; createdMs: number; token: string }>
   registerBroker(request: BrokerRegistration): Promise<void>
   localLeaderships(): Leadership[]
   createOffsetsTopic(): Promise<void>
@@ -111,12 +117,54 @@ function internalRoutes(internal: FastifyInstance, options: InternalRoutesOption
     if (typeof nonce !== 'string' || !incarnationPattern.test(nonce)) throw new RillError(ErrorCode.INVALID_REQUEST, 'identity challenge needs { nonce: 32 hex digits }')
     return service.identity(nonce)
   })
+  // Topic changes and token/ACL changes another broker forwards to the controller leader.
+  internal.post('/internal/v1/controller', async (request, reply) => {
+    checked(request)
+    await service.runControllerCall(parseControllerCall(request.body))
+    reply.code(204)
+    return null
+  })
+  // Bootstrap: whoever holds the cluster secret (and, under TLS, a certificate of the CA) may issue a token.
+  internal.post('/internal/v1/tokens', async (request, reply) => {
+    checked(request)
+    const body = request.body as { principal?: unknown } | null
+    const created = await service.createToken(checkPrincipal(body?.principal))
+    reply.code(201)
+    return created
+  })
   // Another broker's group request found no offsets topic: create it here (we lead the controller).
   internal.post('/internal/v1/offsets-topic', async (request) => {
     checked(request)
     await service.createOffsetsTopic()
     return { name: options.offsetsTopic.name, partitions: options.offsetsTopic.partitions }
   })
+}
+
+const securityCommands: ReadonlySet<string> = new Set([CommandType.CreateToken, CommandType.RevokeToken, CommandType.AddAcl, CommandType.RemoveAcl])
+
+/** A forwarded controller call, shape-checked (it is authenticated, but checked as any input). */
+function parseControllerCall(value: unknown): ControllerCall {
+  const body = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>
+  switch (body['kind']) {
+    case 'createTopic': {
+      const r = (typeof body['request'] === 'object' && body['request'] !== null ? body['request'] : {}) as Record<string, unknown>
+      const { name, partitions, replicationFactor, config } = r
+      if (!Number.isSafeInteger(partitions) || !Number.isSafeInteger(replicationFactor) || (config !== undefined && (typeof config !== 'object' || config === null))) {
+        throw new RillError(ErrorCode.INVALID_REQUEST, 'createTopic needs { name, partitions, replicationFactor, config? }')
+      }
+      const request = { name: topicName(name), partitions: partitions as number, replicationFactor: replicationFactor as number }
+      return { kind: 'createTopic', request: config === undefined ? request : { ...request, config: config as NonNullable<CreateTopicRequest['config']> } }
+    }
+    case 'deleteTopic':
+      return { kind: 'deleteTopic', name: topicName(body['name']) }
+    case 'security': {
+      const command = parseCommand(body['command'])
+      if (!securityCommands.has(command.type)) throw new RillError(ErrorCode.INVALID_REQUEST, `not a security command: ${command.type}`)
+      return { kind: 'security', command: command as SecurityCommand }
+    }
+    default:
+      throw new RillError(ErrorCode.INVALID_REQUEST, 'controller call needs kind createTopic, deleteTopic or security')
+  }
 }
 
 function parseRegistration(value: unknown): BrokerRegistration {

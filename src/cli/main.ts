@@ -6,6 +6,7 @@
  * stopping); the broker modules are loaded only for that command.
  */
 import { UsageError, CliError } from './args.ts'
+import { aclCommand, aclUsage } from './acl.ts'
 import { consumeCommand, consumeUsage } from './consume.ts'
 import { devCommand, devUsage } from './dev.ts'
 import { groupCommand, groupUsage } from './group.ts'
@@ -22,12 +23,14 @@ commands:
   produce    one record per stdin line: rill produce TOPIC [--key K] [--partition P] [--acks all|leader] [--verbose]
   consume    print record values: rill consume TOPIC [--from-beginning] [--follower] [--max N] [--partition P] [--group G]
   group      describe NAME: a consumer group's members, assignments, committed offsets and lag
+  acl        tokens and ACLs: acl token create|list|revoke, acl add|remove|list, acl whoami
   status     brokers, controller leader, partitions, leaders, replicas, lag
   help       this text
 
 every command takes --url http://HOST:PORT (default http://127.0.0.1:9090, or RILL_URL);
 for https:// brokers, --tls-ca FILE (RILL_TLS_CA: the cluster's CA certificate; the default URL is then
-https://127.0.0.1:9090) and, for brokers that ask, --tls-cert FILE --tls-key FILE (RILL_TLS_CERT, RILL_TLS_KEY)
+https://127.0.0.1:9090) and, for brokers that ask, --tls-cert FILE --tls-key FILE (RILL_TLS_CERT, RILL_TLS_KEY);
+for brokers started with --auth required, --token TOKEN (RILL_TOKEN)
 exit codes: 0 ok, 1 failure, 2 usage error
 `
 
@@ -38,6 +41,7 @@ const usageOf: Readonly<Record<string, string>> = {
   status: statusUsage,
   group: groupUsage,
   dev: devUsage,
+  acl: aclUsage,
 }
 
 const out = (line: string): void => {
@@ -94,6 +98,8 @@ async function run(argv: readonly string[]): Promise<number> {
       return statusCommand(rest, out)
     case 'group':
       return groupCommand(rest, out)
+    case 'acl':
+      return aclCommand(rest, out, err)
     default:
       throw new UsageError(`unknown command "${command}"`)
   }
@@ -106,7 +112,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const command = argv[0] ?? ''
     if (error instanceof UsageError) {
       const known = usageOf[command] !== undefined
-      const sub = (command === 'topic' || command === 'group') && argv[1] !== undefined ? ` ${argv[1]}` : ''
+      const sub = (command === 'topic' || command === 'group' || command === 'acl') && argv[1] !== undefined ? ` ${argv[1]}` : ''
       err(known ? `rill ${command}${sub}: ${error.message}` : `rill: ${error.message}`)
       err((usageOf[command] ?? usage).trimEnd())
       return 2

@@ -52,6 +52,7 @@ export async function produceCommand(argv: readonly string[], out: Out, input: R
   const producer = new Producer({
     brokers: at.url,
     ...(at.tls === undefined ? {} : { tls: at.tls }),
+    ...(at.token === undefined ? {} : { token: at.token }),
     acks: (f.acks as 'all' | 'leader' | undefined) ?? 'all',
     lingerMs,
     batchBytes,

@@ -3,7 +3,8 @@
  * and every partition with its leader, replicas, high watermark and each
  * replica's lag. Lag is read from each broker's own /v1/metadata (its
  * replica's high watermark) against the leader's: `id:lag`, `id:?` when that
- * broker does not answer.
+ * broker does not answer, `id:offline` when that broker says its replica is
+ * assigned but not open (out of file descriptors, a failed open; retried).
  */
 import { systemRuntime } from '../base/index.ts'
 import type { MetadataResponse } from '../wire/index.ts'
@@ -42,7 +43,11 @@ export async function statusCommand(argv: readonly string[], out: Out): Promise<
       const replicaHw = (id: number | null): number | undefined =>
         id === null ? undefined : views.get(id)?.topics.find((x) => x.name === t.name)?.partitions.find((x) => x.partition === p.partition)?.highWatermark
       const leaderHw = replicaHw(p.leader) ?? p.highWatermark
+      // A broker whose replica is assigned but not open says so (offlineReplicas): never counted in sync.
+      const offline = (id: number): boolean =>
+        views.get(id)?.topics.find((x) => x.name === t.name)?.partitions.find((x) => x.partition === p.partition)?.offlineReplicas?.includes(id) === true
       const lag = p.replicas.map((id) => {
+        if (offline(id)) return `${id}:offline`
         const hw = replicaHw(id)
         return `${id}:${hw === undefined ? '?' : Math.max(0, leaderHw - hw)}`
       })

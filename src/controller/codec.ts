@@ -10,6 +10,7 @@
  */
 import { Packr } from 'msgpackr'
 import { ErrorCode, RillError } from '../base/index.ts'
+import { aclProblem, tokenHashPattern, tokenIdPattern, principalPattern, type AclEntry } from './acl.ts'
 import type {
   BrokerId,
   Command,
@@ -87,6 +88,22 @@ export function parseCommand(value: unknown): Command {
       return { type: CommandType.UpdateTopicConfig, name: topicName(o['name']), config: parseTopicConfig(o['config']) }
     case CommandType.ReassignPartition:
       return parseReassignPartition(o)
+    case CommandType.CreateToken:
+      onlyKeys(o, ['type', 'id', 'principal', 'hash', 'createdMs'])
+      return {
+        type: CommandType.CreateToken,
+        id: tokenId(o['id']),
+        principal: principal(o['principal']),
+        hash: patterned(o['hash'], 'hash', tokenHashPattern, '64 hex digits'),
+        createdMs: integer(o['createdMs'], 'createdMs', 0, Number.MAX_SAFE_INTEGER),
+      }
+    case CommandType.RevokeToken:
+      onlyKeys(o, ['type', 'id'])
+      return { type: CommandType.RevokeToken, id: tokenId(o['id']) }
+    case CommandType.AddAcl:
+    case CommandType.RemoveAcl:
+      onlyKeys(o, ['type', 'acl'])
+      return { type: o['type'], acl: parseAcl(o['acl']) }
     default:
       throw invalid(`unknown command type ${describe(o['type'])}`, 'type')
   }
@@ -254,6 +271,37 @@ export function replicaList(value: unknown, field: string): BrokerId[] {
     out.push(b)
   }
   return out
+}
+
+/** A token id: 16 hex digits. */
+export function tokenId(value: unknown, field = 'id'): string {
+  return patterned(value, field, tokenIdPattern, '16 hex digits')
+}
+
+/** A principal name (acl.ts principalPattern). */
+export function principal(value: unknown, field = 'principal'): string {
+  return patterned(value, field, principalPattern, 'a principal: 1..255 of [A-Za-z0-9 ._@:=+/-], starting with a letter or digit')
+}
+
+function patterned(value: unknown, field: string, pattern: RegExp, what: string): string {
+  if (typeof value !== 'string' || !pattern.test(value)) throw invalid(`${field} must be ${what}`, field)
+  return value
+}
+
+/** An ACL entry with exactly its five fields, each well formed (acl.ts aclProblem). */
+export function parseAcl(value: unknown, field = 'acl'): AclEntry {
+  const o = plainObject(value, field)
+  onlyKeys(o, ['principal', 'resourceType', 'resourceName', 'patternType', 'operation'], field)
+  const acl = {
+    principal: o['principal'],
+    resourceType: o['resourceType'],
+    resourceName: o['resourceName'],
+    patternType: o['patternType'],
+    operation: o['operation'],
+  } as AclEntry
+  const problem = aclProblem(acl)
+  if (problem !== null) throw invalid(problem.message, problem.field)
+  return acl
 }
 
 // ---------------------------------------------------------------- primitives

@@ -6,7 +6,22 @@
  */
 export { ControllerState, validate } from './state.ts'
 export type { MetadataView, PartitionStateLookup } from './state.ts'
-export { encodeCommand, decodeCommand, parseCommand, topicName, parseTopicConfig } from './codec.ts'
+export { encodeCommand, decodeCommand, parseCommand, topicName, parseTopicConfig, parseAcl, principal, tokenId } from './codec.ts'
+export {
+  aclAllows,
+  aclProblem,
+  aclsMax,
+  clusterResourceName,
+  operationsOf,
+  patternTypes,
+  principalCharsMax,
+  principalPattern,
+  resourceTypes,
+  tokenIdPattern,
+  tokensMax,
+  wildcardName,
+} from './acl.ts'
+export type { AclEntry, Operation, PatternType, Resource, ResourceType, TokenInfo } from './acl.ts'
 export {
   assignReplicas,
   planCreateTopic,
@@ -35,9 +50,13 @@ export type {
   BrokerId,
   BrokerInfo,
   Command,
+  AddAcl,
   CreatePartitions,
+  CreateToken,
   CreateTopic,
   DecommissionBroker,
+  RemoveAcl,
+  RevokeToken,
   DeleteTopic,
   FenceBroker,
   HostedReplica,

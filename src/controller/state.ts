@@ -41,7 +41,11 @@ import {
   replicaList,
   topicName,
   decodeCommand,
+  parseAcl,
+  principal,
+  tokenId,
 } from './codec.ts'
+import { aclsMax, compareAcls, tokenHashPattern, tokensMax, type AclEntry, type TokenInfo } from './acl.ts'
 import type {
   ApplyResult,
   BrokerId,
@@ -59,8 +63,8 @@ import type {
 } from './types.ts'
 import { brokersMax, clusterPartitionsMax, CommandType, partitionsPerTopicMax } from './types.ts'
 
-/** Snapshot layout version; restore refuses any other. */
-const snapshotFormat = 1
+/** Snapshot layout version; restore takes this one and the one before it (no ACLs, no tokens), refuses any other. */
+const snapshotFormat = 2
 
 /** What `/v1/metadata` answers (API.md), built from this state plus what the broker knows of leaders. */
 export interface MetadataView {
@@ -102,10 +106,31 @@ export class ControllerState {
   #nextTopicId: TopicId = 1
   /** Sum of partitions over all topics (bounded by clusterPartitionsMax). */
   #partitionCount = 0
+  /** Allow rules by aclKey, at most aclsMax. */
+  #acls = new Map<string, AclEntry>()
+  /** `#acls` sorted (compareAcls), made on first use after a change. */
+  #aclList: readonly AclEntry[] | null = null
+  /** Bearer tokens' keyed hashes by id, at most tokensMax. */
+  #tokens = new Map<string, TokenInfo>()
 
   /** Monotonic metadata version: the number of state changes applied so far. */
   get version(): number {
     return this.#version
+  }
+
+  /** Allow rules, sorted by principal, resource type, name, pattern, operation. */
+  acls(): readonly AclEntry[] {
+    this.#aclList ??= Object.freeze([...this.#acls.values()].sort(compareAcls))
+    return this.#aclList
+  }
+
+  /** Tokens (their hashes, never the tokens) by id. */
+  tokens(): TokenInfo[] {
+    return [...this.#tokens.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  }
+
+  token(id: string): TokenInfo | undefined {
+    return this.#tokens.get(id)
   }
 
   /** Partitions in the cluster. */
@@ -231,6 +256,20 @@ export class ControllerState {
       }
       case CommandType.ReassignPartition:
         this.#checkReassign(cmd, liveness)
+        return
+      case CommandType.CreateToken:
+        if (this.#tokens.has(cmd.id)) throw invalid(`token id ${cmd.id} is taken`, 'id', { reason: 'token-exists' })
+        if (this.#tokens.size >= tokensMax) throw invalid(`the cluster already has ${tokensMax} tokens: revoke some first`, 'id', { reason: 'too-many-tokens' })
+        return
+      case CommandType.RevokeToken:
+        if (!this.#tokens.has(cmd.id)) throw invalid(`no token ${cmd.id}`, 'id', { reason: 'unknown-token' })
+        return
+      case CommandType.AddAcl:
+        if (!this.#acls.has(aclKey(cmd.acl)) && this.#acls.size >= aclsMax) {
+          throw invalid(`the cluster already has ${aclsMax} ACLs: remove some first`, 'acl', { reason: 'too-many-acls' })
+        }
+        return
+      case CommandType.RemoveAcl:
         return
       default:
         unreachable(cmd, 'command')
@@ -385,6 +424,22 @@ export class ControllerState {
         return this.#updateConfig(cmd.name, cmd.config)
       case CommandType.ReassignPartition:
         return this.#reassign(cmd)
+      case CommandType.CreateToken:
+        this.#tokens.set(cmd.id, Object.freeze({ id: cmd.id, principal: cmd.principal, hash: cmd.hash, createdMs: cmd.createdMs }))
+        return true
+      case CommandType.RevokeToken:
+        return this.#tokens.delete(cmd.id)
+      case CommandType.AddAcl: {
+        const key = aclKey(cmd.acl)
+        if (this.#acls.has(key)) return false
+        this.#acls.set(key, Object.freeze({ ...cmd.acl }))
+        this.#aclList = null
+        return true
+      }
+      case CommandType.RemoveAcl:
+        if (!this.#acls.delete(aclKey(cmd.acl))) return false
+        this.#aclList = null
+        return true
       default:
         return unreachable(cmd, 'command')
     }
@@ -478,6 +533,8 @@ export class ControllerState {
         epoch: t.epoch,
         partitions: t.partitions.map((p) => [p.epoch, p.replicas]),
       })),
+      acls: this.acls().map((a) => [a.principal, a.resourceType, a.resourceName, a.patternType, a.operation]),
+      tokens: this.tokens().map((t) => [t.id, t.principal, t.hash, t.createdMs]),
     }
     const bytes = snapshotPackr.pack(body)
     return new Uint8Array(bytes)
@@ -494,6 +551,9 @@ export class ControllerState {
     this.#version = next.version
     this.#nextTopicId = next.nextTopicId
     this.#partitionCount = next.partitionCount
+    this.#acls = next.acls
+    this.#aclList = null
+    this.#tokens = next.tokens
   }
 
   /** A new state from snapshot bytes. */
@@ -545,6 +605,13 @@ interface ParsedSnapshot {
   version: number
   nextTopicId: TopicId
   partitionCount: number
+  acls: Map<string, AclEntry>
+  tokens: Map<string, TokenInfo>
+}
+
+/** One key per distinct ACL (its five fields; none holds a NUL). */
+function aclKey(a: AclEntry): string {
+  return `${a.principal}\0${a.resourceType}\0${a.resourceName}\0${a.patternType}\0${a.operation}`
 }
 
 function parseSnapshot(bytes: Uint8Array): ParsedSnapshot {
@@ -556,8 +623,10 @@ function parseSnapshot(bytes: Uint8Array): ParsedSnapshot {
     throw new RillError(ErrorCode.INVALID_REQUEST, 'controller snapshot is not valid msgpack', { cause, details: { field: 'snapshot' } })
   }
   const o = plainObject(value, 'snapshot')
-  onlyKeys(o, ['format', 'version', 'nextTopicId', 'brokers', 'topics'], 'snapshot')
-  if (o['format'] !== snapshotFormat) throw invalid(`controller snapshot format ${String(o['format'])} is not ${snapshotFormat}`, 'snapshot.format')
+  onlyKeys(o, ['format', 'version', 'nextTopicId', 'brokers', 'topics', 'acls', 'tokens'], 'snapshot')
+  // Format 1 (before ACLs and tokens) is format 2 with none of either.
+  if (o['format'] !== snapshotFormat && o['format'] !== 1) throw invalid(`controller snapshot format ${String(o['format'])} is not ${snapshotFormat}`, 'snapshot.format')
+  if (o['format'] === 1 && (o['acls'] !== undefined || o['tokens'] !== undefined)) throw invalid('controller snapshot format 1 has no ACLs or tokens', 'snapshot.format')
   const version = integer(o['version'], 'snapshot.version', 0, Number.MAX_SAFE_INTEGER)
   const nextTopicId = integer(o['nextTopicId'], 'snapshot.nextTopicId', 1, Number.MAX_SAFE_INTEGER)
   const brokers = parseSnapshotBrokers(o['brokers'])
@@ -574,7 +643,39 @@ function parseSnapshot(bytes: Uint8Array): ParsedSnapshot {
     partitionCount += topic.partitions.length
   }
   if (partitionCount > clusterPartitionsMax) throw invalid('controller snapshot has too many partitions', 'snapshot.topics')
-  return { brokers, topics, version, nextTopicId, partitionCount }
+  const acls = parseSnapshotAcls(o['acls'] ?? [])
+  const tokens = parseSnapshotTokens(o['tokens'] ?? [])
+  return { brokers, topics, version, nextTopicId, partitionCount, acls, tokens }
+}
+
+function parseSnapshotAcls(value: unknown): Map<string, AclEntry> {
+  const list = snapshotArray(value, 'snapshot.acls')
+  if (list.length > aclsMax) throw invalid('controller snapshot has too many ACLs', 'snapshot.acls')
+  const acls = list.map((item) => {
+    const a = snapshotArray(item, 'snapshot.acls')
+    if (a.length !== 5) throw invalid('bad ACL in controller snapshot', 'snapshot.acls')
+    return Object.freeze(parseAcl({ principal: a[0], resourceType: a[1], resourceName: a[2], patternType: a[3], operation: a[4] }, 'snapshot.acls'))
+  })
+  const out = new Map<string, AclEntry>()
+  for (const a of acls) {
+    if (out.has(aclKey(a))) throw invalid('controller snapshot repeats an ACL', 'snapshot.acls')
+    out.set(aclKey(a), a)
+  }
+  return out
+}
+
+function parseSnapshotTokens(value: unknown): Map<string, TokenInfo> {
+  const list = snapshotArray(value, 'snapshot.tokens')
+  if (list.length > tokensMax) throw invalid('controller snapshot has too many tokens', 'snapshot.tokens')
+  const tokens = new Map<string, TokenInfo>()
+  for (const item of list) {
+    const t = snapshotArray(item, 'snapshot.tokens')
+    if (t.length !== 4 || typeof t[2] !== 'string' || !tokenHashPattern.test(t[2])) throw invalid('bad token in controller snapshot', 'snapshot.tokens')
+    const id = tokenId(t[0], 'snapshot.tokens')
+    if (tokens.has(id)) throw invalid(`controller snapshot repeats token ${id}`, 'snapshot.tokens')
+    tokens.set(id, Object.freeze({ id, principal: principal(t[1], 'snapshot.tokens'), hash: t[2], createdMs: integer(t[3], 'snapshot.tokens', 0, Number.MAX_SAFE_INTEGER) }))
+  }
+  return tokens
 }
 
 function parseSnapshotBrokers(value: unknown): Map<BrokerId, BrokerInfo> {

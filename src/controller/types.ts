@@ -10,6 +10,7 @@
  * function of (state, command).
  */
 import type { RillError } from '../base/index.ts'
+import type { AclEntry } from './acl.ts'
 
 /** A broker id (also its Raft NodeId). 0 means "nobody", so ids start at 1. */
 export type BrokerId = number
@@ -81,6 +82,14 @@ export const CommandType = {
   UpdateTopicConfig: 'UpdateTopicConfig',
   /** Set a partition's replica list (membership and order: the first replica is the preferred leader). */
   ReassignPartition: 'ReassignPartition',
+  /** Store a bearer token's keyed hash for a principal (security: src/controller/acl.ts). */
+  CreateToken: 'CreateToken',
+  /** Forget a token: requests carrying it are unauthenticated from then on. */
+  RevokeToken: 'RevokeToken',
+  /** Add an allow rule. */
+  AddAcl: 'AddAcl',
+  /** Remove an allow rule. */
+  RemoveAcl: 'RemoveAcl',
 } as const
 export type CommandType = (typeof CommandType)[keyof typeof CommandType]
 
@@ -165,6 +174,32 @@ export interface ReassignPartition {
   readonly epoch?: number
 }
 
+export interface CreateToken {
+  readonly type: 'CreateToken'
+  /** 16 hex digits, unique in the cluster. */
+  readonly id: string
+  readonly principal: string
+  /** Keyed hash of the token's secret, 64 hex digits (never the token). */
+  readonly hash: string
+  /** Wall clock of the issuing broker, ms (decided before proposing: apply reads no clock). */
+  readonly createdMs: number
+}
+
+export interface RevokeToken {
+  readonly type: 'RevokeToken'
+  readonly id: string
+}
+
+export interface AddAcl {
+  readonly type: 'AddAcl'
+  readonly acl: AclEntry
+}
+
+export interface RemoveAcl {
+  readonly type: 'RemoveAcl'
+  readonly acl: AclEntry
+}
+
 export type Command =
   | RegisterBroker
   | FenceBroker
@@ -177,6 +212,10 @@ export type Command =
   | CreatePartitions
   | UpdateTopicConfig
   | ReassignPartition
+  | CreateToken
+  | RevokeToken
+  | AddAcl
+  | RemoveAcl
 
 // ---------------------------------------------------------------- state
 

@@ -881,7 +881,9 @@ export class Raft {
       // Answers flow again: let one more append through so a lost one is noticed.
       pr.inflights.freeFirstOne()
     }
-    if (pr.match < this.log.lastIndex() || pr.state === ProgressState.Probe) this.#sendAppend(m.from, false)
+    // In Probe an append without entries is the probe itself (next = last + 1 for a new member):
+    // send it even empty, or a lost probe in a group with nothing to write is never sent again.
+    if (pr.match < this.log.lastIndex() || pr.state === ProgressState.Probe) this.#sendAppend(m.from, pr.state === ProgressState.Probe)
     if (m.context > 0) {
       pr.readRoundAcked = Math.max(pr.readRoundAcked, m.context)
       this.#releaseReads()

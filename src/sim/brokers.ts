@@ -21,6 +21,7 @@ import { pino, type Logger } from 'pino'
 import { ErrorCode, RillError, SeededRandom } from '../base/index.ts'
 import { Broker } from '../broker/broker.ts'
 import type { BrokerConfig } from '../broker/config.ts'
+import { noDescriptorProbe } from '../broker/descriptors.ts'
 import type { PersistenceMode } from '../log/index.ts'
 import { SimDisk, type CrashKind } from './disk.ts'
 import { SimNetwork, type CallTarget } from './network.ts'
@@ -130,8 +131,16 @@ export class SimBrokerCluster {
       logLevel: this.#trace === undefined ? 'silent' : 'info',
       join: [],
       shutdownTimeoutMs: 10_000,
+      auth: 'none',
+      superUsers: [],
       // The simulated network carries no TLS: it stands in for the transport's authenticated stream.
       tls: null,
+      // Quotas are the HTTP edge's; the simulator runs no HTTP.
+      quotas: { produceBytesPerSecond: null, fetchBytesPerSecond: null, requestsPerSecond: null, throttleMsMax: 5_000 },
+      // No HTTP server in the simulator; partition bounds as wide as the API allows.
+      httpConnections: { max: null, perAddressMax: 256, idleMs: 60_000, requestMs: 30_000 },
+      topicPartitionsMax: 10_000,
+      clusterPartitionsMax: 1_000_000,
     }
   }
 
@@ -167,6 +176,8 @@ export class SimBrokerCluster {
           io: b.disk.process(),
           newMemberId: memberIds(id, b.incarnation),
           newNonce: nonces(new SeededRandom(this.options.seed * 1_000_033 + id * 104_729 + b.incarnation)),
+          // Every simulated broker lives in this one process: the real descriptor count says nothing about any of them.
+          descriptors: noDescriptorProbe,
         },
       })
       if (!scope.alive) return
@@ -229,6 +240,8 @@ function callTarget(broker: Broker): CallTarget {
           return broker.createOffsetsTopic()
         case 'deleteTopic':
           return broker.deleteTopic(call.name)
+        case 'security':
+          return broker.security.runForwarded(call.command)
       }
     },
     leaderships: () => broker.localLeaderships(),

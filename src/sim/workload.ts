@@ -100,6 +100,8 @@ export class SimProducer {
   readonly name: string
   readonly acks: 'all' | 'leader'
   producerId = -1
+  /** The token that came with `producerId`: every batch carries it (the broker refuses one without). */
+  #producerToken = ''
   #next = new Map<number, number>()
   #inFlight = new Map<number, PendingBatch>()
   #leader = new Map<number, number>()
@@ -125,6 +127,7 @@ export class SimProducer {
           const r = await withDeadline(client, clientCallMsMax, () => broker.newProducerId(), b.scope)
           ledger.producerId(r.producerId, b.id)
           this.producerId = r.producerId
+          this.#producerToken = r.producerToken
           c.trace(`${this.name}: producer id ${r.producerId} from broker ${b.id}`)
           return
         } catch (error) {
@@ -151,6 +154,7 @@ export class SimProducer {
     this.#inFlight.set(partition, pending)
     this.#next.set(partition, seq + count)
     const producerId = this.producerId
+    const producerToken = this.#producerToken
     while (!this.#closed) {
       // Another partition's batch made this producer start over as a new one: this batch goes with the old identity.
       if (this.producerId !== producerId) return
@@ -165,7 +169,7 @@ export class SimProducer {
           timestampMs: client.wallMs(),
         })
         try {
-          const r = await withDeadline(client, clientCallMsMax, () => target.broker!.produce({ topic: simTopic, partition, batch, acks: this.acks }), c.brokers.get(target.id)!.scope)
+          const r = await withDeadline(client, clientCallMsMax, () => target.broker!.produce({ topic: simTopic, partition, batch, acks: this.acks, producerToken }), c.brokers.get(target.id)!.scope)
           if (r.lastOffset - r.baseOffset + 1 !== values.length) throw new SimViolation(`${this.name}: ${values.length} records acknowledged as offsets ${r.baseOffset}..${r.lastOffset}`)
           if (this.acks === 'all') ledger.ack(partition, r.baseOffset, values, target.id)
           else ledger.leaderAcks++

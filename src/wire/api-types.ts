@@ -62,6 +62,12 @@ export interface PartitionMetadata {
   leader: number | null
   replicas: number[]
   highWatermark: number
+  /**
+   * Replicas assigned but not open on their broker (it ran out of file
+   * descriptors, or the open failed; it retries): each broker names only
+   * itself. Absent when none.
+   */
+  offlineReplicas?: number[]
 }
 
 export interface TopicMetadata {
@@ -119,16 +125,29 @@ export interface TopicListResponse {
 
 /** `POST /v1/producers` → a fresh idempotent-producer identity. */
 export interface InitProducerResponse {
+  /** Unique in the cluster, not guessable (a keyed permutation of a counter). */
   producerId: number
   producerEpoch: number
+  /**
+   * Proof of having obtained this id and epoch (64 hex digits, a MAC with
+   * the cluster secret): every produce with the id must carry it, or it is
+   * refused with 403 INVALID_PRODUCER_TOKEN.
+   */
+  producerToken: string
 }
 
-/** Idempotence fields of a produce (DESIGN.md decision 9): all three or none. */
+/**
+ * Idempotence fields of a produce (DESIGN.md decision 9): producerId,
+ * producerEpoch and sequence all three or none; producerToken whenever the
+ * batch has a producer id (from these fields or a stored-format batch's header).
+ */
 export interface ProducerIdentity {
   producerId?: number
   producerEpoch?: number
   /** Sequence of the batch's first record, per producer and partition, from 0; the next batch's is this plus its record count. */
   sequence?: number
+  /** The token `POST /v1/producers` answered with the producer id. */
+  producerToken?: string
 }
 
 /** `POST /v1/topics/:topic[/partitions/:p]/records` in JSON. */
@@ -166,9 +185,34 @@ export interface ProduceResponse {
   lastOffset: number
 }
 
-/** Answer to `POST /v1/topics/:topic/records` (partitions chosen by key). */
+/**
+ * A partition whose part of a topic produce was not written: the records to
+ * send again are those at `records` (indexes into the request's `records`).
+ */
+export interface TopicProduceFailure {
+  partition: number
+  code: ErrorCode
+  message: string
+  /** The same part may succeed later (a new leader, a healed quorum); false: resending it unchanged fails again. */
+  retriable: boolean
+  /** Indexes in the request's `records` of this part's records, in order. */
+  records: number[]
+  /** NOT_LEADER: where the leader is, when known. */
+  leader?: BrokerRef | null
+}
+
+/**
+ * Answer to `POST /v1/topics/:topic/records` (partitions chosen by key), one
+ * result per partition as Kafka's ProduceResponse: 200 when every part was
+ * written; 207 with `failed` when some were and some were not (resend only
+ * the failed parts). When none was written the answer is an error whose body
+ * carries the same `offsets` (empty) and `failed`.
+ */
 export interface TopicProduceResponse {
+  /** The parts written, in partition order. */
   offsets: ProduceResponse[]
+  /** The parts not written, in partition order (absent when every part was written). */
+  failed?: TopicProduceFailure[]
 }
 
 // ---- fetch -----------------------------------------------------------------
@@ -325,6 +369,14 @@ export interface ProduceCall {
   /** One record batch in the stored format, already checked by `validateBatch` at the edge. */
   readonly batch: Uint8Array
   readonly acks: Acks
+  /** Needed when the batch has a producer id: the token issued with it (refused with INVALID_PRODUCER_TOKEN otherwise). */
+  readonly producerToken?: string
+  /**
+   * The authenticated client (null or absent: anonymous, authentication off):
+   * a producer token binds it, so a token is good only for the principal it
+   * was issued to.
+   */
+  readonly principal?: string | null
 }
 
 export interface ProduceOutcome {

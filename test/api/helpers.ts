@@ -10,11 +10,37 @@ import type { BrokerService, FetchCall, FetchOutcome, ProduceCall, ProduceOutcom
 import { MemoryLog } from '../../src/log/index.ts'
 import { MemorySnapshotStore, Partition } from '../../src/partition/index.ts'
 import { readBatchHeader, stampBaseOffset } from '../../src/wire/index.ts'
-import type { CreateTopicRequest, MetadataResponse, TopicConfig, TopicDescription } from '../../src/wire/index.ts'
+import type { CreateTopicRequest, InitProducerResponse, MetadataResponse, TopicConfig, TopicDescription } from '../../src/wire/index.ts'
+import { anonymousPrincipal, checkProducerToken, producerToken } from '../../src/broker/index.ts'
 import { GroupCoordinator, OffsetsReplica } from '../../src/groups/index.ts'
 import pino from 'pino'
+import { ControllerState, type Command } from '../../src/controller/index.ts'
+import { Security } from '../../src/broker/security.ts'
+import { systemRuntime } from '../../src/base/index.ts'
+
+/**
+ * Tokens and ACLs as a broker has them (src/broker/security.ts), over a
+ * ControllerState this process leads: a command is applied at once.
+ */
+export function testSecurity(options: { superUsers?: string[]; secret?: Uint8Array } = {}): Security {
+  const state = new ControllerState()
+  const controller = {
+    state,
+    isLeader: () => true,
+    async propose(cmd: Command) {
+      const r = state.apply(cmd)
+      if (!r.ok) throw r.error
+    },
+    async forward() {
+      throw new Error('the test controller leads: it never forwards')
+    },
+  }
+  return new Security({ secret: options.secret ?? Uint8Array.from(Buffer.alloc(32, 5)), superUsers: options.superUsers ?? [], runtime: systemRuntime, controller, isStopped: () => false })
+}
 
 const codec = { readHeader: readBatchHeader, stampBaseOffset }
+/** The cluster secret of the test service (producer tokens). */
+export const testSecret = new Uint8Array(32).fill(3)
 /** Milliseconds between ticks of every replica. */
 const tickMs = 2
 
@@ -33,6 +59,8 @@ export class TestService implements BrokerService {
   readonly #topics = new Map<string, Topic>()
   /** Consumer groups: the real coordinator over one real offsets replica (leader of itself). */
   readonly groups: GroupCoordinator
+  /** Tokens and ACLs (a real Security over an in-memory controller state). */
+  readonly security: Security
   #offsets: OffsetsReplica | null = null
   readonly #random = new SeededRandom(11)
   readonly #ticker: NodeJS.Timeout
@@ -42,8 +70,9 @@ export class TestService implements BrokerService {
   /** Calls of fetch (tests wait for a long-poll to be under way instead of sleeping). */
   fetchCalls = 0
 
-  constructor(options: { brokerId?: number } = {}) {
+  constructor(options: { brokerId?: number; superUsers?: string[] } = {}) {
     this.brokerId = options.brokerId ?? 1
+    this.security = testSecurity({ superUsers: options.superUsers ?? [] })
     this.#ticker = setInterval(() => {
       for (const t of this.#topics.values()) for (const p of t.partitions) p.tick()
       this.#offsets?.tick()
@@ -133,12 +162,19 @@ export class TestService implements BrokerService {
     return this.#topic(topic).partitions.length
   }
 
-  async newProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
-    return { producerId: this.#nextProducerId++, producerEpoch: 0 }
+  /** Ids in sequence (guessability is the broker's concern, producer-ids.ts); tokens as a broker makes them. */
+  async newProducerId(principal: string | null = null): Promise<InitProducerResponse> {
+    const producerId = this.#nextProducerId++
+    return { producerId, producerEpoch: 0, producerToken: producerToken(testSecret, { producerId, producerEpoch: 0, principal: principal ?? anonymousPrincipal }) }
   }
 
   async produce(call: ProduceCall): Promise<ProduceOutcome> {
     this.produceCalls++
+    // The check a Broker makes before anything else (broker.ts), with the same helper.
+    const header = readBatchHeader(call.batch)
+    if (header.producerId >= 0) {
+      checkProducerToken(testSecret, { producerId: header.producerId, producerEpoch: header.producerEpoch, principal: call.principal ?? anonymousPrincipal }, call.producerToken)
+    }
     const r = await this.partition(call.topic, call.partition).produce(call.batch, call.acks)
     return { partition: call.partition, ...r }
   }

@@ -268,8 +268,9 @@ describe('produce and fetch', () => {
   test('idempotent retry gets the original offsets; a gap is OUT_OF_ORDER_SEQUENCE 409', async () => {
     const id = await json('POST', '/v1/producers')
     assert.equal(id.status, 200)
-    const { producerId, producerEpoch } = id.body
-    const body = { producerId, producerEpoch, sequence: 0, records: [{ value: 'a' }, { value: 'b' }] }
+    const { producerId, producerEpoch, producerToken } = id.body
+    assert.match(producerToken, /^[0-9a-f]{64}$/)
+    const body = { producerId, producerEpoch, producerToken, sequence: 0, records: [{ value: 'a' }, { value: 'b' }] }
     const first = await json('POST', '/v1/topics/orders/partitions/2/records', body)
     assert.equal(first.status, 200)
     const high = hw('orders', 2)
@@ -282,13 +283,50 @@ describe('produce and fetch', () => {
     assert.equal(gap.status, 409)
     assert.equal(gap.body.error.code, 'OUT_OF_ORDER_SEQUENCE')
     // msgpack batch with producer fields in its header, retried.
-    const mid = (await mp('POST', '/v1/producers', {})).body.producerId
+    const { producerId: mid, producerToken: mtoken } = (await mp('POST', '/v1/producers', {})).body
     const batch = encodeBatch({ records: [{ value: text('x') }], producerId: mid, producerEpoch: 0, baseSequence: 0 })
-    const a = await mp('POST', '/v1/topics/orders/partitions/2/records', { batch })
-    const b = await mp('POST', '/v1/topics/orders/partitions/2/records', { batch: encodeBatch({ records: [{ value: text('x') }], producerId: mid, producerEpoch: 0, baseSequence: 0 }) })
+    const a = await mp('POST', '/v1/topics/orders/partitions/2/records', { batch, producerToken: mtoken })
+    assert.equal(a.status, 200)
+    const b = await mp('POST', '/v1/topics/orders/partitions/2/records', { batch: encodeBatch({ records: [{ value: text('x') }], producerId: mid, producerEpoch: 0, baseSequence: 0 }), producerToken: mtoken })
     assert.deepEqual(b.body, a.body)
-    const mismatch = await mp('POST', '/v1/topics/orders/partitions/2/records', { batch, producerId: mid, producerEpoch: 0, sequence: 5 })
+    const mismatch = await mp('POST', '/v1/topics/orders/partitions/2/records', { batch, producerId: mid, producerEpoch: 0, sequence: 5, producerToken: mtoken })
     assert.equal(mismatch.status, 400)
+  })
+
+  test('an idempotent produce without its producer token, or with another id\'s, is 403 INVALID_PRODUCER_TOKEN and writes nothing (issue 10, hole 3)', async () => {
+    const mine = (await json('POST', '/v1/producers')).body
+    const theirs = (await json('POST', '/v1/producers')).body
+    const url = '/v1/topics/orders/partitions/1/records'
+    const fields = { producerId: mine.producerId, producerEpoch: 0, sequence: 0, records: [{ value: 'EVIL' }] }
+    const wrongTokens = [undefined, theirs.producerToken, '0'.repeat(64), mine.producerToken.toUpperCase(), mine.producerToken.slice(0, 63), `${mine.producerToken}00`, 'x']
+    for (const producerToken of wrongTokens) {
+      const before = hw('orders', 1)
+      const r = await json('POST', url, producerToken === undefined ? fields : { ...fields, producerToken })
+      assert.equal(r.status, 403, String(producerToken))
+      assert.equal(r.body.error.code, 'INVALID_PRODUCER_TOKEN')
+      assert.equal(hw('orders', 1), before, 'nothing written')
+    }
+    // The same in msgpack, the producer id in a stored-format batch's header only.
+    const batch = encodeBatch({ records: [{ value: text('EVIL') }], producerId: mine.producerId, producerEpoch: 0, baseSequence: 0 })
+    for (const body of [{ batch }, { batch, producerToken: theirs.producerToken }]) {
+      const r = await mp('POST', url, body)
+      assert.equal(r.status, 403)
+      assert.equal(r.body.error.code, 'INVALID_PRODUCER_TOKEN')
+    }
+    // A token for another epoch of the same id is not this epoch's token.
+    const otherEpoch = await json('POST', url, { ...fields, producerEpoch: 1, producerToken: mine.producerToken })
+    assert.equal(otherEpoch.body.error.code, 'INVALID_PRODUCER_TOKEN')
+    // The real producer's sequence 0 is then the one written.
+    const ok = await json('POST', url, { ...fields, records: [{ value: 'mine' }], producerToken: mine.producerToken })
+    assert.equal(ok.status, 200)
+    const got = await json('GET', `${url}?offset=${ok.body.baseOffset}`)
+    assert.equal(got.body.records[0].value, 'mine')
+    // A token without a producer id is a mistake (400); on the topic route too; and longer than any token, a schema 400.
+    const plain = await json('POST', url, { records: [{ value: 'x' }], producerToken: mine.producerToken })
+    assert.equal(plain.status, 400)
+    assert.equal(plain.body.error.field, 'producerToken')
+    assert.equal((await json('POST', '/v1/topics/orders/records', { records: [{ value: 'x' }], producerToken: mine.producerToken })).status, 400)
+    assert.equal((await json('POST', url, { ...fields, producerToken: 'a'.repeat(257) })).status, 400)
   })
 
   test('long-poll waits for a record; maxWaitMs=0 answers at once', async () => {

@@ -5,7 +5,8 @@ import { chmodSync, existsSync, writeFileSync, mkdtempSync, rmSync } from 'node:
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ErrorCode, RillError } from '../../src/base/index.ts'
-import { parseBrokerConfig } from '../../src/broker/config.ts'
+import { parseBrokerConfig, quotaThrottleMsMaxLimit } from '../../src/broker/config.ts'
+import { throttleMsMaxLimit } from '../../src/api/index.ts'
 import { createDevCa } from '../../src/cli/certs.ts'
 
 const bin = new URL('../../bin/rill.mjs', import.meta.url).pathname
@@ -34,6 +35,33 @@ test('--shutdown-timeout: 10 s by default; ms or s, from a flag, RILL_SHUTDOWN_T
     assert.equal(parseBrokerConfig(['--config', file], {}).shutdownTimeoutMs, 4000)
   } finally {
     rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('--quota-*: unlimited by default; per second from a flag, RILL_QUOTA_* or the config file; the hold bounded below client timeouts', () => {
+  assert.deepEqual(parseBrokerConfig(base, {}).quotas, { produceBytesPerSecond: null, fetchBytesPerSecond: null, requestsPerSecond: null, throttleMsMax: 5000 })
+  const q = parseBrokerConfig(base.concat('--quota-produce-bytes', '1048576', '--quota-requests', '100', '--quota-throttle-max', '2s'), { RILL_QUOTA_FETCH_BYTES: '2097152', RILL_QUOTA_REQUESTS: '7' }).quotas
+  assert.deepEqual(q, { produceBytesPerSecond: 1_048_576, fetchBytesPerSecond: 2_097_152, requestsPerSecond: 100, throttleMsMax: 2000 })
+  assert.equal(parseBrokerConfig(base, { RILL_QUOTA_THROTTLE_MAX: '250ms' }).quotas.throttleMsMax, 250)
+  const dir = mkdtempSync(join(tmpdir(), 'rill-config-'))
+  try {
+    const file = join(dir, 'broker.json')
+    writeFileSync(file, JSON.stringify({ id: 1, dir: '/d', http: '127.0.0.1:1', peer: '127.0.0.1:2', seeds: '1@127.0.0.1:2', quotaProduceBytes: 1000, quotaFetchBytes: 2000, quotaRequests: 3, quotaThrottleMaxMs: 4000 }))
+    assert.deepEqual(parseBrokerConfig(['--config', file], {}).quotas, { produceBytesPerSecond: 1000, fetchBytesPerSecond: 2000, requestsPerSecond: 3, throttleMsMax: 4000 })
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+  // One bound for the hold, here and in the HTTP layer.
+  assert.equal(quotaThrottleMsMaxLimit, throttleMsMaxLimit)
+  for (const [args, pattern] of [
+    [['--quota-produce-bytes', '0'], /quota-produce-bytes: must be an integer/],
+    [['--quota-fetch-bytes', '1.5'], /quota-fetch-bytes: must be an integer/],
+    [['--quota-requests', '-1'], /quota-requests/],
+    [['--quota-requests', '1000001'], /quota-requests: must be an integer/],
+    [['--quota-throttle-max', '11s'], /quota-throttle-max: must be a duration/],
+    [['--quota-throttle-max', '0'], /quota-throttle-max: must be a duration/],
+  ] as const) {
+    assert.throws(() => parseBrokerConfig(base.concat(...args), {}), (e: unknown) => e instanceof RillError && e.code === ErrorCode.INVALID_REQUEST && pattern.test(e.message), args.join(' '))
   }
 })
 
@@ -195,4 +223,25 @@ test('TLS: --tls-cert, --tls-key and --tls-ca turn it on (flags, RILL_TLS_*, or 
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
+})
+
+test('connection and partition bounds (issue 10, hole 4): defaults, flags, RILL_*, bad values refused; connections max from the descriptor limit', async () => {
+  const { httpConnectionLimits } = await import('../../src/cli/broker.ts')
+  const d = parseBrokerConfig(base, {})
+  assert.deepEqual(d.httpConnections, { max: null, perAddressMax: 256, idleMs: 60_000, requestMs: 30_000 })
+  assert.equal(d.topicPartitionsMax, 1000)
+  assert.equal(d.clusterPartitionsMax, 10_000)
+  const c = parseBrokerConfig(base.concat('--http-connections-max', '300', '--http-connections-per-address-max', '20', '--http-idle-timeout', '5s', '--http-request-timeout', '2000', '--topic-partitions-max', '50'), { RILL_CLUSTER_PARTITIONS_MAX: '500' })
+  assert.deepEqual(c.httpConnections, { max: 300, perAddressMax: 20, idleMs: 5000, requestMs: 2000 })
+  assert.equal(c.topicPartitionsMax, 50)
+  assert.equal(c.clusterPartitionsMax, 500)
+  for (const [flag, value] of [['--http-connections-max', '0'], ['--http-idle-timeout', '5'], ['--topic-partitions-max', '10001'], ['--cluster-partitions-max', 'x']] as const) {
+    assert.throws(() => parseBrokerConfig(base.concat(flag, value), {}), (e: unknown) => e instanceof RillError && e.code === ErrorCode.INVALID_REQUEST && e.message.startsWith(flag.slice(2)))
+  }
+  // Half the descriptor limit, at most 4,096; a flag wins; per address never above the total.
+  assert.equal(httpConnectionLimits(d, 1024).connectionsMax, 512)
+  assert.equal(httpConnectionLimits(d, 1_000_000).connectionsMax, 4096)
+  assert.equal(httpConnectionLimits(d, 256).connectionsPerAddressMax, 128)
+  assert.equal(httpConnectionLimits(c, 1024).connectionsMax, 300)
+  assert.equal(httpConnectionLimits(c, 1024).headersMs, 2000)
 })

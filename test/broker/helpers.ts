@@ -138,7 +138,11 @@ export async function freePort(host: string): Promise<number> {
   })
 }
 
-export async function startCluster(options: { brokers?: number; seeds?: number; extraFlags?: string[]; tls?: boolean } = {}): Promise<TestCluster> {
+/**
+ * `nofile`: each broker runs with that descriptor limit (soft and hard,
+ * RLIMIT_NOFILE) through prlimit(1), which execs node in place (same pid).
+ */
+export async function startCluster(options: { brokers?: number; seeds?: number; extraFlags?: string[]; tls?: boolean; nofile?: number } = {}): Promise<TestCluster> {
   const n = options.brokers ?? 3
   const root = await mkdtemp(join(tmpdir(), 'rill-cluster-'))
   const brokers: BrokerProcess[] = []
@@ -161,12 +165,15 @@ export async function startCluster(options: { brokers?: number; seeds?: number; 
     async start(id) {
       const b = brokers[id - 1]!
       const args = [bin, 'broker', '--id', String(id), '--dir', b.dir, '--http', new URL(b.url).host, '--peer', b.peer, '--seeds', seeds]
-      args.push('--tick-ms', '20', '--election-ticks', '15', '--log-level', 'warn', ...(options.extraFlags ?? []))
+      // RILL_TEST_LOG_LEVEL=info (or debug) gives the brokers' logs for a failure's dump.
+      args.push('--tick-ms', '20', '--election-ticks', '15', '--log-level', process.env.RILL_TEST_LOG_LEVEL ?? 'warn', ...(options.extraFlags ?? []))
       const cert = tls?.certs.get(id)
       if (cert !== undefined) args.push('--tls-cert', cert.certFile, '--tls-key', cert.keyFile, '--tls-ca', tls!.ca.certFile)
       if (id > seedCount) args.push('--join', brokers[0]!.url)
       // The IPC channel is the broker's lifeline: it exits when this process is gone.
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+      const child = options.nofile === undefined
+        ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+        : spawn('prlimit', [`--nofile=${options.nofile}:${options.nofile}`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
       b.child = child
       b.output = []
       child.stdout!.on('data', (d: Buffer) => b.output.push(d.toString()))

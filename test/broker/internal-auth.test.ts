@@ -83,6 +83,16 @@ const spellings = [
   'http://x//internal/v1/brokers',
 ]
 
+/** The internal routes these tests do not call. */
+const unusedControllerCalls = {
+  runControllerCall: async (): Promise<void> => {
+    throw new Error('not called here')
+  },
+  createToken: async (): Promise<never> => {
+    throw new Error('not called here')
+  },
+}
+
 test('every spelling the router maps to an internal route is refused without the MAC; the others do not reach it', async () => {
   const secret = Uint8Array.from(Buffer.alloc(32, 7))
   const registered: BrokerRegistration[] = []
@@ -97,6 +107,7 @@ test('every spelling the router maps to an internal route is refused without the
       localLeaderships: () => [],
       async createOffsetsTopic() {},
       identity,
+      ...unusedControllerCalls,
     },
     offsetsTopic: { name: '__consumer_offsets', partitions: 16 },
   })
@@ -155,7 +166,7 @@ test('the MAC covers the bytes received, not a re-encoding of their parse', asyn
   const app = buildApi({ service })
   await registerInternalRoutes(app, {
     secret,
-    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {}, identity },
+    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {}, identity, ...unusedControllerCalls },
     offsetsTopic: { name: '__consumer_offsets', partitions: 16 },
   })
   try {
@@ -187,7 +198,7 @@ test('a recorded internal request cannot be replayed: its (time, nonce) is accep
   const app = buildApi({ service })
   await registerInternalRoutes(app, {
     secret,
-    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {}, identity },
+    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {}, identity, ...unusedControllerCalls },
     offsetsTopic: { name: '__consumer_offsets', partitions: 16 },
   })
   try {

@@ -11,12 +11,19 @@ import { decodeBatch, readBatchHeader } from '../../src/wire/index.ts'
 const packr = new Packr({ useRecords: false, moreTypes: false })
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: false })
 
+/** The token this broker hands out with producer id 77 (not checked here: broker.ts checks tokens). */
+export const fakeProducerToken = '7'.repeat(64)
+
 export interface ReceivedBatch {
   topic: string
   partition: number
   values: string[]
   keys: (string | null)[]
   baseSequence: number
+  /** When it arrived (Date.now). */
+  receivedAtMs: number
+  /** The producerToken the batch came with (null: none). */
+  producerToken: string | null
 }
 
 export class FakeBroker {
@@ -28,6 +35,10 @@ export class FakeBroker {
   /** While true, produce answers wait for `release()`. */
   hold = false
   #held: (() => void)[] = []
+  /** Produces still to refuse with 429 THROTTLED (over quota) before writing anything, and the wait they ask for. */
+  throttle = { count: 0, throttleMs: 0 }
+  /** When each THROTTLED refusal was sent (Date.now). */
+  readonly refusedAtMs: number[] = []
 
   constructor(topics: Record<string, number>) {
     this.topics = new Map(Object.entries(topics))
@@ -47,10 +58,16 @@ export class FakeBroker {
           }))
           return answer(200, { brokers: [{ id: 1, url: this.url }], controller: { leader: 1 }, topics: topicList })
         }
-        if (url === '/v1/producers') return answer(200, { producerId: 77, producerEpoch: 0 })
+        if (url === '/v1/producers') return answer(200, { producerId: 77, producerEpoch: 0, producerToken: fakeProducerToken })
         const m = /^\/v1\/topics\/([^/]+)\/partitions\/(\d+)\/records$/.exec(url)
         if (m === null) return answer(404, { error: { code: 'INVALID_REQUEST', message: 'no route' } })
-        const body = unpackr.unpack(Buffer.concat(chunks)) as { batch: Uint8Array }
+        if (this.throttle.count > 0) {
+          this.throttle.count--
+          this.refusedAtMs.push(Date.now())
+          const throttleMs = this.throttle.throttleMs
+          return answer(429, { error: { code: 'THROTTLED', message: `over quota: retry in ${throttleMs} ms`, throttleMs } })
+        }
+        const body = unpackr.unpack(Buffer.concat(chunks)) as { batch: Uint8Array; producerToken?: string }
         const header = readBatchHeader(body.batch)
         const records = decodeBatch(body.batch).records
         const topic = decodeURIComponent(m[1]!)
@@ -62,6 +79,8 @@ export class FakeBroker {
           values: records.map((r) => decoder.decode(r.value)),
           keys: records.map((r) => (r.key === null ? null : decoder.decode(r.key))),
           baseSequence: header.baseSequence,
+          receivedAtMs: Date.now(),
+          producerToken: body.producerToken ?? null,
         })
         const id = `${topic}/${partition}`
         const baseOffset = this.#logEnd.get(id) ?? 0

@@ -84,6 +84,9 @@ function delay(ms: number): Promise<void> {
 
 type TestContext = SenderContext & { identities: number }
 
+/** The token the fake identities come with (the broker's check is broker.ts'; here only which token goes with which id). */
+const tokenOf = (producerId: number): string => producerId.toString(16).padStart(64, '0')
+
 function context(leader: FakeLeader, overrides: Partial<SenderContext> = {}): TestContext {
   const ctx: TestContext = {
     identities: 0,
@@ -100,7 +103,10 @@ function context(leader: FakeLeader, overrides: Partial<SenderContext> = {}): Te
     random: leader.random,
     flushing: () => false,
     produce: (req) => leader.produce(req.batch),
-    identity: async () => ({ producerId: 1000 + ctx.identities++, producerEpoch: 0 }),
+    identity: async () => {
+      const producerId = 1000 + ctx.identities++
+      return { producerId, producerEpoch: 0, producerToken: tokenOf(producerId) }
+    },
     batchClosed: () => undefined,
     batchSettled: () => undefined,
     ...overrides,
@@ -204,4 +210,24 @@ test('a batch the broker may have written (503 TIMEOUT after the append, NOT_LEA
     assert.deepEqual(leader.log, ['a', 'b'], refusal.code)
     assert.equal(leader.log[b.offset], 'b', `${refusal.code}: 'b' acknowledged at offset ${b.offset}`)
   }
+})
+
+test('every batch carries its identity\'s token; a batch refused with INVALID_PRODUCER_TOKEN fails, and the next go with a fresh identity', { timeout: 10_000 }, async () => {
+  const random = new SeededRandom(17)
+  const leader = new FakeLeader(random, { lostBefore: 0, lostAfter: 0, notLeader: 0, noQuorum: 0, jitterMs: 0 })
+  const ctx = context(leader, { retries: 0, maxInFlight: 1 })
+  // The first identity's token is no longer accepted (a new cluster secret, say); the next one's is.
+  ctx.produce = async (req) => {
+    const header = readBatchHeader(req.batch)
+    assert.equal(req.producerToken, tokenOf(header.producerId), 'the token of the identity the batch was encoded with')
+    if (header.producerId === 1000) throw new RillClientError('INVALID_PRODUCER_TOKEN', 'producerToken does not match', { status: 403 })
+    return leader.produce(req.batch)
+  }
+  const sender = new PartitionSender('t', 0, ctx)
+  const first = await run(sender, 3, random)
+  assert.ok(first.every((r) => r.status === 'rejected' && r.reason.code === 'INVALID_PRODUCER_TOKEN'), JSON.stringify(first.map((r) => r.status)))
+  const second = await run(sender, 10, random)
+  assert.ok(second.every((r) => r.status === 'fulfilled'), JSON.stringify(second.map((r) => r.status)))
+  assert.equal(ctx.identities, 2, 'one fresh identity')
+  assert.deepEqual(leader.log, Array.from({ length: 10 }, (_, i) => `v${i}`))
 })

@@ -10,12 +10,12 @@ import { SeededRandom } from '../../src/base/index.ts'
 import { partitionForKey } from '../../src/wire/index.ts'
 import { Producer, type ProducerOptions } from '../../producer/index.ts'
 import { ByteBudget } from '../../producer/buffer.ts'
-import { FakeBroker } from './fake-broker.ts'
+import { FakeBroker, fakeProducerToken } from './fake-broker.ts'
 
 let broker: FakeBroker
 
 before(async () => {
-  broker = await new FakeBroker({ t: 4, one: 1, sticky: 3, rr: 3, batched: 1, full: 1, stuck: 1 }).start()
+  broker = await new FakeBroker({ t: 4, one: 1, sticky: 3, rr: 3, batched: 1, full: 1, stuck: 1, quota: 1 }).start()
 })
 
 after(async () => {
@@ -94,6 +94,8 @@ test('batches close at batchRecordsMax or after lingerMs; sequences run on per p
     const batches = broker.batches.filter((b) => b.topic === 'batched')
     assert.deepEqual(batches.map((b) => b.values.length), [4, 4, 2])
     assert.deepEqual(batches.map((b) => b.baseSequence), [0, 4, 8])
+    // Each idempotent batch goes with the token POST /v1/producers answered (issue 10, hole 3).
+    assert.deepEqual(batches.map((b) => b.producerToken), [fakeProducerToken, fakeProducerToken, fakeProducerToken])
     assert.deepEqual(batches.flatMap((b) => b.values), Array.from({ length: 10 }, (_, i) => `b${i}`))
   } finally {
     await p.close()
@@ -181,6 +183,23 @@ test('sticky: a record that does not fit the open batch moves on with the partit
     for (const b of batches) perPartition.set(b.partition, (perPartition.get(b.partition) ?? 0) + 1)
     assert.deepEqual([...perPartition.values()], [2, 2, 2], 'the partitions take turns')
   } finally {
+    await p.close()
+  }
+})
+
+test('429 THROTTLED (over quota): the batch is resent no sooner than the broker asks, with the same sequence, written once', async () => {
+  const p = producer()
+  try {
+    broker.throttle = { count: 1, throttleMs: 400 }
+    const ack = await p.send('quota', { value: 'q' })
+    assert.equal(ack.offset, 0)
+    const written = broker.batches.filter((b) => b.topic === 'quota')
+    assert.equal(written.length, 1, 'refused before anything was written, then written once')
+    assert.equal(written[0]!.baseSequence, 0, 'refused before the append: its sequence is reused, no new identity')
+    const waitedMs = written[0]!.receivedAtMs - broker.refusedAtMs.at(-1)!
+    assert.ok(waitedMs >= 390, `resent after ${waitedMs} ms; the broker asked for 400 (the backoff alone is at most 100)`)
+  } finally {
+    broker.throttle = { count: 0, throttleMs: 0 }
     await p.close()
   }
 })
