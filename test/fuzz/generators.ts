@@ -228,7 +228,7 @@ const partitionSegment = fc.oneof(
  * What the broker handed out before the fuzzing (members of group g1, producer ids): requests that
  * name them reach past "unknown member" and "unknown producer" into the code behind. Filled by the test.
  */
-export const live = { members: [] as string[], producerIds: [] as number[] }
+export const live = { members: [] as string[], producerIds: [] as number[], producerTokens: [] as string[] }
 /** The i-th live member id (or a made-up one before any joined). */
 const liveMember = fc.nat().map((i) => live.members[i % Math.max(1, live.members.length)] ?? 'm')
 
@@ -282,12 +282,15 @@ type Route = {
   readonly msgpack?: unknown
   /** The route deletes what its path names: never the real topics. */
   readonly deletes?: boolean
+  /** A valid query (the route takes its fields there). */
+  readonly query?: string
 }
 
 const producerFields = { producerId: 1, producerEpoch: 0, sequence: 0 }
 /** Stands for a live member id / producer id in a template (replaced when a request is made). */
 const liveMemberMark = '<live-member>'
 const liveProducerMark = -424242
+const liveTokenMark = '<live-producer-token>'
 /** Every public route (src/api/server.ts) with a valid body. */
 export const publicRoutes: readonly Route[] = [
   { method: 'GET', path: '/health', json: null },
@@ -305,13 +308,13 @@ export const publicRoutes: readonly Route[] = [
   {
     method: 'POST',
     path: '/v1/topics/:topic/partitions/:p/records',
-    json: { records: [{ key: 'k', value: 'v', headers: { h: 'x' }, timestamp: 1 }, { value: 'w', headers: [{ key: 'a', value: 'b' }] }], acks: 'all', encoding: 'utf8', producerId: liveProducerMark, producerEpoch: 0, sequence: 0 },
+    json: { records: [{ key: 'k', value: 'v', headers: { h: 'x' }, timestamp: 1 }, { value: 'w', headers: [{ key: 'a', value: 'b' }] }], acks: 'all', encoding: 'utf8', producerId: liveProducerMark, producerEpoch: 0, sequence: 0, producerToken: liveTokenMark },
     msgpack: { records: [{ key: utf8('k'), value: utf8('v'), headers: [{ key: 'h', value: utf8('x') }], timestamp: 1 }, { key: null, value: utf8('w') }], acks: 'leader' },
   },
   {
     method: 'POST',
     path: '/v1/topics/:topic/records',
-    json: { records: [{ key: 'k', value: 'dg==' }, { value: 'dw==' }], encoding: 'base64' },
+    json: { records: [{ key: 'aw==', value: 'dg==' }, { value: 'dw==' }], encoding: 'base64' },
     msgpack: { records: [{ key: utf8('k'), value: utf8('v') }] },
   },
   { method: 'GET', path: '/v1/topics/:topic/partitions/:p/records', json: null },
@@ -325,6 +328,14 @@ export const publicRoutes: readonly Route[] = [
     json: { owned: [{ topic: scratchTopic, partitions: [0] }], topics: [scratchTopic], memberEpoch: 0 },
   },
   { method: 'DELETE', path: '/v1/groups/:group/members/:member', json: null, deletes: true },
+  // Tokens and ACLs (src/api/security-routes.ts; the fuzzed broker runs without --auth, so they answer anyone).
+  { method: 'GET', path: '/v1/whoami', json: null },
+  { method: 'POST', path: '/v1/acl/tokens', json: { principal: 'fz-user' } },
+  { method: 'GET', path: '/v1/acl/tokens', json: null, query: '?principal=fz-user' },
+  { method: 'DELETE', path: '/v1/acl/tokens/:id', json: null, deletes: true },
+  { method: 'POST', path: '/v1/acls', json: { principal: 'fz-user', resourceType: 'topic', resourceName: scratchTopic, patternType: 'literal', operation: 'produce' } },
+  { method: 'GET', path: '/v1/acls', json: null, query: '?principal=fz-user' },
+  { method: 'DELETE', path: '/v1/acls', json: null, query: `?principal=fz-user&resourceType=topic&resourceName=${scratchTopic}&patternType=literal&operation=produce` },
 ]
 
 /** Texts no JSON parser should take, or should take and regret. */
@@ -377,10 +388,12 @@ export interface FuzzRequest extends RawRequest {
 function withLive(template: unknown, i: number): unknown {
   const member = live.members[i % Math.max(1, live.members.length)] ?? 'm'
   const producerId = live.producerIds[i % Math.max(1, live.producerIds.length)] ?? 1
+  const producerToken = live.producerTokens[i % Math.max(1, live.producerTokens.length)] ?? '00'
   const root = structuredClone(template)
   for (const [container, key] of slots(root)) {
     if (container[key] === liveMemberMark) container[key] = member
     else if (container[key] === liveProducerMark) container[key] = producerId
+    else if (container[key] === liveTokenMark) container[key] = producerToken
   }
   return root
 }
@@ -422,7 +435,7 @@ export const publicRequest: fc.Arbitrary<FuzzRequest> = fc
     kind: bodyKind,
     mutations: fc.array(mutation, { minLength: 1, maxLength: 3 }),
     batch: storedBatch,
-    batchProducer: fc.option(fc.constantFrom(producerFields, { producerId: liveProducerMark, producerEpoch: 0, sequence: 0 }, { producerId: -1, producerEpoch: -1, sequence: -1 }, { producerId: 2 ** 53, producerEpoch: 0x8000, sequence: 2 ** 31 })),
+    batchProducer: fc.option(fc.constantFrom(producerFields, { producerId: liveProducerMark, producerEpoch: 0, sequence: 0, producerToken: liveTokenMark }, { producerId: -1, producerEpoch: -1, sequence: -1 }, { producerId: 2 ** 53, producerEpoch: 0x8000, sequence: 2 ** 31 })),
     liveIndex: fc.nat(),
     text: hostileTexts,
     bytes: fc.oneof(fc.uint8Array({ maxLength: 200 }), hostileMsgpack),
@@ -446,8 +459,9 @@ export const publicRequest: fc.Arbitrary<FuzzRequest> = fc
       .replace(':p', has('partition') ? seg(r.p) : r.validPartition)
       .replace(':group', has('group') ? seg(r.group) : 'g1')
       .replace(':member', member)
+      .replace(':id', has('member') ? seg(r.member) : '0123456789abcdef')
     const isFetch = r.route.path.endsWith('/records') && r.route.method === 'GET'
-    const queryText = has('query') ? r.query : isFetch ? r.validQuery : ''
+    const queryText = has('query') ? r.query : isFetch ? r.validQuery : (r.route.query ?? '')
     let body: Uint8Array | undefined
     let type: string | null = null
     let batch = false

@@ -131,6 +131,7 @@ before(async () => {
     const producer = await call(json('POST', '/v1/producers', {}))
     assert.equal(producer.status, 200, JSON.stringify(producer.body))
     live.producerIds.push(producer.body.producerId)
+    live.producerTokens.push(producer.body.producerToken)
   }
 })
 
@@ -278,6 +279,8 @@ const internalRoutes = [
   { method: 'GET', path: '/internal/v1/leaderships', body: null },
   { method: 'POST', path: '/internal/v1/identity', body: { nonce: 'cd'.repeat(16) } },
   { method: 'POST', path: '/internal/v1/offsets-topic', body: {} },
+  { method: 'POST', path: '/internal/v1/controller', body: { kind: 'deleteTopic', name: protectedTopic } },
+  { method: 'POST', path: '/internal/v1/tokens', body: { principal: 'fz-intruder' } },
 ] as const
 
 /** Spellings the router may map to the same route (percent-encoding, absolute form, case, dots, queries). */
@@ -399,11 +402,11 @@ describe('internal routes', () => {
       fc.string({ unit: 'grapheme', maxLength: 50 }),
     )
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom('/internal/v1/identity', '/internal/v1/brokers'), bodies, async (path, body) => {
+      fc.asyncProperty(fc.constantFrom('/internal/v1/identity', '/internal/v1/brokers', '/internal/v1/controller'), bodies, async (path, body) => {
         const request: RawRequest = { method: 'POST', target: path, headers: [['content-type', 'application/json'], ...Object.entries(internalHeaders(broker.secret, 'POST', path, body))], body: Buffer.from(body) }
         const answer = await rawHttp(broker.port, request, { timeoutMs: answerMsMax })
         checkAnswer(request, answer)
-        // A registration body that parses as one would be a request of a broker: none of these do.
+        // A registration or controller call that parses as one would be a request of a broker: none of these do.
         assert.ok(answer.status >= 400, `${describeRequest(request)} → ${answer.status}`)
       }),
       fuzzParams(60),
