@@ -22,7 +22,9 @@
  * request line, header bytes, length or chunking; a header block above the
  * bound; a request not received in time) are answered by
  * `clientErrorAnswer` in the same shape: 413 TOO_LARGE for the header
- * overflow, 400 INVALID_REQUEST for the rest.
+ * overflow, 408 (HTTP's own status for it; code INVALID_REQUEST: nothing
+ * was done) for a request not received within --http-request-timeout, 400
+ * INVALID_REQUEST for the rest.
  *
  * OUT_OF_ORDER_SEQUENCE is 409, not 400: the body is well formed; it
  * conflicts with the partition's producer state (a gap after a lost batch),
@@ -129,7 +131,7 @@ export function clientErrorAnswer(parserCode: string | undefined): ErrorAnswer {
     return { status: 413, body: { error: { code: ErrorCode.TOO_LARGE, message: 'request line and headers are above the bound', field: 'headers' } } }
   }
   if (parserCode === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    return { status: 400, body: { error: { code: ErrorCode.INVALID_REQUEST, message: 'the request was not received in time' } } }
+    return { status: 408, body: { error: { code: ErrorCode.INVALID_REQUEST, message: 'the request was not received in time' } } }
   }
   return { status: 400, body: { error: { code: ErrorCode.INVALID_REQUEST, message: `malformed HTTP request (${String(parserCode ?? 'unparsable')})` } } }
 }
