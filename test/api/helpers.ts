@@ -21,9 +21,10 @@ import { systemRuntime } from '../../src/base/index.ts'
 /**
  * Tokens and ACLs as a broker has them (src/broker/security.ts), over a
  * ControllerState this process leads: a command is applied at once.
+ * `state` is given to tests that look into the metadata.
  */
-export function testSecurity(options: { superUsers?: string[]; secret?: Uint8Array } = {}): Security {
-  const state = new ControllerState()
+export function testSecurity(options: { superUsers?: string[]; secret?: Uint8Array; state?: ControllerState } = {}): Security {
+  const state = options.state ?? new ControllerState()
   const controller = {
     state,
     isLeader: () => true,

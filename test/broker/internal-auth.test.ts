@@ -93,24 +93,22 @@ const unusedControllerCalls = {
   },
 }
 
-test('every spelling the router maps to an internal route is refused without the MAC; the others do not reach it', async () => {
-  const secret = Uint8Array.from(Buffer.alloc(32, 7))
+/** An API with the internal routes under `secret`; registrations land in `registered`. */
+async function internalApp(secret: Uint8Array): Promise<{ app: ReturnType<typeof buildApi>; service: TestService; registered: BrokerRegistration[] }> {
   const registered: BrokerRegistration[] = []
   const service = new TestService()
   const app = buildApi({ service })
   await registerInternalRoutes(app, {
     secret,
-    service: {
-      async registerBroker(r) {
-        registered.push(r)
-      },
-      localLeaderships: () => [],
-      async createOffsetsTopic() {},
-      identity,
-      ...unusedControllerCalls,
-    },
+    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {}, identity, ...unusedControllerCalls },
     offsetsTopic: { name: '__consumer_offsets', partitions: 16 },
   })
+  return { app, service, registered }
+}
+
+test('every spelling the router maps to an internal route is refused without the MAC; the others do not reach it', async () => {
+  const secret = Uint8Array.from(Buffer.alloc(32, 7))
+  const { app, service, registered } = await internalApp(secret)
   await app.listen({ host: '127.0.0.1', port: 0 })
   const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
   try {
@@ -161,14 +159,7 @@ test('every spelling the router maps to an internal route is refused without the
 
 test('the MAC covers the bytes received, not a re-encoding of their parse', async () => {
   const secret = Uint8Array.from(Buffer.alloc(32, 9))
-  const registered: BrokerRegistration[] = []
-  const service = new TestService()
-  const app = buildApi({ service })
-  await registerInternalRoutes(app, {
-    secret,
-    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {}, identity, ...unusedControllerCalls },
-    offsetsTopic: { name: '__consumer_offsets', partitions: 16 },
-  })
+  const { app, service, registered } = await internalApp(secret)
   try {
     // Spacing and key order a JSON.stringify of the parse would not reproduce.
     const body = `{ "peerUrl": "127.0.0.1:2",\n  "httpUrl": "http://127.0.0.1:1", "id": 3, "incarnation":"${'ef'.repeat(16)}" }`
@@ -193,14 +184,7 @@ test('the MAC covers the bytes received, not a re-encoding of their parse', asyn
 
 test('a recorded internal request cannot be replayed: its (time, nonce) is accepted once, and the nonce is under the MAC', async () => {
   const secret = Uint8Array.from(Buffer.alloc(32, 5))
-  const registered: BrokerRegistration[] = []
-  const service = new TestService()
-  const app = buildApi({ service })
-  await registerInternalRoutes(app, {
-    secret,
-    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {}, identity, ...unusedControllerCalls },
-    offsetsTopic: { name: '__consumer_offsets', partitions: 16 },
-  })
+  const { app, service, registered } = await internalApp(secret)
   try {
     const headers: Record<string, string> = { 'content-type': 'application/json', ...internalHeaders(secret, 'POST', '/internal/v1/brokers', attack) }
     const first = await app.inject({ method: 'POST', url: '/internal/v1/brokers', headers, body: attack })

@@ -7,9 +7,9 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { systemRuntime } from '../../src/base/index.ts'
-import { ControllerState, type Command } from '../../src/controller/index.ts'
-import { Security, authenticateToken, newToken, parseToken, tokenHashKey } from '../../src/broker/index.ts'
+import { ControllerState } from '../../src/controller/index.ts'
+import { type Security, authenticateToken, newToken, parseToken, tokenHashKey } from '../../src/broker/index.ts'
+import { testSecurity } from '../api/helpers.ts'
 
 const secret = Uint8Array.from(Buffer.alloc(32, 1))
 const otherSecret = Uint8Array.from(Buffer.alloc(32, 2))
@@ -17,18 +17,7 @@ const otherSecret = Uint8Array.from(Buffer.alloc(32, 2))
 /** A Security whose controller is a ControllerState this process leads (propose = apply). */
 function security(options: { superUsers?: string[] } = {}): { security: Security; state: ControllerState } {
   const state = new ControllerState()
-  const controller = {
-    state,
-    isLeader: () => true,
-    async propose(cmd: Command) {
-      const r = state.apply(cmd)
-      if (!r.ok) throw r.error
-    },
-    async forward() {
-      throw new Error('leader: never forwards')
-    },
-  }
-  return { state, security: new Security({ secret, superUsers: options.superUsers ?? [], runtime: systemRuntime, controller, isStopped: () => false }) }
+  return { state, security: testSecurity({ secret, superUsers: options.superUsers ?? [], state }) }
 }
 
 test('a token authenticates its principal; the metadata holds only its keyed hash', async () => {
