@@ -32,7 +32,12 @@ async function valuesInTopic(c: TestCluster): Promise<string[]> {
   const values: string[] = []
   for (const p of await partitionsOf(c.brokers[0]!.url)) {
     const leader = c.brokers[p.replicas[0]! - 1]!
-    const r = await call(leader.url, 'GET', `/v1/topics/${topic}/partitions/${p.partition}/records?offset=0&maxRecords=10000`)
+    // A broker restarted a moment ago may answer a retriable 503 (NO_QUORUM: its metadata is catching up; seen in CI under load).
+    const path = `/v1/topics/${topic}/partitions/${p.partition}/records?offset=0&maxRecords=10000`
+    let r = await call(leader.url, 'GET', path)
+    for (const end = Date.now() + 30_000; r.status === 503 && Date.now() < end; r = await call(leader.url, 'GET', path)) {
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
     assert.equal(r.status, 200, `${topic}/${p.partition} at broker ${leader.id}: ${JSON.stringify(r.body)}`)
     values.push(...r.body.records.map((x: { value: string }) => x.value))
   }
