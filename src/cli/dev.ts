@@ -65,7 +65,11 @@ const stopWaitMsMax = 20_000
 /** After SIGKILL, how long to wait for the exits to be reported. */
 const killWaitMs = 2000
 
-const binPath = fileURLToPath(new URL('../../bin/rill.mjs', import.meta.url))
+/**
+ * bin/rill.mjs, which starts each broker: two levels up from this file in
+ * src/cli/ (run through tsx), three from its compiled copy in dist/src/cli/.
+ */
+const binPath = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../../bin/rill.mjs' : '../../../bin/rill.mjs', import.meta.url))
 
 interface Broker {
   readonly id: number
