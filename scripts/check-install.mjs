@@ -13,7 +13,7 @@
 //
 // Usage: node scripts/check-install.mjs [--keep]
 // Commits only: uncommitted changes are not in the clone (it says so).
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -62,15 +62,13 @@ function fail(step, why) {
   process.exit(1)
 }
 
-/** Runs a command to its end within `timeoutMs`; returns its output (stdout and stderr), fails the check otherwise. */
+/** Runs a command to its end within `timeoutMs`; returns { stdout, all } (all: stdout then stderr, where npm warns), fails the check otherwise. */
 function run(step, command, args, { cwd, timeoutMs, env = process.env }) {
-  try {
-    return execFileSync(command, args, { cwd, env, timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 })
-  } catch (error) {
-    const output = `${error.stdout ?? ''}${error.stderr ?? ''}`.trim().split('\n').slice(-30).join('\n')
-    const why = error.signal === 'SIGKILL' ? `did not finish within ${timeoutMs / 1000} s` : `exit ${error.status ?? error.message}`
-    fail(step, `\`${command} ${args.join(' ')}\` ${why}\n${output}`)
-  }
+  const r = spawnSync(command, args, { cwd, env, timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 })
+  const output = `${r.stdout ?? ''}${r.stderr ?? ''}`
+  if (r.error === undefined && r.status === 0) return { stdout: r.stdout, all: output }
+  const why = r.signal === 'SIGKILL' ? `did not finish within ${timeoutMs / 1000} s` : r.error !== undefined ? r.error.message : `exit ${r.signal ?? r.status}`
+  fail(step, `\`${command} ${args.join(' ')}\` ${why}\n${output.trim().split('\n').slice(-30).join('\n')}`)
 }
 
 function check(step, ok, why) {
@@ -102,7 +100,7 @@ async function healthy(url) {
 }
 
 // 1. clone
-const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: root, encoding: 'utf8' }).trim()
+const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: root, encoding: 'utf8', timeout: shortCommandMs, killSignal: 'SIGKILL' }).trim()
 if (dirty !== '') progress('note: the checkout has uncommitted changes; the clone has HEAD only')
 const clone = join(work, 'clone')
 progress(`git clone ${root} -> ${clone}`)
@@ -111,14 +109,14 @@ check('git clone', !existsSync(join(clone, 'dist')), 'the clone has a dist/ (is 
 
 // 2. npm ci --omit=dev
 progress('npm ci --omit=dev (downloads from the registry, builds dist/; a few minutes at most)')
-const ciOutput = run('npm ci --omit=dev', 'npm', ['ci', '--omit=dev', '--no-audit', '--no-fund'], { cwd: clone, timeoutMs: npmInstallMs })
+const ciOutput = run('npm ci --omit=dev', 'npm', ['ci', '--omit=dev', '--no-audit', '--no-fund'], { cwd: clone, timeoutMs: npmInstallMs }).all
 check('npm ci --omit=dev', !/EBADENGINE/.test(ciOutput), `npm warned of an unsupported engine:\n${ciOutput}`)
 check('npm ci --omit=dev', existsSync(join(clone, 'dist/src/cli/main.js')), 'prepare did not build dist/src/cli/main.js')
 check('npm ci --omit=dev', !existsSync(join(clone, 'node_modules/tsx')), 'tsx (a devDependency) was installed')
 progress('npm ci --omit=dev: ok (dist/ built, no EBADENGINE, no tsx)')
 
 // 3. the broker from the production install
-const brokerHelp = run('rill broker --help', process.execPath, ['bin/rill.mjs', 'broker', '--help'], { cwd: clone, timeoutMs: shortCommandMs })
+const brokerHelp = run('rill broker --help', process.execPath, ['bin/rill.mjs', 'broker', '--help'], { cwd: clone, timeoutMs: shortCommandMs }).stdout
 check('rill broker --help', brokerHelp.startsWith('usage: rill broker'), `unexpected output:\n${brokerHelp}`)
 progress('node bin/rill.mjs broker --help: ok')
 const httpPort = await freePort('127.0.0.1')
@@ -157,16 +155,18 @@ progress(`packed ${tarball}`)
 const app = join(work, 'app')
 mkdirSync(app)
 writeFileSync(join(app, 'package.json'), `${JSON.stringify({ name: 'rill-check-app', version: '1.0.0', private: true, type: 'module' }, null, 2)}\n`)
+// As the README says: npm applies overrides from the root project only, so the app repeats rill's (cookie 2 declares node >=22).
+run('npm pkg set overrides', 'npm', ['pkg', 'set', 'overrides.light-my-request.cookie=^1.1.1'], { cwd: app, timeoutMs: shortCommandMs })
 progress(`npm install ${tarball} (in a fresh project)`)
-const installOutput = run('npm install <tarball>', 'npm', ['install', '--no-audit', '--no-fund', tarball], { cwd: app, timeoutMs: npmInstallMs })
+const installOutput = run('npm install <tarball>', 'npm', ['install', '--no-audit', '--no-fund', tarball], { cwd: app, timeoutMs: npmInstallMs }).all
 check('npm install <tarball>', !/EBADENGINE/.test(installOutput), `npm warned of an unsupported engine:\n${installOutput}`)
 const plainEnv = { ...process.env, NODE_OPTIONS: '' }
 for (const [entry, name] of [['rill/producer', 'Producer'], ['rill/consumer', 'Consumer']]) {
-  const keys = run(`import ${entry}`, process.execPath, ['--input-type=module', '-e', `const m = await import('${entry}'); console.log(Object.keys(m).sort().join(' '))`], { cwd: app, timeoutMs: shortCommandMs, env: plainEnv }).trim()
+  const keys = run(`import ${entry}`, process.execPath, ['--input-type=module', '-e', `const m = await import('${entry}'); console.log(Object.keys(m).sort().join(' '))`], { cwd: app, timeoutMs: shortCommandMs, env: plainEnv }).stdout.trim()
   check(`import ${entry}`, keys.split(' ').includes(name), `exports "${keys}" lack ${name}`)
   progress(`plain node: import('${entry}') -> ${keys}`)
 }
-const help = run('npx rill help', 'npx', ['--no-install', 'rill', 'help'], { cwd: app, timeoutMs: shortCommandMs, env: plainEnv })
+const help = run('npx rill help', 'npx', ['--no-install', 'rill', 'help'], { cwd: app, timeoutMs: shortCommandMs, env: plainEnv }).stdout
 check('npx rill help', help.startsWith('usage: rill <command>'), `unexpected output:\n${help}`)
 progress('npx rill help: ok (the installed bin runs the packaged dist/)')
 
