@@ -49,7 +49,7 @@ const hw = (topic: string, p: number): number => service.partition(topic, p).sta
 
 describe('info routes', () => {
   test('health, metadata, metrics', async () => {
-    assert.deepEqual((await json('GET', '/health')).body, { ok: true, broker: 1 })
+    assert.deepEqual((await json('GET', '/health')).body, { ok: true, broker: 1, pid: process.pid })
     const m = await json('GET', '/v1/metadata')
     assert.equal(m.status, 200)
     assert.deepEqual(m.body.brokers, [{ id: 1, url: service.url }])
@@ -81,7 +81,7 @@ describe('topics', () => {
   test('create, list, describe, delete; 409 when it exists; 404 when absent', async () => {
     const c = await json('POST', '/v1/topics', { name: 'tmp', partitions: 2, replicationFactor: 1, config: { persistence: 'memory', retentionMs: -1 } })
     assert.equal(c.status, 201)
-    assert.deepEqual(c.body, { name: 'tmp', partitions: 2 })
+    assert.deepEqual(c.body, { name: 'tmp', partitions: 2, ready: true })
     const again = await json('POST', '/v1/topics', { name: 'tmp', partitions: 2, replicationFactor: 1 })
     assert.equal(again.status, 409)
     assert.equal(again.body.error.code, 'TOPIC_EXISTS')
@@ -147,7 +147,7 @@ describe('topics', () => {
   test('msgpack: create, conflict, describe, list, delete, health', async () => {
     const c = await mp('POST', '/v1/topics', { name: 'mp', partitions: 1, replicationFactor: 1 })
     assert.equal(c.status, 201)
-    assert.deepEqual(c.body, { name: 'mp', partitions: 1 })
+    assert.deepEqual(c.body, { name: 'mp', partitions: 1, ready: true })
     const again = await mp('POST', '/v1/topics', { name: 'mp', partitions: 1, replicationFactor: 1 })
     assert.equal(again.status, 409)
     assert.equal(again.body.error.code, 'TOPIC_EXISTS')
@@ -157,7 +157,7 @@ describe('topics', () => {
     assert.equal(bad.status, 400)
     assert.equal(bad.body.error.code, 'INVALID_REQUEST')
     assert.equal((await app.inject({ method: 'DELETE', url: '/v1/topics/mp', headers: { accept: 'application/msgpack' } })).statusCode, 200)
-    assert.deepEqual((await mp('GET', '/health')).body, { ok: true, broker: 1 })
+    assert.deepEqual((await mp('GET', '/health')).body, { ok: true, broker: 1, pid: process.pid })
   })
 
   test('JSON with __proto__ is refused; a charset parameter is fine', async () => {
