@@ -65,7 +65,10 @@ export interface PeerCalls {
    * answer is as received (shape-checked only): the caller checks its proof.
    */
   identity(url: string, nonce: string, timeoutMs: number): Promise<IdentityAnswer>
-  /** The broker at `url`'s view of topic `name` (readiness after a create). */
+  /**
+   * The broker at `url`'s view of topic `name` (readiness after a create).
+   * A broker with nothing listening at `url` fails with `details.refused`.
+   */
   topicStatus(url: string, name: string, timeoutMs: number): Promise<TopicStatus>
 }
 
@@ -145,7 +148,8 @@ export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRunti
           signal: timeoutSignal(runtime, timeoutMs),
         })
       } catch (error) {
-        throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} unreachable: ${(error as Error).message}`, { cause: error })
+        // Nothing listens there (the process is gone): `refused` lets the caller count that broker out instead of waiting for it.
+        throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} unreachable: ${(error as Error).message}`, { cause: error, details: { refused: connectionRefused(error) } })
       }
       if (!res.ok) {
         await res.arrayBuffer().catch(() => undefined)
@@ -173,6 +177,16 @@ export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRunti
       return parseIdentityAnswer(answer, url)
     },
   }
+}
+
+/** Whether a failed request's error (or one of its causes) is ECONNREFUSED: no process listens at the address. */
+function connectionRefused(error: unknown): boolean {
+  let e: unknown = error
+  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
+    if ((e as { code?: unknown }).code === 'ECONNREFUSED') return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
 }
 
 /** A topic-status answer, shape-checked: anything malformed reads as "not known" (the caller asks again). */

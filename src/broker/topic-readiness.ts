@@ -10,7 +10,8 @@
  * by retrying on metadata errors; curl does not. So the broker that answers
  * the create waits, bounded, until the topic is usable everywhere:
  *
- *   every live (unfenced) broker ── topicStatus (its own copy, or the internal route) ──▶
+ *   every live broker (unfenced, and something listens at its address)
+ *     ── topicStatus (its own copy, or the internal route) ──▶
  *     knows the topic, and each replica it hosts is open and follows a leader
  *   and for each partition: all its live replicas follow the same leader, that
  *   leader is ready (its first entry applied), and it is the preferred replica
@@ -23,7 +24,7 @@
  * controller round trip in front of every genuine 404, and cannot make a
  * replica open any sooner.
  */
-import type { Runtime } from '../base/index.ts'
+import { RillError, type Runtime } from '../base/index.ts'
 import type { ControllerState } from '../controller/index.ts'
 import type { PeerCalls, TopicStatus } from './peer-calls.ts'
 
@@ -61,14 +62,26 @@ export async function waitTopicReady(options: TopicReadinessOptions, name: strin
     const statuses = new Map<number, TopicStatus | null>()
     await Promise.all(
       live.map(async (b) => {
-        if (b.id === options.brokerId) statuses.set(b.id, options.localStatus(name))
-        else statuses.set(b.id, await options.peerCalls.topicStatus(b.httpUrl, name, topicStatusTimeoutMs).catch(() => null))
+        if (b.id === options.brokerId) {
+          statuses.set(b.id, options.localStatus(name))
+          return
+        }
+        try {
+          statuses.set(b.id, await options.peerCalls.topicStatus(b.httpUrl, name, topicStatusTimeoutMs))
+        } catch (error) {
+          // A broker whose process is gone (not fenced yet: that takes seconds) is not waited for; a slow one is.
+          if (!isRefused(error)) statuses.set(b.id, null)
+        }
       }),
     )
     if (topicReady(options.state(), name, statuses)) return true
     if (runtime.nowMs() >= deadline) return false
     await runtime.sleep(topicReadyPollMs)
   }
+}
+
+function isRefused(error: unknown): boolean {
+  return error instanceof RillError && error.details['refused'] === true
 }
 
 /** Whether the statuses of the live brokers (`statuses`, by broker id; null: no answer) show topic `name` ready (exported for tests). */

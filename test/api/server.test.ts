@@ -78,6 +78,21 @@ describe('info routes', () => {
 })
 
 describe('topics', () => {
+  test('a create waits for the topic to be ready unless "wait": false; the body is not passed on with it', async () => {
+    service.readyWaits.length = 0
+    const waited = await json('POST', '/v1/topics', { name: 'waited', partitions: 1, replicationFactor: 1, wait: true })
+    assert.equal(waited.status, 201)
+    assert.deepEqual(waited.body, { name: 'waited', partitions: 1, ready: true })
+    const skipped = await json('POST', '/v1/topics', { name: 'skipped', partitions: 1, replicationFactor: 1, wait: false })
+    assert.equal(skipped.status, 201)
+    assert.deepEqual(skipped.body, { name: 'skipped', partitions: 1, ready: false })
+    assert.deepEqual(service.readyWaits, ['waited'])
+    const bad = await json('POST', '/v1/topics', { name: 'bad', partitions: 1, replicationFactor: 1, wait: 1 })
+    assert.equal(bad.status, 400)
+    assert.equal((await json('GET', '/v1/topics/bad')).status, 404)
+    for (const name of ['waited', 'skipped']) assert.equal((await json('DELETE', `/v1/topics/${name}`)).status, 200)
+  })
+
   test('create, list, describe, delete; 409 when it exists; 404 when absent', async () => {
     const c = await json('POST', '/v1/topics', { name: 'tmp', partitions: 2, replicationFactor: 1, config: { persistence: 'memory', retentionMs: -1 } })
     assert.equal(c.status, 201)
