@@ -8,6 +8,7 @@
  *   /health answers as broker I from the process started ──▶ "broker I http://..."
  *   every broker's /v1/metadata: a controller leader, every broker registered and unfenced ──▶ "ready"
  *   a broker exits while starting ──▶ its exit and the last lines of its log, exit 1
+ *   a broker exits after ready ──▶ the same lines, the others keep running; none left ──▶ exit 1
  *   Ctrl-C / SIGTERM ──▶ SIGTERM to every broker, wait (bounded), SIGKILL stragglers, exit 0
  *
  * `ready` means a client can use the cluster at once: create a topic on any

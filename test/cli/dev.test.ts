@@ -6,7 +6,8 @@
  * its IPC channel to rill dev closes); a port it needs that is taken (HTTP or
  * peer) is refused before anything starts, naming the port and --port; a
  * broker that exits while starting makes `rill dev` exit 1 with the cause
- * from the broker's log; `--tls` serves https with a throwaway CA.
+ * from the broker's log, and so does losing every broker after `ready`;
+ * `--tls` serves https with a throwaway CA.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -18,7 +19,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Agent, fetch as undiciFetch } from 'undici'
-import { processAlive, stopProcess, waitFor } from '../broker/helpers.ts'
+import { processAlive, stopProcess, waitExit, waitFor } from '../broker/helpers.ts'
 import { runCli } from './helpers.ts'
 
 const bin = fileURLToPath(new URL('../../bin/rill.mjs', import.meta.url))
@@ -148,6 +149,25 @@ test('rill dev --tls: a throwaway CA, https, the CA path printed; plaintext and 
     assert.match(cli.stdout, new RegExp(`https://127.0.0.1:${port}`))
     const exit = await stopProcess(dev.child, { graceMs: devStopWaitMs, what: 'rill dev' })
     assert.deepEqual(exit, { code: 0, signal: null, killed: false }, dev.stderr())
+  } finally {
+    if (dev !== null) await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
+    await rm(dir, { recursive: true, force: true, maxRetries: 10 })
+  }
+})
+
+test('rill dev: a broker that dies after ready is reported with the end of its log; with none left, rill dev exits 1', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'rill-dev-'))
+  let dev: Dev | null = null
+  try {
+    const port = await freePort()
+    dev = await startDev(dir, port)
+    const [broker] = childrenOf(dev.child.pid!)
+    process.kill(broker!, 'SIGKILL')
+    // It exited 13 here before (an unsettled top-level await: nothing left to wait for), saying nothing.
+    const exit = await waitExit(dev.child, devStopWaitMs, 'rill dev')
+    assert.deepEqual(exit, { code: 1, signal: null }, dev.stderr())
+    assert.match(dev.stderr(), /broker 1 exited \(SIGKILL\); last lines of .*broker-1\.log:\n/)
+    assert.match(dev.stderr(), /every broker exited/)
   } finally {
     if (dev !== null) await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
     await rm(dir, { recursive: true, force: true, maxRetries: 10 })
