@@ -4,7 +4,7 @@
  * leader, a follower or the nearest replica (DESIGN.md decision 8).
  *
  * ```ts
- * const consumer = new Consumer({ brokers: ['http://127.0.0.1:9090'], groupId: 'billing', fromBeginning: true })
+ * const consumer = new Consumer({ brokers: ['http://127.0.0.1:7070'], groupId: 'billing', fromBeginning: true })
  * await consumer.subscribe(['orders'])
  * for await (const batch of consumer) for (const r of batch.records) console.log(batch.partition, r.offset, r.value)
  * ```

@@ -2,7 +2,7 @@
 // commits what was printed and leaves the group. Run two of them to see partitions shared.
 import { Consumer } from 'rill/consumer'
 
-const consumer = new Consumer({ brokers: [process.env.RILL_URL ?? 'http://127.0.0.1:9090'], groupId: 'billing', fromBeginning: true })
+const consumer = new Consumer({ brokers: [process.env.RILL_URL ?? 'http://127.0.0.1:7070'], groupId: 'billing', fromBeginning: true })
 await consumer.subscribe('orders')
 const stop = new AbortController()
 process.once('SIGINT', () => stop.abort())

@@ -3,7 +3,7 @@
  * partition's leader as an idempotent producer, retries in order. See
  * producer.ts for the flow and docs in README.
  *
- *   const producer = new Producer({ brokers: ['http://127.0.0.1:9090'] })
+ *   const producer = new Producer({ brokers: ['http://127.0.0.1:7070'] })
  *   const { partition, offset } = await producer.send('orders', { key: 'user-1', value: 'hello' })
  *   await producer.close()
  */

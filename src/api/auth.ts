@@ -153,6 +153,7 @@ export const routeAccess: Readonly<Record<string, RouteAccess>> = {
   'POST /internal/v1/identity': { kind: 'internal' },
   'POST /internal/v1/offsets-topic': { kind: 'internal' },
   'POST /internal/v1/controller': { kind: 'internal' },
+  'POST /internal/v1/topic-status': { kind: 'internal' },
   'POST /internal/v1/tokens': { kind: 'internal', audit: 'token.create', auditResource: (_p, body) => `principal:${field(body, 'principal') ?? '?'}` },
 }
 

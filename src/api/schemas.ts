@@ -70,6 +70,8 @@ export const createTopicBody = {
         retentionBytes: { type: 'integer', minimum: -1, maximum: Number.MAX_SAFE_INTEGER },
       },
     },
+    // false: answer as soon as the controller has the topic, without waiting for its leaders.
+    wait: { type: 'boolean' },
   },
 } as const
 

@@ -26,6 +26,7 @@ import {
   type BrokerRef,
   type CommitOffsetsRequest,
   type CreateTopicRequest,
+  type CreateTopicResponse,
   type HeartbeatRequest,
   type JoinGroupRequest,
   type ProduceResponse,
@@ -260,8 +261,9 @@ function resolveLeaderRef(service: BrokerService, leader: unknown): BrokerRef | 
 type TopicVisibility = (request: Req, topic: string) => boolean
 
 function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metrics: ApiMetrics, visible: TopicVisibility): void {
+  // The pid tells which process answers: `rill dev` checks it is the broker it started, not another cluster on the port.
   app.get('/health', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) =>
-    answer(request, reply, 200, { ok: true, broker: service.brokerId }),
+    answer(request, reply, 200, { ok: true, broker: service.brokerId, pid: process.pid }),
   )
   app.get('/metrics', { schema: { querystring: schemas.emptyQuery } }, async (_request, reply) => {
     const { contentType: type, body } = await metrics.text(service.registry)
@@ -281,9 +283,13 @@ function registerInfoRoutes(app: FastifyInstance, service: BrokerService, metric
 }
 
 function registerTopicRoutes(app: FastifyInstance, service: BrokerService, visible: TopicVisibility): void {
+  // 201 once the topic is usable on every broker (bounded; `ready` says whether it got there), unless `"wait": false`.
   app.post('/v1/topics', { schema: { body: schemas.createTopicBody, querystring: schemas.emptyQuery } }, async (request, reply) => {
-    const created = await service.createTopic(request.body as CreateTopicRequest)
-    return answer(request, reply, 201, created)
+    const { wait, ...create } = request.body as CreateTopicRequest & { wait?: boolean }
+    const created = await service.createTopic(create)
+    const ready = wait === false ? false : await service.waitTopicReady(created.name)
+    const body: CreateTopicResponse = { ...created, ready }
+    return answer(request, reply, 201, body)
   })
   app.get('/v1/topics', { schema: { querystring: schemas.emptyQuery } }, async (request, reply) => {
     const topics: TopicDescription[] = []

@@ -45,6 +45,13 @@ export interface BrokerService {
   metadata(): MetadataResponse
   /** Creates a topic through the controller leader (forwarding if needed); resolves once applied here. */
   createTopic(request: CreateTopicRequest): Promise<{ name: string; partitions: number }>
+  /**
+   * Resolves true once topic `name` can be used on every live broker (each
+   * knows it; every partition has a leader that all its live replicas
+   * follow), false if not within a bound of a few seconds (the topic exists
+   * all the same). `POST /v1/topics` waits for it unless told not to.
+   */
+  waitTopicReady(name: string): Promise<boolean>
   listTopics(): string[]
   describeTopic(name: string): TopicDescription
   deleteTopic(name: string): Promise<void>

@@ -53,7 +53,7 @@ import { Liveness } from './liveness.ts'
 import { BrokerMetrics } from './metrics.ts'
 import { groupIdOf, isInternalTopic } from './names.ts'
 import { OffsetsTopic, sessionCheckTicks } from './offsets-topic.ts'
-import { httpPeerCalls, type BrokerRegistration, type ControllerCall, type PeerCalls } from './peer-calls.ts'
+import { httpPeerCalls, type BrokerRegistration, type ControllerCall, type PeerCalls, type TopicStatus } from './peer-calls.ts'
 import { proveIdentity, type IdentityAnswer } from './internal-auth.ts'
 import { PeerHttp, type PeerFetch } from './peer-http.ts'
 import { PeerRouter, seedPeers } from './peer-router.ts'
@@ -63,6 +63,7 @@ import { anonymousPrincipal, checkProducerToken, producerToken } from './produce
 import { Retention, retentionTicks } from './retention.ts'
 import { Security } from './security.ts'
 import { Topics } from './topics.ts'
+import { waitTopicReady, type TopicReadinessOptions } from './topic-readiness.ts'
 import type { TlsMaterial } from './tls.ts'
 
 /** 16 random bytes as hex: incarnation ids and challenge nonces. */
@@ -154,6 +155,7 @@ export class Broker {
   readonly #retention: Retention
   readonly #offsets: OffsetsTopic
   readonly #topics: Topics
+  readonly #readiness: TopicReadinessOptions
   /** Registered once the transport is up (start), before any replica opens. */
   #metrics!: BrokerMetrics
   #ticker: TimerHandle = noTimer
@@ -202,6 +204,9 @@ export class Broker {
       defaultPersistence: config.defaultPersistence, runtime, controller: this.#controller, metadata: () => this.metadata(), isStopped,
       partitionsPerTopicMax: config.topicPartitionsMax, clusterPartitionsMax: config.clusterPartitionsMax,
     })
+    this.#readiness = {
+      brokerId: config.id, state: () => this.#controller.state, localStatus: (name) => this.topicStatus(name), peerCalls, runtime, isStopped,
+    }
     this.security = new Security({ secret: config.secret, superUsers: config.superUsers, runtime, controller: this.#controller, isStopped })
     this.#offsets = new OffsetsTopic({ brokerId: config.id, runtime, metadata, hosted, remoteLeaders: this.#leaderPoll, createTopic: (r) => this.#topics.createAny(r), isStopped })
     this.groups = new GroupCoordinator(
@@ -327,6 +332,34 @@ export class Broker {
   /** Creates a topic through the controller leader (names starting with `__` are refused). */
   createTopic(request: CreateTopicRequest): Promise<{ name: string; partitions: number }> {
     return this.#topics.create(request)
+  }
+
+  /**
+   * Resolves true once topic `name` can be used on every live broker (each
+   * knows it, every partition has a ready leader all its live replicas
+   * follow: topic-readiness.ts), false if not within the bound.
+   */
+  async waitTopicReady(name: string): Promise<boolean> {
+    const ready = await waitTopicReady(this.#readiness, name)
+    // Leaders of partitions not hosted here are known from the leadership poll: poll now, so this broker's metadata shows them.
+    if (ready && this.metadata().topics.find((t) => t.name === name)?.partitions.some((p) => p.leader === null) === true) await this.#leaderPoll.poll()
+    return ready
+  }
+
+  /** This broker's view of topic `name` (the topic-status internal route; topic-readiness.ts). */
+  topicStatus(name: string): TopicStatus {
+    const t = this.#controller.state.topic(name)
+    if (t === undefined) return { known: false, partitions: [] }
+    const partitions: { partition: number; leader: number }[] = []
+    t.partitions.forEach((p, partition) => {
+      if (!p.replicas.includes(this.brokerId)) return
+      const replica = this.#hosted.get(groupIdOf(t.id, partition))?.replica
+      let leader = replica === undefined || replica.failure !== null ? 0 : replica.raft.lead
+      // A leader counts once it takes produces (its first entry applied).
+      if (leader === this.brokerId && !replica!.isReadyLeader()) leader = 0
+      partitions.push({ partition, leader })
+    })
+    return { known: true, partitions }
   }
 
   listTopics(): string[] {

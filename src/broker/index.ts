@@ -16,7 +16,7 @@ export { anonymousPrincipal, checkProducerToken, producerToken, producerTokenPat
 export type { ProducerTokenSubject } from './producer-tokens.ts'
 export { ReplayCache, checkInternalRequest, incarnationPattern, internalHeaders, internalHeadersWellFormed } from './internal-auth.ts'
 export type { BrokerIdentity, IdentityAnswer } from './internal-auth.ts'
-export type { BrokerRegistration, ControllerCall, Leadership } from './peer-calls.ts'
+export type { BrokerRegistration, ControllerCall, Leadership, TopicStatus } from './peer-calls.ts'
 export { Security, authModes } from './security.ts'
 export type { AuthMode, SecurityCommand, TokenListing } from './security.ts'
 export { authenticateToken, newToken, parseToken, tokenHash, tokenHashKey, tokenPattern, authorizationCharsMax } from './tokens.ts'

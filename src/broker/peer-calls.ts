@@ -42,6 +42,19 @@ export interface Leadership {
   readonly highWatermark: number
 }
 
+/**
+ * One broker's view of a topic (topic-readiness.ts): whether its metadata
+ * has it, and for each partition it hosts, the leader its replica follows
+ * (itself once it leads and is ready; 0: not open yet, or no leader known).
+ */
+export interface TopicStatus {
+  readonly known: boolean
+  readonly partitions: readonly { readonly partition: number; readonly leader: number }[]
+}
+
+/** Partitions read from one topic-status answer (more than a topic may have is garbage). */
+const topicStatusPartitionsMax = 100_000
+
 export interface PeerCalls {
   /** Runs `call` on the broker at `url` (its HTTP base URL); resolves when it answered success. */
   controller(url: string, call: ControllerCall, timeoutMs: number): Promise<void>
@@ -52,6 +65,11 @@ export interface PeerCalls {
    * answer is as received (shape-checked only): the caller checks its proof.
    */
   identity(url: string, nonce: string, timeoutMs: number): Promise<IdentityAnswer>
+  /**
+   * The broker at `url`'s view of topic `name` (readiness after a create).
+   * A broker with nothing listening at `url` fails with `details.refused`.
+   */
+  topicStatus(url: string, name: string, timeoutMs: number): Promise<TopicStatus>
 }
 
 /**
@@ -118,6 +136,27 @@ export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRunti
       }
       return out
     },
+    async topicStatus(url, name, timeoutMs) {
+      const path = '/internal/v1/topic-status'
+      const text = JSON.stringify({ name })
+      let res: PeerResponse
+      try {
+        res = await peerFetch(`${url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...internalHeaders(secret, 'POST', path, text) },
+          body: text,
+          signal: timeoutSignal(runtime, timeoutMs),
+        })
+      } catch (error) {
+        // Nothing listens there (the process is gone): `refused` lets the caller count that broker out instead of waiting for it.
+        throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} unreachable: ${(error as Error).message}`, { cause: error, details: { refused: connectionRefused(error) } })
+      }
+      if (!res.ok) {
+        await res.arrayBuffer().catch(() => undefined)
+        throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} answered ${res.status} to the topic status call`)
+      }
+      return parseTopicStatus(await res.json().catch(() => null))
+    },
     async identity(url, nonce, timeoutMs) {
       const path = '/internal/v1/identity'
       const text = JSON.stringify({ nonce })
@@ -138,6 +177,26 @@ export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRunti
       return parseIdentityAnswer(answer, url)
     },
   }
+}
+
+/** Whether a failed request's error (or one of its causes) is ECONNREFUSED: no process listens at the address. */
+function connectionRefused(error: unknown): boolean {
+  let e: unknown = error
+  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
+    if ((e as { code?: unknown }).code === 'ECONNREFUSED') return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
+}
+
+/** A topic-status answer, shape-checked: anything malformed reads as "not known" (the caller asks again). */
+export function parseTopicStatus(body: unknown): TopicStatus {
+  const v = (typeof body === 'object' && body !== null ? body : {}) as { known?: unknown; partitions?: unknown }
+  const partitions: { partition: number; leader: number }[] = []
+  for (const p of (Array.isArray(v.partitions) ? v.partitions : []).slice(0, topicStatusPartitionsMax) as { partition?: unknown; leader?: unknown }[]) {
+    if (Number.isSafeInteger(p?.partition) && Number.isSafeInteger(p?.leader)) partitions.push({ partition: p.partition as number, leader: p.leader as number })
+  }
+  return { known: v.known === true, partitions }
 }
 
 /** The identity answer's fields, checked for shape and length (the proof is checked by the caller). */

@@ -62,7 +62,7 @@ function parseValue(name: string, spec: FlagSpec, raw: string): string | number 
       try {
         u = new URL(raw)
       } catch {
-        throw new UsageError(`--${name} expects a URL like http://127.0.0.1:9090, got "${raw}"`)
+        throw new UsageError(`--${name} expects a URL like http://127.0.0.1:7070, got "${raw}"`)
       }
       if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--${name} must be an http:// or https:// URL, got "${raw}"`)
       return raw.replace(/\/+$/, '')
@@ -130,9 +130,9 @@ export function expectPositionals(parsed: ParsedArgs, names: readonly string[]):
 }
 
 /** Default broker URL: RILL_URL, or the first broker of `rill dev`. */
-export const defaultUrl = 'http://127.0.0.1:9090'
+export const defaultUrl = 'http://127.0.0.1:7070'
 /** The first broker of `rill dev --tls`: the default when a CA is given but no URL. */
-export const defaultTlsUrl = 'https://127.0.0.1:9090'
+export const defaultTlsUrl = 'https://127.0.0.1:7070'
 /** Largest certificate or key file read (a PEM bundle is kilobytes). */
 const pemFileBytesMax = 1024 * 1024
 

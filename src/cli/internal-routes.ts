@@ -28,7 +28,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { ErrorCode, RillError } from '../base/index.ts'
 import { ReplayCache, checkInternalRequest, incarnationPattern, internalHeadersWellFormed } from '../broker/index.ts'
-import type { BrokerRegistration, ControllerCall, IdentityAnswer, Leadership, SecurityCommand } from '../broker/index.ts'
+import type { BrokerRegistration, ControllerCall, IdentityAnswer, Leadership, SecurityCommand, TopicStatus } from '../broker/index.ts'
 import { CommandType, parseCommand, principal as checkPrincipal, topicName } from '../controller/index.ts'
 import type { CreateTopicRequest } from '../wire/index.ts'
 
@@ -43,6 +43,8 @@ export interface InternalService {
   createOffsetsTopic(): Promise<void>
   /** This broker's answer to an identity challenge (the controller leader asks before moving a registration). */
   identity(nonce: string): IdentityAnswer
+  /** This broker's view of a topic: known here, and the leader each replica hosted here follows (readiness after a create). */
+  topicStatus(name: string): TopicStatus
 }
 
 export interface InternalRoutesOptions {
@@ -116,6 +118,11 @@ function internalRoutes(internal: FastifyInstance, options: InternalRoutesOption
     const nonce = (request.body as { nonce?: unknown } | null)?.nonce
     if (typeof nonce !== 'string' || !incarnationPattern.test(nonce)) throw new RillError(ErrorCode.INVALID_REQUEST, 'identity challenge needs { nonce: 32 hex digits }')
     return service.identity(nonce)
+  })
+  // The broker answering a topic create asks every broker whether the topic is usable there yet.
+  internal.post('/internal/v1/topic-status', async (request) => {
+    checked(request)
+    return service.topicStatus(topicName((request.body as { name?: unknown } | null)?.name))
   })
   // Topic changes and token/ACL changes another broker forwards to the controller leader.
   internal.post('/internal/v1/controller', async (request, reply) => {

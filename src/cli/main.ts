@@ -1,6 +1,6 @@
 /**
  * The `rill` command line (API.md). Exit codes: 0 ok, 1 failure, 2 usage
- * error. Every command takes --url (default http://127.0.0.1:9090 or
+ * error. Every command takes --url (default http://127.0.0.1:7070 or
  * RILL_URL). `rill broker` runs the broker in this very process (its PID is
  * the broker's, and it exits as soon as the broker stopped or gave up
  * stopping); the broker modules are loaded only for that command.
@@ -17,7 +17,7 @@ import { topicCommand, topicUsage } from './topic.ts'
 const usage = `usage: rill <command> [flags]
 
 commands:
-  dev        start a local cluster: rill dev [--brokers 3] [--dir ./data] [--port 9090] [--tls]
+  dev        start a local cluster: rill dev [--brokers 3] [--dir ./data] [--port 7070] [--tls]
   broker     run one broker: rill broker --id N --dir DIR --http HOST:PORT --peer HOST:PORT --seeds 1@HOST:PORT,...
   topic      create | list | describe | delete topics
   produce    one record per stdin line: rill produce TOPIC [--key K] [--partition P] [--acks all|leader] [--verbose]
@@ -27,9 +27,9 @@ commands:
   status     brokers, controller leader, partitions, leaders, replicas, lag
   help       this text
 
-every command takes --url http://HOST:PORT (default http://127.0.0.1:9090, or RILL_URL);
+every command takes --url http://HOST:PORT (default http://127.0.0.1:7070, or RILL_URL);
 for https:// brokers, --tls-ca FILE (RILL_TLS_CA: the cluster's CA certificate; the default URL is then
-https://127.0.0.1:9090) and, for brokers that ask, --tls-cert FILE --tls-key FILE (RILL_TLS_CERT, RILL_TLS_KEY);
+https://127.0.0.1:7070) and, for brokers that ask, --tls-cert FILE --tls-key FILE (RILL_TLS_CERT, RILL_TLS_KEY);
 for brokers started with --auth required, --token TOKEN (RILL_TOKEN)
 exit codes: 0 ok, 1 failure, 2 usage error
 `

@@ -246,6 +246,7 @@ function callTarget(broker: Broker): CallTarget {
     },
     leaderships: () => broker.localLeaderships(),
     identity: (nonce) => broker.identity(nonce),
+    topicStatus: (name) => broker.topicStatus(name),
   }
 }
 

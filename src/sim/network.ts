@@ -20,7 +20,7 @@ import type { Random, Runtime } from '../base/index.ts'
 import type { Message } from '../raft/index.ts'
 import { createPackr, decodePeerBatch, encodePeerBatch } from '../transport/index.ts'
 import type { BatchHandler, GroupId, GroupMessage, PeerAddress, PeerNetwork } from '../transport/index.ts'
-import type { ControllerCall, Leadership, PeerCalls } from '../broker/peer-calls.ts'
+import type { ControllerCall, Leadership, PeerCalls, TopicStatus } from '../broker/peer-calls.ts'
 import type { IdentityAnswer } from '../broker/internal-auth.ts'
 
 /** Fault rates and delays of the links; changed by the schedule while it runs. */
@@ -43,6 +43,7 @@ export interface CallTarget {
   controller(call: ControllerCall): Promise<void>
   leaderships(): Leadership[]
   identity(nonce: string): IdentityAnswer
+  topicStatus(name: string): TopicStatus
 }
 
 interface Attached {
@@ -271,6 +272,7 @@ export class SimEndpoint implements PeerNetwork {
       controller: (url, call, timeoutMs) => this.#net.call(this.#id, this.#runtime, url, timeoutMs, (t) => t.controller(call)),
       leaderships: (url, timeoutMs, entriesMax) => this.#net.call(this.#id, this.#runtime, url, timeoutMs, (t) => t.leaderships().slice(0, entriesMax)),
       identity: (url, nonce, timeoutMs) => this.#net.call(this.#id, this.#runtime, url, timeoutMs, (t) => t.identity(nonce)),
+      topicStatus: (url, name, timeoutMs) => this.#net.call(this.#id, this.#runtime, url, timeoutMs, (t) => t.topicStatus(name)),
     }
   }
 }

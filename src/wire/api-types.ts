@@ -108,6 +108,12 @@ export interface CreateTopicRequest {
 export interface CreateTopicResponse {
   name: string
   partitions: number
+  /**
+   * True: when answered, every live broker knew the topic and every partition
+   * had a leader all its live replicas followed. False: not within the wait
+   * (or `"wait": false`); the topic exists all the same.
+   */
+  ready: boolean
 }
 
 /** `GET /v1/topics/:topic`. */

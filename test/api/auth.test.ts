@@ -80,7 +80,7 @@ test('every registered route is in the access table, every entry is a route, and
   const a = buildApi({ service: s })
   await registerInternalRoutes(a, {
     secret: Uint8Array.from(Buffer.alloc(32, 3)),
-    service: { registerBroker: async () => {}, localLeaderships: () => [], createOffsetsTopic: async () => {}, identity: () => { throw new Error('no') }, runControllerCall: async () => {}, createToken: async () => { throw new Error('no') } },
+    service: { registerBroker: async () => {}, localLeaderships: () => [], createOffsetsTopic: async () => {}, identity: () => { throw new Error('no') }, runControllerCall: async () => {}, createToken: async () => { throw new Error('no') }, topicStatus: () => ({ known: false, partitions: [] }) },
     offsetsTopic: { name: '__consumer_offsets', partitions: 1 },
   })
   try {

@@ -144,6 +144,16 @@ export class TestService implements BrokerService {
     return { name: request.name, partitions: request.partitions }
   }
 
+  /** Topics `waitTopicReady` was asked about, in order (a create with `"wait": false` asks nothing). */
+  readonly readyWaits: string[] = []
+
+  /** One broker: the topic is ready once it exists and each partition's replica leads (createTopic waited for that). */
+  async waitTopicReady(name: string): Promise<boolean> {
+    this.readyWaits.push(name)
+    const t = this.#topics.get(name)
+    return t !== undefined && t.partitions.every((p) => p.isReadyLeader())
+  }
+
   listTopics(): string[] {
     return [...this.#topics.keys()].sort()
   }

@@ -49,7 +49,7 @@ const hw = (topic: string, p: number): number => service.partition(topic, p).sta
 
 describe('info routes', () => {
   test('health, metadata, metrics', async () => {
-    assert.deepEqual((await json('GET', '/health')).body, { ok: true, broker: 1 })
+    assert.deepEqual((await json('GET', '/health')).body, { ok: true, broker: 1, pid: process.pid })
     const m = await json('GET', '/v1/metadata')
     assert.equal(m.status, 200)
     assert.deepEqual(m.body.brokers, [{ id: 1, url: service.url }])
@@ -78,10 +78,25 @@ describe('info routes', () => {
 })
 
 describe('topics', () => {
+  test('a create waits for the topic to be ready unless "wait": false; the body is not passed on with it', async () => {
+    service.readyWaits.length = 0
+    const waited = await json('POST', '/v1/topics', { name: 'waited', partitions: 1, replicationFactor: 1, wait: true })
+    assert.equal(waited.status, 201)
+    assert.deepEqual(waited.body, { name: 'waited', partitions: 1, ready: true })
+    const skipped = await json('POST', '/v1/topics', { name: 'skipped', partitions: 1, replicationFactor: 1, wait: false })
+    assert.equal(skipped.status, 201)
+    assert.deepEqual(skipped.body, { name: 'skipped', partitions: 1, ready: false })
+    assert.deepEqual(service.readyWaits, ['waited'])
+    const bad = await json('POST', '/v1/topics', { name: 'bad', partitions: 1, replicationFactor: 1, wait: 1 })
+    assert.equal(bad.status, 400)
+    assert.equal((await json('GET', '/v1/topics/bad')).status, 404)
+    for (const name of ['waited', 'skipped']) assert.equal((await json('DELETE', `/v1/topics/${name}`)).status, 200)
+  })
+
   test('create, list, describe, delete; 409 when it exists; 404 when absent', async () => {
     const c = await json('POST', '/v1/topics', { name: 'tmp', partitions: 2, replicationFactor: 1, config: { persistence: 'memory', retentionMs: -1 } })
     assert.equal(c.status, 201)
-    assert.deepEqual(c.body, { name: 'tmp', partitions: 2 })
+    assert.deepEqual(c.body, { name: 'tmp', partitions: 2, ready: true })
     const again = await json('POST', '/v1/topics', { name: 'tmp', partitions: 2, replicationFactor: 1 })
     assert.equal(again.status, 409)
     assert.equal(again.body.error.code, 'TOPIC_EXISTS')
@@ -147,7 +162,7 @@ describe('topics', () => {
   test('msgpack: create, conflict, describe, list, delete, health', async () => {
     const c = await mp('POST', '/v1/topics', { name: 'mp', partitions: 1, replicationFactor: 1 })
     assert.equal(c.status, 201)
-    assert.deepEqual(c.body, { name: 'mp', partitions: 1 })
+    assert.deepEqual(c.body, { name: 'mp', partitions: 1, ready: true })
     const again = await mp('POST', '/v1/topics', { name: 'mp', partitions: 1, replicationFactor: 1 })
     assert.equal(again.status, 409)
     assert.equal(again.body.error.code, 'TOPIC_EXISTS')
@@ -157,7 +172,7 @@ describe('topics', () => {
     assert.equal(bad.status, 400)
     assert.equal(bad.body.error.code, 'INVALID_REQUEST')
     assert.equal((await app.inject({ method: 'DELETE', url: '/v1/topics/mp', headers: { accept: 'application/msgpack' } })).statusCode, 200)
-    assert.deepEqual((await mp('GET', '/health')).body, { ok: true, broker: 1 })
+    assert.deepEqual((await mp('GET', '/health')).body, { ok: true, broker: 1, pid: process.pid })
   })
 
   test('JSON with __proto__ is refused; a charset parameter is fine', async () => {

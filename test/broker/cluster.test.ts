@@ -74,7 +74,7 @@ test('a three-broker cluster keeps every acknowledged record through kill -9 of 
       created = await call(c.brokers[1]!.url, 'POST', '/v1/topics', { name: 'orders', partitions: 3, replicationFactor: 3 })
     }
     assert.equal(created.status, 201, JSON.stringify(created.body))
-    assert.deepEqual(created.body, { name: 'orders', partitions: 3 })
+    assert.deepEqual([created.body.name, created.body.partitions], ['orders', 3])
     const again = await call(c.brokers[2]!.url, 'POST', '/v1/topics', { name: 'orders', partitions: 3, replicationFactor: 3 })
     assert.equal(again.status, 409)
     assert.equal(again.body.error.code, 'TOPIC_EXISTS')

@@ -100,7 +100,7 @@ async function internalApp(secret: Uint8Array): Promise<{ app: ReturnType<typeof
   const app = buildApi({ service })
   await registerInternalRoutes(app, {
     secret,
-    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {}, identity, ...unusedControllerCalls },
+    service: { registerBroker: async (r) => void registered.push(r), localLeaderships: () => [], createOffsetsTopic: async () => {}, identity, topicStatus: () => ({ known: false, partitions: [] }), ...unusedControllerCalls },
     offsetsTopic: { name: '__consumer_offsets', partitions: 16 },
   })
   return { app, service, registered }

@@ -37,7 +37,7 @@ test('parseArgs: forms, types, bounds', () => {
 test('baseUrl: --url, then RILL_URL, then the default', () => {
   assert.equal(baseUrl({ url: 'http://a:1' }, { RILL_URL: 'http://b:2' }), 'http://a:1')
   assert.equal(baseUrl({}, { RILL_URL: 'http://b:2/' }), 'http://b:2')
-  assert.equal(baseUrl({}, {}), 'http://127.0.0.1:9090')
+  assert.equal(baseUrl({}, {}), 'http://127.0.0.1:7070')
   assert.throws(() => baseUrl({}, { RILL_URL: 'b:2' }), UsageError)
 })
 
@@ -52,9 +52,9 @@ test('target: TLS files from --tls-ca/--tls-cert/--tls-key or RILL_TLS_*; a CA a
     const ca = pem('ca.crt')
     const cert = pem('client.crt')
     const key = pem('client.key')
-    assert.deepEqual(target({}, {}), { url: 'http://127.0.0.1:9090', tls: undefined })
+    assert.deepEqual(target({}, {}), { url: 'http://127.0.0.1:7070', tls: undefined })
     const withCa = target(parseArgs(['--tls-ca', ca], {}).flags, {})
-    assert.equal(withCa.url, 'https://127.0.0.1:9090')
+    assert.equal(withCa.url, 'https://127.0.0.1:7070')
     assert.match(String(withCa.tls?.ca), /ca\.crt/)
     assert.equal(withCa.tls?.cert, undefined)
     const fromEnv = target({}, { RILL_URL: 'https://b:2', RILL_TLS_CA: ca, RILL_TLS_CERT: cert, RILL_TLS_KEY: key })

@@ -1,21 +1,25 @@
 /**
  * `rill dev` with real broker processes on loopback: one broker starts,
- * prints its URL and `ready`, and SIGTERM stops it with exit 0; a rill dev
- * killed -9 leaves no broker behind (each exits when its IPC channel to rill
- * dev closes); a broker that cannot start (its HTTP port is taken) makes
- * `rill dev` exit 1 naming it; `--tls` serves https with a throwaway CA.
+ * prints its URL and `ready` (by then a controller leader is elected and the
+ * broker registered, so a topic can be created at once), and SIGTERM stops it
+ * with exit 0; a rill dev killed -9 leaves no broker behind (each exits when
+ * its IPC channel to rill dev closes); a port it needs that is taken (HTTP or
+ * peer) is refused before anything starts, naming the port and --port; a
+ * broker that exits while starting makes `rill dev` exit 1 with the cause
+ * from the broker's log, and so does losing every broker after `ready`;
+ * `--tls` serves https with a throwaway CA.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Agent, fetch as undiciFetch } from 'undici'
-import { processAlive, stopProcess, waitFor } from '../broker/helpers.ts'
+import { processAlive, stopProcess, waitExit, waitFor } from '../broker/helpers.ts'
 import { runCli } from './helpers.ts'
 
 const bin = fileURLToPath(new URL('../../bin/rill.mjs', import.meta.url))
@@ -96,14 +100,26 @@ test('rill dev: one broker, ready, SIGTERM stops it with exit 0', async () => {
     dev = await startDev(dir, port)
     assert.equal(dev.stdout(), `broker 1 http://127.0.0.1:${port}\nready\n`)
     const health = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5000) })
-    assert.deepEqual(await health.json(), { ok: true, broker: 1 })
+    const [broker] = childrenOf(dev.child.pid!)
+    assert.deepEqual(await health.json(), { ok: true, broker: 1, pid: broker })
+    // `ready` means usable: a controller leader, the broker registered and unfenced; a topic is created at once (no 503).
+    const metadata = (await (await fetch(`http://127.0.0.1:${port}/v1/metadata`, { signal: AbortSignal.timeout(5000) })).json()) as any
+    assert.equal(metadata.controller.leader, 1)
+    assert.deepEqual(metadata.brokers, [{ id: 1, url: `http://127.0.0.1:${port}`, fenced: false }])
+    const created = await fetch(`http://127.0.0.1:${port}/v1/topics`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 't', partitions: 1, replicationFactor: 1 }),
+      signal: AbortSignal.timeout(20_000),
+    })
+    assert.equal(created.status, 201, await created.text())
     const exit = await stopProcess(dev.child, { graceMs: devStopWaitMs, what: 'rill dev' })
     assert.deepEqual(exit, { code: 0, signal: null, killed: false }, dev.stderr())
     assert.match(dev.stderr(), /stopping brokers/)
     await assert.rejects(fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5000) }))
   } finally {
     if (dev !== null) await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
-    await rm(dir, { recursive: true, force: true })
+    await rm(dir, { recursive: true, force: true, maxRetries: 10 })
   }
 })
 
@@ -120,7 +136,7 @@ test('rill dev --tls: a throwaway CA, https, the CA path printed; plaintext and 
     const agent = new Agent({ connect: { ca: readFileSync(caFile) } })
     try {
       const health = await undiciFetch(`https://127.0.0.1:${port}/health`, { dispatcher: agent, signal: AbortSignal.timeout(5000) })
-      assert.deepEqual(await health.json(), { ok: true, broker: 1 })
+      assert.deepEqual(await health.json(), { ok: true, broker: 1, pid: childrenOf(dev.child.pid!)[0] })
     } finally {
       await agent.close()
     }
@@ -128,13 +144,33 @@ test('rill dev --tls: a throwaway CA, https, the CA path printed; plaintext and 
     await assert.rejects(fetch(`https://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5000) }))
     const cli = await runCli(['status', '--tls-ca', caFile, '--url', `https://127.0.0.1:${port}`])
     assert.equal(cli.code, 0, cli.stderr)
-    // (`ready` does not wait for the broker to register: the broker table may still be empty.)
-    assert.match(cli.stdout, /^controller leader: /)
+    // `ready` waits for the broker to register: the broker table shows it.
+    assert.match(cli.stdout, /^controller leader: 1/)
+    assert.match(cli.stdout, new RegExp(`https://127.0.0.1:${port}`))
     const exit = await stopProcess(dev.child, { graceMs: devStopWaitMs, what: 'rill dev' })
     assert.deepEqual(exit, { code: 0, signal: null, killed: false }, dev.stderr())
   } finally {
     if (dev !== null) await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
-    await rm(dir, { recursive: true, force: true })
+    await rm(dir, { recursive: true, force: true, maxRetries: 10 })
+  }
+})
+
+test('rill dev: a broker that dies after ready is reported with the end of its log; with none left, rill dev exits 1', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'rill-dev-'))
+  let dev: Dev | null = null
+  try {
+    const port = await freePort()
+    dev = await startDev(dir, port)
+    const [broker] = childrenOf(dev.child.pid!)
+    process.kill(broker!, 'SIGKILL')
+    // It exited 13 here before (an unsettled top-level await: nothing left to wait for), saying nothing.
+    const exit = await waitExit(dev.child, devStopWaitMs, 'rill dev')
+    assert.deepEqual(exit, { code: 1, signal: null }, dev.stderr())
+    assert.match(dev.stderr(), /broker 1 exited \(SIGKILL\); last lines of .*broker-1\.log:\n/)
+    assert.match(dev.stderr(), /every broker exited/)
+  } finally {
+    if (dev !== null) await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
+    await rm(dir, { recursive: true, force: true, maxRetries: 10 })
   }
 })
 
@@ -152,20 +188,42 @@ test('rill dev SIGKILLed: its brokers exit by themselves', async () => {
     await assert.rejects(fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5000) }))
   } finally {
     for (const pid of brokers) if (processAlive(pid)) process.kill(pid, 'SIGKILL')
-    await rm(dir, { recursive: true, force: true })
+    await rm(dir, { recursive: true, force: true, maxRetries: 10 })
   }
 })
 
-test('rill dev: a broker that cannot start is a failure (exit 1) naming it', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'rill-dev-'))
+test('rill dev: a taken port (HTTP or peer) is refused before anything starts, naming it and --port', async () => {
+  const dir = join(await mkdtemp(join(tmpdir(), 'rill-dev-')), 'data')
   const port = await freePort()
-  const taken = await listenFree(port)
+  // The peer port of broker 1: the HTTP ports are free, so only a check of every port catches it.
+  const taken = await listenFree(port + 100)
   try {
     const r = await runCli(['dev', '--brokers', '1', '--dir', dir, '--port', String(port)], { timeoutMs: 60_000 })
     assert.equal(r.code, 1, r.stderr)
-    assert.match(r.stderr, /broker 1 exited during start/)
+    assert.equal(r.stdout, '')
+    const lines = r.stderr.trimEnd().split('\n')
+    assert.equal(lines.length, 1, r.stderr)
+    assert.match(lines[0]!, new RegExp(`^rill dev: port ${port + 100} \\(broker 1 peer: EADDRINUSE\\) not free: .*--port N`))
+    // Nothing started: not even the data directory was made.
+    assert.equal(existsSync(dir), false)
   } finally {
     taken.close()
-    await rm(dir, { recursive: true, force: true })
+    await rm(join(dir, '..'), { recursive: true, force: true })
+  }
+})
+
+test('rill dev: a broker that exits while starting is a failure (exit 1) with the cause from its log', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'rill-dev-'))
+  // Broker 1's data directory cannot be made: a file is in its place.
+  writeFileSync(join(dir, 'broker-1'), 'not a directory')
+  try {
+    const port = await freePort()
+    const r = await runCli(['dev', '--brokers', '1', '--dir', dir, '--port', String(port)], { timeoutMs: 60_000 })
+    assert.equal(r.code, 1, r.stderr)
+    assert.doesNotMatch(r.stdout, /ready/)
+    assert.match(r.stderr, /broker 1 exited during start \(code 1\); last lines of .*broker-1\.log:\n/)
+    assert.match(r.stderr, /ENOTDIR/)
+  } finally {
+    await rm(dir, { recursive: true, force: true, maxRetries: 10 })
   }
 })
