@@ -19,6 +19,7 @@ import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { Packr } from 'msgpackr'
 import { ErrorCode } from '../../src/base/index.ts'
+import { routeAccess } from '../../src/api/auth.ts'
 import { internalHeaders } from '../../src/broker/internal-auth.ts'
 import {
   answerBody,
@@ -281,6 +282,7 @@ const internalRoutes = [
   { method: 'POST', path: '/internal/v1/offsets-topic', body: {} },
   { method: 'POST', path: '/internal/v1/controller', body: { kind: 'deleteTopic', name: protectedTopic } },
   { method: 'POST', path: '/internal/v1/tokens', body: { principal: 'fz-intruder' } },
+  { method: 'POST', path: '/internal/v1/topic-status', body: { name: protectedTopic } },
 ] as const
 
 /** Spellings the router may map to the same route (percent-encoding, absolute form, case, dots, queries). */
@@ -377,6 +379,10 @@ async function registration(): Promise<unknown> {
 }
 
 describe('internal routes', () => {
+  test('the fuzzed list is every internal route of the access table', () => {
+    const table = Object.entries(routeAccess).filter(([, a]) => a.kind === 'internal').map(([key]) => key).sort()
+    assert.deepEqual(internalRoutes.map((r) => `${r.method} ${r.path}`).sort(), table)
+  })
   test('without or with a broken MAC, every spelling of every internal route is refused (never 2xx, never 5xx) and nothing moves', { timeout: 60_000 }, async () => {
     const registered = await registration()
     await fc.assert(
