@@ -92,6 +92,22 @@ function childrenOf(pid: number): number[] {
   return children
 }
 
+/**
+ * Cleanup after a test, whatever happened: SIGKILL to dev's brokers first
+ * (a SIGKILLed dev cannot stop them, and a broker still writing into the data
+ * directory makes its removal fail with ENOTEMPTY), then to dev.
+ */
+async function killDev(dev: Dev): Promise<void> {
+  for (const pid of dev.child.pid === undefined ? [] : childrenOf(dev.child.pid)) {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // gone meanwhile
+    }
+  }
+  await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
+}
+
 test('rill dev: one broker, ready, SIGTERM stops it with exit 0', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'rill-dev-'))
   let dev: Dev | null = null
@@ -118,7 +134,7 @@ test('rill dev: one broker, ready, SIGTERM stops it with exit 0', async () => {
     assert.match(dev.stderr(), /stopping brokers/)
     await assert.rejects(fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(5000) }))
   } finally {
-    if (dev !== null) await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
+    if (dev !== null) await killDev(dev)
     await rm(dir, { recursive: true, force: true, maxRetries: 10 })
   }
 })
@@ -150,7 +166,7 @@ test('rill dev --tls: a throwaway CA, https, the CA path printed; plaintext and 
     const exit = await stopProcess(dev.child, { graceMs: devStopWaitMs, what: 'rill dev' })
     assert.deepEqual(exit, { code: 0, signal: null, killed: false }, dev.stderr())
   } finally {
-    if (dev !== null) await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
+    if (dev !== null) await killDev(dev)
     await rm(dir, { recursive: true, force: true, maxRetries: 10 })
   }
 })
@@ -169,7 +185,7 @@ test('rill dev: a broker that dies after ready is reported with the end of its l
     assert.match(dev.stderr(), /broker 1 exited \(SIGKILL\); last lines of .*broker-1\.log:\n/)
     assert.match(dev.stderr(), /every broker exited/)
   } finally {
-    if (dev !== null) await stopProcess(dev.child, { signal: 'SIGKILL', what: 'rill dev' })
+    if (dev !== null) await killDev(dev)
     await rm(dir, { recursive: true, force: true, maxRetries: 10 })
   }
 })
