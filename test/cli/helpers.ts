@@ -33,7 +33,7 @@ export function runCli(args: readonly string[], options: { input?: string; env?:
   return new Promise((resolve, reject) => {
     const env = { ...process.env, ...options.env }
     // The runner's own client settings must not reach the command: only what the test gives.
-    for (const name of ['RILL_URL', 'RILL_TLS_CA', 'RILL_TLS_CERT', 'RILL_TLS_KEY', 'RILL_TOKEN']) {
+    for (const name of ['RILL_URL', 'RILL_BROKERS', 'RILL_TLS_CA', 'RILL_TLS_CERT', 'RILL_TLS_KEY', 'RILL_TOKEN']) {
       delete env[name]
       if (options.env?.[name] !== undefined) env[name] = options.env[name]
     }
