@@ -139,7 +139,7 @@ export async function createTopic(url: string, name: string, partitions = 1, rep
   const body = { name, partitions, replicationFactor }
   let created = await call(url, 'POST', '/v1/topics', body)
   const deadline = Date.now() + topicReadyWaitMs
-  while (created.status !== 201 && Date.now() < deadline && (created.status === 503 || created.body?.error?.reason === 'replication-factor')) {
+  while (created.status !== 201 && Date.now() < deadline && (created.status === 503 || created.body?.error?.reason === 'replication-factor' || /live brokers/.test(String(created.body?.error?.message)))) {
     await new Promise((r) => setTimeout(r, 100))
     created = await call(url, 'POST', '/v1/topics', body)
   }
