@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { UsageError, brokerUrls, expectPositionals, parseArgs, target } from '../../src/cli/args.ts'
 import { brokerArgs } from '../../src/cli/dev.ts'
+import { formatBytes, summary } from '../../src/cli/io.ts'
+import { parseOffsetFlag, parseTimeFlag } from '../../src/cli/positions.ts'
 import { freePort } from '../broker/helpers.ts'
 import { runCli } from './helpers.ts'
 
@@ -138,4 +140,23 @@ test('the rill binary: no broker reachable exits 3, naming each broker tried', a
   const two = await runCli(['status'], { env: { RILL_BROKERS: `http://127.0.0.1:${a},http://127.0.0.2:${b}` } })
   assert.equal(two.code, 3, two.stderr)
   assert.match(two.stderr, new RegExp(`no broker answered: http://127\\.0\\.0\\.1:${a} \\(ECONNREFUSED\\), http://127\\.0\\.0\\.2:${b} \\(ECONNREFUSED\\)`))
+})
+
+test('--from-time and --offset values: ms, ISO with and without a zone (UTC), beginning/end; bad ones are usage errors', () => {
+  assert.equal(parseTimeFlag('1500'), 1500)
+  assert.equal(parseTimeFlag('2026-12-05T10:00:00Z'), Date.UTC(2026, 11, 5, 10, 0, 0))
+  assert.equal(parseTimeFlag('2026-12-05T10:00:00'), Date.UTC(2026, 11, 5, 10, 0, 0))
+  assert.equal(parseTimeFlag('2026-12-05T10:00:00.250+02:00'), Date.UTC(2026, 11, 5, 8, 0, 0, 250))
+  assert.equal(parseTimeFlag('2026-12-05'), Date.UTC(2026, 11, 5))
+  for (const bad of ['yesterday', '2026-13-45T99:00:00Z', '-5', '']) assert.throws(() => parseTimeFlag(bad), UsageError, bad)
+  assert.deepEqual(parseOffsetFlag('42'), { kind: 'offset', offset: 42 })
+  assert.deepEqual(parseOffsetFlag('beginning'), { kind: 'beginning' })
+  assert.deepEqual(parseOffsetFlag('end'), { kind: 'end' })
+  for (const bad of ['-1', '1.5', 'start', '99999999999999999999']) assert.throws(() => parseOffsetFlag(bad), UsageError, bad)
+})
+
+test('summary: records, bytes, seconds and rate in one line', () => {
+  assert.equal(summary(12_345, 1_234_567, 3_400), '12,345 records, 1.2 MB in 3.4 s (3,631 records/s)')
+  assert.equal(formatBytes(999), '999 B')
+  assert.equal(formatBytes(1000), '1.0 kB')
 })
