@@ -55,7 +55,8 @@ export function parseTimeFlag(raw: string): number {
 function leaderTarget(at: Target, meta: MetadataResponse, topic: string, partition: number): Target {
   const leader = meta.topics.find((t) => t.name === topic)?.partitions.find((p) => p.partition === partition)?.leader ?? null
   const url = leader === null ? undefined : meta.brokers.find((b) => b.id === leader)?.url
-  return url === undefined ? at : { ...at, url }
+  // A list of its own, the leader first: the broker that answered last (client.ts) must not come before the leader.
+  return url === undefined ? at : { ...at, url, urls: [url, ...at.urls.filter((u) => u !== url)] }
 }
 
 /** One record fetch at `offset` (base64: any bytes); OFFSET_OUT_OF_RANGE as an ApiError with the bounds. */
@@ -67,7 +68,7 @@ async function fetchOne(at: Target, topic: string, partition: number, offset: nu
     } catch (error) {
       const leader = error instanceof ApiError && error.status === 421 ? (error.details['leader'] as { url?: unknown } | null) : null
       if (i >= redirectsMax || typeof leader?.url !== 'string') throw error
-      to = { ...at, url: leader.url }
+      to = { ...at, url: leader.url, urls: [leader.url] }
     }
   }
 }
