@@ -21,6 +21,7 @@ import type { Readable } from 'node:stream'
 import { Producer, RillClientError, type RecordMetadata } from '../../producer/index.ts'
 import { systemRuntime } from '../base/index.ts'
 import { CliError, UsageError, expectPositionals, parseArgs, target, type FlagSpecs } from './args.ts'
+import { UnreachableError } from './client.ts'
 import { ProgressLine, stopExitCode, summary, type CliIo } from './io.ts'
 
 export const produceUsage = `usage: rill produce TOPIC [flags]
@@ -112,7 +113,7 @@ export async function produceCommand(argv: readonly string[], io: CliIo, input: 
   const count = { records: 0, bytes: 0 }
   const startedMs = systemRuntime.nowMs()
   try {
-    await checkTopic(producer, topic!, shape.partition, at.urls.join(','))
+    await checkTopic(producer, topic!, shape.partition)
     await pump(input, producer, topic!, shape, verbose ? io.out : null, { io, progress, count, startedMs })
     await producer.close()
   } catch (error) {
@@ -152,7 +153,7 @@ function recordOf(line: string, shape: LineShape): { key?: string; value: string
 }
 
 /** Fails early (before reading stdin) on a cluster that does not answer, a topic that is not there or a partition it does not have. */
-async function checkTopic(producer: Producer, topic: string, partition: number | undefined, url: string): Promise<void> {
+async function checkTopic(producer: Producer, topic: string, partition: number | undefined): Promise<void> {
   let partitions: { partition: number }[]
   try {
     partitions = await producer.partitionsFor(topic, { waitMs: 0 })
@@ -160,7 +161,7 @@ async function checkTopic(producer: Producer, topic: string, partition: number |
     if (error instanceof RillClientError && error.code === 'UNKNOWN_TOPIC') {
       throw new CliError(`UNKNOWN_TOPIC: no topic "${topic}" (create it with: rill topic create ${topic})`)
     }
-    if (error instanceof RillClientError && error.code === 'UNREACHABLE') throw new CliError(`cannot reach ${url}: ${error.message}`)
+    if (error instanceof RillClientError && error.code === 'UNREACHABLE') throw new UnreachableError(error.message)
     throw error
   }
   if (partition !== undefined && partition >= partitions.length) {
@@ -197,9 +198,10 @@ async function pump(input: Readable, producer: Producer, topic: string, shape: L
   }
 }
 
-/** SDK errors as the CLI reports them: `CODE: message`, exit 1. */
+/** SDK errors as the CLI reports them: `CODE: message`, exit 1 (UNREACHABLE: exit 3). */
 function asCliError(error: unknown): unknown {
   if (!(error instanceof RillClientError)) return error
+  if (error.code === 'UNREACHABLE') return new UnreachableError(error.message)
   const message = error.message.startsWith(error.code) ? error.message : `${error.code}: ${error.message}`
   return new CliError(message)
 }

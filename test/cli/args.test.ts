@@ -140,6 +140,10 @@ test('the rill binary: no broker reachable exits 3, naming each broker tried', a
   const two = await runCli(['status'], { env: { RILL_BROKERS: `http://127.0.0.1:${a},http://127.0.0.2:${b}` } })
   assert.equal(two.code, 3, two.stderr)
   assert.match(two.stderr, new RegExp(`no broker answered: http://127\\.0\\.0\\.1:${a} \\(ECONNREFUSED\\), http://127\\.0\\.0\\.2:${b} \\(ECONNREFUSED\\)`))
+  // Through the producer SDK too.
+  const produce = await runCli(['produce', 't', '--brokers', `http://127.0.0.1:${a},http://127.0.0.2:${b}`], { input: 'x\n' })
+  assert.equal(produce.code, 3, produce.stderr)
+  assert.match(produce.stderr, /no broker answered/)
 })
 
 test('--from-time and --offset values: ms, ISO with and without a zone (UTC), beginning/end; bad ones are usage errors', () => {
