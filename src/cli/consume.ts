@@ -157,7 +157,8 @@ export async function consumeCommand(argv: readonly string[], io: CliIo): Promis
   } finally {
     progress.clear()
     await closeWithin(consumer, stopGraceMs)
-    if (io.stderrIsTty && !io.stdoutIsTty) io.err(`consumed ${summary(count.records, count.bytes, systemRuntime.nowMs() - startedMs)}`)
+    // Not after a closed pipe: part of what was written was never read (`| head`), and the reader is done.
+    if (io.stderrIsTty && !io.stdoutIsTty && io.stopReason() !== 'pipe') io.err(`consumed ${summary(count.records, count.bytes, systemRuntime.nowMs() - startedMs)}`)
   }
   return stopExitCode(io.stopReason() === 'pipe' ? null : io.stopReason())
 }
