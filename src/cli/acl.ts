@@ -30,7 +30,7 @@ export const aclUsage = `usage:
   rill acl whoami
 operations: topic produce|consume|describe|create|delete|all; group read|describe|all; cluster create|delete|alter|describe|all
 NAME "*" is every topic (group); --prefixed makes NAME a prefix
-(all take --url URL and --token TOKEN or RILL_TOKEN; --secret-file authenticates with the cluster secret instead)
+(all take --brokers URL,... and --token TOKEN or RILL_TOKEN; --secret-file authenticates with the cluster secret instead)
 `
 
 type Out = (line: string) => void

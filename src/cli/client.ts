@@ -2,9 +2,23 @@
  * The CLI's HTTP client: JSON over Node's global fetch (undici's, with an
  * Agent holding the CA and client certificate, for a target with TLS
  * settings). Error answers become ApiErrors carrying the body's code and
- * details (NOT_LEADER's leader, OFFSET_OUT_OF_RANGE's range); a broker that
- * cannot be reached is a CliError naming the URL, a failed TLS handshake
- * one saying what to change.
+ * details (NOT_LEADER's leader, OFFSET_OUT_OF_RANGE's range); a failed TLS
+ * handshake is a CliError saying what to change.
+ *
+ * Failover over the target's brokers (--brokers a,b,c):
+ *
+ *   request ──▶ the broker that answered last (else the first) ──answer──▶ done
+ *                 │ not answering
+ *                 ▼
+ *               the next broker, each at most once ──▶ none answered: UnreachableError (exit 3)
+ *
+ * "Not answering" is a connection that could not be made (refused, no
+ * route, connect timeout: the request was never sent, so any method may go
+ * on) and, for GET only, a request that timed out or lost its connection:
+ * a POST or DELETE that may have been applied is not sent again elsewhere
+ * (a second topic create would answer TOPIC_EXISTS for our own first one).
+ * Each attempt is bounded by `requestTimeoutMs`, so a whole request by that
+ * times the number of brokers given.
  */
 import { Agent, fetch as undiciFetch } from 'undici'
 import { tlsHint } from '../../client/index.ts'
@@ -43,6 +57,12 @@ export interface RequestOptions {
   readonly headers?: Readonly<Record<string, string>>
 }
 
+/** Errors of a connection that was never made: the request was not sent. */
+const notSentCodes: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
+
+/** Per broker list: the broker that answered last, asked first next time (a down broker costs one refused connection, once). */
+const lastAnswered = new WeakMap<readonly string[], string>()
+
 /** One Agent per TLS settings object (a command has one), so its requests share connections. */
 const agents = new WeakMap<object, Agent>()
 
@@ -56,9 +76,48 @@ function agentFor(tls: NonNullable<Target['tls']>): Agent {
   return agent
 }
 
-/** Sends one request to `target.url + path`; returns the parsed JSON answer or throws ApiError / UnreachableError / CliError (TLS). */
+/** A broker that did not answer: why, and whether the request may have reached it. */
+class NoAnswer extends Error {
+  constructor(
+    readonly url: string,
+    readonly reason: string,
+    readonly maybeSent: boolean,
+  ) {
+    super(`${url}: ${reason}`)
+  }
+}
+
+/**
+ * Sends one request to the target's brokers (`target.url` first, or the one
+ * that answered last, then the others); returns the parsed JSON answer or
+ * throws ApiError / UnreachableError / CliError (TLS).
+ */
 export async function request<T>(target: Target, method: string, path: string, options: RequestOptions = {}): Promise<T> {
-  const { url } = target
+  const urls = target.urls ?? [target.url]
+  const preferred = lastAnswered.get(urls) ?? target.url
+  const order = [preferred, ...[target.url, ...urls].filter((u) => u !== preferred)].filter((u, i, all) => all.indexOf(u) === i)
+  const failures: NoAnswer[] = []
+  for (const url of order) {
+    if (options.signal?.aborted === true) break
+    try {
+      const answer = await requestOne<T>(target, url, method, path, options)
+      lastAnswered.set(urls, url)
+      return answer
+    } catch (error) {
+      if (!(error instanceof NoAnswer)) {
+        if (error instanceof ApiError) lastAnswered.set(urls, url)
+        throw error
+      }
+      failures.push(error)
+      if (error.maybeSent && method !== 'GET') break
+    }
+  }
+  const tried = failures.map((f) => `${f.url} (${f.reason})`).join(', ')
+  if (failures.length === 1) throw new UnreachableError(`cannot reach ${tried}`)
+  throw new UnreachableError(`no broker answered: ${tried}`)
+}
+
+async function requestOne<T>(target: Target, url: string, method: string, path: string, options: RequestOptions): Promise<T> {
   const timeout = timeoutSignal(systemRuntime, requestTimeoutMs + (options.waitMs ?? 0))
   const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal])
   const init = {
@@ -79,10 +138,19 @@ export async function request<T>(target: Target, method: string, path: string, o
     const code = (cause as { cause?: { code?: string; message?: string } }).cause?.code
     const hint = typeof code === 'string' ? tlsHint(code) : null
     if (hint !== null) throw new CliError(`TLS_ERROR: ${url}: ${hint} (${code}: ${(cause as { cause: { message?: string } }).cause.message ?? ''})`)
-    const reason = code ?? (cause as Error).message
-    throw new UnreachableError(`cannot reach ${url}: ${reason}`)
+    if (options.signal?.aborted === true) throw cause
+    const timedOut = timeout.aborted
+    const detail = (cause as { cause?: { message?: string } }).cause?.message
+    const reason = timedOut ? `no answer within ${requestTimeoutMs + (options.waitMs ?? 0)} ms` : (code ?? detail ?? (cause as Error).message)
+    throw new NoAnswer(url, reason, timedOut || code === undefined || !notSentCodes.has(code))
   }
-  const text = await response.text()
+  let text: string
+  try {
+    text = await response.text()
+  } catch (cause) {
+    if (options.signal?.aborted === true) throw cause
+    throw new NoAnswer(url, `answer cut short: ${(cause as Error).message}`, true)
+  }
   let body: unknown = null
   try {
     body = text === '' ? null : JSON.parse(text)

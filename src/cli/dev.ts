@@ -40,6 +40,7 @@ import { systemRuntime, timeoutSignal } from '../base/index.ts'
 import { CliError, UsageError, expectPositionals, parseArgs, type FlagSpecs } from './args.ts'
 import { createDevCa } from './certs.ts'
 import { sleep } from './client.ts'
+import { packageRoot } from './package-root.ts'
 
 /**
  * Default first HTTP port: brokers serve HTTP on 7070, 7071, 7072 and talk to
@@ -93,11 +94,8 @@ const stopWaitMsMax = 20_000
 /** After SIGKILL, how long to wait for the exits to be reported. */
 const killWaitMs = 2000
 
-/**
- * bin/rill.mjs, which starts each broker: two levels up from this file in
- * src/cli/ (run through tsx), three from its compiled copy in dist/src/cli/.
- */
-const binPath = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../../bin/rill.mjs' : '../../../bin/rill.mjs', import.meta.url))
+/** bin/rill.mjs, which starts each broker. */
+const binPath = fileURLToPath(new URL('bin/rill.mjs', packageRoot))
 
 interface Broker {
   readonly id: number

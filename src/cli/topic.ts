@@ -12,7 +12,7 @@ export const topicUsage = `usage:
   rill topic list
   rill topic describe NAME
   rill topic delete NAME
-(all take --url URL)
+(all take --brokers URL,... (RILL_BROKERS; --url is the same))
 `
 
 const createFlags: FlagSpecs = {

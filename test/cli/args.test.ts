@@ -7,15 +7,18 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { UsageError, baseUrl, expectPositionals, parseArgs, target } from '../../src/cli/args.ts'
+import { UsageError, brokerUrls, expectPositionals, parseArgs, target } from '../../src/cli/args.ts'
 import { brokerArgs } from '../../src/cli/dev.ts'
+import { formatBytes, summary } from '../../src/cli/io.ts'
+import { parseOffsetFlag, parseTimeFlag } from '../../src/cli/positions.ts'
+import { freePort } from '../broker/helpers.ts'
 import { runCli } from './helpers.ts'
 
 test('parseArgs: forms, types, bounds', () => {
   const specs = { n: { kind: 'int', min: 1, max: 5 }, s: { kind: 'string', values: ['a', 'b'] }, v: { kind: 'boolean' } } as const
   const p = parseArgs(['X', '--n', '3', '--s=b', '--v', '--url', 'http://h:1/'], specs)
   assert.deepEqual(p.positionals, ['X'])
-  assert.deepEqual(p.flags, { n: 3, s: 'b', v: true, url: 'http://h:1' })
+  assert.deepEqual(p.flags, { n: 3, s: 'b', v: true, url: ['http://h:1'] })
   assert.deepEqual(parseArgs(['--', '--n'], specs).positionals, ['--n'])
   const bad: [string[], RegExp][] = [
     [['--n'], /--n needs a value/],
@@ -28,17 +31,25 @@ test('parseArgs: forms, types, bounds', () => {
     [['--n', '1', '--n', '2'], /--n given twice/],
     [['--url', 'nope'], /--url expects a URL/],
     [['--n', '--v'], /--n needs a value/],
+    [['--brokers', 'http://a:1,nope'], /--brokers expects a URL like/],
+    [['--brokers', ','], /--brokers expects one or more URLs/],
+    [['--brokers', 'http://a:1', '--url', 'http://b:2'], /--url is the old name of --brokers/],
   ]
   for (const [argv, message] of bad) assert.throws(() => parseArgs(argv, specs), (e: unknown) => e instanceof UsageError && message.test(e.message), argv.join(' '))
   assert.throws(() => expectPositionals(parseArgs([], {}), ['TOPIC']), /missing TOPIC/)
   assert.throws(() => expectPositionals(parseArgs(['a', 'b'], {}), ['TOPIC']), /unexpected argument "b"/)
 })
 
-test('baseUrl: --url, then RILL_URL, then the default', () => {
-  assert.equal(baseUrl({ url: 'http://a:1' }, { RILL_URL: 'http://b:2' }), 'http://a:1')
-  assert.equal(baseUrl({}, { RILL_URL: 'http://b:2/' }), 'http://b:2')
-  assert.equal(baseUrl({}, {}), 'http://127.0.0.1:7070')
-  assert.throws(() => baseUrl({}, { RILL_URL: 'b:2' }), UsageError)
+test('brokerUrls: --brokers or --url (a comma list), then RILL_BROKERS, then RILL_URL, then the default', () => {
+  const flags = (argv: string[]) => parseArgs(argv, {}).flags
+  assert.deepEqual(brokerUrls(flags(['--url', 'http://a:1']), { RILL_URL: 'http://b:2' }), ['http://a:1'])
+  assert.deepEqual(brokerUrls(flags(['--brokers', 'http://a:1/, http://c:3,http://a:1']), {}), ['http://a:1', 'http://c:3'])
+  assert.deepEqual(brokerUrls(flags(['--url=http://a:1,http://c:3']), {}), ['http://a:1', 'http://c:3'])
+  assert.deepEqual(brokerUrls({}, { RILL_URL: 'http://b:2/' }), ['http://b:2'])
+  assert.deepEqual(brokerUrls({}, { RILL_BROKERS: 'http://d:4,http://e:5', RILL_URL: 'http://b:2' }), ['http://d:4', 'http://e:5'])
+  assert.deepEqual(brokerUrls({}, {}), ['http://127.0.0.1:7070'])
+  assert.throws(() => brokerUrls({}, { RILL_URL: 'b:2' }), UsageError)
+  assert.throws(() => brokerUrls({}, { RILL_BROKERS: 'http://a:1,ftp://b' }), UsageError)
 })
 
 test('target: TLS files from --tls-ca/--tls-cert/--tls-key or RILL_TLS_*; a CA alone makes the default URL https; bad files are usage errors', () => {
@@ -52,7 +63,7 @@ test('target: TLS files from --tls-ca/--tls-cert/--tls-key or RILL_TLS_*; a CA a
     const ca = pem('ca.crt')
     const cert = pem('client.crt')
     const key = pem('client.key')
-    assert.deepEqual(target({}, {}), { url: 'http://127.0.0.1:7070', tls: undefined })
+    assert.deepEqual(target({}, {}), { url: 'http://127.0.0.1:7070', urls: ['http://127.0.0.1:7070'], tls: undefined })
     const withCa = target(parseArgs(['--tls-ca', ca], {}).flags, {})
     assert.equal(withCa.url, 'https://127.0.0.1:7070')
     assert.match(String(withCa.tls?.ca), /ca\.crt/)
@@ -120,8 +131,36 @@ test('the rill binary: usage errors exit 2 with a message naming the flag', asyn
   assert.match(help.stdout, /usage: rill <command>/)
 })
 
-test('the rill binary: an unreachable broker is a failure (exit 1)', async () => {
-  const r = await runCli(['topic', 'list', '--url', 'http://127.0.0.1:1'])
-  assert.equal(r.code, 1)
-  assert.match(r.stderr, /cannot reach http:\/\/127.0.0.1:1/)
+test('the rill binary: no broker reachable exits 3, naming each broker tried', async () => {
+  // Ports free a moment ago: nothing listens there (port 1 would not do: fetch refuses it as a "bad port" before connecting).
+  const [a, b] = [await freePort('127.0.0.1'), await freePort('127.0.0.2')]
+  const r = await runCli(['topic', 'list', '--url', `http://127.0.0.1:${a}`])
+  assert.equal(r.code, 3, r.stderr)
+  assert.match(r.stderr, new RegExp(`cannot reach http://127\\.0\\.0\\.1:${a} \\(ECONNREFUSED\\)`))
+  const two = await runCli(['status'], { env: { RILL_BROKERS: `http://127.0.0.1:${a},http://127.0.0.2:${b}` } })
+  assert.equal(two.code, 3, two.stderr)
+  assert.match(two.stderr, new RegExp(`no broker answered: http://127\\.0\\.0\\.1:${a} \\(ECONNREFUSED\\), http://127\\.0\\.0\\.2:${b} \\(ECONNREFUSED\\)`))
+  // Through the producer SDK too.
+  const produce = await runCli(['produce', 't', '--brokers', `http://127.0.0.1:${a},http://127.0.0.2:${b}`], { input: 'x\n' })
+  assert.equal(produce.code, 3, produce.stderr)
+  assert.match(produce.stderr, /no broker answered/)
+})
+
+test('--from-time and --offset values: ms, ISO with and without a zone (UTC), beginning/end; bad ones are usage errors', () => {
+  assert.equal(parseTimeFlag('1500'), 1500)
+  assert.equal(parseTimeFlag('2026-12-05T10:00:00Z'), Date.UTC(2026, 11, 5, 10, 0, 0))
+  assert.equal(parseTimeFlag('2026-12-05T10:00:00'), Date.UTC(2026, 11, 5, 10, 0, 0))
+  assert.equal(parseTimeFlag('2026-12-05T10:00:00.250+02:00'), Date.UTC(2026, 11, 5, 8, 0, 0, 250))
+  assert.equal(parseTimeFlag('2026-12-05'), Date.UTC(2026, 11, 5))
+  for (const bad of ['yesterday', '2026-13-45T99:00:00Z', '-5', '']) assert.throws(() => parseTimeFlag(bad), UsageError, bad)
+  assert.deepEqual(parseOffsetFlag('42'), { kind: 'offset', offset: 42 })
+  assert.deepEqual(parseOffsetFlag('beginning'), { kind: 'beginning' })
+  assert.deepEqual(parseOffsetFlag('end'), { kind: 'end' })
+  for (const bad of ['-1', '1.5', 'start', '99999999999999999999']) assert.throws(() => parseOffsetFlag(bad), UsageError, bad)
+})
+
+test('summary: records, bytes, seconds and rate in one line', () => {
+  assert.equal(summary(12_345, 1_234_567, 3_400), '12,345 records, 1.2 MB in 3.4 s (3,631 records/s)')
+  assert.equal(formatBytes(999), '999 B')
+  assert.equal(formatBytes(1000), '1.0 kB')
 })

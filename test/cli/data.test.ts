@@ -96,12 +96,13 @@ test('consume --group continues from committed offsets', async () => {
   assert.equal((await rill(['group', 'frobnicate', 'g'])).code, 2)
 })
 
-test('status lists brokers, controller and partitions with lag', async () => {
+test('status lists brokers, controller and partitions with how far each replica is behind its leader', async () => {
   await server.service.createTopic({ name: 'st', partitions: 2, replicationFactor: 1 })
   const s = await rill(['status'])
   assert.equal(s.code, 0, s.stderr)
   assert.match(s.stdout, /controller leader: 1/)
   assert.match(s.stdout, new RegExp(`1 +${server.url.replace(/[.]/g, '\\.')} +up`))
+  assert.match(s.stdout, /HIGH-WATERMARK +BEHIND-LEADER\n/)
   assert.match(s.stdout, /st +1 +1 +1 +0 +1:0/)
 })
 
