@@ -96,6 +96,25 @@ const errorCodes = new Set<string>(Object.values(ErrorCode))
 
 /** Peer calls over HTTP, authenticated with the cluster secret; `peerFetch` is how requests go out (https with the CA under TLS). */
 export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRuntime, peerFetch: PeerFetch = fetch): PeerCalls {
+  /**
+   * POSTs `body` as JSON to an internal route of the broker at `url`. A
+   * request that could not be made fails with NO_QUORUM, and
+   * `details.refused` when nothing listens there (the process is gone), so a
+   * caller can count that broker out instead of waiting for it.
+   */
+  async function postInternal(url: string, path: string, body: unknown, timeoutMs: number): Promise<PeerResponse> {
+    const text = JSON.stringify(body)
+    try {
+      return await peerFetch(`${url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...internalHeaders(secret, 'POST', path, text) },
+        body: text,
+        signal: timeoutSignal(runtime, timeoutMs),
+      })
+    } catch (error) {
+      throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} unreachable: ${(error as Error).message}`, { cause: error, details: { refused: connectionRefused(error) } })
+    }
+  }
   return {
     async controller(url, call, timeoutMs) {
       const { method, path, body } = route(call)
@@ -137,20 +156,7 @@ export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRunti
       return out
     },
     async topicStatus(url, name, timeoutMs) {
-      const path = '/internal/v1/topic-status'
-      const text = JSON.stringify({ name })
-      let res: PeerResponse
-      try {
-        res = await peerFetch(`${url}${path}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', ...internalHeaders(secret, 'POST', path, text) },
-          body: text,
-          signal: timeoutSignal(runtime, timeoutMs),
-        })
-      } catch (error) {
-        // Nothing listens there (the process is gone): `refused` lets the caller count that broker out instead of waiting for it.
-        throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} unreachable: ${(error as Error).message}`, { cause: error, details: { refused: connectionRefused(error) } })
-      }
+      const res = await postInternal(url, '/internal/v1/topic-status', { name }, timeoutMs)
       if (!res.ok) {
         await res.arrayBuffer().catch(() => undefined)
         throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} answered ${res.status} to the topic status call`)
@@ -158,19 +164,7 @@ export function httpPeerCalls(secret: Uint8Array, runtime: Runtime = systemRunti
       return parseTopicStatus(await res.json().catch(() => null))
     },
     async identity(url, nonce, timeoutMs) {
-      const path = '/internal/v1/identity'
-      const text = JSON.stringify({ nonce })
-      let res: PeerResponse
-      try {
-        res = await peerFetch(`${url}${path}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', ...internalHeaders(secret, 'POST', path, text) },
-          body: text,
-          signal: timeoutSignal(runtime, timeoutMs),
-        })
-      } catch (error) {
-        throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} unreachable: ${(error as Error).message}`, { cause: error })
-      }
+      const res = await postInternal(url, '/internal/v1/identity', { nonce }, timeoutMs)
       // Whatever listens at an address we are told of may answer anything: read a bounded prefix.
       const answer = await readTextMax(res, identityAnswerCharsMax + 1).catch(() => '')
       if (!res.ok) throw new RillError(ErrorCode.NO_QUORUM, `broker at ${url} answered ${res.status} to the identity challenge`)
