@@ -60,7 +60,10 @@ export function parseToken(text: string): { id: string; secret: Buffer } | null 
   const m = tokenPattern.exec(text)
   if (m === null) return null
   const secret = Buffer.from(m[2]!, 'base64url')
-  return secret.byteLength === tokenSecretBytes ? { id: m[1]!, secret } : null
+  if (secret.byteLength !== tokenSecretBytes) return null
+  // One spelling per token: 43 base64url characters carry 258 bits for 256, and a
+  // decoder drops the last character's low two; a token differing only there is another text.
+  return secret.toString('base64url') === m[2] ? { id: m[1]!, secret } : null
 }
 
 /**
