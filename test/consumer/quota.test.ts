@@ -16,7 +16,11 @@ test('a consumer over its fetch quota reads every record; THROTTLED refusals are
   const service = new TestService()
   const app = buildApi({
     service,
-    quotas: { produceBytesPerSecond: null, fetchBytesPerSecond: 20_000, requestsPerSecond: null, throttleMsMax: 200, heldAnswersPerKeyMax: 1 },
+    // Each partition's answer (one batch of 3 × 2 KB) is more than the burst (a second's worth): the first answer with
+    // records is held whatever the machine's speed (at 20,000 B/s three answers fitted the burst, and on a busy machine
+    // the refill between fetches could cover the fourth: nothing was held). Holds of up to 1 s keep the window in
+    // which the other partitions' fetches meet the one-held-answer bound wide.
+    quotas: { produceBytesPerSecond: null, fetchBytesPerSecond: 2_000, requestsPerSecond: null, throttleMsMax: 1_000, heldAnswersPerKeyMax: 1 },
   })
   const partitions = 4
   let consumer: Consumer | null = null
