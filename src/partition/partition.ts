@@ -16,6 +16,7 @@
 import { ErrorCode, RillError } from '../base/index.ts'
 import type { Runtime, TimerHandle } from '../base/index.ts'
 import { systemRuntime } from '../base/index.ts'
+import { stageTrace } from '../base/stage-trace.ts'
 import type { PartitionLog } from '../log/index.ts'
 import type { ConfChange, Entry, LogIndex, NodeId, Ready, Snapshot } from '../raft/index.ts'
 import { EntryType, Role } from '../raft/index.ts'
@@ -191,6 +192,10 @@ export class Partition extends HostedGroup {
     const r = this.rg.propose([batch])
     if (!r.ok) return Promise.reject(new RillError(r.code, `${this.group}: ${r.reason}`, { details: { leader: r.leader } }))
     this.#nextOffset += header.recordCount
+    if (stageTrace.enabled) {
+      stageTrace.since('leader.request_to_propose', `${this.group}@request`)
+      stageTrace.mark(`${this.group}#${r.index}`)
+    }
     rememberBatch(pending, { ...header, baseOffset }, { index: r.index, term: r.term })
     const result: ProduceResult = { baseOffset, lastOffset: baseOffset + header.recordCount - 1 }
     const promise = new Promise<ProduceResult>((resolve, reject) => {
@@ -222,13 +227,18 @@ export class Partition extends HostedGroup {
         details: { logStartOffset: this.state.logStartOffset, highWatermark: this.state.highWatermark },
       })
     }
-    if (offset === this.state.highWatermark && waitMs > 0) await this.#waitFor(() => this.state.highWatermark > offset, waitMs)
+    if (offset === this.state.highWatermark && waitMs > 0) {
+      await this.#waitFor(() => this.state.highWatermark > offset, waitMs)
+      if (stageTrace.enabled && this.raft.role !== Role.Leader) stageTrace.since('follower.apply_to_fetch_wake', `${this.group}@apply`)
+    }
     const hw = this.state.highWatermark
     const start = this.state.logStartOffset
     // A snapshot installed while we waited moves the start past what this log held.
     if (offset < start) throw new RillError(ErrorCode.OFFSET_OUT_OF_RANGE, `${this.group}: offset ${offset} below the log start ${start}`, { details: { logStartOffset: start, highWatermark: hw } })
     if (offset >= hw) return { batches: [], highWatermark: hw, logStartOffset: start, nextOffset: offset }
+    const readMs = stageTrace.enabled ? stageTrace.now() : 0
     const entries = await this.#log.readByOffset({ offsetStart: offset, bytesMax: options.bytesMax })
+    if (stageTrace.enabled) stageTrace.sinceMs('fetch.read', readMs)
     const batches: Uint8Array[] = []
     let next = offset
     for (const e of entries) {
@@ -345,6 +355,10 @@ export class Partition extends HostedGroup {
       else this.state.applyOther(e.index)
       const w = this.#produceWaiters.get(e.index)
       if (w !== undefined && w.acks === 'all') {
+        if (stageTrace.enabled) {
+          stageTrace.since('leader.propose_to_commit', `${this.group}#${e.index}`, true)
+          stageTrace.mark(`${this.group}@commit`)
+        }
         this.#produceWaiters.delete(e.index)
         w.timer.cancel()
         if (w.term === e.term) w.resolve(w.result)
@@ -355,7 +369,13 @@ export class Partition extends HostedGroup {
       this.#nextOffset = this.state.highWatermark
       this.#pendingProducers = cloneProducers(this.state.producers)
     }
-    if (this.state.highWatermark !== hwBefore) this.#wakeFetchers()
+    if (this.state.highWatermark !== hwBefore) {
+      if (stageTrace.enabled && this.raft.role !== Role.Leader) {
+        stageTrace.since('follower.commit_learned_to_apply', `${this.group}@commitLearned`)
+        stageTrace.mark(`${this.group}@apply`)
+      }
+      this.#wakeFetchers()
+    }
   }
 
   #wakeFetchers(): void {
