@@ -18,7 +18,8 @@
  * Results on stdout, in bench/results/trace.md and bench/results/trace.svg.
  * The machine is shared: compare rows of one run, and medians of several.
  *
- * Env: TRACE_SENDS (400 per phase), TRACE_MODES (sync,async),
+ * Env: TRACE_SENDS (400 per phase), TRACE_ROUNDS (4: the phases take
+ * turns in that many blocks), TRACE_MODES (sync,async),
  * TRACE_PHASES (sdk,http,follower), TRACE_OUT (bench/results: where the
  * table and chart go; `-` writes none).
  */
@@ -31,6 +32,7 @@ import { call, startCluster, waitFor, type TestCluster } from '../test/broker/he
 
 process.env.RILL_TRACE_STAGES ??= '1'
 const sends = Number(process.env.TRACE_SENDS ?? 400)
+const rounds = Number(process.env.TRACE_ROUNDS ?? 4)
 const modes = (process.env.TRACE_MODES ?? 'sync,async').split(',') as ('sync' | 'async' | 'memory')[]
 const phases = new Set((process.env.TRACE_PHASES ?? 'sdk,http,follower').split(','))
 const out = process.env.TRACE_OUT ?? new URL('./results', import.meta.url).pathname
@@ -105,12 +107,12 @@ function histQuantile(before: Map<number, number> | undefined, after: Map<number
   return { n, ms: NaN }
 }
 
-function stageRows(mode: string, phase: string, before: StageCounts, after: StageCounts): Row[] {
+function stageRows(mode: string, phase: string, counted: StageCounts): Row[] {
   const rows: Row[] = []
-  for (const [stage, byLe] of [...after].sort((a, b) => stageOrder(a[0]) - stageOrder(b[0]))) {
-    const p50 = histQuantile(before.get(stage), byLe, 0.5)
+  for (const [stage, byLe] of [...counted].sort((a, b) => stageOrder(a[0]) - stageOrder(b[0]))) {
+    const p50 = histQuantile(undefined, byLe, 0.5)
     if (p50.n === 0) continue
-    rows.push({ mode, what: `  ${phase}: ${stage}`, n: p50.n, p50Ms: p50.ms, p99Ms: histQuantile(before.get(stage), byLe, 0.99).ms })
+    rows.push({ mode, what: `  ${phase}: ${stage}`, n: p50.n, p50Ms: p50.ms, p99Ms: histQuantile(undefined, byLe, 0.99).ms })
   }
   return rows
 }
@@ -151,14 +153,14 @@ async function target(cluster: TestCluster, topic: string): Promise<Target> {
   return { topic, leaderUrl: urlOf(p.leader!), followerUrl: urlOf(p.replicas.find((r) => r !== p.leader)!) }
 }
 
-async function sdkPhase(cluster: TestCluster, t: Target): Promise<number[]> {
+async function sdkPhase(cluster: TestCluster, t: Target, n: number): Promise<number[]> {
   const producer = new Producer({ brokers: cluster.brokers.map((b) => b.url), acks: 'all', lingerMs: 0 })
   const ms: number[] = []
   const start = performance.now()
   try {
     // The first send learns metadata and the producer id: not part of the steady state.
     await producer.send(t.topic, { value: recordValue, partition: 0 })
-    for (let i = 0; i < sends && performance.now() - start < phaseMsMax; i++) {
+    for (let i = 0; i < n && performance.now() - start < phaseMsMax; i++) {
       const t0 = performance.now()
       await producer.send(t.topic, { value: recordValue, partition: 0 })
       ms.push(performance.now() - t0)
@@ -178,13 +180,13 @@ async function post(dispatcher: Agent, t: Target): Promise<number> {
   return body.lastOffset
 }
 
-async function httpPhase(t: Target): Promise<number[]> {
+async function httpPhase(t: Target, n: number): Promise<number[]> {
   const dispatcher = new Agent({ connections: 1 })
   const ms: number[] = []
   const start = performance.now()
   try {
     await post(dispatcher, t)
-    for (let i = 0; i < sends && performance.now() - start < phaseMsMax; i++) {
+    for (let i = 0; i < n && performance.now() - start < phaseMsMax; i++) {
       const t0 = performance.now()
       await post(dispatcher, t)
       ms.push(performance.now() - t0)
@@ -196,7 +198,7 @@ async function httpPhase(t: Target): Promise<number[]> {
 }
 
 /** A long poll parked on a follower at the end of the log; one record produced to the leader; the time until the poll answers with it. */
-async function followerPhase(t: Target): Promise<{ ack: number[]; visible: number[] }> {
+async function followerPhase(t: Target, n: number): Promise<{ ack: number[]; visible: number[] }> {
   const toLeader = new Agent({ connections: 1 })
   const toFollower = new Agent({ connections: 1 })
   const ack: number[] = []
@@ -204,7 +206,7 @@ async function followerPhase(t: Target): Promise<{ ack: number[]; visible: numbe
   const start = performance.now()
   try {
     let next = (await post(toLeader, t)) + 1
-    for (let i = 0; i < sends && performance.now() - start < phaseMsMax; i++) {
+    for (let i = 0; i < n && performance.now() - start < phaseMsMax; i++) {
       // The follower may not have learnt the last commit yet: minCommitted makes the poll wait for it first.
       const poll = request(`${t.followerUrl}/v1/topics/${t.topic}/partitions/0/records?offset=${next}&minCommitted=${next}&maxWaitMs=${pollWaitMs}`, { dispatcher: toFollower })
         .then(async (r) => ({ at: performance.now(), status: r.statusCode, body: (await r.body.json()) as { records: unknown[]; nextOffset: number } }))
@@ -224,11 +226,29 @@ async function followerPhase(t: Target): Promise<{ ack: number[]; visible: numbe
   }
 }
 
-async function measured<T>(cluster: TestCluster, rows: Row[], mode: string, phase: string, run: () => Promise<T>): Promise<T> {
+/** Runs one block of a phase and adds what the brokers' stage histograms counted meanwhile to `acc`. */
+async function measured<T>(cluster: TestCluster, acc: StageCounts, run: () => Promise<T>): Promise<T> {
   const before = await scrapeStages(cluster)
   const result = await run()
-  rows.push(...stageRows(mode, phase, before, await scrapeStages(cluster)))
+  for (const [stage, byLe] of await scrapeStages(cluster)) {
+    const sum = acc.get(stage) ?? new Map<number, number>()
+    for (const [le, n] of byLe) sum.set(le, (sum.get(le) ?? 0) + n - (before.get(stage)?.get(le) ?? 0))
+    acc.set(stage, sum)
+  }
   return result
+}
+
+/** `leader.propose_to_commit` → `L propose→commit`; the client rows by their gist. */
+function chartLabel(what: string): string {
+  const client: Record<string, string> = {
+    'SDK send → acknowledged': 'SDK ack',
+    'HTTP POST → acknowledged': 'HTTP ack',
+    'HTTP POST → acknowledged (poll parked)': 'HTTP ack (poll parked)',
+    'HTTP POST → follower long poll answers': 'follower poll answers',
+  }
+  const w = what.trim()
+  if (client[w] !== undefined) return client[w]!
+  return w.replace(/^\w+: /, '').replace('leader.', 'L ').replace('follower.', 'F ').replace('transport.', 'T ').replace('fetch.', 'F fetch ').replace(/_to_/g, '→').replace(/_/g, ' ')
 }
 
 async function main(): Promise<void> {
@@ -251,21 +271,27 @@ async function main(): Promise<void> {
         `${topic} led by its preferred replica`,
       )
       const t = await target(cluster, topic)
-      if (phases.has('sdk')) {
-        progress(`${mode}: producer SDK, linger 0, one awaited send at a time`)
-        const ms = await measured(cluster, rows, mode, 'sdk', () => sdkPhase(cluster, t))
-        rows.splice(rows.length - rows.filter((x) => x.mode === mode && x.what.startsWith('  sdk:')).length, 0, clientRow(mode, 'SDK send → acknowledged', ms))
+      // The phases take turns, TRACE_ROUNDS blocks each: a busy machine's drift spreads over all of them.
+      const per = Math.max(1, Math.round(sends / rounds))
+      const sdk: number[] = []
+      const http: number[] = []
+      const ack: number[] = []
+      const visible: number[] = []
+      const counted = { sdk: new Map(), http: new Map(), follower: new Map() } as Record<'sdk' | 'http' | 'follower', StageCounts>
+      for (let round = 0; round < rounds; round++) {
+        progress(`${mode}: round ${round + 1}/${rounds} (${[...phases].join(', ')}; ${per} sends each)`)
+        if (phases.has('sdk')) sdk.push(...(await measured(cluster, counted.sdk, () => sdkPhase(cluster, t, per))))
+        if (phases.has('http')) http.push(...(await measured(cluster, counted.http, () => httpPhase(t, per))))
+        if (phases.has('follower')) {
+          const f = await measured(cluster, counted.follower, () => followerPhase(t, per))
+          ack.push(...f.ack)
+          visible.push(...f.visible)
+        }
       }
-      if (phases.has('http')) {
-        progress(`${mode}: plain HTTP, one awaited POST at a time`)
-        const ms = await measured(cluster, rows, mode, 'http', () => httpPhase(t))
-        rows.splice(rows.length - rows.filter((x) => x.mode === mode && x.what.startsWith('  http:')).length, 0, clientRow(mode, 'HTTP POST → acknowledged', ms))
-      }
+      if (phases.has('sdk')) rows.push(clientRow(mode, 'SDK send → acknowledged', sdk), ...stageRows(mode, 'sdk', counted.sdk))
+      if (phases.has('http')) rows.push(clientRow(mode, 'HTTP POST → acknowledged', http), ...stageRows(mode, 'http', counted.http))
       if (phases.has('follower')) {
-        progress(`${mode}: produce → a follower's long poll answers`)
-        const f = await measured(cluster, rows, mode, 'follower', () => followerPhase(t))
-        const k = rows.filter((x) => x.mode === mode && x.what.startsWith('  follower:')).length
-        rows.splice(rows.length - k, 0, clientRow(mode, 'HTTP POST → acknowledged (poll parked)', f.ack), clientRow(mode, 'HTTP POST → follower long poll answers', f.visible))
+        rows.push(clientRow(mode, 'HTTP POST → acknowledged (poll parked)', ack), clientRow(mode, 'HTTP POST → follower long poll answers', visible), ...stageRows(mode, 'follower', counted.follower))
       }
     }
   } finally {
@@ -275,8 +301,9 @@ async function main(): Promise<void> {
   const md = [
     '# bench:trace — one record at a time through 3 brokers',
     '',
-    `${new Date().toISOString()}; 100-byte records; 1 partition, replication 3, acks=all; ${sends} sends per phase; load average at end ${loadavg()[0]!.toFixed(2)} (2 cores, shared).`,
+    `${new Date().toISOString()}; 100-byte records; 1 partition, replication 3, acks=all; ${sends} sends per phase, the phases taking turns in ${rounds} blocks; load average at end ${loadavg()[0]!.toFixed(2)} (2 cores, shared).`,
     'Client rows: what the client measured. Indented rows: the brokers\' stage histograms (RILL_TRACE_STAGES=1) over that phase, summed over the 3 brokers; p50/p99 interpolated in their buckets.',
+    'Where the time goes, what was changed and the before/after comparison: [trace-notes.md](trace-notes.md).',
     '',
     '| mode | what | n | p50 ms | p99 ms |',
     '| --- | --- | ---: | ---: | ---: |',
@@ -286,8 +313,9 @@ async function main(): Promise<void> {
   process.stdout.write(md)
   if (out === '-') return
   writeFileSync(`${out}/trace.md`, md)
-  const bars = rows.filter((r) => !r.what.startsWith('  ') || r.what.includes('http:')).map((r) => ({ label: `${r.mode} ${r.what.trim().replace(/^http: /, '')}`, value: Number.isNaN(r.p50Ms) ? 0 : r.p50Ms }))
-  writeFileSync(`${out}/trace.svg`, barChartSvg({ title: 'One record, acks=all, 3 brokers: p50 per stage', unit: 'ms (p50)', bars }))
+  // The client rows and the stages of the follower phase (the one that passes every stage), with labels short enough for the chart.
+  const bars = rows.filter((r) => !r.what.startsWith('  ') || r.what.includes('follower:')).map((r) => ({ label: `${r.mode === 'sync' ? 's' : r.mode === 'async' ? 'a' : 'm'} ${chartLabel(r.what)}`, value: Number.isNaN(r.p50Ms) ? 0 : r.p50Ms }))
+  writeFileSync(`${out}/trace.svg`, barChartSvg({ title: 'One record, acks=all, 3 brokers: p50 (s = sync, a = async; L leader, F follower)', unit: 'ms (p50)', bars }))
 }
 
 main().catch((error: unknown) => {
