@@ -248,7 +248,7 @@ function chartLabel(what: string): string {
   }
   const w = what.trim()
   if (client[w] !== undefined) return client[w]!
-  return w.replace(/^\w+: /, '').replace('leader.', 'L ').replace('follower.', 'F ').replace('transport.', 'T ').replace('fetch.', 'F fetch ').replace(/_to_/g, '→').replace(/_/g, ' ')
+  return w.replace(/^\w+: /, '').replace('commit_learned', 'commit').replace('leader.', 'L ').replace('follower.', 'F ').replace('transport.', 'T ').replace('fetch.', 'F fetch ').replace(/_to_/g, '→').replace(/_/g, ' ')
 }
 
 async function main(): Promise<void> {
