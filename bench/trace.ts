@@ -15,7 +15,8 @@
  * of /metrics; this script reads it before and after each phase and gives
  * the quantiles of the difference (interpolated in the bucket).
  *
- * Results on stdout, in bench/results/trace.md and bench/results/trace.svg.
+ * Results on stdout, in bench/results/trace.md and bench/results/trace.svg;
+ * what they mean, and the before/after of the fix: bench/results/trace-notes.md.
  * The machine is shared: compare rows of one run, and medians of several.
  *
  * Env: TRACE_SENDS (400 per phase), TRACE_ROUNDS (4: the phases take
@@ -119,6 +120,7 @@ function stageRows(mode: string, phase: string, counted: StageCounts): Row[] {
 
 /** The stages in the order a record passes them (names as src/partition, src/broker record them). */
 const stageNames = [
+  'http.produce_received_to_handler',
   'leader.request_to_propose',
   'leader.propose_to_ready',
   'transport.queue_to_flush',
@@ -128,9 +130,12 @@ const stageNames = [
   'leader.propose_to_commit',
   'leader.commit_to_answer',
   'leader.request_to_answer',
+  'http.produce_received_to_sent',
   'follower.receive_to_commit_learned',
   'follower.commit_learned_to_apply',
   'follower.apply_to_fetch_wake',
+  'fetch.read',
+  'http.fetch_records_to_sent',
 ]
 function stageOrder(stage: string): number {
   const i = stageNames.indexOf(stage)
@@ -248,7 +253,7 @@ function chartLabel(what: string): string {
   }
   const w = what.trim()
   if (client[w] !== undefined) return client[w]!
-  return w.replace(/^\w+: /, '').replace('commit_learned', 'commit').replace('leader.', 'L ').replace('follower.', 'F ').replace('transport.', 'T ').replace('fetch.', 'F fetch ').replace(/_to_/g, '→').replace(/_/g, ' ')
+  return w.replace(/^\w+: /, '').replace('commit_learned', 'commit').replace('leader.', 'L ').replace('follower.', 'F ').replace('transport.', 'T ').replace('http.', 'H ').replace('fetch.', 'F fetch ').replace(/_to_/g, '→').replace(/_/g, ' ')
 }
 
 async function main(): Promise<void> {

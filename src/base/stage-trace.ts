@@ -67,6 +67,12 @@ class StageTrace {
     this.#sink!(stage, Math.max(0, this.now() - at) / 1000)
   }
 
+  /** Reports a duration measured elsewhere (fastify's `reply.elapsedTime`) as `stage`. */
+  report(stage: string, seconds: number): void {
+    if (!this.enabled) return
+    this.#sink!(stage, Math.max(0, seconds))
+  }
+
   /** Reports now − `fromMs` as `stage`. */
   sinceMs(stage: string, fromMs: number): void {
     if (!this.enabled) return
