@@ -19,6 +19,7 @@
 import type { ServerOptions as HttpsServerOptions } from 'node:https'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ErrorCode, RillError, systemRuntime, timeoutSignal, type Runtime } from '../base/index.ts'
+import { stageTrace } from '../base/stage-trace.ts'
 import type { BrokerService } from './service.ts'
 import {
   RoundRobinPartitioner,
@@ -227,6 +228,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     metrics.requests.inc({ method: request.method, route, status: String(reply.statusCode) })
     metrics.latency.observe({ method: request.method, route }, reply.elapsedTime / 1000)
     request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request')
+    if (stageTrace.enabled) traceHttpStages(request, reply, route)
   })
 
   // ── access (auth.ts): authentication, the per-route table, audit; before any route so all inherit it ──
@@ -340,6 +342,7 @@ function registerProduceRoutes(app: FastifyInstance, ctx: ProduceContext): void 
     schema: { params: schemas.partitionParams, querystring: schemas.emptyQuery, body: schemas.produceBody },
     config: quotaRoute.produce,
   }, async (request, reply) => {
+    if (stageTrace.enabled) stageTrace.report('http.produce_received_to_handler', reply.elapsedTime / 1000)
     const params = request.params as { topic: string; p: string }
     const partition = intParam(params.p, 'p')
     const body = request.body as ProduceBody
@@ -468,6 +471,7 @@ function registerFetchRoute(app: FastifyInstance, ctx: FetchContext): void {
     // What the answer may hold of the connection's and the broker's memory for answers not yet written.
     const maxBytes = guard.grantFetch(request.raw, askedBytes)
     const outcome = await service.fetch({ topic: params.topic, partition, offset, maxBytes, maxWaitMs, ...(minCommitted === undefined ? {} : { minCommitted }) })
+    if (stageTrace.enabled) fetchedAtMs.set(request, reply.elapsedTime)
     // The log returns at least one batch: charge what was read, and build nothing for a client that left.
     guard.fetched(request.raw, outcome.batches.reduce((n, b) => n + b.length, 0))
     const base = { partition: outcome.partition, highWatermark: outcome.highWatermark, logStartOffset: outcome.logStartOffset }
@@ -482,6 +486,17 @@ function registerFetchRoute(app: FastifyInstance, ctx: FetchContext): void {
     const out = msgpack ? recordsToMsgpack(records) : recordsToJsonOut(records, q.encoding ?? 'utf8')
     return answer(request, reply, 200, { ...base, records: out, nextOffset })
   })
+}
+
+/** RILL_TRACE_STAGES (bench/trace.ts): when a fetch's records were in hand, in `reply.elapsedTime` ms. */
+const fetchedAtMs = new WeakMap<FastifyRequest, number>()
+
+/** The HTTP edge's share of a record's time (bench/trace.ts): a produce from arrival to its answer written, a fetch from its records in hand to its answer written. */
+function traceHttpStages(request: FastifyRequest, reply: FastifyReply, route: string): void {
+  if (route !== '/v1/topics/:topic/partitions/:p/records') return
+  if (request.method === 'POST') stageTrace.report('http.produce_received_to_sent', reply.elapsedTime / 1000)
+  const fetched = fetchedAtMs.get(request)
+  if (fetched !== undefined) stageTrace.report('http.fetch_records_to_sent', (reply.elapsedTime - fetched) / 1000)
 }
 
 function registerGroupRoutes(app: FastifyInstance, service: BrokerService, limits: ApiLimits): void {

@@ -11,6 +11,7 @@
  * is nowhere to deliver them, so they are dropped (Raft sends again).
  */
 import type { Runtime } from '../base/index.ts'
+import { stageTrace } from '../base/stage-trace.ts'
 import type { Message } from '../raft/index.ts'
 import { forEachMessage } from '../transport/index.ts'
 import type { PeerAddress, PeerBatch, PeerNetwork } from '../transport/index.ts'
@@ -47,8 +48,10 @@ export class PeerRouter {
     for (const m of msgs) this.#network.send(gid, m)
     if (!this.#flushScheduled) {
       this.#flushScheduled = true
+      const queuedMs = stageTrace.enabled ? stageTrace.now() : 0
       this.#runtime.defer(() => {
         this.#flushScheduled = false
+        if (stageTrace.enabled) stageTrace.sinceMs('transport.queue_to_flush', queuedMs)
         this.#network.flush()
       })
     }

@@ -12,9 +12,10 @@
 import { assert, ErrorCode, RillError } from '../base/index.ts'
 import type { Random, Runtime, TimerHandle } from '../base/index.ts'
 import { noTimer, systemRuntime } from '../base/index.ts'
+import { stageTrace } from '../base/stage-trace.ts'
 import type { PartitionLog } from '../log/index.ts'
 import type { ConfChange, ConfState, Entry, LogIndex, Message, NodeId, RaftResult, Ready, Snapshot } from '../raft/index.ts'
-import { bootstrapSnapshot, Raft, Role } from '../raft/index.ts'
+import { bootstrapSnapshot, MessageType, Raft, Role } from '../raft/index.ts'
 import type { EntryRecordMeta } from './raft-storage.ts'
 import { LogRaftStorage } from './raft-storage.ts'
 import type { SnapshotStore } from './snapshot-store.ts'
@@ -172,7 +173,21 @@ export class RaftGroup {
 
   step(m: Message): void {
     if (this.#closed) return
+    if (stageTrace.enabled) return this.#stepTraced(m)
     this.raft.step(m)
+    this.process()
+  }
+
+  /** `step` with the stage marks of bench/trace.ts (RILL_TRACE_STAGES=1). */
+  #stepTraced(m: Message): void {
+    const committed = this.raft.log.committed
+    if (m.type === MessageType.App && m.entries.length > 0) stageTrace.mark(`${this.group}#${m.entries[m.entries.length - 1]!.index}@recv`)
+    if (m.type === MessageType.AppResp && !m.reject && this.raft.role === Role.Leader) stageTrace.since('leader.propose_to_ack_received', `${this.group}#${m.index}`)
+    this.raft.step(m)
+    if (this.raft.role !== Role.Leader && this.raft.log.committed > committed) {
+      stageTrace.since('follower.receive_to_commit_learned', `${this.group}#${this.raft.log.committed}@recv`)
+      stageTrace.mark(`${this.group}@commitLearned`)
+    }
     this.process()
   }
 
@@ -272,6 +287,7 @@ export class RaftGroup {
       for (let pass = 0; pass < readyPassesMax; pass++) {
         const rd = this.raft.ready()
         if (rd === null) break
+        if (stageTrace.enabled && rd.entries.length > 0 && this.raft.role === Role.Leader) stageTrace.since('leader.propose_to_ready', `${this.group}#${rd.entries[rd.entries.length - 1]!.index}`)
         if (rd.messages.length > 0) this.#options.send(rd.messages)
         if (rd.softState !== null) {
           if (rd.softState.role !== Role.Leader) this.#failReads(new RillError(ErrorCode.NOT_LEADER, `${this.group}: leadership lost`, { details: { leader: rd.softState.leader } }))
@@ -308,6 +324,7 @@ export class RaftGroup {
         return
       }
       if (this.#closed) return
+      if (stageTrace.enabled) this.#traceDurable(batch)
       for (const rd of batch) {
         if (rd.messagesAfterPersist.length > 0) this.#options.send(rd.messagesAfterPersist)
         this.raft.advance(rd)
@@ -318,6 +335,15 @@ export class RaftGroup {
       this.#persisting = false
     }
     this.processOrFail()
+  }
+
+  #traceDurable(batch: readonly Ready[]): void {
+    for (const rd of batch) {
+      if (rd.entries.length === 0) continue
+      const key = `${this.group}#${rd.entries[rd.entries.length - 1]!.index}`
+      if (this.raft.role === Role.Leader) stageTrace.since('leader.propose_to_persisted', key)
+      else stageTrace.since('follower.receive_to_persisted', `${key}@recv`)
+    }
   }
 
   /** Snapshots the state machine every `snapshotEntries` applied entries (bounds replay at restart). */

@@ -386,6 +386,17 @@ export class LogRaftStorage implements Storage {
     if (this.#ahead.length > 0 && this.#ahead[this.#ahead.length - 1]!.index >= first) this.#ahead = []
   }
 
+  /**
+   * The entries appended last, in index order, ending at the last one
+   * appended (empty after a snapshot install). Entries up to the applied
+   * index are committed and never change: a partition answers fetches at
+   * the end of its log from them instead of reading its files. Read it
+   * synchronously; it changes with every append.
+   */
+  recentEntries(): readonly Entry[] {
+    return this.#tail
+  }
+
   close(): void {
     this.#closed = true
     this.#retryTimer.cancel()
