@@ -238,6 +238,7 @@ export interface BenchResult {
   readonly partitions: number
   readonly replicationFactor: number
   readonly persistence: string | null
+  /** Value bytes per record: --record-bytes (produce, e2e), the mean read (consume). */
   readonly recordBytes: number
   /** Records acknowledged (produce, e2e) or read (consume). */
   readonly records: number
@@ -274,9 +275,10 @@ export interface BenchContext {
   readonly signal: AbortSignal
 }
 
-function rates(records: number, recordBytes: number, ms: number): { seconds: number; recordsPerSec: number; mbPerSec: number } {
+/** Records and value bytes over `ms` as rates. */
+function rates(records: number, bytes: number, ms: number): { records: number; bytes: number; seconds: number; recordsPerSec: number; mbPerSec: number } {
   const seconds = Math.max(ms, 1) / 1000
-  return { seconds: round3(seconds), recordsPerSec: Math.round(records / seconds), mbPerSec: round3((records * recordBytes) / seconds / 1e6) }
+  return { records, bytes, seconds: round3(seconds), recordsPerSec: Math.round(records / seconds), mbPerSec: round3(bytes / seconds / 1e6) }
 }
 
 function round3(n: number): number {
@@ -485,9 +487,7 @@ export async function benchProduce(o: BenchOptions, ctx: BenchContext): Promise<
     mode: 'produce',
     ...topicFields(topic),
     recordBytes: o.recordBytes,
-    records: state.acked,
-    bytes: state.acked * o.recordBytes,
-    ...rates(state.acked, o.recordBytes, systemRuntime.nowMs() - startMs),
+    ...rates(state.acked, state.acked * o.recordBytes, systemRuntime.nowMs() - startMs),
     interrupted: ctx.signal.aborted,
     producers: o.producers,
     acks: o.acks,
@@ -524,15 +524,19 @@ export async function benchConsume(o: BenchOptions, ctx: BenchContext, verify?: 
   let pending = topic.partitions.filter((p) => p.highWatermark > 0).length
   const seen = verify === undefined ? null : new SeenSet(verify.expected)
   let read = 0
+  let bytes = 0
   const startMs = systemRuntime.nowMs()
   const deadline = new AbortController()
   const timer = systemRuntime.setTimer(() => deadline.abort(), o.durationMs)
   const signal = AbortSignal.any([deadline.signal, ctx.signal])
   let lastRead = 0
+  let lastBytes = 0
   const stopTicker = ticker(ctx, (elapsed, interval) => {
     const now = read - lastRead
+    const nowBytes = bytes - lastBytes
     lastRead = read
-    return `consume: ${(elapsed / 1000).toFixed(0)} s, ${fmt(read)} read, ${fmt((now * 1000) / interval)} records/s now, ${((now * o.recordBytes) / interval / 1000).toFixed(1)} MB/s`
+    lastBytes = bytes
+    return `consume: ${(elapsed / 1000).toFixed(0)} s, ${fmt(read)} read, ${fmt((now * 1000) / interval)} records/s now, ${(nowBytes / interval / 1000).toFixed(1)} MB/s`
   })
   const consumer = newConsumer(o, true)
   try {
@@ -540,6 +544,7 @@ export async function benchConsume(o: BenchOptions, ctx: BenchContext, verify?: 
       await consumer.subscribe([o.topic])
       for await (const batch of consumer.batches({ signal })) {
         read += batch.records.length
+        for (const r of batch.records) bytes += r.value.byteLength
         if (seen !== null) countRun(batch, verify!.runId, seen)
         const last = batch.records[batch.records.length - 1]!.offset + 1
         const end = ends.get(batch.partition) ?? 0
@@ -557,10 +562,8 @@ export async function benchConsume(o: BenchOptions, ctx: BenchContext, verify?: 
   return {
     mode: 'consume',
     ...topicFields(topic),
-    recordBytes: o.recordBytes,
-    records: read,
-    bytes: read * o.recordBytes,
-    ...rates(read, o.recordBytes, elapsedMs),
+    recordBytes: read === 0 ? 0 : Math.round(bytes / read),
+    ...rates(read, bytes, elapsedMs),
     interrupted: ctx.signal.aborted,
     readFrom: o.readFrom,
     ...(seen === null ? {} : { verified: { expected: verify!.expected, missing: verify!.expected - seen.distinct, duplicates: seen.duplicates } }),
@@ -640,9 +643,7 @@ export async function benchE2e(o: BenchOptions, ctx: BenchContext): Promise<Benc
     mode: 'e2e',
     ...topicFields(topic),
     recordBytes: o.recordBytes,
-    records: state.acked,
-    bytes: state.acked * o.recordBytes,
-    ...rates(state.acked, o.recordBytes, elapsedMs),
+    ...rates(state.acked, state.acked * o.recordBytes, elapsedMs),
     interrupted: ctx.signal.aborted,
     producers: o.producers,
     acks: o.acks,
