@@ -34,7 +34,7 @@ import { randomInt } from 'node:crypto'
 import { Producer, RillClientError } from '../../producer/index.ts'
 import { Consumer, type ConsumerBatch, type ReadFrom } from '../../consumer/index.ts'
 import { systemRuntime } from '../base/index.ts'
-import { defaultBatchLimits, type CreateTopicRequest, type TopicDescription } from '../wire/index.ts'
+import { defaultBatchLimits, type CreateTopicRequest, type MetadataResponse, type TopicDescription } from '../wire/index.ts'
 import { replicationFactorMax, topicPartitionsMax } from '../api/limits.ts'
 import { CliError, UsageError, expectPositionals, parseArgs, target, type FlagSpecs, type Target } from './args.ts'
 import { ApiError, UnreachableError, request } from './client.ts'
@@ -327,6 +327,25 @@ async function ensureTopic(o: BenchOptions, create: boolean, ctx: BenchContext):
   return request<TopicDescription>(o.target, 'GET', path)
 }
 
+/**
+ * Each partition's high watermark now. A broker describes the partitions it
+ * hosts from its own replica and the others from a poll that may be a
+ * second old, so every broker is asked and the highest answer taken (one
+ * of them hosts the partition).
+ */
+async function highWatermarks(o: BenchOptions, topic: TopicDescription): Promise<Map<number, number>> {
+  const out = new Map(topic.partitions.map((p) => [p.partition, p.highWatermark]))
+  const meta = await request<MetadataResponse>(o.target, 'GET', '/v1/metadata')
+  const path = `/v1/topics/${encodeURIComponent(o.topic)}`
+  await Promise.all(
+    meta.brokers.map(async (b) => {
+      const t = await request<TopicDescription>({ ...o.target, url: b.url, urls: [b.url] }, 'GET', path)
+      for (const p of t.partitions) out.set(p.partition, Math.max(out.get(p.partition) ?? 0, p.highWatermark))
+    }),
+  )
+  return out
+}
+
 function topicFields(t: TopicDescription): Pick<BenchResult, 'topic' | 'partitions' | 'replicationFactor' | 'persistence'> {
   return { topic: t.name, partitions: t.partitions.length, replicationFactor: t.replicationFactor, persistence: (t.config as { persistence?: string } | undefined)?.persistence ?? null }
 }
@@ -519,9 +538,9 @@ function newConsumer(o: BenchOptions, fromBeginning: boolean): Consumer {
  */
 export async function benchConsume(o: BenchOptions, ctx: BenchContext, verify?: { runId: number; expected: number }): Promise<BenchResult> {
   const topic = await ensureTopic(o, false, ctx)
-  const ends = new Map(topic.partitions.map((p) => [p.partition, p.highWatermark]))
+  const ends = await highWatermarks(o, topic)
   const reached = new Map(topic.partitions.map((p) => [p.partition, 0]))
-  let pending = topic.partitions.filter((p) => p.highWatermark > 0).length
+  let pending = [...ends.values()].filter((hw) => hw > 0).length
   const seen = verify === undefined ? null : new SeenSet(verify.expected)
   let read = 0
   let bytes = 0
@@ -594,7 +613,7 @@ export async function benchE2e(o: BenchOptions, ctx: BenchContext): Promise<Benc
   const seen = new SeenSet(o.count)
   const consumer = newConsumer(o, false)
   // Start every partition at its current end, so only this run's records (and whatever others write meanwhile) are read.
-  for (const p of topic.partitions) consumer.seek(o.topic, p.partition, p.highWatermark)
+  for (const [partition, hw] of await highWatermarks(o, topic)) consumer.seek(o.topic, partition, hw)
   const reading = new AbortController()
   let lastAcked = 0
   let stopTicker = (): void => undefined
