@@ -87,10 +87,11 @@ function options(mode: 'produce' | 'consume', cell: Cell, topic: string, brokers
 async function runCell(cell: Cell, cluster: TestCluster): Promise<CellResult> {
   const brokers = cluster.brokers.map((b) => b.url).join(',')
   const topic = `matrix-${cell.name}`
-  const ctx = (what: string): BenchContext => ({ progress: (line) => progress(`${cell.name} ${what}: ${line}`), signal: new AbortController().signal })
-  const produce = await benchProduce(options('produce', cell, topic, brokers), ctx('produce'))
+  // The bench's own lines start with what runs ("produce: 3 s, ..."): prefixed with the cell.
+  const ctx: BenchContext = { progress: (line) => progress(`${cell.name} ${line}`), signal: new AbortController().signal }
+  const produce = await benchProduce(options('produce', cell, topic, brokers), ctx)
   progress(`${cell.name}: ${summaryLine(produce)}`)
-  const consume = await benchConsume(options('consume', cell, topic, brokers), ctx('read back'), { runId: produce.runId!, expected: produce.records })
+  const consume = await benchConsume(options('consume', cell, topic, brokers), ctx, { runId: produce.runId!, expected: produce.records })
   progress(`${cell.name}: ${summaryLine(consume)}`)
   const v = consume.verified!
   const ok = v.missing === 0 && v.duplicates === 0 && consume.records === produce.records
