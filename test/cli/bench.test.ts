@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { call, startCluster, waitFor, type TestCluster } from '../broker/helpers.ts'
 import { runCli } from './helpers.ts'
+import { LatencyHistogram } from '../../src/cli/bench.ts'
 
 /** Longest one bench run may take here (small counts; a busy 2-core machine). */
 const runWaitMs = 120_000
@@ -49,6 +50,20 @@ async function recordsIn(topic: string): Promise<number> {
   assert.equal(t.status, 200, JSON.stringify(t.body))
   return (t.body.partitions as { highWatermark: number }[]).reduce((sum, p) => sum + p.highWatermark, 0)
 }
+
+test('the latency histogram: quantiles within 1% of the exact ones, weights counted, max exact', () => {
+  const h = new LatencyHistogram()
+  assert.deepEqual(h.summary(), { p50: 0, p99: 0, p999: 0, max: 0, samples: 0 })
+  for (let ms = 1; ms <= 1000; ms++) h.record(ms)
+  h.record(0.25, 1000) // as many samples again, all at 0.25 ms: the median moves down to them
+  const s = h.summary()
+  assert.equal(s.samples, 2000)
+  assert.equal(s.max, 1000)
+  const near = (got: number, want: number): boolean => got >= want && got <= want * 1.0101
+  assert.ok(near(s.p50, 0.25), `p50 ${s.p50}`)
+  assert.ok(near(s.p99, 980), `p99 ${s.p99}`)
+  assert.ok(near(s.p999, 998), `p99.9 ${s.p999}`)
+})
 
 test('produce N creates the topic as asked and leaves exactly N records in it; consume reads them all, from followers too', { timeout: 300_000 }, async () => {
   const r = await runCli(
