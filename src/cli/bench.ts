@@ -339,7 +339,14 @@ async function highWatermarks(o: BenchOptions, topic: TopicDescription): Promise
   const path = `/v1/topics/${encodeURIComponent(o.topic)}`
   await Promise.all(
     meta.brokers.map(async (b) => {
-      const t = await request<TopicDescription>({ ...o.target, url: b.url, urls: [b.url] }, 'GET', path)
+      let t: TopicDescription
+      try {
+        t = await request<TopicDescription>({ ...o.target, url: b.url, urls: [b.url] }, 'GET', path)
+      } catch (error) {
+        // A broker down is one answer fewer (its partitions' other replicas answer for them), not a failed bench.
+        if (error instanceof UnreachableError) return
+        throw error
+      }
       for (const p of t.partitions) out.set(p.partition, Math.max(out.get(p.partition) ?? 0, p.highWatermark))
     }),
   )
@@ -379,16 +386,17 @@ class SeenSet {
     this.#bits = new Uint8Array(Math.ceil(size / 8))
   }
 
-  /** Marks `seq`; false when it is out of range. */
+  /** Marks `seq`: true the first time, false when seen before (counted as a duplicate) or out of range. */
   add(seq: number): boolean {
     if (seq >= this.size) return false
     const mask = 1 << (seq & 7)
     const byte = seq >>> 3
-    if ((this.#bits[byte]! & mask) !== 0) this.duplicates++
-    else {
-      this.#bits[byte]! |= mask
-      this.distinct++
+    if ((this.#bits[byte]! & mask) !== 0) {
+      this.duplicates++
+      return false
     }
+    this.#bits[byte]! |= mask
+    this.distinct++
     return true
   }
 }
