@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { call, startCluster, waitFor, type TestCluster } from '../broker/helpers.ts'
-import { runCli } from './helpers.ts'
+import { exitOf, runCli, spawnCli } from './helpers.ts'
 import { LatencyHistogram } from '../../src/cli/bench.ts'
 
 /** Longest one bench run may take here (small counts; a busy 2-core machine). */
@@ -44,11 +44,21 @@ function checkLatency(l: LatencyJson, what: string): void {
   assert.ok(l.p50 > 0 && l.p50 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max, `${what}: ${JSON.stringify(l)}`)
 }
 
-/** The topic's records: the sum of its partitions' high watermarks (a fresh topic starts at 0). */
+/** How long a follower may take to learn a commit (it hears of it with the next append or heartbeat), ms. */
+const commitSpreadWaitMs = 30_000
+
+/** The topic's records as broker 1 describes them: the sum of its partitions' high watermarks (a fresh topic starts at 0). */
 async function recordsIn(topic: string): Promise<number> {
   const t = await call(cluster.brokers[0]!.url, 'GET', `/v1/topics/${topic}`)
   assert.equal(t.status, 200, JSON.stringify(t.body))
   return (t.body.partitions as { highWatermark: number }[]).reduce((sum, p) => sum + p.highWatermark, 0)
+}
+
+/** Asserts that the topic holds exactly `n` records (waiting for broker 1 to learn the last commits of partitions it follows). */
+async function assertRecordsIn(topic: string, n: number): Promise<void> {
+  let last = -1
+  await waitFor(async () => (last = await recordsIn(topic)) === n, commitSpreadWaitMs, `${topic} to hold ${n} records`).catch(() => undefined)
+  assert.equal(last, n, `records in ${topic}`)
 }
 
 test('the latency histogram: quantiles within 1% of the exact ones, weights counted, max exact', () => {
@@ -80,7 +90,7 @@ test('produce N creates the topic as asked and leaves exactly N records in it; c
   checkLatency(out.ackLatencyMs as LatencyJson, 'ack latency')
   assert.equal((out.ackLatencyMs as LatencyJson).samples, produceCount)
   assert.match(r.stderr, /creating topic bench-p: 3 partitions, replication factor 3, async/)
-  assert.equal(await recordsIn('bench-p'), produceCount)
+  await assertRecordsIn('bench-p', produceCount)
 
   for (const readFrom of ['leader', 'follower']) {
     const c = await runCli(['bench', 'consume', '--brokers', brokers, '--topic', 'bench-p', '--read-from', readFrom, '--json'], { timeoutMs: runWaitMs })
@@ -94,7 +104,7 @@ test('produce N creates the topic as asked and leaves exactly N records in it; c
   assert.equal(again.code, 0, again.stderr)
   assert.match(again.stdout, /^produce bench-p: 250 records of 100 B in [0-9.]+ s: [0-9,]+ records\/s, [0-9.]+ MB\/s; ack latency p50 [0-9.]+ ms p99 [0-9.]+ ms p99\.9 [0-9.]+ ms\n$/)
   assert.equal(again.stderr, '', '--quiet: nothing on stderr')
-  assert.equal(await recordsIn('bench-p'), produceCount + 250)
+  await assertRecordsIn('bench-p', produceCount + 250)
 })
 
 test('e2e at a low rate ends in bounded time, every acknowledged record received, with sane JSON', { timeout: 300_000 }, async () => {
@@ -112,12 +122,34 @@ test('e2e at a low rate ends in bounded time, every acknowledged record received
   checkLatency(out.e2eLatencyMs as LatencyJson, 'e2e latency')
   assert.equal((out.e2eLatencyMs as LatencyJson).samples, records)
   assert.deepEqual([out.partitions, out.replicationFactor, out.readFrom], [6, 3, 'follower'])
-  assert.equal(await recordsIn('bench-e2e'), records)
+  await assertRecordsIn('bench-e2e', records)
   // A second run on the same topic starts at its end: only its own records count.
   const second = await runCli(['bench', 'e2e', '--brokers', brokers, '--topic', 'bench-e2e', '--rate', '100', '--count', '50', '--json', '--quiet'], { timeoutMs: runWaitMs })
   assert.equal(second.code, 0, second.stderr)
   const out2 = JSON.parse(second.stdout) as Record<string, unknown>
   assert.deepEqual([out2.records, out2.received], [50, 50])
+})
+
+test('Ctrl-C stops a running e2e: the summary of what was done, marked interrupted, exit 130', { timeout: 300_000 }, async () => {
+  const child = spawnCli(['bench', 'e2e', '--brokers', brokers, '--topic', 'bench-stop', '--rate', '50', '--duration', '600', '--json'])
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+  // Running once its first progress line is out (no sleep: the line is the condition).
+  const running = new Promise<void>((resolve) => {
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString()
+      if (/e2e: \d+ s, /.test(stderr)) resolve()
+    })
+  })
+  await Promise.race([running, exitOf(child, 120_000).then((e) => assert.fail(`exited early ${JSON.stringify(e)}: ${stderr}`))])
+  child.kill('SIGINT')
+  const exit = await exitOf(child, 60_000)
+  assert.deepEqual(exit, { code: 130, signal: null }, stderr)
+  const out = JSON.parse(stdout) as Record<string, unknown>
+  assert.equal(out.interrupted, true)
+  assert.ok((out.records as number) > 0 && (out.records as number) < 50 * 600)
+  await assertRecordsIn('bench-stop', out.records as number)
 })
 
 test('bad flags exit 2 with the usage, before anything is sent; a missing topic exits 1, no broker 3', { timeout: 300_000 }, async () => {
