@@ -8,7 +8,9 @@
  *            pipelined (≤ 64 sends in flight per producer)
  *            → records/s, MB/s, ack latency p50/p99/p99.9 (send → acknowledged)
  *   consume  one Consumer (no group) reads every partition from its start
- *            up to the high watermarks seen when it began (--read-from)
+ *            up to its high watermark when the run began (asked of every
+ *            broker: one that does not host a partition describes it from
+ *            a poll), at most --count records (--read-from)
  *            → records/s, MB/s
  *   e2e      producers offer a fixed --rate; a Consumer started at the log
  *            end before the first send reads them back
@@ -32,7 +34,7 @@
  */
 import { randomInt } from 'node:crypto'
 import { Producer, RillClientError } from '../../producer/index.ts'
-import { Consumer, type ConsumerBatch, type ReadFrom } from '../../consumer/index.ts'
+import { Consumer, type ConsumerRecord, type ReadFrom } from '../../consumer/index.ts'
 import { systemRuntime } from '../base/index.ts'
 import { defaultBatchLimits, type CreateTopicRequest, type MetadataResponse, type TopicDescription } from '../wire/index.ts'
 import { replicationFactorMax, topicPartitionsMax } from '../api/limits.ts'
@@ -570,11 +572,13 @@ export async function benchConsume(o: BenchOptions, ctx: BenchContext, verify?: 
     if (pending > 0) {
       await consumer.subscribe([o.topic])
       for await (const batch of consumer.batches({ signal })) {
-        read += batch.records.length
-        for (const r of batch.records) bytes += r.value.byteLength
-        if (seen !== null) countRun(batch, verify!.runId, seen)
-        const last = batch.records[batch.records.length - 1]!.offset + 1
         const end = ends.get(batch.partition) ?? 0
+        // Only what was there when the run began, and no more than --count: records written meanwhile are not this run's.
+        const records = batch.records.filter((r) => r.offset < end).slice(0, o.count - read)
+        read += records.length
+        for (const r of records) bytes += r.value.byteLength
+        if (seen !== null) countRun(records, verify!.runId, seen)
+        const last = batch.records[batch.records.length - 1]!.offset + 1
         if (reached.get(batch.partition)! < end && last >= end) pending--
         reached.set(batch.partition, last)
         if (pending === 0 || read >= o.count) break
@@ -598,8 +602,8 @@ export async function benchConsume(o: BenchOptions, ctx: BenchContext, verify?: 
 }
 
 /** Marks the records of run `runId` in `seen`. */
-function countRun(batch: ConsumerBatch, runId: number, seen: SeenSet): void {
-  for (const r of batch.records) {
+function countRun(records: readonly ConsumerRecord[], runId: number, seen: SeenSet): void {
+  for (const r of records) {
     const h = headerOf(r.value)
     if (h !== null && h.runId === runId) seen.add(h.seq)
   }

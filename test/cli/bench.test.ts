@@ -99,6 +99,10 @@ test('produce N creates the topic as asked and leaves exactly N records in it; c
     assert.deepEqual([got.mode, got.records, got.bytes, got.recordBytes, got.readFrom, got.interrupted], ['consume', produceCount, produceCount * 200, 200, readFrom, false])
   }
 
+  const some = await runCli(['bench', 'consume', '--brokers', brokers, '--topic', 'bench-p', '--count', '1001', '--json', '--quiet'], { timeoutMs: runWaitMs })
+  assert.equal(some.code, 0, some.stderr)
+  assert.equal((JSON.parse(some.stdout) as { records: number }).records, 1001, '--count bounds what consume reads')
+
   // Without --json: one summary line on stdout.
   const again = await runCli(['bench', 'produce', '--brokers', brokers, '--topic', 'bench-p', '--count', '250', '--quiet'], { timeoutMs: runWaitMs })
   assert.equal(again.code, 0, again.stderr)
