@@ -33,7 +33,8 @@ import { request, Agent } from 'undici'
 import { barChartSvg } from './chart.ts'
 import { Producer, type ProducerOptions } from '../producer/index.ts'
 import { Consumer } from '../consumer/index.ts'
-import { call, startCluster, waitFor, type TestCluster } from '../test/broker/helpers.ts'
+import { call, waitFor, type TestCluster } from '../test/broker/helpers.ts'
+import { loadAverage, quantile, startBenchCluster } from './lib.ts'
 
 const records = Number(process.env.SDK_RECORDS ?? 200_000)
 const recordBytes = Number(process.env.SDK_RECORD_BYTES ?? 100)
@@ -221,23 +222,18 @@ function short(what: string): string {
   return what.startsWith('consume') ? 'consume SDK' : 'produce SDK'
 }
 
-function quantile(sorted: number[], q: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
-}
-
 function row(mode: string, what: string, n: number, ms: number, extra: Partial<Row> = {}): Row {
   const seconds = ms / 1000
   return { mode, what, records: n, seconds, recordsPerSec: n / seconds, mbPerSec: (n * recordBytes) / seconds / 1e6, ...extra }
 }
 
 async function main(): Promise<void> {
-  progress(`starting 3 brokers (records ${records} x ${recordBytes} B, modes ${modes.join(', ')})`)
-  const cluster: TestCluster = await startCluster({ brokers: 3 })
+  progress(`records ${records} x ${recordBytes} B, modes ${modes.join(', ')}`)
+  const cluster: TestCluster = await startBenchCluster(progress)
   const rows: Row[] = []
   try {
     const url = cluster.brokers[0]!.url
     const brokers = cluster.brokers.map((b) => b.url)
-    await waitFor(async () => (await call(url, 'GET', '/v1/metadata')).body.brokers.filter((b: { fenced?: boolean }) => !b.fenced).length === 3, 60_000, 'brokers registered')
     for (const mode of modes) {
       for (const name of [`sdk-${mode}`, `json-${mode}`, `lat-${mode}`]) {
         const r = await call(url, 'POST', '/v1/topics', { name, partitions, replicationFactor: 3, config: { persistence: mode } })
@@ -285,7 +281,7 @@ async function main(): Promise<void> {
   const lines = [
     `# bench:sdk — SDKs against 3 local brokers`,
     '',
-    `${new Date().toISOString()}; ${recordBytes}-byte records; topic of ${partitions} partitions, replication 3, acks=all; load average at end ${(await import('node:os')).loadavg()[0]!.toFixed(2)}.`,
+    `${new Date().toISOString()}; ${recordBytes}-byte records; topic of ${partitions} partitions, replication 3, acks=all; load average at end ${loadAverage()}.`,
     '',
     '| mode | what | records | records/s | MB/s | p50 ms | p99 ms | CPU µs/record |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',

@@ -15,6 +15,7 @@ import { systemRuntime } from '../base/index.ts'
 import { UsageError, CliError, exitCodes } from './args.ts'
 import { packageRoot } from './package-root.ts'
 import { aclCommand, aclUsage } from './acl.ts'
+import { benchCommand, benchUsage } from './bench.ts'
 import { UnreachableError } from './client.ts'
 import { consumeCommand, consumeUsage } from './consume.ts'
 import { devCommand, devUsage } from './dev.ts'
@@ -35,6 +36,7 @@ commands:
   group      describe NAME: a consumer group's members, committed offsets, log end offsets and consumer lag
   acl        tokens and ACLs: acl token create|list|revoke, acl add|remove|list, acl whoami
   status     brokers, controller leader, partitions, leaders, replicas, how far each replica is behind its leader
+  bench      load through the SDKs: rill bench produce|consume|e2e [--producers N] [--record-bytes B] [--rate R] [--json]
   help       this text (rill COMMAND --help: a command's own)
 
 every command takes --brokers URL,URL,... (default http://127.0.0.1:7070, or RILL_BROKERS; --url and RILL_URL
@@ -55,6 +57,7 @@ const usageOf: Readonly<Record<string, string>> = {
   group: groupUsage,
   dev: devUsage,
   acl: aclUsage,
+  bench: benchUsage,
 }
 
 /** After the command returned, the longest anything left (a pool closing, a long-poll) may hold the process, ms. */
@@ -68,7 +71,7 @@ export function version(): string {
 }
 
 /** Commands that watch the stop signal and clean up (the others exit at once on Ctrl-C). */
-const gracefulCommands: ReadonlySet<string> = new Set(['consume', 'produce'])
+const gracefulCommands: ReadonlySet<string> = new Set(['consume', 'produce', 'bench'])
 
 async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const command = argv[0] ?? 'help'
@@ -104,6 +107,8 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
       return groupCommand(rest, out)
     case 'acl':
       return aclCommand(rest, out, err)
+    case 'bench':
+      return benchCommand(rest, io)
     default:
       throw new UsageError(`unknown command "${command}"`)
   }
