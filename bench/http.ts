@@ -23,7 +23,7 @@
  * Env: HTTP_DURATION_S (10 per row), HTTP_CONNECTIONS (12), HTTP_PARTITIONS (6),
  * HTTP_MODES (async,sync), HTTP_RECORDS (1000 per request), HTTP_RECORD_BYTES (100),
  * HTTP_BROKERS (3), HTTP_HARDWARE (1; 0 skips it), HW_PHASE_MS (hardware phase, ms),
- * HTTP_RESULTS_DIR (bench/results).
+ * HTTP_RESULTS_DIR (bench/results), HTTP_NOTE (a line for the results).
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
@@ -223,6 +223,7 @@ export function markdown(rows: readonly HttpRow[], hw: Hardware | null, started:
     `${started}; \`npm run bench:http\`; ${brokerCount} broker processes on loopback, ${partitions} partitions, replication ${Math.min(3, brokerCount)}, acks=all; ` +
       `${recordsPerRequest.toLocaleString('en-US')} records of ${recordBytes} B per request, the body built once and replayed; ${durationS} s per row; ` +
       `autocannon 9 in this process (it shares the machine with the brokers); load average at end ${loadavg()[0]!.toFixed(2)}.`,
+    ...(process.env.HTTP_NOTE === undefined ? [] : ['', `**Note:** ${process.env.HTTP_NOTE}`, '']),
     'Latency is every 2xx answer\'s time under that load (Little\'s law: ≈ connections ÷ req/s), not an unloaded round trip.',
     '',
     '| mode | route | body | to | conns | req/s | records/s | MB/s | p50 ms | p99 ms | failures | of the machine |',
@@ -254,7 +255,7 @@ export async function main(): Promise<HttpRow[]> {
   process.stdout.write(md)
   mkdirSync(resultsDir, { recursive: true })
   writeFileSync(join(resultsDir, 'http.md'), md)
-  writeFileSync(join(resultsDir, 'http.json'), `${JSON.stringify({ started, config: { durationS, connections, partitions, recordsPerRequest, recordBytes, brokers: brokerCount, modes }, hardware: hw, rows }, null, 2)}\n`)
+  writeFileSync(join(resultsDir, 'http.json'), `${JSON.stringify({ started, note: process.env.HTTP_NOTE ?? null, config: { durationS, connections, partitions, recordsPerRequest, recordBytes, brokers: brokerCount, modes }, hardware: hw, rows }, null, 2)}\n`)
   writeFileSync(
     join(resultsDir, 'http.svg'),
     barChartSvg({ title: `autocannon, ${recordsPerRequest} × ${recordBytes} B per request, ${brokerCount} brokers`, unit: 'records/s', bars: rows.map((r) => ({ label: `${r.mode} ${r.route} ${r.format}`, value: Math.round(r.recordsPerSec) })) }),
