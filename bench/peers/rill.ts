@@ -33,7 +33,7 @@ function value(size: number): Buffer {
   return Buffer.alloc(size, 0x61)
 }
 
-export async function publish(brokers: string[], topic: string, count: number, size: number, limitMs: number): Promise<{ acked: number; seconds: number }> {
+async function publish(brokers: string[], topic: string, count: number, size: number, limitMs: number): Promise<{ acked: number; seconds: number }> {
   const producer = new Producer({ brokers, acks: 'all' })
   const v = value(size)
   const pending: Promise<unknown>[] = []
