@@ -45,6 +45,10 @@ const brokerCount = Number(process.env.HTTP_BROKERS ?? 3)
 const withHardware = process.env.HTTP_HARDWARE !== '0'
 const resultsDir = process.env.HTTP_RESULTS_DIR ?? fileURLToPath(new URL('./results/', import.meta.url))
 const formats: BodyFormat[] = ['json', 'msgpack']
+/** The broker's largest fetch `maxBytes` (docs/api.md, limits). */
+const fetchBytesCap = 16 << 20
+/** A stored record's bytes beyond its value, generously (lengths, offsets delta, timestamp delta, headers count). */
+const fetchRecordOverheadBytes = 32
 /** Longest wait for brokers to register and leaders to settle on their preferred replicas. */
 const settleWaitMs = 60_000
 
@@ -165,7 +169,9 @@ async function checkFetchSize(urls: readonly string[], topic: string): Promise<v
 }
 
 function fetchPath(topic: string, p: number): string {
-  return `/v1/topics/${topic}/partitions/${p}/records?offset=0&maxRecords=${recordsPerRequest}`
+  // maxBytes: room for every record asked for (the default 1 MiB would cut 1,000 records of 1 KiB), within the 16 MiB cap.
+  const maxBytes = Math.min(fetchBytesCap, 2 * recordsPerRequest * (recordBytes + fetchRecordOverheadBytes))
+  return `/v1/topics/${topic}/partitions/${p}/records?offset=0&maxRecords=${recordsPerRequest}&maxBytes=${maxBytes}`
 }
 
 async function benchMode(cluster: TestCluster, mode: string, hw: Hardware | null, rows: HttpRow[]): Promise<void> {
