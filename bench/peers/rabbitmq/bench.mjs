@@ -32,8 +32,8 @@
 // Prints one JSON line. Every loop is bounded by a count and by --max-seconds.
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { myCpuSec, pct, retry, serverCpuSec as serverCpuSecOf, sleep } from '../common.mjs';
 
 const require = createRequire((process.env.RILL_PEERS_DEPS || '/tmp/rill-peers-deps') + '/package.json');
 
@@ -73,24 +73,8 @@ const hardDeadline = performance.now() + Number(a['max-seconds']) * 1000;
 setTimeout(() => { console.error('bench.mjs: --max-seconds exceeded, exiting'); process.exit(2); },
   Number(a['max-seconds']) * 1000 + 5000).unref();
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const pct = (arr, q) => { if (!arr.length) return null; const s = Array.from(arr).sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
 const pids = a.pids ? a.pids.split(',').map(Number) : [];
-const CLK = 100; // USER_HZ on Linux
-const serverCpuSec = () => pids.reduce((acc, pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return acc + (Number(f[11]) + Number(f[12])) / CLK; // utime, stime
-}, 0);
-const myCpuSec = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
-async function retry(what, fn, seconds = 30) {
-  const end = performance.now() + seconds * 1000;
-  for (;;) {
-    try { return await fn(); } catch (e) {
-      if (performance.now() > end) throw new Error(`${what}: ${e.message}`);
-      await sleep(250);
-    }
-  }
-}
+const serverCpuSec = () => serverCpuSecOf(pids);
 const payload = randomBytes(SIZE);
 // wait until done() or no progress (progress() unchanged) for STALL_S seconds, or the hard deadline
 const STALL_S = 30;
