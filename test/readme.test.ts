@@ -37,6 +37,8 @@ const readme = readFileSync(join(root, 'README.md'), 'utf8')
 
 /** The sections whose blocks this test runs against the cluster. */
 const runSections = ['Try it']
+/** Sections of which this test runs the blocks that talk to the cluster (the others start their own). */
+const runClusterBlocksOf = ['Benchmarks']
 /** Sections whose blocks another test owns (they talk to a cluster too). */
 const ownedElsewhere: Record<string, string> = {
   'Produce and consume from TypeScript or JavaScript': 'test/examples.test.ts runs examples/*.mjs, which these blocks show',
@@ -168,7 +170,7 @@ test('the README says what npm start runs, and its ports are the defaults of ril
 test('every README block that talks to a cluster is run here or owned by another test', () => {
   assert.ok(tryIt.length >= 2, `"Try it" has ${tryIt.length} blocks`)
   for (const b of blocks) {
-    if (runSections.includes(b.section) || ownedElsewhere[b.section] !== undefined) continue
+    if (runSections.includes(b.section) || runClusterBlocksOf.includes(b.section) || ownedElsewhere[b.section] !== undefined) continue
     assert.doesNotMatch(b.text, talksToCluster, `README.md line ${b.line} (section "${b.section}") talks to a cluster: run it in test/readme.test.ts or name its test in ownedElsewhere`)
   }
   for (const b of tryIt) {
@@ -197,4 +199,18 @@ test('the "Try it" blocks, pasted one after the other right after ready, do what
   const status = lines.slice(6).join('\n')
   assert.match(status, /^controller leader: [123]$/m, cli.stdout)
   for (const p of [0, 1, 2]) assert.match(status, new RegExp(`^orders\\s+${p}\\s+[123]\\s`, 'm'), cli.stdout)
+})
+
+test('the Benchmarks block of rill bench runs against npm start\'s cluster: a summary line per command', { timeout: 180_000 }, async () => {
+  const benchBlocks = blocks.filter((b) => runClusterBlocksOf.includes(b.section) && talksToCluster.test(b.text))
+  assert.equal(benchBlocks.length, 1, 'one rill bench block')
+  const block = benchBlocks[0]!
+  const env: NodeJS.ProcessEnv = { ...process.env, RILL_URL: `http://127.0.0.1:${port}` }
+  for (const name of ['RILL_TLS_CA', 'RILL_TLS_CERT', 'RILL_TLS_KEY', 'RILL_TOKEN', 'RILL_BROKERS']) delete env[name]
+  const run = await bash(rewritePorts(block.text, port), env)
+  assert.equal(run.code, 0, `README.md line ${block.line}: ${run.stderr}`)
+  const lines = run.stdout.trimEnd().split('\n')
+  assert.equal(lines.length, 2, run.stdout)
+  assert.match(lines[0]!, /^produce bench: 20,000 records of 100 B in .* records\/s, .* MB\/s; ack latency p50 /, run.stdout)
+  assert.match(lines[1]!, /^e2e bench: .* e2e latency p50 .*received /, run.stdout)
 })
